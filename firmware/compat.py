@@ -1,0 +1,56 @@
+# The few things that differ between MicroPython and CPython, probed once.
+# Firmware modules import these names from here instead of probing again.
+import time
+
+try:
+    import asyncio
+except ImportError:  # very old MicroPython
+    import uasyncio as asyncio
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+try:
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+except AttributeError:  # CPython
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+if hasattr(asyncio, 'sleep_ms'):
+    sleep_ms = asyncio.sleep_ms
+else:
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+import gc
+
+if hasattr(gc, 'mem_free'):
+    mem_free = gc.mem_free
+    mem_alloc = gc.mem_alloc
+else:  # CPython: no heap figures
+    def mem_free():
+        return None
+
+    def mem_alloc():
+        return None
+
+
+def epoch_offset():
+    """Seconds to add to time.time() for UTC unix time (MicroPython ports use 1970 too since
+    1.22, but older ESP32 builds count from 2000)."""
+    return 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+def unix_time():
+    return int(time.time()) + epoch_offset()

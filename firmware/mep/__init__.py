@@ -1,0 +1,1 @@
+# MEP protocol core: pure code, no machine, network or socket imports.

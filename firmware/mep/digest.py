@@ -1,0 +1,85 @@
+# MEP request digest and MBK key handling.
+#
+# The digest authenticates a request: it covers MSG || SEQ (not LEN) and is keyed with the
+# first 16 bytes of the MEP Basic Key (MBK). See shared protocol reference, section 2.2.
+# One message byte is consumed per key bit; a pass walks the key 1.5 times (24 key bytes,
+# 192 message bytes) and the last pass is padded with zero bytes.
+
+_KEY_LEN = 16
+_PASS = 24  # key bytes per pass: 0..15, then 0..7
+
+MBK_HELP = ('The MBK (MEP Basic Key) from your utility is 20 characters such as '
+            '"53540BEEB79D0514AC00". It looks like hex but is plain text: type the 20 '
+            'characters exactly. The same key written as 40 hex digits is accepted too.')
+
+
+def digest(data, key):
+    """Return the 8-byte digest of `data` (MSG || SEQ) under the 16-byte `key`."""
+    if len(key) != _KEY_LEN:
+        raise ValueError('digest key must be 16 bytes, got %d' % len(key))
+    d = bytearray(8)
+    n = len(data)
+    pos = 0
+    c = 0
+    while True:
+        for p in range(_PASS):
+            k = key[p % _KEY_LEN]
+            for b in range(8):
+                i = 7 - b
+                if pos < n:
+                    x = data[pos]
+                    pos += 1
+                else:
+                    x = 0
+                t = ~(d[i] + i) & 0xFF
+                if (k >> b) & 1:
+                    f = ((t << 1) | (t >> 7)) & 0xFF
+                else:
+                    f = -(((t >> 1) | (t << 7)) & 0xFF) & 0xFF
+                c = (c + x + f) & 0xFF
+                d[i] = c
+        if pos >= n:
+            break
+    return bytes(d)
+
+
+_HEX = '0123456789abcdefABCDEF'
+
+
+def _is_hex(s):
+    for ch in s:
+        if ch not in _HEX:
+            return False
+    return True
+
+
+def key_from_mbk(text):
+    """Turn what a user typed into the 16 digest key bytes.
+
+    Accepted: the MBK as 20 (or 16) printable ASCII characters (the normal form; the key bytes
+    are the characters' codes), or the same key as 40 (or 32) hex digits. Surrounding white
+    space is ignored. Anything else raises ValueError with a message that says what an MBK
+    looks like. The error never contains the text itself (it is a secret).
+    """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode()
+        except UnicodeError:
+            raise ValueError('the MBK contains non-ASCII bytes. ' + MBK_HELP)
+    if not isinstance(text, str):
+        raise ValueError('the MBK must be text. ' + MBK_HELP)
+    s = text.strip()
+    n = len(s)
+    if n in (40, 32) and _is_hex(s):
+        # Hex form of the ASCII key (another firmware's format): 20 or 16 bytes.
+        raw = bytes(int(s[i:i + 2], 16) for i in range(0, n, 2))
+        return raw[:_KEY_LEN]
+    if n in (20, 16):
+        for ch in s:
+            o = ord(ch)
+            if o < 0x21 or o > 0x7E:
+                raise ValueError('the MBK may only contain printable ASCII characters '
+                                 'without spaces. ' + MBK_HELP)
+        return s.encode()[:_KEY_LEN]
+    raise ValueError('the MBK has %d characters; expected 20 (or 16) characters, or 40 '
+                     '(or 32) hex digits. %s' % (n, MBK_HELP))
