@@ -1,0 +1,121 @@
+# The asyncio side of the MEP link: one task owns the port (the only UART writer) and the
+# ENABLE/driver lines, feeding the sans-IO Engine. Other tasks talk to it through submit()
+# and request(); nothing they do can block this loop.
+#
+# port:  async read(timeout_ms) -> bytes (b'' when nothing came), write(data)
+# lines: enable(on), driver_power(on)   (optional)
+try:
+    import asyncio
+except ImportError:
+    import uasyncio as asyncio
+
+from compat import ticks_ms, ticks_diff, sleep_ms
+from mep.engine import Engine
+from mep.jobs import Job, PRIO_USER
+
+
+class Link:
+    def __init__(self, port, lines=None, key=None, settings=None, wall=None, log=None):
+        self.engine = Engine(key, settings, wall)
+        self.hooks = []             # objects with step(now): the poller; run in this loop
+        self.port = port
+        self.lines = lines
+        self.log = log
+        self.loops = 0              # the supervisor watches this move
+        self.port_errors = 0
+        self._t = 0
+        self._last = ticks_ms()
+
+    def now(self):
+        """Milliseconds since start, never wrapping (MicroPython ticks wrap)."""
+        t = ticks_ms()
+        self._t += ticks_diff(t, self._last)
+        self._last = t
+        return self._t
+
+    def submit(self, job):
+        return self.engine.submit(job)
+
+    def status(self):
+        s = self.engine.status()
+        s['port_errors'] = self.port_errors
+        return s
+
+    async def request(self, message, prio=PRIO_USER, timeout_ms=20000):
+        """Queue one message and wait for its job to end. Returns the Job (check job.error).
+        Raises ValueError for a malformed message."""
+        done = asyncio.Event()
+        job = Job(message, prio, lambda j: done.set())
+        if not self.engine.submit(job):
+            job.error = 'the request queue is full'
+            job.finished = True
+            return job
+        try:
+            await asyncio.wait_for(done.wait(), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+        if not job.finished:
+            job.cancelled = True
+            job.error = 'no result within %d s' % (timeout_ms // 1000)
+        return job
+
+    def _act(self, actions):
+        for kind, val in actions:
+            if kind == 'write':
+                self.port.write(val)
+            elif self.lines is not None:
+                if kind == 'enable':
+                    self.lines.enable(val)
+                elif kind == 'driver':
+                    self.lines.driver_power(val)
+
+    async def run(self):
+        eng = self.engine
+        while True:
+            try:
+                now = self.now()
+                for h in self.hooks:
+                    h.step(now)
+                self._act(eng.step(now))
+                data = await self.port.read(eng.wait_ms(self.now()))
+                if data:
+                    eng.on_bytes(data, self.now())
+                self.loops += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # a port failure must not end the link
+                self.port_errors += 1
+                eng.last_error = 'serial port error: %r' % (e,)
+                if self.log:
+                    self.log('link: %s' % eng.last_error)
+                reopen = getattr(self.port, 'reopen', None)
+                await sleep_ms(500)
+                if reopen:
+                    try:
+                        await reopen()
+                    except Exception:
+                        pass
+
+
+class Subscription:
+    """A one-slot mailbox for a slow consumer of readings: put() never blocks and keeps only
+    the newest item; get() waits for the next one. Counts what a lagging consumer missed."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+        self.item = None
+        self.skipped = 0
+
+    def __call__(self, item):
+        if self.item is not None:
+            self.skipped += 1
+        self.item = item
+        self.event.set()
+
+    async def get(self):
+        while self.item is None:
+            self.event.clear()
+            await self.event.wait()
+        item = self.item
+        self.item = None
+        return item
