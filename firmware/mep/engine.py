@@ -37,6 +37,7 @@ class Settings:
     auth_backoff_max_ms = 900000
     max_resends = 5           # 0x0C / 0x04 resends of one job
     idle_ms = 50              # longest the driver waits when nothing is due
+    gap_ms = 100              # a quiet line this long ends whatever frame was buffered
 
 
 class Engine:
@@ -62,6 +63,7 @@ class Engine:
         self.last_error = None
         self._actions = []
         self._started = False
+        self._last_rx = 0
         if key is None:
             self.link = 'no key'
         self.c = {'tx': 0, 'rx': 0, 'retransmits': 0, 'timeouts': 0, 'resyncs': 0,
@@ -92,6 +94,7 @@ class Engine:
     def on_bytes(self, data, now):
         if not data:
             return
+        self._last_rx = now
         if self.state == WAIT_FIRST and self.job and self.decoder.pending() == 0:
             f = self.job.frame
             if len(data) >= 3 and data[:3] == f[:3]:
@@ -103,7 +106,7 @@ class Engine:
         self.c['resyncs'] += self.decoder.resyncs - before
         if self.state == WAIT_FIRST and self.decoder.pending() >= 2:
             b = self.decoder.buf
-            n = (b[0] << 8) | b[1]
+            n = ((b[0] << 8) | b[1]) or frames.MAX_LEN    # 00 00: an alert, a frame follows
             self.state = WAIT_REST
             self.deadline = now + int((n + 2) * self.s.byte_ms) + self.s.rest_slack_ms
 
@@ -115,6 +118,9 @@ class Engine:
             self._power_up(now)
         if self.alerts.check(now):
             self._alert_counts()
+        if self.decoder.pending() and now - self._last_rx >= self.s.gap_ms:
+            for ev in self.decoder.idle():
+                self._event(ev, now)
         st = self.state
         if st == POWER_UP or st == POWER_OFF:
             if now - self.deadline >= 0:
@@ -137,6 +143,8 @@ class Engine:
             t = min(t, max(0, self.hold_until - now))
         if self.alerts.active():
             t = min(t, max(0, self.alerts.deadline - now))
+        if self.decoder.pending():
+            t = min(t, max(0, self._last_rx + self.s.gap_ms - now))
         return t
 
     def status(self):

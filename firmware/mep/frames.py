@@ -201,6 +201,42 @@ class Decoder:
             events.append((EV_ERROR, why))
         self.dropped += k
 
+    def _probe(self, k):
+        """Is there a valid frame at offset k? 1 yes, 0 no, None: not enough bytes yet."""
+        buf = self.buf
+        if self.n < k + 2:
+            return None
+        n = (buf[k] << 8) | buf[k + 1]
+        if n == 0 or n > MAX_LEN:
+            return 0
+        if self.n >= k + 3 and buf[k + 2] > MAX_STATUS:
+            return 0
+        if self.n < k + 2 + n:
+            return None
+        try:
+            parse_response(memoryview(buf)[k:k + 2 + n], self.expect)
+            return 1
+        except FrameError:
+            return 0
+
+    def _zero_pair(self, quiet):
+        """The buffer starts with 00 00: an alert (True), a stray 00 before a frame 00 xx
+        (False), or undecided yet (None). Alerts come between frames and alone; inside
+        garbage, a 00 00 only counts when a valid frame (or nothing) follows it."""
+        if self.n == 2:
+            return True if quiet else None
+        after = self._probe(2)
+        shifted = self._probe(1) if self.buf[2] else 0
+        if shifted == 1 and after != 1:
+            return False
+        if after == 1:
+            return True
+        if not quiet and (after is None or shifted is None):
+            return None
+        if self.dropped and after == 0:
+            return False
+        return True
+
     def _scan(self, events, quiet):
         buf = self.buf
         while self.n >= 2 or (quiet and self.n):
@@ -209,9 +245,15 @@ class Decoder:
                 continue
             n = (buf[0] << 8) | buf[1]
             if n == 0:
-                self._drop(2)
-                self.dropped = 0
-                events.append((EV_ALERT, None))
+                verdict = self._zero_pair(quiet)
+                if verdict is None:
+                    return                      # wait for more bytes to decide
+                if verdict:
+                    self._drop(2)
+                    self.dropped = 0
+                    events.append((EV_ALERT, None))
+                else:
+                    self._garbage(events, 'stray 0x00 before a frame', 1)
                 continue
             if n > MAX_LEN:
                 self._garbage(events, 'LEN %d too large' % n, 1)

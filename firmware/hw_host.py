@@ -1,0 +1,160 @@
+# host-only: never flashed (tools/flash.py skips this file). Stand-ins for the 'host' board:
+# the MEP port is a TCP connection to the meter simulator or a pseudo-terminal, the lines and
+# the watchdog only record what they were asked to do (tests read the records).
+#
+# Both kinds of port are non-blocking file descriptors polled every few ms, the same design
+# as the UART port in hw_esp32.py, and the same code runs on CPython and on the MicroPython
+# unix port (which has socket and select.poll but no termios).
+import os
+import select
+import socket
+from compat import ticks_ms, ticks_diff, sleep_ms
+
+POLL_MS = 2
+READ_MAX = 512
+
+
+class _PolledPort:
+    """Shared read/write over a non-blocking object; subclasses supply _recv and _send."""
+
+    def __init__(self, obj):
+        self._poll = select.poll()
+        self._poll.register(obj, select.POLLIN)
+
+    async def read(self, timeout_ms):
+        t0 = ticks_ms()
+        while not self._poll.poll(0):
+            if ticks_diff(ticks_ms(), t0) >= timeout_ms:
+                return b''
+            await sleep_ms(POLL_MS)
+        data = self._recv()
+        if data is None:
+            return b''
+        if not data:
+            raise OSError('the meter simulator closed the connection')
+        return data
+
+    def write(self, data):
+        mv = memoryview(data)
+        t0 = ticks_ms()
+        while len(mv):
+            try:
+                n = self._send(mv)
+            except OSError as e:
+                if ticks_diff(ticks_ms(), t0) > 1000 or e.args[0] not in (11, 35):
+                    raise
+                n = 0
+            mv = mv[n or 0:]
+
+    def discard(self):
+        while self._poll.poll(0):
+            if not self._recv():
+                return
+
+
+class TcpPort(_PolledPort):
+    def __init__(self, host, port, timeout_s=5):
+        s = socket.socket()
+        s.settimeout(timeout_s)
+        s.connect(socket.getaddrinfo(host, port)[0][-1])
+        s.setblocking(False)
+        self.sock = s
+        _PolledPort.__init__(self, s)
+
+    def _recv(self):
+        try:
+            return self.sock.recv(READ_MAX)
+        except OSError:
+            return None  # EAGAIN: poll said readable but nothing yet
+
+    def _send(self, mv):
+        return self.sock.send(mv)
+
+    def close(self):
+        self.sock.close()
+
+
+class TtyPort(_PolledPort):
+    """A pseudo-terminal or serial device, raw 9600 8N1 where termios exists (CPython).
+    On the MicroPython unix port the device is used as it is (best effort)."""
+
+    def __init__(self, path):
+        self.f = None
+        if not hasattr(os, 'open'):  # MicroPython unix port: a plain file, one byte per poll
+            self.f = open(path, 'r+b')
+            self.fd = self.f
+            _PolledPort.__init__(self, self.f)
+            return
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        import termios
+        import tty
+        tty.setraw(self.fd)
+        a = termios.tcgetattr(self.fd)
+        a[4] = a[5] = termios.B9600
+        termios.tcsetattr(self.fd, termios.TCSANOW, a)
+        _PolledPort.__init__(self, self.fd)
+
+    def _recv(self):
+        if self.f is not None:
+            return self.f.read(1)
+        try:
+            return os.read(self.fd, READ_MAX)
+        except OSError:
+            return None
+
+    def _send(self, mv):
+        if self.f is not None:
+            return self.f.write(mv)
+        return os.write(self.fd, bytes(mv))
+
+    def close(self):
+        if self.f is not None:
+            self.f.close()
+        else:
+            os.close(self.fd)
+
+
+def open_port(profile, target):
+    """`target`: 'HOST:PORT' of the meter simulator, or a pty/serial device path."""
+    if target.startswith('/') or target.startswith('.'):
+        return TtyPort(target)
+    host, _, port = target.rpartition(':')
+    if not host or not port.isdigit():
+        raise ValueError('MEP target must be HOST:PORT or a device path, got %r' % target)
+    return TcpPort(host, int(port))
+
+
+class Lines:
+    """ENABLE, driver power and LED that only remember their state and every call."""
+
+    def __init__(self, profile=None):
+        self.profile = profile
+        self.calls = []
+        self.enabled = False
+        self.powered = False
+        self.lit = False
+
+    def enable(self, on):
+        self.enabled = bool(on)
+        self.calls.append(('enable', self.enabled))
+
+    def driver_power(self, on):
+        self.powered = bool(on)
+        self.calls.append(('driver_power', self.powered))
+
+    def led(self, on):
+        self.lit = bool(on)
+        self.calls.append(('led', self.lit))
+
+
+class Watchdog:
+    def __init__(self, timeout_ms=30000):
+        self.timeout_ms = timeout_ms
+        self.fed = 0
+
+    def feed(self):
+        self.fed += 1
+
+
+def reset_cause():
+    return 'power on'

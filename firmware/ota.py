@@ -1,0 +1,416 @@
+# Over-the-air update of the app: a signed bundle streams into ota_new/, is checked there and
+# is swapped in at the next boot; a new app that keeps crashing is rolled back from ota_old/.
+#
+# Bundle format 1 (tools/bundle.py writes it):
+#   b'MEPOTA1 <manifest length> <signature>\n'   signature: 64 hex digits, HMAC-SHA256 under
+#                                                the device's OTA key over the manifest bytes
+#   manifest: JSON, exactly <manifest length> bytes:
+#     {"format": 1, "device": "mep"|"esp32"|"esp32c3", "device_id": optional, "version": "..",
+#      "created": unix seconds, "files": [{"path": "app.mpy", "size": 123, "sha256": hex}, ..]}
+#   the files' contents, concatenated in manifest order; nothing after the last one.
+# The manifest lists every file's SHA-256, so signing the manifest signs the whole bundle.
+import os
+import json
+import hashlib
+from binascii import hexlify, unhexlify
+import hmac_sha256
+
+MAGIC = b'MEPOTA1'
+FORMAT = 1
+MAX_HEADER = 100
+MAX_MANIFEST = 16384
+MAX_FILES = 200
+STAGE = 'ota_new'
+OLD = 'ota_old'
+COMPLETE = STAGE + '/.complete'
+JOURNAL = OLD + '/.journal'
+TRIAL = 'ota_trial'
+STATUS = 'ota_status.json'
+BOARD_MANIFEST = '.manifest.json'  # tools/flash.py's record of the board; stale after an OTA
+PROTECTED = ('boot.py', 'main.py')  # they carry the rollback: only tools/flash.py writes them
+SUFFIXES = ('.mpy', '.py', '.gz', '.html', '.css', '.js', '.svg', '.ico', '.png', '.txt')
+MPY_ARCH = {'esp32': 10, 'esp32c3': 11}  # .mpy header byte 2 >> 2 (0: plain bytecode)
+_HEADER, _MANIFEST, _FILES, _DONE, _FAILED = 0, 1, 2, 3, 4
+
+
+class OtaError(Exception):
+    pass
+
+
+class Fs:
+    """The few filesystem operations OTA and safe mode need, under `root` ('/' on the device,
+    a temp dir in tests). Paths are relative, '/'-separated."""
+
+    def __init__(self, root='/'):
+        self.root = root.rstrip('/')
+
+    def path(self, rel):
+        return self.root + '/' + rel if rel else (self.root or '/')
+
+    def _mode(self, rel):
+        try:
+            return os.stat(self.path(rel))[0]
+        except OSError:
+            return None
+
+    def exists(self, rel):
+        return self._mode(rel) is not None
+
+    def isdir(self, rel):
+        m = self._mode(rel)
+        return m is not None and m & 0x4000 != 0
+
+    def makedirs(self, rel):
+        p = ''
+        for part in rel.split('/'):
+            p = p + '/' + part if p else part
+            if part and not self.isdir(p):
+                os.mkdir(self.path(p))
+
+    def remove(self, rel):
+        try:
+            os.remove(self.path(rel))
+        except OSError:
+            pass
+
+    def rename(self, a, b):
+        if '/' in b:
+            self.makedirs(b.rsplit('/', 1)[0])
+        if self.exists(b):
+            os.remove(self.path(b))
+        os.rename(self.path(a), self.path(b))
+
+    def rmtree(self, rel):
+        if self.isdir(rel):
+            for name in os.listdir(self.path(rel)):
+                self.rmtree(rel + '/' + name)
+            os.rmdir(self.path(rel))
+        else:
+            self.remove(rel)
+
+    def open(self, rel, mode):
+        return open(self.path(rel), mode)
+
+    def read(self, rel):
+        try:
+            with open(self.path(rel), 'rb') as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def write(self, rel, data):
+        """Write a small file so a power cut leaves the old or the new content."""
+        with open(self.path(rel + '.tmp'), 'wb') as f:
+            f.write(data)
+        self.rename(rel + '.tmp', rel)
+
+    def free(self):
+        try:
+            s = os.statvfs(self.path(''))
+            return s[0] * s[4]
+        except (OSError, AttributeError):
+            return None
+
+
+def read_json(fs, rel):
+    data = fs.read(rel)
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return None
+
+
+def header_line(manifest, key):
+    """The bundle's first line for these manifest bytes (used by tools/bundle.py)."""
+    sig = hmac_sha256.hexdigest(key, manifest)
+    return MAGIC + b' ' + str(len(manifest)).encode() + b' ' + sig.encode() + b'\n'
+
+
+def check_path(p):
+    if not isinstance(p, str) or not 0 < len(p) <= 96 or p[0] == '/' or '\\' in p:
+        return 'bad file path %r' % (p,)
+    for part in p.split('/'):
+        if not part or part[0] == '.':
+            return 'bad file path %r' % (p,)
+    if p in PROTECTED or p.split('/')[0] in (STAGE, OLD):
+        return '%s cannot be replaced over the air (use tools/flash.py)' % p
+    for s in SUFFIXES:
+        if p.endswith(s):
+            return None
+    return 'file type of %s is not allowed in a bundle' % p
+
+
+def check_manifest(m, chip, device_id=None):
+    """Raise OtaError unless manifest dict `m` suits this device; return its file list."""
+    if not isinstance(m, dict) or m.get('format') != FORMAT:
+        raise OtaError('unsupported bundle format %r (this firmware reads format %d)'
+                       % (m.get('format') if isinstance(m, dict) else None, FORMAT))
+    dev = m.get('device')
+    if dev != 'mep' and dev != chip:
+        raise OtaError('bundle is for %r, this device is %r: refused' % (dev, chip))
+    if m.get('device_id') and m.get('device_id') != device_id:
+        raise OtaError('bundle is for device %r, not this one (%r): refused'
+                       % (m.get('device_id'), device_id))
+    files = m.get('files')
+    if not isinstance(files, list) or not 0 < len(files) <= MAX_FILES:
+        raise OtaError('bundle lists no files (or too many)')
+    seen = {}
+    for f in files:
+        if not isinstance(f, dict):
+            raise OtaError('bad file entry in manifest')
+        err = check_path(f.get('path'))
+        if err:
+            raise OtaError(err)
+        if f['path'] in seen:
+            raise OtaError('file %s listed twice' % f['path'])
+        seen[f['path']] = 1
+        size, h = f.get('size'), f.get('sha256')
+        if not isinstance(size, int) or size < 0 or not isinstance(h, str) or len(h) != 64:
+            raise OtaError('bad size or sha256 for %s' % f['path'])
+    return files
+
+
+class OtaReceiver:
+    """Streams one bundle into STAGE. feed() as chunks arrive, then finish(); any OtaError
+    leaves STAGE removed and the running app untouched. Holds in RAM at most the header line
+    or the manifest (<= MAX_MANIFEST); file data goes straight to flash, hashed on the way."""
+
+    def __init__(self, root, key, chip, device_id=None):
+        self.fs = root if isinstance(root, Fs) else Fs(root)
+        self._key = key
+        self.chip = chip
+        self.device_id = device_id
+        self._state = _HEADER
+        self._buf = bytearray()
+        self._fh = None
+        self.received = 0
+        self.expected = None
+        self.manifest = None
+        self.error = None
+
+    def buffered(self):
+        return len(self._buf)
+
+    def feed(self, chunk):
+        if self._state == _FAILED:
+            raise OtaError(self.error)
+        try:
+            self._feed(memoryview(chunk))
+        except OtaError as e:
+            self._fail(str(e))
+            raise
+        except OSError as e:
+            self._fail('writing the update to flash failed (%s); is the filesystem full?' % e)
+            raise OtaError(self.error)
+
+    def _feed(self, mv):
+        n = len(mv)
+        i = 0
+        self.received += n
+        while i < n:
+            st = self._state
+            if st == _HEADER:
+                j = i
+                while j < n and mv[j] != 10:
+                    j += 1
+                self._buf.extend(mv[i:j])
+                k = min(len(self._buf), len(MAGIC))
+                if bytes(self._buf[:k]) != MAGIC[:k] or len(self._buf) > MAX_HEADER:
+                    raise OtaError('not an OTA bundle for this firmware (bad header)')
+                if j == n:
+                    return
+                i = j + 1
+                self._header(i)
+            elif st == _MANIFEST:
+                take = min(n - i, self._need - len(self._buf))
+                self._buf.extend(mv[i:i + take])
+                i += take
+                if len(self._buf) == self._need:
+                    self._manifest()
+            elif st == _FILES:
+                i += self._write(mv[i:])
+            else:
+                raise OtaError('unexpected data after the last file: refused')
+
+    def _header(self, hlen):
+        parts = bytes(self._buf).decode().split(' ')
+        self._buf = bytearray()
+        if len(parts) < 3 or len(parts[2]) == 0:
+            raise OtaError('unsigned bundle refused: it carries no signature')
+        try:
+            self._need = int(parts[1])
+            self._sig = unhexlify(parts[2])
+        except ValueError:
+            raise OtaError('malformed bundle header')
+        if len(self._sig) != 32 or not 2 <= self._need <= MAX_MANIFEST:
+            raise OtaError('malformed bundle header')
+        self._hlen = hlen
+        self._state = _MANIFEST
+
+    def _manifest(self):
+        raw = bytes(self._buf)
+        self._buf = bytearray()
+        if not hmac_sha256.equal(hmac_sha256.digest(self._key, raw), self._sig):
+            raise OtaError('bad signature: the bundle was modified or signed with another key')
+        try:
+            m = json.loads(raw)
+        except ValueError:
+            raise OtaError('signed manifest is not valid JSON')
+        self._files = check_manifest(m, self.chip, self.device_id)
+        if self.fs.exists(TRIAL):
+            raise OtaError('the previous update is still on trial; try again in a minute')
+        total = 0
+        for f in self._files:
+            total += f['size']
+        self.expected = self._hlen + len(raw) + total
+        self.manifest = m
+        self._raw = raw
+        free = self.fs.free()
+        self.fs.rmtree(STAGE)
+        if free is not None and total + 8192 > free:
+            raise OtaError('not enough flash: the update needs %d KB, %d KB free'
+                           % (total // 1024 + 8, free // 1024))
+        self.fs.makedirs(STAGE)
+        self._idx = -1
+        self._state = _FILES
+        self._next()
+
+    def _next(self):
+        self._idx += 1
+        if self._idx == len(self._files):
+            self._state = _DONE
+            return
+        f = self._files[self._idx]
+        p = f['path']
+        if '/' in p:
+            self.fs.makedirs(STAGE + '/' + p.rsplit('/', 1)[0])
+        self._fh = self.fs.open(STAGE + '/' + p, 'wb')
+        self._hash = hashlib.sha256()
+        self._left = f['size']
+        self._head = bytearray() if p.endswith('.mpy') else None
+        if self._left == 0:
+            self._close()
+
+    def _write(self, mv):
+        take = min(len(mv), self._left)
+        data = mv[:take]
+        if self._head is not None:
+            self._head.extend(data[:3 - len(self._head)])
+            if len(self._head) == 3 or take == self._left:
+                self._check_mpy()
+        self._fh.write(data)
+        self._hash.update(data)
+        self._left -= take
+        if self._left == 0:
+            self._close()
+        return take
+
+    def _check_mpy(self):
+        h = self._head
+        self._head = None
+        want = MPY_ARCH.get(self.chip)
+        if len(h) < 3 or h[0] != 77 or h[1] != 6 or (want and h[2] >> 2 not in (0, want)):
+            raise OtaError('%s is not a .mpy file for this chip and MicroPython version'
+                           % self._files[self._idx]['path'])
+
+    def _close(self):
+        self._fh.close()
+        self._fh = None
+        f = self._files[self._idx]
+        if hexlify(self._hash.digest()).decode() != f['sha256'].lower():
+            raise OtaError('%s is damaged: its SHA-256 does not match the signed manifest'
+                           % f['path'])
+        self._next()
+
+    def finish(self):
+        """Check the upload is complete and mark STAGE ready for the next boot."""
+        if self._state == _FAILED:
+            raise OtaError(self.error)
+        if self._state != _DONE:
+            if self.expected:
+                msg = 'upload truncated: got %d of %d bytes' % (self.received, self.expected)
+            else:
+                msg = 'upload truncated: the bundle header or manifest is incomplete'
+            self._fail(msg)
+            raise OtaError(msg)
+        self.fs.write(COMPLETE, self._raw)
+        return {'version': self.manifest.get('version'), 'files': len(self._files),
+                'bytes': self.expected}
+
+    def abort(self):
+        self._fail('aborted')
+
+    def _fail(self, msg):
+        if self._fh:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
+        self._buf = bytearray()
+        self.error = self.error or msg
+        self._state = _FAILED
+        try:
+            self.fs.rmtree(STAGE)
+        except OSError:
+            pass
+
+
+def apply_pending(fs, crashes=0, max_crashes=3):
+    """At boot, before the app: roll back an app on trial that crashed `max_crashes` starts in
+    a row, else swap in a complete staged bundle. Returns 'rolled back', 'applied' or None."""
+    if isinstance(fs, str):
+        fs = Fs(fs)
+    if fs.exists(TRIAL) and crashes >= max_crashes:
+        rollback(fs, 'the new app failed to start %d times' % crashes)
+        return 'rolled back'
+    if not fs.exists(COMPLETE):
+        return None
+    m = read_json(fs, COMPLETE)
+    j = read_json(fs, JOURNAL)
+    if j is None:  # a fresh apply, not one resumed after a power cut
+        fs.rmtree(OLD)
+        fs.makedirs(OLD)
+        j = {'version': m['version'], 'replaced': [], 'added': []}
+        for f in m['files']:
+            j['replaced' if fs.exists(f['path']) else 'added'].append(f['path'])
+        fs.write(JOURNAL, json.dumps(j).encode())
+    for p in j['replaced'] + j['added']:
+        if fs.exists(STAGE + '/' + p):
+            if fs.exists(p) and not fs.exists(OLD + '/' + p) and p in j['replaced']:
+                fs.rename(p, OLD + '/' + p)
+            fs.rename(STAGE + '/' + p, p)
+    fs.write(TRIAL, str(j['version']).encode())
+    fs.rmtree(STAGE)
+    fs.remove(BOARD_MANIFEST)
+    return 'applied'
+
+
+def rollback(fs, why):
+    j = read_json(fs, JOURNAL)
+    if j:
+        for p in j['added']:
+            fs.remove(p)
+        for p in j['replaced']:
+            if fs.exists(OLD + '/' + p):
+                fs.rename(OLD + '/' + p, p)
+    fs.write(STATUS, json.dumps({'result': 'rolled back', 'version': j and j['version'],
+                                 'why': why}).encode())
+    fs.rmtree(OLD)
+    fs.remove(TRIAL)
+    fs.remove(BOARD_MANIFEST)
+
+
+def commit(fs):
+    """The app on trial ran long enough: keep it and free ota_old/."""
+    if fs.exists(TRIAL):
+        v = (fs.read(TRIAL) or b'').decode()
+        fs.write(STATUS, json.dumps({'result': 'updated', 'version': v}).encode())
+        fs.remove(TRIAL)
+    if fs.exists(OLD):
+        fs.rmtree(OLD)
+
+
+def status(fs):
+    """What happened to the last update, for the status page (None if nothing)."""
+    return read_json(fs, STATUS)
