@@ -23,8 +23,8 @@ class TableError(ValueError):
 
 class ShortTable(TableError):
     def __init__(self, table, need, got):
-        TableError.__init__(self, '%s too short: need %d bytes, got %d'
-                            % (rq.table_name(table), need, got))
+        super().__init__('%s too short: need %d bytes, got %d'
+                         % (rq.table_name(table), need, got))
         self.table = table
         self.need = need
         self.got = got

@@ -1,0 +1,1 @@
+# Host-side tools (meter simulator, flashing, runners). Never copied to the device.
