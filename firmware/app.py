@@ -1,0 +1,236 @@
+# The app: builds the objects, starts the tasks, supervises them. Wiring only.
+# The same file runs on the ESP32 and, with the 'host' board profile, on a PC against the
+# meter simulator (tools/host_run.py).
+import time
+from compat import asyncio, sleep_ms, unix_time, mem_free, mem_alloc, ticks_ms, epoch_offset
+import boards
+from config import Config
+from store import Store
+from mep.digest import key_from_mbk
+from mep.engine import Settings
+from mep.link import Link, Subscription
+from mep.poller import Poller
+
+VERSION = '0.1.0'
+NAME = 'Open MEP firmware'
+
+
+def join(d, name):
+    return name if d in ('', '.') else (d.rstrip('/') + '/' + name)
+
+
+class App:
+    def __init__(self, board=None, data_dir='/', mep_target=None, http_port=80, console=False,
+                 log=print, supervise=True):
+        self.log = log
+        self.data_dir = data_dir
+        self.http_port = http_port
+        self.console = console
+        self.started = unix_time()
+        self._t0 = ticks_ms()
+        self.reboot_requested = False
+        self.web_task = None
+        self.config = Config(join(data_dir, 'config.json'))
+        self.config.load()
+        self.board = boards.get(board or self.config['board'])
+        self.chip = self.board['chip']
+        if self.chip == 'host':
+            import hw_host as hw
+            port = hw.open_port(self.board, mep_target or '127.0.0.1:7700')
+        else:
+            import hw_esp32 as hw
+            port = hw.open_port(self.board)
+        self.hw = hw
+        self.lines = hw.Lines(self.board)
+        self.reset_cause = hw.reset_cause()
+        self._key_warning = None
+        self.link = Link(port, self.lines, self._key(), Settings(), unix_time, log)
+        c = self.config
+        self.poller = Poller(self.link.submit, unix_time, c['poll_bt23_ms'], c['poll_bt28_ms'],
+                             c['fast_mode'], log)
+        self.link.hooks.append(self.poller)
+        self.store = Store(data_dir)
+        self._store_warning = self.store.load()
+        self.poller.on_reading(self.store.add)
+        self.mqtt = None
+        self.alarms = None
+        self.mailer = None
+        self.supervisor = None
+        self._optional()
+        if supervise:
+            from supervisor import Supervisor
+            import ota
+            self.supervisor = Supervisor(hw.Watchdog(), ota.Fs(data_dir),
+                                         reset_cause=self.reset_cause)
+
+    def _key(self):
+        mbk = self.config['mbk']
+        if not mbk:
+            return None
+        try:
+            return key_from_mbk(mbk)
+        except ValueError as e:
+            self._key_warning = 'MBK not usable: %s' % e
+            return None
+
+    def _optional(self):
+        """MQTT, alarms and e-mail: the app runs without them if a module is missing."""
+        try:
+            from mqtt import Mqtt
+            self.mqtt = Mqtt(self.config, lambda: self.poller.info, log=self.log,
+                             on_command=self._command)
+            self.poller.on_reading(self.mqtt.publish_reading)
+            self.link.engine.on_frame = self._raw
+        except ImportError as e:
+            self.log('mqtt unavailable: %r' % (e,))
+        try:
+            from alarms import Alarms
+            self.alarms = Alarms(self.config)
+            self.poller.on_reading(self._alarm_feed)
+        except ImportError:
+            pass
+        try:
+            from smtp import Mailer
+            self.mailer = Mailer(self.config)
+        except ImportError:
+            pass
+
+    def _raw(self, direction, data):
+        m = self.mqtt
+        if m is not None and self.config['mqtt_raw']:
+            m.raw(direction, ''.join('%02x' % b for b in data))
+
+    def _command(self, message):
+        from mep.jobs import Job, PRIO_USER
+        return self.link.submit(Job(message, PRIO_USER))
+
+    def _alarm_feed(self, reading):
+        for ev in self.alarms.feed(reading):
+            if self.mqtt is not None:
+                self.mqtt.publish_alarm(ev)
+            if self.mailer is not None:
+                self.mailer.send_alarm(ev)
+
+    # --- for the web UI ---------------------------------------------------------------------
+
+    def version(self):
+        return VERSION
+
+    def warnings(self):
+        out = []
+        for w in (self.config.warning, self._key_warning, self._store_warning):
+            if w:
+                out.append(w)
+        if not self.config['mbk']:
+            out.append('No MBK configured: set the MEP Basic Key to start reading the meter.')
+        return out
+
+    def sysinfo(self):
+        d = {'version': VERSION, 'uptime_s': (ticks_ms() - self._t0) // 1000,
+             'heap_free': mem_free(), 'heap_alloc': mem_alloc(),
+             'reset_cause': self.reset_cause, 'board': self.board['name'], 'chip': self.chip}
+        if self.supervisor is not None:
+            d.update(self.supervisor.mem_info())
+            d['last_reboot'] = self.supervisor.last_reboot
+        return d
+
+    def apply_config(self, changes):
+        errors = self.config.update(changes)
+        if errors:
+            return errors
+        self.config.save()
+        c = self.config
+        self._key_warning = None
+        self.link.engine.set_key(self._key())
+        self.poller.configure(c['poll_bt23_ms'], c['poll_bt28_ms'], c['fast_mode'])
+        if self.mqtt is not None:
+            self.mqtt.reconfigure() if hasattr(self.mqtt, 'reconfigure') else None
+        return {}
+
+    def reboot(self):
+        self.reboot_requested = True
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    async def _housekeeping(self):
+        """Saves history (at most once a minute), publishes link status, feeds the
+        supervisor's view of the link. Never touches the UART."""
+        last_loops = -1
+        while True:
+            try:
+                self.store.maybe_save(unix_time())
+                if self.mqtt is not None:
+                    self.mqtt.publish_link(self.link.status())
+                sup = self.supervisor
+                if sup is not None:
+                    if self.link.loops != last_loops:
+                        last_loops = self.link.loops
+                        sup.alive('link')
+                    if self.web_task is not None and not self.web_task.done():
+                        sup.alive('web')
+                    if self.mqtt is not None and getattr(self.mqtt, 'running', False):
+                        sup.alive('mqtt')
+                if self.reboot_requested and self.chip != 'host':
+                    self.store.save()
+                    await sleep_ms(500)
+                    import machine
+                    machine.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.log('housekeeping: %r' % (e,))
+            await sleep_ms(2000)
+
+    async def _console(self):
+        sub = Subscription()
+        self.poller.on_reading(sub)
+        while True:
+            r = await sub.get()
+            st = self.link.status()
+            tm = time.gmtime(r['time'] - epoch_offset())
+            self.log('%02d:%02d:%02dZ  P %5d W import %5d W export  U %.1f/%.1f/%.1f V  I %.2f/%.2f/%.2f A'
+                     '  %.3f Hz  E %.3f kWh  [%s, seq %d]'
+                     % (tm[3], tm[4], tm[5], r['p_in'], r['p_out'], r['u_l1'], r['u_l2'], r['u_l3'],
+                        r['i_l1'], r['i_l2'], r['i_l3'], r['freq'],
+                        (r['e_in'] or 0) / 1000, st['link'], st['seq']))
+
+    async def _web(self):
+        try:
+            from web import server
+        except ImportError as e:
+            self.log('web UI unavailable: %r' % (e,))
+            return
+        self.log('web UI on port %d' % self.http_port)
+        await server.serve(self, port=self.http_port)
+
+    async def main(self):
+        tasks = [asyncio.create_task(self.link.run()),
+                 asyncio.create_task(self._housekeeping())]
+        if self.console:
+            tasks.append(asyncio.create_task(self._console()))
+        if self.mqtt is not None:
+            tasks.append(asyncio.create_task(self.mqtt.run()))
+        if self.mailer is not None and hasattr(self.mailer, 'run'):
+            tasks.append(asyncio.create_task(self.mailer.run()))
+        if self.supervisor is not None:
+            if self.mqtt is None or not self.mqtt.enabled():
+                self.supervisor.unwatch('mqtt')
+            tasks.append(asyncio.create_task(self.supervisor.run()))
+        self.web_task = None
+        if self.http_port:
+            self.web_task = asyncio.create_task(self._web())
+            tasks.append(self.web_task)
+        elif self.supervisor is not None:
+            self.supervisor.unwatch('web')
+        self.tasks = tasks
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            self.store.save()
+
+
+def run(board=None, **opts):
+    app = App(board, **opts)
+    asyncio.run(app.main())
