@@ -49,7 +49,8 @@ class App:
         self.poller = Poller(self.link.submit, unix_time, c['poll_bt23_ms'], c['poll_bt28_ms'],
                              c['fast_mode'], log)
         self.link.hooks.append(self.poller)
-        self.store = Store(data_dir)
+        # 38 bytes a slot: 300 on the ESP32 (11 KB), 15 minutes at 1 s on the PC
+        self.store = Store(data_dir, 900 if self.chip == 'host' else 300)
         self._store_warning = self.store.load()
         self.poller.on_reading(self.store.add)
         self.mqtt = None

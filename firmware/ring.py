@@ -43,7 +43,7 @@ class Ring:
         """RAM held by the arrays."""
         n = 0
         for c in self._cols:
-            n += len(c[1]) * c[1].itemsize
+            n += len(c[1]) * memoryview(c[1]).itemsize
         return n
 
     def bytes_per_slot(self):

@@ -1,0 +1,42 @@
+# Where readings go: the RAM ring (live charts) and the persisted history aggregates.
+from ring import Ring
+from history import History
+
+HISTORY_FILE = 'history.bin'
+
+
+def join(data_dir, name):
+    """'/' + name on the device ('' or '/'), data_dir/name on the PC."""
+    if not data_dir:
+        return '/' + name
+    return data_dir + name if data_dir.endswith('/') else data_dir + '/' + name
+
+
+class Store:
+    def __init__(self, data_dir, ring_capacity=900, history_sizes=None):
+        self.ring = Ring(ring_capacity)
+        self.history = History(join(data_dir, HISTORY_FILE), history_sizes)
+
+    def load(self):
+        """Reload the saved history (never raises). Returns a warning text or None."""
+        return self.history.load()
+
+    def add(self, reading):
+        """Record one reading. Returns False when the history dropped it (clock policy);
+        the ring keeps every reading."""
+        self.ring.push(reading)
+        return self.history.add(reading)
+
+    def maybe_save(self, now):
+        return self.history.maybe_save(now)
+
+    def save(self):
+        self.history.save()
+
+    async def save_async(self):
+        """save() yielding to the event loop between chunks."""
+        await self.history.save_async()
+
+    @property
+    def warning(self):
+        return self.history.warning
