@@ -111,7 +111,7 @@ def test_decoder_fuzz():
 
 def test_link_fuzz_never_raises_and_recovers():
     r = Rand(777)
-    n = _count(400) // 4
+    n = _count(100)
     key = b'ABCDEFGHIJKLMNOP'
     eng = Engine(key)
     eng.s.settle_ms = 0
