@@ -177,7 +177,7 @@ class OtaReceiver:
 
     def __init__(self, root, key, chip, device_id=None):
         self.fs = root if isinstance(root, Fs) else Fs(root)
-        self._key = key
+        self._key = unhexlify(key) if isinstance(key, str) else key  # config's ota_key is hex
         self.chip = chip
         self.device_id = device_id
         self._state = _HEADER

@@ -1,0 +1,420 @@
+# Board profiles, safe mode, the supervisor and the hardware layers, all on the PC: fake pins,
+# a fake `machine`/`network`, a temp dir as flash, loopback sockets and a pseudo-terminal.
+import asyncio
+import importlib
+import os
+import socket
+import struct
+import sys
+import threading
+import types
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+if os.path.join(ROOT, 'firmware') not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, 'firmware'))
+
+import boards  # noqa: E402
+import hw_host  # noqa: E402
+import ota  # noqa: E402
+import safemode  # noqa: E402
+import supervisor  # noqa: E402
+
+
+# ---------------------------------------------------------------- profiles
+
+EXPECTED = {  # from the hardware docs (shared/docs/mep-protocol.md, section 1)
+    'dabbler': dict(chip='esp32', uart=2, rx=16, tx=17, enable=5, enable_active=0,
+                    driver_supply=32, boot_button=0, safe_active=0),
+    'ustepper': dict(chip='esp32c3', rx=6, tx=7, enable=5, enable_active=0,
+                     driver_supply=None, boot_button=9, safe_active=0),
+    'mepdrawer': dict(chip='esp32c3', rx=6, tx=7, enable=5, enable_active=0, boot_button=9),
+    'host': dict(chip='host', uart=None, rx=None, tx=None, enable=None, driver_supply=None),
+}
+FIELDS = ('name', 'chip', 'uart', 'rx', 'tx', 'enable', 'enable_active', 'driver_supply', 'led',
+          'led_active', 'boot_button', 'safe_active')
+
+
+@pytest.mark.parametrize('key', sorted(EXPECTED))
+def test_profile_pins(key):
+    prof = boards.get(key)
+    assert set(prof) == set(FIELDS)
+    for field, value in EXPECTED[key].items():
+        assert prof[field] == value, '%s.%s' % (key, field)
+
+
+def test_unknown_profile_is_a_clear_error():
+    with pytest.raises(ValueError, match='unknown board profile'):
+        boards.get('arduino')
+
+
+# ---------------------------------------------------------------- safe mode
+
+class Pin:
+    def __init__(self, *values):
+        self.values = list(values)
+        self.reads = 0
+
+    def value(self):
+        self.reads += 1
+        return self.values[min(self.reads - 1, len(self.values) - 1)]
+
+
+@pytest.fixture
+def fs(tmp_path):
+    return ota.Fs(str(tmp_path))
+
+
+def run_boot(fs, pin=None, cfg=None, starts=None):
+    if cfg is not None:
+        fs.write(safemode.CONFIG, cfg.encode())
+    out, aps = [], []
+
+    def start_ap(pw):
+        aps.append(pw)
+        return 'MEP-TEST'
+    active = safemode.boot(fs, pin, 0, start_ap, sleep_ms=lambda ms: None, out=out.append,
+                           rand=lambda n: bytes(range(n)))
+    return active, out, aps
+
+
+def test_button_held_enters_safe_mode_with_config_ap_password(fs):
+    active, out, aps = run_boot(fs, Pin(0), '{"ap_password": "kitchen-meter-77"}')
+    assert active and safemode.active and 'BOOT button' in safemode.reason
+    assert aps == ['kitchen-meter-77']
+    assert not any('kitchen-meter-77' in line for line in out)  # a configured secret: not shown
+
+
+def test_button_released_or_bouncing_starts_the_app(fs):
+    assert run_boot(fs, Pin(1))[0] is False
+    assert run_boot(fs, Pin(0, 1, 0))[0] is False  # one bounce is not a request
+    assert safemode.active is False
+
+
+def test_three_crashed_starts_enter_safe_mode_with_fallback_password(fs):
+    for _ in range(3):
+        assert run_boot(fs, Pin(1))[0] is False
+        safemode.count_start(fs)  # main.py, then the app dies before 60 s
+    active, out, aps = run_boot(fs, Pin(1))
+    assert active and '3 times' in safemode.reason
+    fallback = safemode.fallback_password(lambda n: bytes(range(n)))
+    assert aps == [fallback] and len(fallback) >= 8
+    assert any(fallback in line for line in out)  # printed on the REPL only
+    assert safemode.crashes(fs) == 0  # the next start gets fresh tries
+    assert run_boot(fs, Pin(1))[0] is False
+
+
+def test_clean_start_clears_the_counter(fs):
+    safemode.count_start(fs)
+    safemode.count_start(fs)
+    assert safemode.crashes(fs) == 2
+    safemode.mark_good(fs)
+    assert safemode.crashes(fs) == 0
+    safemode.count_start(fs)
+    assert run_boot(fs, Pin(1))[0] is False
+
+
+def test_garbled_counter_counts_as_crashes(fs):
+    fs.write(safemode.CRASHES, b'\xff\x00')
+    assert run_boot(fs)[0] is True
+
+
+def test_safe_mode_survives_a_failing_access_point(fs):
+    fs.write(safemode.CRASHES, b'3')
+
+    def broken(pw):
+        raise OSError('no radio')
+    out = []
+    assert safemode.boot(fs, None, 0, broken, out=out.append) is True
+    assert any('could not start the access point' in line for line in out)
+
+
+# ---------------------------------------------------------------- supervisor
+
+class Clock:
+    def __init__(self):
+        self.t = 0
+
+    def __call__(self):
+        return self.t
+
+
+def test_supervisor_feeds_only_while_all_tasks_report(fs):
+    wdt, clock = hw_host.Watchdog(), Clock()
+    sup = supervisor.Supervisor(wdt, fs, {'link': 10000, 'web': 5000}, clock=clock)
+    for _ in range(20):
+        clock.t += 1000
+        sup.alive('link')
+        sup.alive('web')
+        assert sup.check() is None
+    assert wdt.fed == 20
+    for _ in range(6):  # web goes silent
+        clock.t += 1000
+        sup.alive('link')
+        sup.check()
+    assert sup.hung == 'web' and wdt.fed == 25  # fed while silent <= its 5 s allowance
+    sup.alive('web')  # too late: the watchdog will reboot
+    clock.t += 1000
+    assert sup.check() == 'web' and wdt.fed == 25
+    after = supervisor.Supervisor(hw_host.Watchdog(), fs, reset_cause='watchdog')
+    assert after.last_reboot == 'rebooted by watchdog: task web hung (silent 6 s)'
+    assert not fs.exists(supervisor.REASON)
+    assert supervisor.Supervisor(hw_host.Watchdog(), fs, reset_cause='watchdog').last_reboot == \
+        'rebooted by watchdog: the event loop stalled'
+    assert supervisor.Supervisor(hw_host.Watchdog(), fs).last_reboot is None
+
+
+def test_supervisor_marks_a_start_good_after_60_s(fs):
+    clock = Clock()
+    safemode.count_start(fs)
+    sup = supervisor.Supervisor(hw_host.Watchdog(), fs, {'link': 5000}, clock=clock)
+    while clock.t < 59000:
+        clock.t += 1000
+        sup.alive('link')
+        sup.check()
+        assert safemode.crashes(fs) == 1
+    clock.t += 1000
+    sup.alive('link')
+    sup.check()
+    assert safemode.crashes(fs) == 0 and sup.good
+    info = sup.mem_info()
+    assert info['uptime_s'] == 60 and info['reset_cause'] == 'power on'
+
+
+# ---------------------------------------------------------------- hw_esp32 with a fake machine
+
+class FakePin:
+    OUT, IN, PULL_UP = 1, 2, 3
+
+    def __init__(self, gpio, mode=None, pull=None, value=None):
+        self.gpio, self.mode, self.level = gpio, mode, value
+        FakePin.made[gpio] = self
+
+    def value(self, v=None):
+        if v is None:
+            return self.level
+        self.level = v
+
+
+class FakeUart:
+    def __init__(self, uid, baud, **kw):
+        self.uid, self.baud, self.kw = uid, baud, kw
+        self.rx = bytearray()
+        self.tx = bytearray()
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self):
+        d, self.rx = bytes(self.rx), bytearray()
+        return d or None
+
+    def write(self, data):
+        self.tx += data
+
+
+@pytest.fixture
+def hw_esp32(monkeypatch):
+    m = types.ModuleType('machine')
+    FakePin.made = {}
+    m.Pin, m.UART = FakePin, FakeUart
+    m.PWRON_RESET, m.HARD_RESET, m.WDT_RESET, m.DEEPSLEEP_RESET, m.SOFT_RESET = 1, 2, 3, 4, 5
+    m.cause = 3
+    m.reset_cause = lambda: m.cause
+
+    class WDT:
+        def __init__(self, timeout):
+            self.timeout, self.fed = timeout, 0
+
+        def feed(self):
+            self.fed += 1
+    m.WDT = WDT
+    monkeypatch.setitem(sys.modules, 'machine', m)
+    sys.modules.pop('hw_esp32', None)
+    mod = importlib.import_module('hw_esp32')
+    yield mod, m
+    sys.modules.pop('hw_esp32', None)
+
+
+def test_esp32_lines_follow_the_profile(hw_esp32):
+    hw, _m = hw_esp32
+    lines = hw.Lines(boards.get('dabbler'))
+    en, supply = FakePin.made[5], FakePin.made[32]
+    assert en.level == 1 and supply.level == 0  # starts disabled, driver off
+    lines.enable(True)
+    assert en.level == 0  # active low through the RS-232 driver
+    lines.driver_power(True)
+    assert supply.level == 1
+    lines.led(True)  # no LED on this board: no-op
+    FakePin.made.clear()
+    lines = hw.Lines(boards.get('ustepper'))
+    assert sorted(FakePin.made) == [5]  # no driver supply pin touched
+    lines.driver_power(True)
+    lines = hw.Lines(boards.get('mepdrawer'))
+    lines.led(True)
+    assert FakePin.made[10].level == 1
+
+
+async def test_esp32_uart_port(hw_esp32):
+    hw, _m = hw_esp32
+    port = hw.open_port(boards.get('dabbler'))
+    u = port.uart
+    assert (u.uid, u.baud) == (2, 9600)
+    assert u.kw == dict(bits=8, parity=None, stop=1, tx=17, rx=16, rxbuf=1024)
+    assert await port.read(20) == b''
+    asyncio.get_running_loop().call_later(0.01, lambda: u.rx.extend(b'\x06abc'))
+    assert await port.read(1000) == b'\x06abc'
+    port.write(b'\xee\x00')
+    assert bytes(u.tx) == b'\xee\x00'
+
+
+def test_esp32_watchdog_and_reset_cause(hw_esp32):
+    hw, m = hw_esp32
+    w = hw.Watchdog()
+    w.feed()
+    assert w._wdt.timeout == 30000 and w._wdt.fed == 1
+    assert hw.reset_cause() == 'watchdog'
+    m.cause = 5
+    assert hw.reset_cause() == 'soft reset'
+    m.cause = 99
+    assert 'unknown' in hw.reset_cause()
+
+
+# ---------------------------------------------------------------- hw_host
+
+def test_host_lines_and_watchdog_record():
+    lines = hw_host.Lines(boards.get('host'))
+    lines.driver_power(True)
+    lines.enable(True)
+    lines.enable(False)
+    assert lines.calls == [('driver_power', True), ('enable', True), ('enable', False)]
+    w = hw_host.Watchdog()
+    w.feed()
+    w.feed()
+    assert w.fed == 2 and hw_host.reset_cause() == 'power on'
+
+
+async def test_host_tcp_port():
+    got = []
+
+    async def handle(r, w):
+        got.append(await r.read(10))
+        w.write(b'\x06reply')
+        await w.drain()
+        await asyncio.sleep(0.2)
+        w.close()
+    server = await asyncio.start_server(handle, '127.0.0.1', 0)
+    port_no = server.sockets[0].getsockname()[1]
+    port = hw_host.open_port(boards.get('host'), '127.0.0.1:%d' % port_no)
+    assert await port.read(30) == b''
+    port.write(b'\xee\x00')
+    assert await port.read(2000) == b'\x06reply'
+    assert got == [b'\xee\x00']
+    with pytest.raises(OSError, match='closed'):
+        await port.read(2000)
+    port.close()
+    server.close()
+
+
+async def test_host_pty_port():
+    master, slave = os.openpty()
+    try:
+        port = hw_host.open_port(boards.get('host'), os.ttyname(slave))
+        assert await port.read(20) == b''
+        os.write(master, b'\x06meter')
+        assert await port.read(1000) == b'\x06meter'
+        port.write(b'\xee\x00ab')
+        await asyncio.sleep(0.05)
+        assert os.read(master, 100) == b'\xee\x00ab'  # raw mode: bytes pass unchanged
+        port.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_host_port_target_errors():
+    with pytest.raises(ValueError, match='HOST:PORT'):
+        hw_host.open_port(boards.get('host'), 'nonsense')
+
+
+# ---------------------------------------------------------------- net
+
+class FakeWlan:
+    def __init__(self, connects_after=None):
+        self.on, self.connects_after, self.polls, self.cfg = False, connects_after, 0, {}
+
+    def active(self, on=None):
+        if on is not None:
+            self.on = on
+        return self.on
+
+    def connect(self, ssid, pw):
+        self.ssid = ssid
+
+    def isconnected(self):
+        self.polls += 1
+        return self.connects_after is not None and self.polls > self.connects_after
+
+    def disconnect(self):
+        pass
+
+    def config(self, *a, **kw):
+        if a == ('mac',):
+            return b'\x24\x0a\xc4\x12\x34\x56'
+        self.cfg.update(kw)
+
+    def ifconfig(self):
+        return ('192.168.4.1', '', '', '')
+
+
+def fake_network(sta):
+    n = types.SimpleNamespace(STA_IF=0, AP_IF=1, AUTH_WPA2_PSK=3, names=[])
+    ap = FakeWlan()
+    n.WLAN = lambda i: sta if i == 0 else ap
+    n.hostname = n.names.append
+    n.ap = ap
+    return n
+
+
+async def test_wifi_falls_back_to_ap_after_timeout(monkeypatch):
+    import net
+    n = fake_network(FakeWlan(connects_after=None))
+    w = net.Wifi(n, 'mep-kitchen')
+    assert n.names == ['mep-kitchen']
+    assert await w.up('home', 'secret-pw', 'ap-password-123', timeout_ms=300) == 'ap'
+    assert n.ap.cfg == {'essid': 'MEP-123456', 'password': 'ap-password-123', 'authmode': 3}
+    assert w.ip() == '192.168.4.1'
+    n2 = fake_network(FakeWlan(connects_after=2))
+    assert await net.Wifi(n2).up('home', 'secret-pw', 'ap-password-123') == 'sta'
+    with pytest.raises(ValueError):
+        net.Wifi(n2).start_ap(None, 'short')
+
+
+async def test_ntp_sets_rtc_and_gives_up_in_time():
+    import net
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind(('127.0.0.1', 0))
+    t_unix = 1750000000
+
+    def serve():
+        data, addr = srv.recvfrom(48)
+        r = bytearray(48)
+        r[40:44] = struct.pack('!I', t_unix + net.NTP_DELTA)
+        srv.sendto(bytes(r), addr)
+    th = threading.Thread(target=serve)
+    th.start()
+    rtc = types.SimpleNamespace(set=None)
+    rtc.datetime = lambda t: setattr(rtc, 'set', t)
+    ntp = net.Ntp(rtc, '127.0.0.1', port=srv.getsockname()[1])
+    assert await ntp.maybe_sync() is True
+    th.join()
+    assert rtc.set[:3] == (2025, 6, 15)
+    assert ntp.due() is False
+    ntp2 = net.Ntp(rtc, '127.0.0.1', port=srv.getsockname()[1])  # nobody answers now
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    assert await ntp2.sync(timeout_ms=200) is False
+    assert loop.time() - t0 < 1.0
+    srv.close()

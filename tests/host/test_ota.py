@@ -1,0 +1,309 @@
+# OTA bundles: built by tools/bundle.py, received by firmware/ota.py in a temp "flash root",
+# applied at the next "boot" by safemode.boot(), rolled back after 3 crashed starts.
+import json
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools')):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import bundle  # noqa: E402
+import ota  # noqa: E402
+import safemode  # noqa: E402
+
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+MPY = b'M\x06\x00\x1f' + b'\x02' * 60          # plain bytecode header, any chip
+MPY_C3_NATIVE = b'M\x06\x2f\x1f' + b'\x00' * 20  # arch 11 (rv32imc) << 2 | sub-version 3
+
+NEW = {'app.mpy': MPY + b'new app', 'web/index.html': b'<p>new</p>' * 50,
+       'mep/extra.mpy': MPY + b'added module'}
+OLD = {'app.mpy': MPY + b'old app', 'web/index.html': b'<p>old</p>',
+       'config.json': b'{"ap_password": "abcdefghijkmnpqr"}', 'boot.py': b'# boot',
+       'main.py': b'# main'}
+
+
+def tree(root):
+    out = {}
+    for d, _dirs, files in os.walk(root):
+        for n in files:
+            p = os.path.join(d, n)
+            with open(p, 'rb') as f:
+                out[os.path.relpath(p, root).replace(os.sep, '/')] = f.read()
+    return out
+
+
+def populate(root, files):
+    for rel, data in files.items():
+        p = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, 'wb') as f:
+            f.write(data)
+
+
+def make_bundle(tmp_path, files=NEW, key=KEY, device='esp32', device_id=None, name='b.ota'):
+    src = tmp_path / ('src-' + name)
+    populate(str(src), files)
+    out = str(tmp_path / name)
+    bundle.write_bundle(out, [(rel, str(src / rel)) for rel in files], key, device, '2.0',
+                        device_id, created=1700000000)
+    with open(out, 'rb') as f:
+        return f.read()
+
+
+def receive(root, data, chip='esp32', key=KEY, chunk=4096, device_id=None):
+    rx = ota.OtaReceiver(str(root), key, chip, device_id)
+    for i in range(0, len(data), chunk):
+        rx.feed(data[i:i + chunk])
+    return rx, rx.finish()
+
+
+@pytest.fixture
+def dev(tmp_path):
+    root = tmp_path / 'flash'
+    populate(str(root), OLD)
+    return root
+
+
+def refused(dev, data, match, **kw):
+    before = tree(str(dev))
+    with pytest.raises(ota.OtaError, match=match):
+        receive(dev, data, **kw)
+    assert tree(str(dev)) == before, 'a refused bundle changed the flash'
+    assert not ota.Fs(str(dev)).exists(ota.STAGE)
+
+
+def boot(root, out=None):
+    return safemode.boot(ota.Fs(str(root)), out=(out.append if out is not None else
+                                                 (lambda *a: None)))
+
+
+def test_good_bundle_is_staged_then_applied_at_boot(tmp_path, dev):
+    data = make_bundle(tmp_path)
+    before = tree(str(dev))
+    rx, summary = receive(dev, data)
+    assert summary == {'version': '2.0', 'files': 3, 'bytes': len(data)}
+    staged = tree(str(dev))
+    for rel in before:  # the running app is untouched until the next boot
+        assert staged[rel] == before[rel]
+    assert ota.Fs(str(dev)).exists(ota.COMPLETE)
+
+    msgs = []
+    assert boot(dev, msgs) is False  # not safe mode
+    assert 'ota: update applied' in msgs
+    after = tree(str(dev))
+    for rel, content in NEW.items():
+        assert after[rel] == content
+    assert after['ota_old/app.mpy'] == OLD['app.mpy']
+    assert after['config.json'] == OLD['config.json'] and after['boot.py'] == OLD['boot.py']
+    assert ota.STAGE + '/.complete' not in after
+    assert ota.TRIAL in after
+
+    safemode.mark_good(ota.Fs(str(dev)))  # the supervisor does this after 60 s
+    after = tree(str(dev))
+    assert not any(k.startswith('ota_old/') for k in after) and ota.TRIAL not in after
+    assert ota.status(ota.Fs(str(dev))) == {'result': 'updated', 'version': '2.0'}
+
+
+@pytest.mark.parametrize('where', ['file', 'manifest', 'header'])
+def test_tampered_byte_is_refused(tmp_path, dev, where):
+    data = bytearray(make_bundle(tmp_path))
+    nl = data.index(b'\n')
+    pos = {'file': len(data) - 3, 'manifest': nl + 20, 'header': nl - 5}[where]
+    data[pos] ^= 0x01
+    refused(dev, bytes(data), {'file': 'damaged', 'manifest': 'bad signature',
+                               'header': 'bad signature|malformed'}[where])
+
+
+def test_wrong_key_refused(tmp_path, dev):
+    refused(dev, make_bundle(tmp_path, key=OTHER_KEY), 'bad signature')
+
+
+def test_unsigned_bundle_refused(tmp_path, dev):
+    data = make_bundle(tmp_path)
+    nl = data.index(b'\n')
+    magic, length, _sig = data[:nl].split(b' ')
+    refused(dev, magic + b' ' + length + b'\n' + data[nl + 1:], 'unsigned')
+    refused(dev, magic + b' ' + length + b' \n' + data[nl + 1:], 'unsigned')
+
+
+def test_not_a_bundle_refused_at_once(dev):
+    rx = ota.OtaReceiver(str(dev), KEY, 'esp32')
+    with pytest.raises(ota.OtaError, match='not an OTA bundle'):
+        rx.feed(b'<html>')
+    with pytest.raises(ota.OtaError, match='not an OTA bundle'):
+        rx.feed(b'x')  # stays failed
+
+
+@pytest.mark.parametrize('cut', [5, 200, -1])
+def test_truncated_upload_refused(tmp_path, dev, cut):
+    data = make_bundle(tmp_path)
+    refused(dev, data[:cut] if cut > 0 else data[:cut], 'truncated')
+
+
+def test_trailing_data_refused(tmp_path, dev):
+    refused(dev, make_bundle(tmp_path) + b'x', 'after the last file')
+
+
+def test_wrong_chip_refused(tmp_path, dev):
+    refused(dev, make_bundle(tmp_path, device='esp32c3'), "bundle is for 'esp32c3'", chip='esp32')
+
+
+def test_wrong_device_id_refused(tmp_path, dev):
+    data = make_bundle(tmp_path, device_id='mep-kitchen')
+    refused(dev, data, 'mep-kitchen', device_id='mep-garage')
+    receive(dev, data, device_id='mep-kitchen')  # the right one is accepted
+
+
+def test_mpy_for_other_arch_refused_even_in_a_generic_bundle(tmp_path, dev):
+    files = {'fast.mpy': MPY_C3_NATIVE}
+    refused(dev, make_bundle(tmp_path, files, device='mep'), 'not a .mpy file', chip='esp32')
+    receive(dev, make_bundle(tmp_path, files, device='mep', name='c.ota'), chip='esp32c3')
+
+
+def signed(manifest):
+    raw = json.dumps(manifest).encode()
+    return ota.header_line(raw, KEY) + raw
+
+
+@pytest.mark.parametrize('path,match', [('../evil.py', 'bad file path'),
+                                        ('/abs.py', 'bad file path'),
+                                        ('boot.py', 'cannot be replaced'),
+                                        ('main.py', 'cannot be replaced'),
+                                        ('ota_old/x.py', 'cannot be replaced'),
+                                        ('config.json', 'not allowed')])
+def test_dangerous_paths_refused_even_when_signed(dev, path, match):
+    m = {'format': 1, 'device': 'esp32', 'version': '1',
+         'files': [{'path': path, 'size': 1, 'sha256': '0' * 64}]}
+    refused(dev, signed(m) + b'x', match)
+
+
+class CountingFs(ota.Fs):
+    """Counts the bytes the receiver hands to files (CPython's own file buffer aside)."""
+    written = 0
+
+    def open(self, rel, mode):
+        f = ota.Fs.open(self, rel, mode)
+        fs = self
+        real_write = f.write
+
+        def write(data):
+            fs.written += len(data)
+            return real_write(data)
+        f.write = write
+        return f
+
+
+def test_one_byte_chunks_hold_nothing_but_header_or_manifest(tmp_path, dev):
+    data = make_bundle(tmp_path)
+    nl = data.index(b'\n')
+    mlen = int(data[:nl].split(b' ')[1])
+    fs = CountingFs(str(dev))
+    rx = ota.OtaReceiver(fs, KEY, 'esp32')
+    for i in range(len(data)):
+        rx.feed(data[i:i + 1])
+        if i < nl:
+            assert rx.buffered() == i + 1 <= ota.MAX_HEADER
+        elif i < nl + mlen:
+            assert rx.buffered() <= mlen
+        else:  # every file byte went on to a file at once: nothing kept back
+            assert rx.buffered() == 0
+            assert fs.written == i + 1 - (nl + 1 + mlen)
+    rx.finish()
+    assert tree(str(dev))[ota.STAGE + '/web/index.html'] == NEW['web/index.html']
+
+
+def test_abort_cleans_up(tmp_path, dev):
+    data = make_bundle(tmp_path)
+    before = tree(str(dev))
+    rx = ota.OtaReceiver(str(dev), KEY, 'esp32')
+    rx.feed(data[:len(data) // 2])
+    assert ota.Fs(str(dev)).exists(ota.STAGE)
+    rx.abort()
+    assert tree(str(dev)) == before
+
+
+def test_new_upload_refused_while_previous_update_on_trial(tmp_path, dev):
+    receive(dev, make_bundle(tmp_path))
+    boot(dev)
+    refused(dev, make_bundle(tmp_path, name='c.ota'), 'still on trial')
+
+
+def test_rollback_after_three_failed_starts(tmp_path, dev):
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    assert boot(dev) is False
+    for _ in range(3):  # main.py counts each start; the new app never reaches 60 s
+        safemode.count_start(fs)
+        msgs = []
+        active = boot(dev, msgs)
+        if 'ota: update rolled back' in msgs:
+            break
+    assert 'ota: update rolled back' in msgs and active is False
+    after = tree(str(dev))
+    for rel, content in OLD.items():
+        assert after[rel] == content
+    assert 'mep/extra.mpy' not in after  # added by the update, removed again
+    assert not any(k.startswith(('ota_old/', 'ota_new/')) for k in after)
+    assert safemode.crashes(fs) == 0
+    st = ota.status(fs)
+    assert st['result'] == 'rolled back' and st['version'] == '2.0'
+
+
+def test_crashes_before_three_keep_the_update(tmp_path, dev):
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    boot(dev)
+    safemode.count_start(fs)
+    safemode.count_start(fs)
+    boot(dev)
+    assert tree(str(dev))['app.mpy'] == NEW['app.mpy']
+
+
+def test_apply_survives_a_power_cut_half_way(tmp_path, dev, monkeypatch):
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    real = os.rename
+    calls = []
+
+    def cut(a, b):
+        calls.append(a)
+        if len(calls) == 4:  # journal .tmp, app.mpy -> old, new app.mpy in, then: power cut
+            raise OSError('power cut')
+        return real(a, b)
+
+    monkeypatch.setattr(ota.os, 'rename', cut)
+    with pytest.raises(OSError):
+        ota.apply_pending(fs)
+    monkeypatch.setattr(ota.os, 'rename', real)
+    assert ota.apply_pending(fs) == 'applied'
+    after = tree(str(dev))
+    for rel, content in NEW.items():
+        assert after[rel] == content
+    ota.rollback(fs, 'test')
+    after = tree(str(dev))
+    for rel, content in OLD.items():
+        assert after[rel] == content
+    assert 'mep/extra.mpy' not in after
+
+
+def test_bundle_cli_builds_and_verifies(tmp_path, capsys):
+    src = tmp_path / 'build'
+    populate(str(src), dict(NEW, **{'boot.py': b'#', 'main.py': b'#', '.manifest.json': b'{}'}))
+    keyfile = tmp_path / 'key'
+    keyfile.write_text(KEY.hex() + '\n')
+    out = str(tmp_path / 'x.ota')
+    assert bundle.main([str(src), '--device', 'esp32', '--key-file', str(keyfile), '-o', out]) == 0
+    assert bundle.main(['--verify', out, '--device', 'esp32', '--key-file', str(keyfile)]) == 0
+    text = capsys.readouterr().out
+    assert 'valid bundle' in text and '3 files' in text and KEY.hex() not in text
+    with open(out, 'rb') as f:
+        assert b'boot.py' not in f.read()  # only a cable replaces boot.py / main.py
+    keyfile.write_text(OTHER_KEY.hex())
+    assert bundle.main(['--verify', out, '--device', 'esp32', '--key-file', str(keyfile)]) == 1
+    assert 'bad signature' in capsys.readouterr().err

