@@ -45,18 +45,21 @@ def read_resp(data):
 
 
 def mutate(r, frame):
-    b = bytearray(frame)
+    """Flip, delete or insert bytes, or cut the tail (slicing: MicroPython's bytearray has
+    no item deletion)."""
+    b = bytes(frame)
     for _ in range(1 + r.below(4)):
         op = r.below(4)
-        if op == 0 and b:
-            b[r.below(len(b))] = r.below(256)
-        elif op == 1 and b:
-            del b[r.below(len(b))]
+        i = r.below(len(b) + 1)
+        if op == 0 and i < len(b):
+            b = b[:i] + bytes((r.below(256),)) + b[i + 1:]
+        elif op == 1 and i < len(b):
+            b = b[:i] + b[i + 1:]
         elif op == 2:
-            b.insert(r.below(len(b) + 1), r.below(256))
-        elif b:
-            del b[r.below(len(b)):]
-    return bytes(b)
+            b = b[:i] + bytes((r.below(256),)) + b[i:]
+        else:
+            b = b[:i]
+    return b
 
 
 def stream(r):
