@@ -11,6 +11,7 @@ from binascii import hexlify
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const
 import ha
+from smtp import open_tcp
 
 QMAX = const(32)
 KEEPALIVE = const(60)          # s
@@ -81,7 +82,7 @@ class Mqtt:
         self.log = log
         self.on_command = on_command
         self.io_timeout = 0.25     # s, every send/receive
-        self.connect_timeout = 3   # s, TCP connect + CONNACK (+ TLS handshake)
+        self.connect_timeout = 2   # s, TCP connect (async probe); CONNACK (+ TLS) blocks
         self.idle_ms = 200         # incoming messages are polled at least this often
         self.q = []
         self.drops = self.published = self.connects = 0
@@ -95,6 +96,7 @@ class Mqtt:
         self._disc = None          # generator of discovery messages being sent
         self._announce = False
         self._cleared = False
+        self._reconf = False
         self._energy = {}
         self._ping = self._poll = 0
         self._ev = asyncio.Event()
@@ -148,17 +150,27 @@ class Mqtt:
         self.running = False
         self._ev.set()
 
+    def reconfigure(self):
+        """Settings changed: reconnect with them, resolve again, re-announce."""
+        self._addr = None
+        self._cleared = False
+        self._reconf = True
+        self._ev.set()
+
     # ---- the task ----
     async def run(self):
         self.running = True
         backoff = BACKOFF_MIN
         while self.running:
+            if self._reconf:
+                self._reconf = False
+                self._close(graceful=True)
             if not self.enabled():
                 self._close(graceful=True)
                 await self._wait(1000)
                 continue
             if self.c is None:
-                if not self._connect():
+                if not (await self._probe() and self._connect()):
                     await self._wait(backoff, wake=False)
                     backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
@@ -175,8 +187,10 @@ class Mqtt:
         self._close(graceful=True)
 
     async def _wait(self, ms, wake=True):
-        if not wake:
-            await sleep_ms(ms)
+        if not wake:    # back-off: only stop() ends it early
+            t0 = ticks_ms()
+            while self.running and ticks_diff(ticks_ms(), t0) < ms:
+                await sleep_ms(min(200, ms))
             return
         try:
             await asyncio.wait_for(self._ev.wait(), ms / 1000)
@@ -184,16 +198,37 @@ class Mqtt:
             pass
         self._ev.clear()
 
+    async def _probe(self):
+        """Resolve (once) and open a TCP connection without blocking: an unreachable
+        broker then costs no blocking connect() at all (one extra TCP connection/connect)."""
+        host = self.cfg['mqtt_host']
+        port = self._port()
+        try:
+            if self._addr is None or self._addr[0] != host:
+                self._addr = (host, socket.getaddrinfo(host, port)[0][-1][0])
+            s = await open_tcp(self._addr[1], port, self.connect_timeout * 1000)
+            s.close()
+            return True
+        except Exception as e:
+            self._fails += 1
+            if self._fails % 5 == 0:
+                self._addr = None
+            self.last_error = _err(e)
+            self.log('mqtt: cannot reach %s:%d: %s' % (host, port, self.last_error))
+            return False
+
+    def _port(self):
+        tls = bool(_opt(self.cfg, 'mqtt_tls', False))
+        return int(_opt(self.cfg, 'mqtt_port', 0) or (8883 if tls else 1883))
+
     def _connect(self):
         cfg = self.cfg
         host = cfg['mqtt_host']
         tls = bool(_opt(cfg, 'mqtt_tls', False))
-        port = int(_opt(cfg, 'mqtt_port', 0) or (8883 if tls else 1883))
+        port = self._port()
         base = self.base()
         c = None
         try:
-            if self._addr is None or self._addr[0] != host:
-                self._addr = (host, socket.getaddrinfo(host, port)[0][-1][0])
             user = _opt(cfg, 'mqtt_user') or None
             c = self.factory(base.replace('/', '-'), self._addr[1], port=port, user=user,
                              password=(_opt(cfg, 'mqtt_password', '') if user else None),

@@ -1,0 +1,118 @@
+# GET /metrics: Prometheus text exposition format 0.0.4, produced line by line (a
+# generator) so the whole page never sits in the heap.
+# Units are in the metric names (watts, volts, amperes, hertz, watt_hours, ...); meter
+# counters are `_total` counters, per-phase values carry a phase="L1".. label.
+CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+
+# reading key, metric name, type, help
+_SINGLE = (
+    ('p_in', 'mep_power_import_watts', 'gauge', 'Active power import'),
+    ('p_out', 'mep_power_export_watts', 'gauge', 'Active power export'),
+    ('q_in', 'mep_reactive_power_import_vars', 'gauge', 'Reactive power import'),
+    ('q_out', 'mep_reactive_power_export_vars', 'gauge', 'Reactive power export'),
+    ('s', 'mep_apparent_power_volt_amperes', 'gauge', 'Apparent power'),
+    ('freq', 'mep_frequency_hertz', 'gauge', 'Grid frequency'),
+    ('p_in_avg', 'mep_average_power_import_watts', 'gauge', 'Average active power import'),
+    ('p_out_avg', 'mep_average_power_export_watts', 'gauge', 'Average active power export'),
+    ('e_in', 'mep_energy_import_watt_hours_total', 'counter', 'Active energy imported'),
+    ('e_out', 'mep_energy_export_watt_hours_total', 'counter', 'Active energy exported'),
+    ('eq_in', 'mep_reactive_energy_import_var_hours_total', 'counter',
+     'Reactive energy imported'),
+    ('eq_out', 'mep_reactive_energy_export_var_hours_total', 'counter',
+     'Reactive energy exported'),
+)
+# key prefix (+ l1..l3), metric name, help
+_PHASE = (
+    ('p_in_', 'mep_phase_power_import_watts', 'Active power import per phase'),
+    ('p_out_', 'mep_phase_power_export_watts', 'Active power export per phase'),
+    ('u_', 'mep_voltage_volts', 'RMS voltage per phase'),
+    ('i_', 'mep_current_amperes', 'RMS current per phase'),
+    ('pf_', 'mep_power_factor_ratio', 'Power factor per phase (0..1)'),
+    ('p_in_avg_', 'mep_phase_average_power_import_watts', 'Average power import per phase'),
+    ('p_out_avg_', 'mep_phase_average_power_export_watts', 'Average power export per phase'),
+    ('u_avg_', 'mep_average_voltage_volts', 'Average voltage per phase'),
+)
+_LINK_COUNTERS = (
+    ('frames', 'Response frames received from the meter'),
+    ('timeouts', 'Requests the meter did not answer in time'),
+    ('resyncs', 'Sequence number resynchronisations'),
+    ('auth_failures', 'Requests refused for authentication'),
+    ('alerts', 'Alerts (00 00) received from the meter'),
+    ('alerts_handled', 'Alerts answered'),
+)
+
+
+def _esc(v):
+    return str(v).replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+
+
+def _val(v):
+    if isinstance(v, bool):
+        return '1' if v else '0'
+    if isinstance(v, int):
+        return str(v)
+    return repr(float(v))
+
+
+def _head(name, typ, text):
+    # text format 0.0.4: HELP/TYPE name the sample itself, counters included (x_total)
+    return '# HELP %s %s\n# TYPE %s %s\n' % (name, text, name, typ)
+
+
+def metrics_text(reading, info, link_status, sysinfo):
+    """Yields the exposition text in pieces (each ends with a newline)."""
+    r = reading or {}
+    for key, name, typ, text in _SINGLE:
+        v = r.get(key)
+        if v is not None:
+            yield _head(name, typ, text) + '%s %s\n' % (name, _val(v))
+    for pre, name, text in _PHASE:
+        head = False
+        for ph in ('1', '2', '3'):
+            v = r.get(pre + 'l' + ph)
+            if v is None:
+                continue
+            if not head:
+                head = True
+                yield _head(name, 'gauge', text)
+            yield '%s{phase="L%s"} %s\n' % (name, ph, _val(v))
+    if r.get('time') is not None:
+        yield _head('mep_reading_timestamp_seconds', 'gauge',
+                    'UTC unix time of the newest reading') + \
+            'mep_reading_timestamp_seconds %d\n' % r['time']
+    if r.get('seq') is not None:
+        yield _head('mep_readings_total', 'counter', 'Readings since boot') + \
+            'mep_readings_total %d\n' % r['seq']
+    if info:
+        yield _head('mep_meter_info', 'gauge', 'Meter identification (always 1)') + \
+            'mep_meter_info{manufacturer="%s",model="%s",fw="%s",hw="%s",serial="%s"} 1\n' % (
+                _esc(str(info.get('manufacturer') or '').strip()), _esc(info.get('model') or ''),
+                _esc(info.get('fw') or ''), _esc(info.get('hw') or ''),
+                _esc(info.get('serial') or ''))
+    if link_status:
+        st = link_status.get('state') or 'unknown'
+        yield _head('mep_link_up', 'gauge', '1 while the meter link is working') + \
+            'mep_link_up %d\n' % (1 if st == 'ok' else 0)
+        yield _head('mep_link_state', 'gauge', 'Current link state (label), always 1') + \
+            'mep_link_state{state="%s"} 1\n' % _esc(st)
+        c = link_status.get('counters') or {}
+        for key, text in _LINK_COUNTERS:
+            if c.get(key) is not None:
+                name = 'mep_link_%s_total' % key
+                yield _head(name, 'counter', text) + '%s %s\n' % (name, _val(c[key]))
+    s = sysinfo or {}
+    for key, name, typ, text in (
+            ('heap_free', 'mep_heap_free_bytes', 'gauge', 'Free MicroPython heap'),
+            ('heap_alloc', 'mep_heap_allocated_bytes', 'gauge', 'Allocated MicroPython heap'),
+            ('uptime', 'mep_uptime_seconds', 'gauge', 'Seconds since boot')):
+        if s.get(key) is not None:
+            yield _head(name, typ, text) + '%s %s\n' % (name, _val(s[key]))
+    mq = s.get('mqtt')
+    if mq:
+        yield _head('mep_mqtt_connected', 'gauge', '1 while connected to the MQTT broker') + \
+            'mep_mqtt_connected %d\n' % (1 if mq.get('connected') else 0)
+        for key, text in (('published', 'MQTT messages published'),
+                          ('drops', 'MQTT messages dropped (queue full or connection lost)'),
+                          ('reconnects', 'MQTT reconnections')):
+            name = 'mep_mqtt_%s_total' % key
+            yield _head(name, 'counter', text) + '%s %d\n' % (name, mq.get(key) or 0)

@@ -1,0 +1,92 @@
+# GET /getDashDataWS (the original firmware's JSON, see legacy.py) and GET /metrics
+# (Prometheus, see metrics.py).
+#
+# Both are readable without a login unless cfg['legacy_public'] is False; then they need
+# a session: ctx.require_login(request) must return None/True for a valid session and
+# otherwise the response to send (False -> 401). It may be a coroutine function.
+#
+# ctx: .config, .poller (.latest reading or None, .info dict, .status link dict or a
+# method returning it; else ctx.link.status()); optional .mqtt (Mqtt, for its stats),
+# .fw_info, .boot_ms.
+from compat import ticks_ms, ticks_diff, unix_time, mem_free, mem_alloc
+import legacy
+import metrics
+
+_BOOT = ticks_ms()
+_CHUNK = 512
+
+
+def _get(obj, name):
+    v = getattr(obj, name, None)
+    return v() if callable(v) else v
+
+
+async def _denied(ctx, request):
+    """None when the request may proceed, else the response to return."""
+    try:
+        public = ctx.config['legacy_public']
+    except KeyError:
+        public = True
+    if public is None or public:
+        return None
+    check = getattr(ctx, 'require_login', None)
+    if check is None:
+        return {'error': 'login required'}, 401
+    res = check(request)
+    if hasattr(res, 'send') and hasattr(res, 'throw'):   # a coroutine (also on MicroPython)
+        res = await res
+    if res is None or res is True:
+        return None
+    if res is False:
+        return {'error': 'login required'}, 401
+    return res
+
+
+def sysinfo(ctx):
+    boot = getattr(ctx, 'boot_ms', None)
+    d = {'heap_free': mem_free(), 'heap_alloc': mem_alloc(),
+         'uptime': ticks_diff(ticks_ms(), _BOOT if boot is None else boot) // 1000}
+    m = getattr(ctx, 'mqtt', None)
+    if m is not None:
+        d['mqtt'] = m.stats()
+    return d
+
+
+def _chunks(lines):
+    buf = ''
+    for s in lines:
+        buf += s
+        if len(buf) >= _CHUNK:
+            yield buf.encode()
+            buf = ''
+    if buf:
+        yield buf.encode()
+
+
+def register(app, ctx):
+    @app.route('/getDashDataWS')
+    async def dash_data(request):
+        denied = await _denied(ctx, request)
+        if denied is not None:
+            return denied
+        p = ctx.poller
+        d = legacy.legacy_json(getattr(p, 'latest', None), getattr(p, 'info', None),
+                               unix_time(), getattr(ctx, 'fw_info', None))
+        if d is None:
+            return {'error': 'no meter reading yet'}, 503, {'Retry-After': '10'}
+        return d
+
+    @app.route('/metrics')
+    async def prometheus(request):
+        denied = await _denied(ctx, request)
+        if denied is not None:
+            return denied
+        p = ctx.poller
+        link = _get(p, 'status')
+        if link is None and getattr(ctx, 'link', None) is not None:
+            link = _get(ctx.link, 'status')
+        lines = metrics.metrics_text(getattr(p, 'latest', None), getattr(p, 'info', None),
+                                     link, sysinfo(ctx))
+        return _chunks(lines), 200, {'Content-Type': metrics.CONTENT_TYPE}
+
+    return dash_data, prometheus

@@ -1,0 +1,491 @@
+# MQTT publisher + Home Assistant discovery against a real mosquitto and a paho subscriber.
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+
+import paho.mqtt.client as paho
+import pytest
+
+import ha
+import mqtt
+from mep.reading import FIELDS
+from mqtt_broker import Broker, make_cert
+
+INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
+        'serial': '12345678', 'mfg_serial': '0099887766'}
+SECRET = 'pa55-SECRET-word'
+
+
+def make_cfg(port, **kw):
+    cfg = {'mqtt_enabled': True, 'mqtt_host': '127.0.0.1', 'mqtt_port': port,
+           'mqtt_tls': False, 'mqtt_user': '', 'mqtt_password': '', 'mqtt_prefix': 'mep',
+           'mqtt_device_id': 'dev1', 'mqtt_per_value': False, 'mqtt_raw': False,
+           'mqtt_commands': False, 'ha_discovery': True, 'ha_prefix': 'homeassistant',
+           'hostname': 'mepmod'}
+    cfg.update(kw)
+    return cfg
+
+
+def reading(seq, t=1700000000):
+    r = {'time': t + seq, 'seq': seq}
+    for i, (k, unit, _) in enumerate(FIELDS):
+        r[k] = float(i + seq) + 0.5
+    r['e_in'] = 1000000 + seq * 10
+    r['e_out'] = 5000
+    return r
+
+
+class Sub:
+    """A paho subscriber collecting (topic, payload, retain)."""
+
+    def __init__(self, port, topic='#'):
+        self.msgs = []
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id='sub-' + uuid.uuid4().hex)
+        self.c.on_message = lambda c, u, m: self.msgs.append((m.topic, m.payload, m.retain))
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(topic)
+        self.c.reconnect_delay_set(0.1, 0.5)
+        self.c.connect('127.0.0.1', port)
+        self.c.loop_start()
+
+    def topics(self, topic):
+        return [m for m in self.msgs if m[0] == topic]
+
+    async def wait(self, pred, timeout=8.0):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if pred():
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+    def publish(self, topic, payload, retain=False):
+        self.c.publish(topic, payload, retain=retain).wait_for_publish(2)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@pytest.fixture
+def broker():
+    b = Broker().start()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def subs():
+    made = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def new_sub(subs, port, topic='#'):
+    s = Sub(port, topic)
+    subs.append(s)
+    return s
+
+
+class Running:
+    def __init__(self, m):
+        self.m = m
+
+    async def __aenter__(self):
+        self.task = asyncio.create_task(self.m.run())
+        return self.m
+
+    async def __aexit__(self, *exc):
+        self.m.stop()
+        await asyncio.wait_for(self.task, 5)
+
+
+def make(cfg, logs=None, **kw):
+    m = mqtt.Mqtt(cfg, lambda: INFO, log=(logs.append if logs is not None else lambda s: None),
+                  **kw)
+    m.io_timeout = 0.5
+    return m
+
+
+# ---------- discovery payloads, field by field (no broker) ----------
+def render(template, value):
+    """The two value_template forms ha.py uses, evaluated the way HA's Jinja would."""
+    if template == '{{ (value | float / 1000) | round(3) }}':
+        return round(float(value) / 1000, 3)
+    assert template.startswith('{{ value_json.') and template.endswith(' }}')
+    return json.loads(value)[template[14:-3]]
+
+
+def test_discovery_payloads_field_by_field():
+    cfg = make_cfg(1883)
+    msgs = list(ha.messages(cfg, INFO, 'mep/dev1'))
+    by_key = {}
+    for topic, payload in msgs:
+        parts = topic.split('/')
+        assert parts[0] == 'homeassistant' and parts[1] == 'sensor'
+        assert parts[2] == 'mep_12345678' and parts[4] == 'config'
+        by_key[parts[3]] = json.loads(payload)
+    expect = {'e_in': ('energy', 'kWh', 'total_increasing'),
+              'e_out': ('energy', 'kWh', 'total_increasing'),
+              'p_in': ('power', 'W', 'measurement'), 'p_out': ('power', 'W', 'measurement'),
+              'freq': ('frequency', 'Hz', 'measurement')}
+    for ph in ('l1', 'l2', 'l3'):
+        expect['u_' + ph] = ('voltage', 'V', 'measurement')
+        expect['i_' + ph] = ('current', 'A', 'measurement')
+        expect['pf_' + ph] = ('power_factor', None, 'measurement')
+        expect['p_in_' + ph] = ('power', 'W', 'measurement')
+        expect['p_out_' + ph] = ('power', 'W', 'measurement')
+    for key, (dc, unit, sc) in expect.items():
+        c = by_key[key]
+        assert c['device_class'] == dc, key
+        assert c.get('unit_of_measurement') == unit, key
+        assert c['state_class'] == sc, key
+        assert c['unique_id'] == 'mep_12345678_' + key
+        assert c['availability_topic'] == 'mep/dev1/status'
+        assert c['payload_available'] == 'online' and c['payload_not_available'] == 'offline'
+        d = c['device']
+        assert d['identifiers'] == ['mep_12345678']
+        assert d['manufacturer'] == 'NES' and d['model'] == '83334-3I'
+        assert d['sw_version'] == '4.4' and d['hw_version'] == '1.2'
+        assert d['configuration_url'] == 'http://mepmod.local/'
+    # unique ids are unique, the link sensor is diagnostic
+    ids = [c['unique_id'] for c in by_key.values()]
+    assert len(ids) == len(set(ids))
+    assert by_key['link']['entity_category'] == 'diagnostic'
+    # energy comes from the retained Wh counter and is shown in kWh with 3 decimals
+    assert by_key['e_in']['state_topic'] == 'mep/dev1/energy/e_in'
+    assert render(by_key['e_in']['value_template'], '1234567') == 1234.567
+    assert render(by_key['e_in']['value_template'], '1234567.4') == 1234.567
+    # the other sensors read their key from the state JSON
+    r = reading(3)
+    state = ha.state_payload(r)
+    for key in ('p_in', 'u_l2', 'pf_l3', 'freq'):
+        assert by_key[key]['state_topic'] == 'mep/dev1/state'
+        assert render(by_key[key]['value_template'], state) == r[key]
+
+
+def test_state_payload_units_and_commands_parser():
+    r = reading(1)
+    d = json.loads(ha.state_payload(r))
+    assert d['time'] == r['time'] and d['seq'] == 1
+    assert d['p_in'] == r['p_in'] and d['units']['p_in'] == 'W'
+    assert d['units']['u_l1'] == 'V' and d['units']['e_in'] == 'Wh' and d['units']['freq'] == 'Hz'
+    assert 'time' not in d['units']
+    assert ha.parse_command(b'30 00 1c 02 00') == bytes.fromhex('30001c0200')
+    assert ha.parse_command(b'{"table": 28}') == bytes.fromhex('30001c0200')
+    assert ha.parse_command(b'{"table": 23, "offset": 4, "count": 8}') == \
+        bytes.fromhex('3f00170000040008')
+    for bad in (b'40000700020102', b'4f0007000000000101', b'zz', b'{"hex": "40000700020102"}'):
+        with pytest.raises(ValueError):
+            ha.parse_command(bad)
+
+
+# ---------- against mosquitto ----------
+async def test_state_retained_and_discovery(broker, subs):
+    logs = []
+    cfg = make_cfg(broker.port, mqtt_per_value=True)
+    m = make(cfg, logs)
+    live = new_sub(subs, broker.port)
+    await asyncio.sleep(0.2)
+    async with Running(m):
+        m.publish_link({'state': 'ok', 'last_error': None, 'counters': {'frames': 3}, 'seq': 9,
+                        'pseq': 5})
+        m.publish_reading(reading(1))
+        assert await live.wait(lambda: live.topics('mep/dev1/state'))
+        st = json.loads(live.topics('mep/dev1/state')[0][1])
+        assert st['seq'] == 1 and st['units']['p_in'] == 'W'
+        assert await live.wait(lambda: live.topics('mep/dev1/u_l1'))
+        assert float(live.topics('mep/dev1/u_l1')[0][1]) == reading(1)['u_l1']
+        # a late subscriber gets everything retained
+        late = new_sub(subs, broker.port)
+        assert await late.wait(lambda: late.topics('mep/dev1/energy/e_in') and
+                               late.topics('mep/dev1/link') and late.topics('mep/dev1/status')
+                               and late.topics('homeassistant/sensor/mep_12345678/e_in/config'))
+        t, p, retain = late.topics('mep/dev1/energy/e_in')[0]
+        assert retain and int(p) == 1000010
+        assert late.topics('mep/dev1/status')[0][1] == b'online'
+        assert json.loads(late.topics('mep/dev1/link')[0][1])['state'] == 'ok'
+        assert not late.topics('mep/dev1/state')   # state is not retained
+        assert m.stats()['connected'] and m.stats()['published'] > 10
+        # energy is only re-sent when it changes
+        n = len(live.topics('mep/dev1/energy/e_out'))
+        m.publish_reading(reading(2))
+        assert await live.wait(lambda: len(live.topics('mep/dev1/state')) == 2)
+        await asyncio.sleep(0.2)
+        assert len(live.topics('mep/dev1/energy/e_out')) == n
+        assert len(live.topics('mep/dev1/energy/e_in')) == 2
+    # graceful stop: offline
+    assert await live.wait(lambda: live.topics('mep/dev1/status')[-1][1] == b'offline')
+
+
+async def test_last_will_on_abrupt_socket_loss(broker, subs):
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'mep/dev1/status')
+    async with Running(m):
+        assert await s.wait(lambda: s.msgs and s.msgs[-1][1] == b'online')
+        # kill the TCP connection under the client (no DISCONNECT)
+        raw = m.c.sock.s._s
+        raw.shutdown(2)
+        raw.close()
+        assert await s.wait(lambda: any(p == b'offline' for _, p, _ in s.msgs))
+        i = [p for _, p, _ in s.msgs].index(b'offline')
+        assert await s.wait(lambda: [p for _, p, _ in s.msgs[i:]].count(b'online') >= 1)
+        assert m.stats()['reconnects'] >= 1
+
+
+async def test_broker_restart_drops_oldest_and_never_blocks(broker, subs):
+    m = make(make_cfg(broker.port))
+    async with Running(m):
+        end = time.monotonic() + 5
+        while not m.stats()['connected'] and time.monotonic() < end:
+            await asyncio.sleep(0.02)
+        assert m.stats()['connected']
+        broker.stop()
+        # the loop must keep running while the broker is away
+        lag = [0.0]
+
+        async def ticker():
+            while True:
+                t0 = time.monotonic()
+                await asyncio.sleep(0.01)
+                lag[0] = max(lag[0], time.monotonic() - t0 - 0.01)
+        tick = asyncio.create_task(ticker())
+        worst = 0.0
+        for seq in range(1, 51):
+            t0 = time.perf_counter()
+            m.publish_reading(reading(seq))
+            worst = max(worst, time.perf_counter() - t0)
+            await asyncio.sleep(0.03)
+        assert worst < 0.005
+        st = m.stats()
+        assert not st['connected'] and st['last_error']
+        assert st['queued'] == mqtt.QMAX
+        assert st['drops'] >= 50 - mqtt.QMAX
+        broker.start()
+        s = new_sub(subs, broker.port, 'mep/dev1/state')
+        assert await s.wait(lambda: any(json.loads(p)['seq'] == 50 for _, p, _ in s.msgs), 10)
+        tick.cancel()
+        assert lag[0] < 0.3, lag[0]
+        seqs = [json.loads(p)['seq'] for _, p, _ in s.msgs]
+        assert min(seqs) > 50 - mqtt.QMAX   # the oldest were dropped
+        assert m.stats()['reconnects'] >= 1
+
+
+async def test_ha_online_reannounces(broker, subs):
+    m = make(make_cfg(broker.port))
+    topic = 'homeassistant/sensor/mep_12345678/p_in/config'
+    s = new_sub(subs, broker.port, 'homeassistant/sensor/#')
+    async with Running(m):
+        assert await s.wait(lambda: s.topics(topic))
+        await asyncio.sleep(0.3)
+        n = len(s.topics(topic))
+        s.publish('homeassistant/status', 'offline')
+        await asyncio.sleep(0.3)
+        assert len(s.topics(topic)) == n
+        s.publish('homeassistant/status', 'online')
+        assert await s.wait(lambda: len(s.topics(topic)) == n + 1)
+
+
+async def test_discovery_off_clears_configs(broker, subs):
+    topic = 'homeassistant/sensor/mep_12345678/p_in/config'
+    pre = new_sub(subs, broker.port, 'none')
+    pre.publish(topic, '{"old": 1}', retain=True)
+    m = make(make_cfg(broker.port, ha_discovery=False))
+    s = new_sub(subs, broker.port, 'homeassistant/#')
+    async with Running(m):
+        assert await s.wait(lambda: any(p == b'' for _, p, _ in s.topics(topic)))
+        s.publish('homeassistant/status', 'online')
+        await asyncio.sleep(0.5)
+        assert all(p in (b'', b'{"old": 1}') for t, p, _ in s.msgs if 'config' in t)
+        late = new_sub(subs, broker.port, 'homeassistant/#')
+        await asyncio.sleep(0.5)
+        assert not late.topics(topic)          # nothing retained any more
+
+
+async def test_custom_prefixes(broker, subs):
+    m = make(make_cfg(broker.port, ha_prefix='ha2', mqtt_prefix='meters',
+                      mqtt_device_id='kitchen'))
+    s = new_sub(subs, broker.port)
+    async with Running(m):
+        m.publish_reading(reading(1))
+        assert await s.wait(lambda: s.topics('ha2/sensor/mep_12345678/e_in/config') and
+                            s.topics('meters/kitchen/state'))
+        c = json.loads(s.topics('ha2/sensor/mep_12345678/e_in/config')[0][1])
+        assert c['availability_topic'] == 'meters/kitchen/status'
+        assert not [t for t, _, _ in s.msgs if t.startswith('homeassistant/')]
+
+
+async def test_raw_topic_is_opt_in(broker, subs):
+    cfg = make_cfg(broker.port)
+    m = make(cfg)
+    s = new_sub(subs, broker.port, 'mep/dev1/#')
+    async with Running(m):
+        m.raw('tx', '000a30001c0200')
+        m.publish_reading(reading(1))
+        assert await s.wait(lambda: s.topics('mep/dev1/state'))
+        await asyncio.sleep(0.2)
+        assert not s.topics('mep/dev1/raw')
+        cfg['mqtt_raw'] = True
+        m.raw('rx', '0003000000')
+        assert await s.wait(lambda: s.topics('mep/dev1/raw'))
+        d = json.loads(s.topics('mep/dev1/raw')[0][1])
+        assert d['dir'] == 'rx' and d['hex'] == '0003000000'
+
+
+async def test_commands_off_by_default_and_reads_only(broker, subs):
+    got = []
+    m = make(make_cfg(broker.port), on_command=got.append)
+    s = new_sub(subs, broker.port, 'mep/dev1/#')
+    async with Running(m):
+        assert await s.wait(lambda: s.topics('mep/dev1/status'))
+        await asyncio.sleep(0.2)
+        s.publish('mep/dev1/cmd', '30001c0200')
+        await asyncio.sleep(0.6)
+        assert got == [] and not s.topics('mep/dev1/cmd/result')
+    m = make(make_cfg(broker.port, mqtt_commands=True), on_command=got.append)
+    async with Running(m):
+        assert await s.wait(lambda: m.stats()['connected'])
+        await asyncio.sleep(0.2)
+        s.publish('mep/dev1/cmd', '30001c0200')
+        assert await s.wait(lambda: got == [bytes.fromhex('30001c0200')])
+        s.publish('mep/dev1/cmd', '40000700020102')            # a write: refused
+        s.publish('mep/dev1/cmd', '{"table": 23, "offset": 0, "count": 16}')
+        assert await s.wait(lambda: len(s.topics('mep/dev1/cmd/result')) == 3)
+        res = [json.loads(p) for _, p, _ in s.topics('mep/dev1/cmd/result')]
+        assert [r['ok'] for r in res] == [True, False, True]
+        assert 'READ' in res[1]['error']
+        assert len(got) == 2 and got[1][0] == 0x3F
+
+
+async def test_bad_password_is_reported_without_the_secret(subs):
+    b = Broker(users={'meter': 'right-one'}).start()
+    try:
+        logs = []
+        m = make(make_cfg(b.port, mqtt_user='meter', mqtt_password=SECRET), logs)
+        async with Running(m):
+            end = time.monotonic() + 5
+            while not m.stats()['last_error'] and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+        err = m.stats()['last_error']
+        assert 'user name or password' in err or 'not authorized' in err
+        assert SECRET not in err and not [l for l in logs if SECRET in l]
+        assert not m.stats()['connected']
+        # and with the right password it connects
+        m = make(make_cfg(b.port, mqtt_user='meter', mqtt_password='right-one'))
+        async with Running(m):
+            end = time.monotonic() + 5
+            while not m.stats()['connected'] and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+            assert m.stats()['connected']
+    finally:
+        b.close()
+
+
+async def test_tls(subs):
+    d = tempfile.mkdtemp()
+    b = Broker(tls=make_cert(d)).start()
+    try:
+        m = make(make_cfg(b.port, mqtt_tls=True))
+        async with Running(m):
+            m.publish_reading(reading(1))
+            end = time.monotonic() + 5
+            while m.stats()['published'] < 3 and time.monotonic() < end:
+                await asyncio.sleep(0.02)
+            assert m.stats()['connected'] and m.stats()['published'] >= 3
+        assert 'New client connected' in b.read_log()
+    finally:
+        b.close()
+
+
+async def test_disabled_publishes_nothing_and_queues_nothing():
+    m = make(make_cfg(1, mqtt_enabled=False))
+    async with Running(m):
+        m.publish_reading(reading(1))
+        await asyncio.sleep(0.1)
+        assert m.stats()['queued'] == 0 and not m.stats()['connected']
+
+
+async def test_alarm_events_published(broker, subs):
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'mep/dev1/alarm')
+    async with Running(m):
+        m.publish_alarm({'alarm': 0, 'kind': 'power_above', 'state': 'on', 'value': 3500})
+        assert await s.wait(lambda: s.msgs)
+        assert json.loads(s.msgs[0][1])['kind'] == 'power_above'
+
+
+def _fake_broker(hold_s=3.0):
+    """A thread answering CONNECT and SUBSCRIBE, then sending the first byte of a PUBLISH
+    and nothing more - umqtt.simple's check_msg() would then block on a blocking socket."""
+    import socket
+    import threading
+    lsock = socket.socket()
+    lsock.bind(('127.0.0.1', 0))
+    lsock.listen(1)
+
+    def packet(conn):
+        head = conn.recv(1)
+        if not head:
+            return None, b''
+        n, shift = 0, 0
+        while True:
+            b = conn.recv(1)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        body = b''
+        while len(body) < n:
+            body += conn.recv(n - len(body))
+        return head[0], body
+
+    def serve():
+        while True:                    # skip the client's TCP reachability probe
+            conn, _ = lsock.accept()
+            conn.settimeout(5)
+            if packet(conn)[0] is not None:
+                break
+            conn.close()
+        lsock.close()                  # reconnects are refused at once
+        conn.sendall(b'\x20\x02\x00\x00')
+        while True:
+            op, body = packet(conn)
+            if op == 0x82:
+                conn.sendall(b'\x90\x03' + body[:2] + b'\x00')
+                break
+        time.sleep(0.3)
+        conn.sendall(b'\x30')
+        time.sleep(hold_s)
+        conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return lsock.getsockname()[1]
+
+
+async def test_half_received_packet_does_not_block_the_loop():
+    port = _fake_broker()
+    logs = []
+    m = make(make_cfg(port), logs)
+    m.io_timeout = 0.25
+    lag = [0.0]
+
+    async def ticker():
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            lag[0] = max(lag[0], time.monotonic() - t0 - 0.01)
+    tick = asyncio.create_task(ticker())
+    async with Running(m):
+        end = time.monotonic() + 5
+        while not m.stats()['connected'] and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        assert m.stats()['connected']
+        t0 = time.monotonic()
+        while m.stats()['connected'] and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        assert time.monotonic() - t0 < 1.5     # well before the server gives up (3 s)
+        lost = [l for l in logs if 'connection lost' in l]
+        assert lost and 'ETIMEDOUT' in lost[0], logs
+    tick.cancel()
+    assert lag[0] < 0.6, lag[0]
