@@ -48,7 +48,7 @@ KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB (ESP32-C3)',
 AS_SOURCE = ('boot.py', 'main.py')
 HOST_ONLY = ('hw_host.py',)          # plus any file whose first line starts with HOST_MARK
 HOST_MARK = '# host-only'
-SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim')
+SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim', 'src', 'node_modules')
 # microdot from its PyPI package (pinned in pyproject.toml), uploaded to /lib/microdot/.
 # Not session.py (needs PyJWT, absent on MicroPython), not test_client/asgi/wsgi (host only).
 MICRODOT_FILES = ('__init__.py', 'microdot.py', 'helpers.py', 'sse.py', 'csrf.py')
@@ -269,8 +269,22 @@ def _host_only(path):
         return False
 
 
+def web_assets():
+    """The web UI's pre-gzipped assets are build output (tools/build_web.py): build them
+    when they are missing."""
+    static = os.path.join(FIRMWARE, 'web', 'static')
+    if os.path.isdir(os.path.join(FIRMWARE, 'web', 'src')) and \
+            not any(n.endswith('.gz') for n in os.listdir(static) if os.path.isdir(static)):
+        r = run([sys.executable, os.path.join(ROOT, 'tools', 'build_web.py')], 600,
+                'tools/build_web.py')
+        if r.returncode != 0:
+            raise FlashError('could not build the web UI assets (needs node and npm):\n'
+                             + (r.stderr or r.stdout).strip())
+
+
 def firmware_files():
     """[(path on the board, local source)] of firmware/, host-only files left out."""
+    web_assets()
     out = []
     for dirpath, dirnames, filenames in os.walk(FIRMWARE):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith('.'))

@@ -1,0 +1,201 @@
+# Web login: signed session cookie, per-browser CSRF token, failed-login rate limit, first-run
+# password setup.
+#
+# Session cookie  mep_s = <expiry>.<nonce>.<sig>   sig = HMAC-SHA256(session_secret,
+#   'S' expiry nonce pwtag) with pwtag = the tail of the password hash: a new password or a new
+#   session secret ends every session. Stateless: nothing per session is kept on the device.
+# CSRF cookie     mep_c = <nonce> (random, set with the first page); the token that every
+#   POST/PUT/PATCH/DELETE must carry (form field "csrf" or header X-CSRF-Token) is
+#   HMAC(session_secret, 'C' nonce)[:32]. A foreign Origin header is refused as well.
+import os
+from binascii import hexlify
+import hmac_sha256
+from compat import ticks_ms, ticks_diff, unix_time
+
+SESSION = 'mep_s'
+CSRF = 'mep_c'
+SESSION_S = 12 * 3600
+FAIL_MAX = 5               # failed logins per client within FAIL_WINDOW_MS
+FAIL_WINDOW_MS = 60000
+GLOBAL_MAX = 30            # failed logins from all clients within the window
+MAX_CLIENTS = 16
+STATE_METHODS = ('POST', 'PUT', 'PATCH', 'DELETE')
+
+
+def _rand_hex(n):
+    try:
+        return hexlify(os.urandom(n)).decode()
+    except AttributeError:
+        import random
+        return ''.join('%02x' % random.getrandbits(8) for _ in range(n))
+
+
+def _mac(ctx, text):
+    return hmac_sha256.hexdigest(ctx.config['session_secret'].encode(), text.encode())
+
+
+def _pwtag(ctx):
+    return ctx.config['web_password_hash'][-16:]
+
+
+def has_password(ctx):
+    return bool(ctx.config['web_password_hash'])
+
+
+def make_session(ctx, now=None):
+    exp = (unix_time() if now is None else now) + SESSION_S
+    nonce = _rand_hex(8)
+    body = '%d.%s' % (exp, nonce)
+    return body + '.' + _mac(ctx, 'S' + body + _pwtag(ctx))
+
+
+def session_ok(ctx, value, now=None):
+    if not value or not has_password(ctx):
+        return False
+    p = value.split('.')
+    if len(p) != 3 or len(p[2]) != 64:
+        return False
+    try:
+        exp = int(p[0])
+    except ValueError:
+        return False
+    want = _mac(ctx, 'S%s.%s%s' % (p[0], p[1], _pwtag(ctx)))
+    if not hmac_sha256.equal(want.encode(), p[2].encode()):
+        return False
+    return exp > (unix_time() if now is None else now)
+
+
+def logged_in(ctx, request):
+    g = request.g
+    if not hasattr(g, 'auth'):
+        g.auth = session_ok(ctx, request.cookies.get(SESSION))
+    return g.auth
+
+
+def csrf_nonce(request):
+    """The browser's CSRF nonce (made now when it has none; set_cookies() stores it)."""
+    g = request.g
+    if not hasattr(g, 'csrf_nonce'):
+        n = request.cookies.get(CSRF) or ''
+        if len(n) != 16 or not _hexonly(n):
+            n = _rand_hex(8)
+            g.csrf_new = True
+        g.csrf_nonce = n
+    return g.csrf_nonce
+
+
+def _hexonly(s):
+    for ch in s:
+        if ch not in '0123456789abcdef':
+            return False
+    return True
+
+
+def csrf_token(ctx, request):
+    return _mac(ctx, 'C' + csrf_nonce(request))[:32]
+
+
+def cookie_attrs(request):
+    return '; Path=/; HttpOnly; SameSite=Strict' + ('; Secure' if request.scheme == 'https' else '')
+
+
+def set_cookies(request, response):
+    """after_request: store a new CSRF nonce and/or session cookie."""
+    g = request.g
+    hdr = []
+    if getattr(g, 'csrf_new', False):
+        hdr.append('%s=%s%s' % (CSRF, g.csrf_nonce, cookie_attrs(request)))
+    s = getattr(g, 'set_session', None)
+    if s is not None:
+        hdr.append('%s=%s%s; Max-Age=%d' % (SESSION, s, cookie_attrs(request),
+                                            SESSION_S if s else 0))
+    if hdr:
+        old = response.headers.get('Set-Cookie')
+        if old:
+            hdr = (old if isinstance(old, list) else [old]) + hdr
+        response.headers['Set-Cookie'] = hdr
+    return response
+
+
+def _host(url):
+    i = url.find('//')
+    return url[i + 2:].split('/')[0] if i >= 0 else url
+
+
+def check_csrf(ctx, request):
+    """None when a state-changing request may proceed, else an error text."""
+    if request.method not in STATE_METHODS:
+        return None
+    origin = request.headers.get('Origin')
+    if origin and origin != 'null' and _host(origin) != request.headers.get('Host', ''):
+        return 'cross-site request refused (Origin %s)' % origin[:60]
+    nonce = request.cookies.get(CSRF)
+    if not nonce:
+        return 'CSRF cookie missing: reload the page and try again'
+    tok = request.headers.get('X-CSRF-Token')
+    if tok is None:
+        form = safe_form(request)
+        tok = form.get('csrf') if form else None
+    if not tok or not hmac_sha256.equal(tok.encode(), csrf_token(ctx, request).encode()):
+        return 'CSRF token missing or wrong: reload the page and try again'
+    return None
+
+
+def safe_form(request):
+    """The url-encoded form, or None (never raises)."""
+    try:
+        return request.form
+    except Exception:
+        return None
+
+
+class Limiter:
+    """Failed logins per client address in a sliding window (bounded memory)."""
+
+    def __init__(self, per_client=FAIL_MAX, total=GLOBAL_MAX, window_ms=FAIL_WINDOW_MS):
+        self.per_client = per_client
+        self.total = total
+        self.window = window_ms
+        self.fails = {}        # addr -> [ticks, ...]
+        self.all = []
+
+    def _trim(self, lst, now):
+        while lst and ticks_diff(now, lst[0]) >= self.window:
+            lst.pop(0)
+
+    def retry_after(self, addr):
+        """Seconds to wait, or 0 when a login attempt is allowed now."""
+        now = ticks_ms()
+        self._trim(self.all, now)
+        lst = self.fails.get(addr)
+        if lst is not None:
+            self._trim(lst, now)
+            if not lst:
+                del self.fails[addr]
+                lst = None
+        worst = 0
+        for l, cap in ((lst, self.per_client), (self.all, self.total)):
+            if l and len(l) >= cap:
+                worst = max(worst, (self.window - ticks_diff(now, l[0])) // 1000 + 1)
+        return worst
+
+    def failed(self, addr):
+        now = ticks_ms()
+        if addr not in self.fails and len(self.fails) >= MAX_CLIENTS:
+            oldest = None
+            for a in self.fails:
+                if oldest is None or ticks_diff(self.fails[oldest][-1], self.fails[a][-1]) > 0:
+                    oldest = a
+            del self.fails[oldest]
+        self.fails.setdefault(addr, []).append(now)
+        self.all.append(now)
+        if len(self.all) > self.total:
+            self.all.pop(0)
+
+    def ok(self, addr):
+        self.fails.pop(addr, None)
+
+
+def client_addr(request):
+    a = request.client_addr
+    return a[0] if isinstance(a, (tuple, list)) else str(a)

@@ -1,0 +1,179 @@
+# Dashboard and status: the pages and their JSON (/api/now, /api/recent, /api/history,
+# /api/history.csv, /api/status).
+from web.html import page, esc, chunked, hidden_csrf
+from web import server
+
+# reading key -> decimals in /api/now (None: whole number)
+ROUND = {'u': 1, 'i': 2, 'pf': 3, 'freq': 3}
+INFO_KEYS = ('manufacturer', 'model', 'fw', 'hw', 'serial')
+LEVELS = ('minute', 'hour', 'day')
+RECENT_FIELDS = ('p_in', 'p_out')
+
+
+def _round(k, v):
+    if v is None or isinstance(v, bool):
+        return v
+    d = ROUND.get(k.split('_')[0])
+    if d is None:
+        return int(round(v))
+    return round(v, d)
+
+
+def now_dict(ctx):
+    r = ctx.poller.latest
+    out = {}
+    if r:
+        for k in r:
+            if k not in ('p_in_avg_l1', 'p_in_avg_l2', 'p_in_avg_l3', 'p_out_avg_l1',
+                         'p_out_avg_l2', 'p_out_avg_l3', 'u_avg_l1', 'u_avg_l2', 'u_avg_l3'):
+                out[k] = _round(k, r[k])
+    st = ctx.link.engine
+    info = {}
+    for k in INFO_KEYS:
+        v = ctx.poller.info.get(k)
+        if v is not None:
+            info[k] = str(v).strip()
+    return {'r': out or None, 'link': st.link, 'error': st.last_error or ctx.poller.last_error,
+            'cycle_ms': ctx.poller.cycle_ms, 'readings': ctx.poller.readings, 'info': info}
+
+
+def _columns(cols):
+    """Stream {'name': [values], ...} as JSON text pieces."""
+    yield '{'
+    sep = ''
+    for k in cols:
+        yield '%s"%s":[' % (sep, k)
+        vals = cols[k]
+        for i in range(0, len(vals), 64):
+            part = vals[i:i + 64]
+            yield ('' if i == 0 else ',') + ','.join(
+                'null' if v is None else str(int(v) if v == int(v) else v) for v in part)
+        yield ']'
+        sep = ','
+    yield '}'
+
+
+def _dash_body(ctx):
+    yield ('<section class="big"><div><small>Net power</small><b id="p_net">-</b> W</div>'
+           '<div><small>Import</small><b id="p_in">-</b> W</div>'
+           '<div><small>Export</small><b id="p_out">-</b> W</div></section>'
+           '<p class="link">Link: <b id="link">-</b> <span id="lerr" class="err"></span> '
+           '<small id="age"></small></p>'
+           '<table class="ph"><thead><tr><th></th><th>L1</th><th>L2</th><th>L3</th></tr></thead>'
+           '<tbody>')
+    for key, label, unit in (('p_in', 'Import', 'W'), ('p_out', 'Export', 'W'),
+                             ('u', 'Voltage', 'V'), ('i', 'Current', 'A'),
+                             ('pf', 'Power factor', '')):
+        yield '<tr><th>%s%s</th>' % (label, ' <small>%s</small>' % unit if unit else '')
+        for ph in ('1', '2', '3'):
+            yield '<td id="%s_l%s">-</td>' % (key, ph)
+        yield '</tr>'
+    yield ('</tbody></table><table class="kv"><tr><th>Frequency</th><td><span id="freq">-'
+           '</span> Hz</td></tr><tr><th>Energy import</th><td><span id="e_in">-</span> kWh</td>'
+           '</tr><tr><th>Energy export</th><td><span id="e_out">-</span> kWh</td></tr>'
+           '<tr><th>Reactive import</th><td><span id="eq_in">-</span> kvarh</td></tr>'
+           '<tr><th>Reactive export</th><td><span id="eq_out">-</span> kvarh</td></tr>'
+           '<tr><th>Meter</th><td id="meter">-</td></tr></table>'
+           '<div class="tabs" id="tabs"><button data-r="hour" class="on">1 h</button>'
+           '<button data-r="day">24 h</button><button data-r="month">31 d</button>'
+           '<button data-r="year">12 months</button></div>'
+           '<div id="chart" class="chart"></div><p><small>Downloads: '
+           '<a href="/api/history.csv?level=minute">minutes</a> '
+           '<a href="/api/history.csv?level=hour">hours</a> '
+           '<a href="/api/history.csv?level=day">days</a> (CSV)</small></p>')
+
+
+def status_dict(ctx):
+    import ota
+    d = {'version': ctx.version, 'chip': ctx.chip, 'sys': ctx.sysinfo(),
+         'link': ctx.link.status(), 'warnings': ctx.warnings(),
+         'poller': {'readings': ctx.poller.readings, 'errors': ctx.poller.errors,
+                    'last_error': ctx.poller.last_error, 'cycle_ms': ctx.poller.cycle_ms},
+         'info': now_dict(ctx)['info']}
+    d['link'].pop('queue', None)
+    m = getattr(ctx, 'mqtt', None)
+    d['mqtt'] = m.stats() if m is not None else None
+    try:
+        d['ota'] = ota.status(ota.Fs(ctx.data_dir or '/'))
+    except Exception:
+        d['ota'] = None
+    return d
+
+
+def _kv(d, prefix=''):
+    for k in d:
+        v = d[k]
+        if isinstance(v, dict):
+            for p in _kv(v, prefix + k + '.'):
+                yield p
+        else:
+            yield '<tr><th>%s</th><td>%s</td></tr>' % (esc(prefix + k), esc(
+                '-' if v is None else v))
+
+
+def _status_body(ctx, request):
+    d = status_dict(ctx)
+    yield '<h1>Status</h1>'
+    w = d.pop('warnings')
+    if w:
+        yield '<ul class="warn">'
+        for x in w:
+            yield '<li>%s</li>' % esc(x)
+        yield '</ul>'
+    yield '<table class="kv">'
+    for p in _kv(d):
+        yield p
+    yield '</table><form method="post" action="/reboot" data-confirm="Reboot now?">'
+    yield hidden_csrf(ctx, request) + '<button>Reboot</button></form>'
+
+
+def _level(request):
+    lv = request.args.get('level', 'minute')
+    return lv if lv in LEVELS else None
+
+
+def register(app, ctx):
+    @app.get('/')
+    async def dashboard(request):
+        return page(ctx, request, 'Dashboard', '/', _dash_body(ctx), charts=True)
+
+    @app.get('/status')
+    async def status_page(request):
+        return page(ctx, request, 'Status', '/status', _status_body(ctx, request))
+
+    @app.get('/api/now')
+    async def api_now(request):
+        return now_dict(ctx), 200, {'Cache-Control': 'no-store'}
+
+    @app.get('/api/status')
+    async def api_status(request):
+        return status_dict(ctx), 200, {'Cache-Control': 'no-store'}
+
+    @app.get('/api/recent')
+    async def api_recent(request):
+        try:
+            since = int(request.args.get('since', '0'))
+        except ValueError:
+            return server.error(request, 400, 'since must be a whole number (unix seconds)')
+        ring = ctx.store.ring
+        cols = ring.since(since, RECENT_FIELDS) if since else ring.items(None, RECENT_FIELDS)
+        return chunked(_columns(cols)), 200, {'Content-Type': 'application/json',
+                                              'Cache-Control': 'no-store'}
+
+    @app.get('/api/history')
+    async def api_history(request):
+        lv = _level(request)
+        if lv is None:
+            return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
+        return chunked(ctx.store.history.to_json(lv)), 200, {
+            'Content-Type': 'application/json', 'Cache-Control': 'no-store'}
+
+    @app.get('/api/history.csv')
+    async def api_history_csv(request):
+        lv = _level(request)
+        if lv is None:
+            return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
+        return chunked(ctx.store.history.to_csv(lv)), 200, {
+            'Content-Type': 'text/csv; charset=UTF-8', 'Cache-Control': 'no-store',
+            'Content-Disposition': 'attachment; filename="%s-%s.csv"'
+                                   % (ctx.config['hostname'], lv)}

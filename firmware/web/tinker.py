@@ -1,0 +1,158 @@
+# Tinkering: send raw MEP messages, predefined reads, the exchange log and the link state.
+from binascii import hexlify, unhexlify
+from mep import requests as rq
+from mep import tables
+from mep.jobs import PRIO_USER
+from web.html import page, esc
+from web import auth, server
+
+PRESETS = (('BT01', rq.full_read(rq.BT01)), ('BT21', rq.full_read(rq.BT21)),
+           ('BT23 0/16', rq.partial_read(rq.BT23, 0, 16)), ('BT28', rq.full_read(rq.BT28)),
+           ('BT52', rq.full_read(rq.BT52)), ('ET03', rq.full_read(rq.ET03)),
+           ('ET11', rq.full_read(rq.ET11)), ('ET13', rq.full_read(rq.ET13)),
+           ('ET50', rq.full_read(rq.ET50)), ('BT08', rq.full_read(rq.BT08)))
+MAX_HEX = 1200
+
+
+def _hex(b):
+    return hexlify(b).decode() if b else ''
+
+
+def parse_hex(text):
+    """'3f 0017 000000 0010' -> bytes; raises ValueError with a message."""
+    if not isinstance(text, str):
+        raise ValueError('the message must be hex text')
+    s = text.strip().replace(' ', '').replace(':', '').replace('-', '').replace('\n', '') \
+        .replace('\r', '').replace('\t', '')
+    if s[:2] in ('0x', '0X'):
+        s = s[2:]
+    if not s:
+        raise ValueError('empty message: type hex digits such as 30 0001 0200')
+    if len(s) > MAX_HEX:
+        raise ValueError('message too long (max %d hex digits)' % MAX_HEX)
+    for ch in s:
+        if ch not in '0123456789abcdefABCDEF':
+            raise ValueError('not hex: %r is not a hex digit' % ch)
+    if len(s) % 2:
+        raise ValueError('odd number of hex digits (%d): every byte needs two' % len(s))
+    return unhexlify(s)
+
+
+def jsonable(v):
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return _hex(bytes(v))
+    if isinstance(v, dict):
+        d = {}
+        for k in v:
+            d[str(k)] = jsonable(v[k])
+        return d
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def split_request(frame):
+    if not frame:
+        return None
+    return {'bytes': len(frame), 'len': _hex(frame[:2]), 'msg': _hex(frame[2:-12]),
+            'seq': _hex(frame[-12:-8]), 'digest': _hex(frame[-8:])}
+
+
+def split_response(raw):
+    """LEN | STATUS | COUNT | data | TRAILER for a read answer, else LEN | STATUS | rest."""
+    if not raw:
+        return None
+    n = len(raw)
+    d = {'bytes': n, 'len': _hex(raw[:2]), 'status': _hex(raw[2:3])}
+    if n >= 13 and raw[2] == 0 and ((raw[3] << 8) | raw[4]) + 13 == n:
+        d['count'] = _hex(raw[3:5])
+        d['data'] = _hex(raw[5:-8])
+        d['data_bytes'] = n - 13
+        d['trailer'] = _hex(raw[-8:])
+    else:
+        d['rest'] = _hex(raw[3:])
+    return d
+
+
+def decoded(ctx, table, data):
+    """{'fields': {...}} or {'dump': text} (plus 'decode_error' when decoding failed)."""
+    try:
+        dec = tables.decode(table, data, ctx.poller.tables)
+    except (ValueError, IndexError, KeyError, TypeError) as e:
+        return {'decode_error': str(e) or 'short table', 'dump': tables.hexdump(data)}
+    if dec is None:
+        return {'dump': tables.hexdump(data)}
+    return {'fields': jsonable(dec)}
+
+
+def entry_view(ctx, e, decode=True):
+    req, resp = e.get('req'), e.get('resp')
+    d = {'n': e['n'], 't': e['t'], 'kind': e['kind'], 'desc': e['desc'], 'seq': e['seq'],
+         'status': e['status'], 'text': e['text'], 'ms': e['ms'],
+         'req': split_request(req), 'resp': split_response(resp)}
+    if decode and req and resp and len(req) > 14 and e['status'] == 0:
+        try:
+            m = rq.parse_message(req[2:-12])
+        except ValueError:
+            m = None
+        if m is not None and m.is_read() and len(resp) >= 13:
+            d.update(decoded(ctx, m.table, resp[5:-8]))
+    return d
+
+
+def _body(ctx, request):
+    yield ('<h1>Tinker</h1><form id="mep" class="box"><label>Message (hex, without LEN, SEQ '
+           'and digest) <input name="hex" id="hex" autocomplete="off" spellcheck="false" '
+           'placeholder="30 0001 0200"></label><label class="chk"><input type="checkbox" '
+           'name="confirm" id="confirm"> I know this writes to the meter</label>'
+           '<button>Send</button></form><p class="presets">')
+    for name, msg in PRESETS:
+        yield '<button type="button" data-hex="%s">%s</button>' % (_hex(msg), esc(name))
+    yield ('</p><div id="result"></div><h2>Link</h2><div id="linkst"></div>'
+           '<h2>Exchange log</h2><div id="log"></div>')
+
+
+def register(app, ctx):
+    @app.get('/tinker')
+    async def tinker_page(request):
+        return page(ctx, request, 'Tinker', '/tinker', _body(ctx, request))
+
+    @app.get('/api/log')
+    async def api_log(request):
+        try:
+            since = int(request.args.get('since', '0'))
+        except ValueError:
+            return server.error(request, 400, 'since must be a whole number')
+        items = [entry_view(ctx, e) for e in ctx.link.engine.log.since(since)]
+        return {'items': items, 'count': ctx.link.engine.log.count}, 200, \
+            {'Cache-Control': 'no-store'}
+
+    @app.get('/api/link')
+    async def api_link(request):
+        return jsonable(ctx.link.status()), 200, {'Cache-Control': 'no-store'}
+
+    @app.post('/api/mep')
+    async def api_mep(request):
+        body = request.json if (request.content_type or '').startswith('application/json') \
+            else auth.safe_form(request)
+        if not isinstance(body, dict):
+            return server.error(request, 400, 'send JSON {"hex": "...", "confirm": false} '
+                                              'or a form with the field "hex"')
+        try:
+            msg = parse_hex(body.get('hex'))
+            info = rq.parse_message(msg)
+        except ValueError as e:
+            return server.error(request, 400, str(e))
+        confirm = body.get('confirm') in (True, 'on', '1', 'true', 1)
+        if not info.is_read() and not confirm:
+            return server.error(request, 400, 'this message writes to the meter (%s): tick '
+                                              '"I know this writes" to send it' % info.describe())
+        ctx.log('web: raw MEP %s' % info.describe())
+        job = await ctx.link.request(msg, PRIO_USER)
+        resp = job.response
+        d = {'ok': job.error is None, 'error': job.error, 'desc': info.describe(),
+             'table': rq.table_name(info.table), 'req': split_request(job.frame),
+             'resp': split_response(resp.raw if resp else None)}
+        if resp is not None and job.error is None and info.is_read():
+            d.update(decoded(ctx, info.table, resp.data))
+        return d, 200, {'Cache-Control': 'no-store'}

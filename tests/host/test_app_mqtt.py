@@ -1,0 +1,114 @@
+# The whole app on the PC (link + poller + MQTT) against the simulator and a real mosquitto:
+# state and retained messages, the broker going away and coming back while the meter raises
+# an alert (answered in time), and the last will when the firmware process is killed.
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mqtt_broker import Broker, mosquitto_path
+from apphost import write_config, Subscriber, ROOT
+
+pytestmark = pytest.mark.skipif(not mosquitto_path(), reason='mosquitto is not installed '
+                                '(./dev test installs it)')
+BASE = 'mep/esp32-mep'
+
+
+async def wait_for(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        await asyncio.sleep(0.05)
+    return cond()
+
+
+def test_app_publishes_and_survives_broker_restart_with_alert(tmp_path):
+    from tools.mepsim import Meter
+    from tools.mepsim.serve import serve_tcp
+    import app as app_mod
+
+    broker = Broker()
+    broker.start()
+    sub = Subscriber(broker.port)
+    write_config(str(tmp_path), mqtt_enabled=True, mqtt_host='127.0.0.1',
+                 mqtt_port=broker.port)
+    meter = Meter(key=b'ABCDEFGHIJKLMNOP')
+    result = {}
+
+    async def scenario():
+        server = await serve_tcp(meter, '127.0.0.1', 0)
+        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
+                        http_port=0, log=lambda *x: None, supervise=False)
+        task = asyncio.create_task(a.main())
+        try:
+            assert await wait_for(lambda: sub.find(BASE + '/state'), 20), 'no state message'
+            assert await wait_for(lambda: sub.find(BASE + '/energy/e_in'), 10)
+            # broker goes away; the meter raises an alert meanwhile
+            broker.stop()
+            readings = a.poller.readings
+            await asyncio.sleep(0.5)
+            meter.alert()
+            t_alert = time.monotonic()
+            assert await wait_for(lambda: meter.alerts_answered >= 1, 10), a.link.status()
+            result['alert_s'] = time.monotonic() - t_alert
+            result['latency_ms'] = max(meter.alert_latency_ms)
+            assert await wait_for(lambda: a.poller.readings > readings + 5, 10)
+            result['drops_or_queue'] = a.mqtt.stats()
+            # broker back: reconnect, fresh state
+            n_state = len(sub.find(BASE + '/state'))
+            broker.start()
+            sub2 = Subscriber(broker.port)
+            result['sub2'] = sub2
+            assert await wait_for(lambda: a.mqtt.stats()['connected'], 90), a.mqtt.stats()
+            assert await wait_for(lambda: sub2.find(BASE + '/state'), 20)
+            result['status'] = await asyncio.to_thread(sub2.wait, BASE + '/status', None, 10)
+            result['link'] = a.link.status()
+        finally:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+            server.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.close()
+        if 'sub2' in result:
+            result['sub2'].close()
+        broker.close()
+    assert result['latency_ms'] < 2000, result
+    assert result['status'] and result['status'][-1][2] == b'online'
+    assert result['link']['counters']['alerts_handled'] >= 1
+    assert result['link']['link'] == 'ok'
+
+
+def test_last_will_when_firmware_is_killed(tmp_path):
+    broker = Broker()
+    broker.start()
+    sub = Subscriber(broker.port)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'tools', 'host_run.py'), '--http-port', '0',
+         '--data-dir', str(tmp_path), '--quiet', '--mqtt', '127.0.0.1:%d' % broker.port],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        online = sub.wait(BASE + '/status', lambda m: m[2] == b'online', 30)
+        assert online, 'the firmware never announced itself online'
+        assert sub.wait(BASE + '/state', None, 20)
+        os.killpg(proc.pid, signal.SIGKILL)        # firmware and its simulator, no goodbye
+        proc.wait(10)
+        offline = sub.wait(BASE + '/status', lambda m: m[2] == b'offline', 30)
+        assert offline, 'no last will after the firmware was killed'
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        sub.close()
+        broker.close()

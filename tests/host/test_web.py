@@ -1,0 +1,399 @@
+# The web app through Microdot's test client, with a real Config, Store, Link and Poller
+# against the meter simulator: auth, sessions, CSRF, limits, bad input, secrets, OTA.
+import json
+import os
+import re
+
+from microdot.test_client import TestClient
+
+from web.server import create_app, MAX_BODY, MAX_OTA
+from web import auth
+from web_helpers import Ctx, PASSWORD, SECRETS, csrf_of, make_bundle
+
+FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
+
+
+def enc(d):
+    from urllib.parse import urlencode
+    return urlencode(d)
+
+
+async def start(tmp_path, login=True, **kw):
+    ctx = Ctx(str(tmp_path), **kw).start_link()
+    c = TestClient(create_app(ctx))
+    tok = None
+    if login:
+        tok = await do_login(c)
+    return ctx, c, tok
+
+
+class _Writer:
+    def __init__(self):
+        self.data = b''
+
+    def get_extra_info(self, name):
+        return ('127.0.0.1', 4321)
+
+    async def awrite(self, b):
+        self.data += b
+
+    async def aclose(self):
+        pass
+
+
+async def raw_request(app, data):
+    from microdot.microdot import AsyncBytesIO
+    w = _Writer()
+    await app.handle_request(AsyncBytesIO(data), w)
+    return w.data
+
+
+async def do_login(c, password=PASSWORD):
+    r = await c.get('/login')
+    tok = csrf_of(r.text)
+    r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': password}))
+    assert r.status_code == 302, r.text
+    return tok
+
+
+async def test_first_run_setup(tmp_path):
+    ctx, c, _ = await start(tmp_path, login=False, password=None)
+    try:
+        r = await c.get('/config')
+        assert r.status_code == 302 and r.headers['Location'] == '/setup'
+        assert (await c.get('/api/log')).status_code == 401
+        r = await c.get('/setup')
+        tok = csrf_of(r.text)
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1',
+                                                             'password2': 'abcdefgh2'}))
+        assert r.status_code == 400 and 'differ' in r.text
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'short',
+                                                             'password2': 'short'}))
+        assert r.status_code == 400 and '8..128' in r.text
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1',
+                                                             'password2': 'abcdefgh1'}))
+        assert r.status_code == 302 and 'mep_s' in c.cookies
+        assert (await c.get('/config')).status_code == 200
+        assert ctx.config.check_password('abcdefgh1')
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'x' * 9,
+                                                             'password2': 'x' * 9}))
+        assert r.status_code == 409 and ctx.config.check_password('abcdefgh1')
+    finally:
+        ctx.stop()
+
+
+async def test_login_ok_wrong_and_rate_limit(tmp_path):
+    ctx, c, _ = await start(tmp_path, login=False)
+    try:
+        r = await c.get('/tinker')
+        assert r.status_code == 302 and r.headers['Location'].startswith('/login')
+        tok = csrf_of((await c.get('/login')).text)
+        for _ in range(5):
+            r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'nope'}))
+            assert r.status_code == 401 and 'Wrong password' in r.text
+        r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
+        assert r.status_code == 429 and int(r.headers['Retry-After']) > 0
+        assert 'mep_s' not in c.cookies
+        c2 = TestClient(c.app)   # same address: also limited
+        t2 = csrf_of((await c2.get('/login')).text)
+        r = await c2.post('/login', headers=dict(FORM), body=enc({'csrf': t2, 'password': PASSWORD}))
+        assert r.status_code == 429
+        ctx2, c3, _ = await start(tmp_path / 'b', login=False)
+        await do_login(c3)
+        r = await c3.get('/tinker')
+        assert r.status_code == 200 and 'Tinker' in r.text
+        cookie = [h for h in c3.cookies.items() if h[0] == 'mep_s'][0][1]
+        ctx2.stop()
+        assert len(cookie.split('.')) == 3
+        r = await c3.post('/login', headers=dict(FORM), body='csrf=' + csrf_of((await c3.get('/login')).text))
+        assert r.status_code == 400 and 'password' in r.text
+    finally:
+        ctx.stop()
+
+
+async def test_session_cookie_flags_and_tampering(tmp_path):
+    os.makedirs(tmp_path / 'x')
+    ctx = Ctx(str(tmp_path / 'x')).start_link()
+    try:
+        app = create_app(ctx)
+        c = TestClient(app)
+        r = await c.get('/login')
+        tok = csrf_of(r.text)
+        r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
+        sc = [h for h in r.headers['Set-Cookie'] if h.startswith('mep_s=')][0]
+        assert 'HttpOnly' in sc and 'SameSite=Strict' in sc and 'Max-Age=' in sc
+        good = c.cookies['mep_s']
+        exp, nonce, sig = good.split('.')
+        bad = [exp + '.' + nonce + '.' + ('0' if sig[0] != '0' else '1') + sig[1:],
+               str(int(exp) + 9999) + '.' + nonce + '.' + sig, exp + '.' + nonce, '', 'x.y.z',
+               'abc.' + nonce + '.' + sig]
+        for v in bad:
+            c.cookies['mep_s'] = v
+            r = await c.get('/config')
+            assert r.status_code == 302, v
+            assert (await c.get('/api/log')).status_code == 401
+        old = auth.make_session(ctx, now=1000)   # expired long ago
+        c.cookies['mep_s'] = old
+        assert (await c.get('/config')).status_code == 302
+        c.cookies['mep_s'] = good
+        assert (await c.get('/config')).status_code == 200
+        ctx.config.set_password('another password')   # a new password ends the sessions
+        assert (await c.get('/config')).status_code == 302
+    finally:
+        ctx.stop()
+
+
+async def test_csrf_on_every_state_changing_route(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    try:
+        posts = []
+        for methods, pattern, _h, _p, _s in c.app.url_map:
+            for m in methods:
+                if m in ('POST', 'PUT', 'PATCH', 'DELETE'):
+                    posts.append((m, pattern.url_pattern))
+        assert len(posts) >= 10
+        for m, path in posts:
+            r = await c.request(m, path, headers=dict(FORM), body='a=1')
+            assert r.status_code == 403 and 'CSRF' in r.text, path
+            r = await c.request(m, path, headers={'X-CSRF-Token': '0' * 32}, body='{}')
+            assert r.status_code == 403, path
+            r = await c.request(m, path, headers={'X-CSRF-Token': tok,
+                                                  'Origin': 'http://evil.example'}, body='{}')
+            assert r.status_code == 403 and 'cross-site' in r.text, path
+        # without the CSRF cookie the token alone does not help
+        nonce = c.cookies.pop('mep_c')
+        r = await c.post('/reboot', headers={'X-CSRF-Token': tok})
+        assert r.status_code == 403 and ctx.reboots == 0
+        c.cookies['mep_c'] = nonce
+        r = await c.post('/reboot', headers={'X-CSRF-Token': tok,
+                                             'Origin': 'http://example.com:1234'})
+        assert r.status_code == 200 and ctx.reboots == 1
+    finally:
+        ctx.stop()
+
+
+async def test_limits(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    try:
+        big = 'hex=' + '30' * MAX_BODY
+        for path in ('/api/mep', '/config', '/config/restore', '/login'):
+            r = await c.post(path, headers=dict(FORM, **{'X-CSRF-Token': tok}), body=big)
+            assert r.status_code == 413, (path, r.text)
+        r = await c.request('POST', '/api/ota', headers={'X-CSRF-Token': tok,
+                                                         'Content-Length': str(MAX_OTA + 1)})
+        assert r.status_code == 413
+        # a header line over the limit: the server answers 400 (through the socket path)
+        raw = await raw_request(c.app, b'GET /api/now HTTP/1.0\r\nX-Long: ' + b'a' * 5000
+                                + b'\r\n\r\n')
+        assert raw.startswith(b'HTTP/1.0 400')
+        raw = await raw_request(c.app, b'GARBAGE\r\n\r\n')
+        assert raw.startswith(b'HTTP/1.0 400')
+    finally:
+        ctx.stop()
+
+
+async def test_bad_input_gets_400_with_a_message(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    h = {'X-CSRF-Token': tok}
+    try:
+        cases = [({'hex': '30 0001 020'}, 'odd number'), ({'hex': '30zz'}, 'not hex'),
+                 ({'hex': ''}, 'empty'), ({'hex': 'ff 00'}, 'unknown service'),
+                 ({'hex': '30 0001 02'}, 'full read must be'), ({'hex': 5}, 'hex text'),
+                 ({'hex': '40 0007 0003 270805'}, 'writes to the meter'), ([1, 2], 'send JSON')]
+        for body, msg in cases:
+            r = await c.post('/api/mep', headers=dict(h), body=body)
+            assert r.status_code == 400 and msg in r.json['error'], (body, r.text)
+        r = await c.post('/api/mep', headers=dict(h, **{'Content-Type': 'application/json'}),
+                         body='{"hex": ')
+        assert r.status_code == 400 and 'bad request' in r.json['error']
+        r = await c.post('/api/mep', headers=dict(FORM, **h), body='hex=%zz')
+        assert r.status_code == 400 and r.json['error']
+        r = await c.post('/api/mep', headers=dict(h, **{'Content-Type': 'text/plain'}), body='x')
+        assert r.status_code == 400
+        for url in ('/api/history?level=week', '/api/history.csv?level=', '/api/recent?since=x',
+                    '/api/log?since=x'):
+            r = await c.get(url)
+            assert r.status_code == 400 and r.json['error'], url
+        r = await c.post('/config/restore', headers=dict(h), body='{not json')
+        assert r.status_code == 400 and 'not valid JSON' in r.json['error']
+        r = await c.post('/config/restore', headers=dict(h), body='[1]')
+        assert r.status_code == 400
+        r = await c.post('/config/restore', headers=dict(h), body={'mqtt_port': 'abc'})
+        assert r.status_code == 400 and 'mqtt_port' in r.json['fields']
+        r = await c.post('/config', headers=dict(FORM, **h), body='hostname=%zz')
+        assert r.status_code == 400 and 'url-encoded' in r.text
+        r = await c.post('/config', headers=dict(FORM, **h), body=enc(
+            {'hostname': 'bad host!', 'alarms': '[{', 'mqtt_port': '99999'}))
+        assert r.status_code == 400 and 'Alarms (alarms): not valid JSON' in r.text
+        r = await c.post('/config', headers=dict(FORM, **h), body=enc(
+            {'hostname': 'bad host!', 'mqtt_port': '99999'}))
+        assert r.status_code == 400 and 'hostname' in r.text and 'from 1 to 65535' in r.text
+        assert ctx.config['hostname'] == 'mep-test'
+        r = await c.post('/api/ota', headers=dict(h))
+        assert r.status_code == 400 and 'empty upload' in r.json['error']
+        r = await c.get('/static/../config.json')
+        assert r.status_code == 404
+        r = await c.get('/nothing/here')
+        assert r.status_code == 404
+    finally:
+        ctx.stop()
+
+
+def _secret_values(ctx):
+    vals = list(SECRETS.values()) + [PASSWORD, ctx.config['session_secret'],
+                                     ctx.config['ap_password'], ctx.config['web_password_hash']]
+    vals += [v.split('$')[-1] for v in vals if '$' in v]
+    return [v for v in vals if v]
+
+
+async def test_secrets_never_in_a_response(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    try:
+        await ctx.wait_reading()
+        h = {'X-CSRF-Token': tok}
+        seen = []
+        gets = ['/', '/tinker', '/config', '/ota', '/status', '/api/now', '/api/status',
+                '/api/recent', '/api/history?level=minute', '/api/history.csv?level=day',
+                '/api/log', '/api/link', '/config/backup', '/login', '/getDashDataWS', '/metrics',
+                '/static/app.js']
+        for u in gets:
+            r = await c.get(u)
+            seen.append((u, r.status_code, r.body, str(r.headers)))
+        posts = [('/api/mep', {'hex': '30 0001 0200'}),
+                 ('/config', enc({'csrf': tok, 'wifi_password': 'short', 'hostname': 'x y'})),
+                 ('/config', enc({'csrf': tok, 'hostname': 'mep-test', 'mqtt_host': ''})),
+                 ('/config/restore', {'mbk': 'not-a-valid-mbk', 'wifi_password': 'x'}),
+                 ('/config/backup', enc({'csrf': tok})), ('/api/ota', b'MEPOTA1 garbage\n'),
+                 ('/password', enc({'csrf': tok, 'old': 'wrong', 'new': 'a', 'new2': 'a'}))]
+        for u, body in posts:
+            hh = dict(h, **FORM) if isinstance(body, str) else h
+            r = await c.post(u, headers=dict(hh), body=body)
+            seen.append((u, r.status_code, r.body, str(r.headers)))
+        for v in _secret_values(ctx):
+            for u, st, body, hdr in seen:
+                assert v.encode() not in body and v not in hdr, (u, v[:4])
+            for line in ctx.logs:
+                assert v not in line
+        assert all(st < 500 for _u, st, _b, _h in seen), [(u, st) for u, st, _b, _h in seen]
+        # the explicit exception: a backup with the secrets checkbox ticked
+        r = await c.post('/config/backup', headers=dict(FORM), body=enc({'csrf': tok, 'secrets': 'on'}))
+        assert r.status_code == 200 and SECRETS['mbk'] in r.text
+        assert 'SECRETS' in r.headers['Content-Disposition']
+        d = json.loads((await c.get('/config/backup')).text)
+        assert 'mbk' not in d and 'hostname' in d
+    finally:
+        ctx.stop()
+
+
+async def test_public_dashboard_on_off(tmp_path):
+    for public in (False, True):
+        ctx, c, _ = await start(tmp_path / str(public), login=False, public=public)
+        try:
+            for u in ('/', '/api/now', '/api/recent', '/api/history?level=hour'):
+                r = await c.get(u)
+                assert r.status_code == (200 if public else (302 if u == '/' else 401)), u
+            for u in ('/api/log', '/api/link', '/api/status'):
+                assert (await c.get(u)).status_code == 401
+            if public:
+                r = await c.get('/')
+                assert 'Log in' in r.text and 'href="/tinker"' not in r.text
+        finally:
+            ctx.stop()
+
+
+async def test_dashboard_values_and_mep_read(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    try:
+        assert await ctx.wait_reading()
+        r = await c.get('/api/now')
+        assert r.status_code == 200 and len(r.body) <= 1500
+        j = r.json
+        assert j['link'] == 'ok' and j['r']['u_l1'] > 200 and j['info']['manufacturer'] == 'NES'
+        r = await c.post('/api/mep', headers={'X-CSRF-Token': tok}, body={'hex': '30 0001 0200'})
+        j = r.json
+        assert j['ok'] and j['fields']['manufacturer'] == 'NES'
+        assert j['req']['bytes'] == 19 and j['req']['msg'] == '3000010200'
+        assert len(j['req']['digest']) == 16 and len(j['req']['seq']) == 8
+        assert j['resp']['count'] == '%04x' % j['resp']['data_bytes']
+        assert len(j['resp']['trailer']) == 16
+        r = await c.post('/api/mep', headers={'X-CSRF-Token': tok}, body={'hex': '3f0017000000 0010'})
+        assert r.json['ok'] and 'fields' in r.json or 'dump' in r.json
+        r = await c.get('/api/log')
+        items = r.json['items']
+        assert any(e['desc'].startswith('full read BT01') and e['fields']['model'] for e in items
+                   if 'fields' in e)
+        r = await c.get('/api/recent')
+        assert r.json['time'] and len(r.json['time']) == len(r.json['p_in'])
+        t = r.json['time'][-1]
+        r = await c.get('/api/recent?since=%d' % t)
+        assert all(x > t for x in r.json['time'])
+        r = await c.get('/api/history?level=minute')
+        assert r.json['level'] == 'minute' and isinstance(r.json['rows'], list)
+        r = await c.get('/api/history.csv?level=minute')
+        assert r.text.startswith('time,utc,') and 'attachment' in r.headers['Content-Disposition']
+        r = await c.get('/')
+        assert 'id="chart"' in r.text and '/static/uplot.js?v=' in r.text
+        r = await c.get('/static/app.js')
+        if r.status_code == 200:   # built by tools/build_web.py
+            assert r.headers['Content-Encoding'] == 'gzip'
+            assert 'max-age=31536000' in r.headers['Cache-Control']
+        r = await c.get('/api/status')
+        assert r.json['version'] == ctx.version and 'counters' in r.json['link']
+    finally:
+        ctx.stop()
+
+
+async def test_config_round_trip(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    try:
+        r = await c.get('/config')
+        assert 'looks like hex but is 20 ASCII characters' in r.text
+        assert re.search(r'name="mbk" value=""', r.text)
+        form = {'csrf': tok, 'hostname': 'meter-2', 'poll_bt28_ms': '2000', 'fast_mode': 'on',
+                'mqtt_port': '1884', 'wifi_password': '', 'mbk': '', 'alarms': '[]',
+                'board': ctx.config['board'], 'dst': 'eu', 'clear_smtp_password': 'on'}
+        r = await c.post('/config', headers=dict(FORM), body=enc(form))
+        assert r.status_code == 200 and 'Saved.' in r.text, r.text
+        assert ctx.config['hostname'] == 'meter-2' and ctx.config['poll_bt28_ms'] == 2000
+        assert ctx.config['fast_mode'] is True and ctx.config['public_dashboard'] is False
+        assert ctx.config['wifi_password'] == SECRETS['wifi_password']   # empty = keep
+        assert ctx.config['mbk'] == SECRETS['mbk'] and ctx.config['smtp_password'] == ''
+        d = json.loads((await c.get('/config/backup')).text)
+        d['hostname'] = 'restored'
+        r = await c.post('/config/restore', headers={'X-CSRF-Token': tok}, body=d)
+        assert r.status_code == 200 and ctx.config['hostname'] == 'restored'
+        assert ctx.config['mbk'] == SECRETS['mbk']
+        r = await c.post('/password', headers=dict(FORM), body=enc(
+            {'csrf': tok, 'old': PASSWORD, 'new': 'new password 1', 'new2': 'new password 1'}))
+        assert r.status_code == 200 and ctx.config.check_password('new password 1')
+        assert (await c.get('/config')).status_code == 200       # the new session cookie
+    finally:
+        ctx.stop()
+
+
+async def test_ota_upload_good_tampered_truncated(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    h = {'X-CSRF-Token': tok, 'Content-Type': 'application/octet-stream'}
+    try:
+        good = make_bundle(ctx, str(tmp_path), files={'extra.py': b'x = 1\n' * 3000,
+                                                       'web/static/a.txt': b'hi\n'})
+        assert len(good) > MAX_BODY     # streamed, not read into RAM by Microdot
+        i = good.index(b'x = 1')
+        tampered = good[:i] + b'y' + good[i + 1:]
+        r = await c.post('/api/ota', headers=dict(h), body=tampered)
+        assert r.status_code == 400 and 'damaged' in r.json['error']
+        assert not os.path.exists(os.path.join(str(tmp_path), 'ota_new'))
+        r = await c.post('/api/ota', headers=dict(h), body=good[:-100])
+        assert r.status_code == 400 and 'truncated' in r.json['error']
+        other = make_bundle(ctx, str(tmp_path), key='5a' * 32)
+        r = await c.post('/api/ota', headers=dict(h), body=other)
+        assert r.status_code == 400 and 'bad signature' in r.json['error']
+        r = await c.post('/api/ota', headers=dict(h), body=b'hello, not a bundle' * 10)
+        assert r.status_code == 400 and 'bad header' in r.json['error']
+        r = await c.post('/api/ota', headers=dict(h), body=good)
+        assert r.status_code == 200 and r.json['version'] == '9.9.9' and r.json['files'] == 2
+        assert os.path.exists(os.path.join(str(tmp_path), 'ota_new', '.complete'))
+        r = await c.post('/reboot', headers={'X-CSRF-Token': tok})
+        assert r.status_code == 200 and ctx.reboots == 1
+    finally:
+        ctx.stop()

@@ -1,0 +1,232 @@
+# The web UI in real headless Chromium (selenium) against a real asyncio server with a real
+# Link + Poller on the meter simulator. Screenshots go to artifacts/screenshots/.
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+from web_helpers import Ctx, PASSWORD, make_bundle
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHOTS = os.path.join(ROOT, 'artifacts', 'screenshots')
+CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
+DRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
+
+pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
+                                reason='chromium / chromedriver not installed')
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    """The web app with its link in a background thread running its own event loop."""
+
+    def __init__(self, data_dir):
+        self.port = _free_port()
+        self.data_dir = data_dir
+        self.ready = threading.Event()
+        self.ctx = None
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(20):
+            raise RuntimeError('server did not start')
+        if self.error:
+            raise self.error
+
+    def _run(self):
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            self.error = e
+            self.ready.set()
+
+    async def _main(self):
+        from web.server import create_app
+        self.ctx = Ctx(self.data_dir).start_link()
+        self.app = create_app(self.ctx)
+        self.task = asyncio.get_running_loop().create_task(
+            self.app.start_server(host='127.0.0.1', port=self.port))
+        await asyncio.sleep(0.2)
+        self.ready.set()
+        try:
+            await self.task
+        except asyncio.CancelledError:
+            pass
+
+    def stop(self):
+        def _stop():
+            self.ctx.stop()
+            self.app.shutdown()
+            self.task.cancel()
+        self.loop.call_soon_threadsafe(_stop)
+        self.thread.join(5)
+
+
+@pytest.fixture(scope='module')
+def server():
+    from tools import build_web
+    static = os.path.join(ROOT, 'firmware', 'web', 'static')
+    if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
+               ('uplot.js', 'uplot.css', 'app.js', 'app.css')):
+        build_web.build(skip_npm=True)
+    d = tempfile.mkdtemp()
+    s = Server(d)
+    yield s
+    s.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    prof = tempfile.mkdtemp()
+    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+              '--disable-background-networking', '--disable-component-update', '--disable-sync',
+              '--disable-dev-shm-usage', '--user-data-dir=' + prof):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv.set_window_size(1280, 900)
+    os.makedirs(SHOTS, exist_ok=True)
+    yield drv
+    drv.quit()
+    shutil.rmtree(prof, ignore_errors=True)
+
+
+def wait(fn, timeout=20, what='condition'):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception:  # noqa: BLE001 - element not there yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError('timed out waiting for ' + what)
+
+
+def shot(drv, name, sizes=((390, 844), (1280, 900))):
+    for w, h in sizes:
+        drv.set_window_size(w, h)
+        time.sleep(0.6)
+        drv.save_screenshot(os.path.join(SHOTS, '%s-%dx%d.png' % (name, w, h)))
+    drv.set_window_size(1280, 900)
+
+
+def test_login_and_dashboard(server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/')
+    wait(lambda: '/login' in browser.current_url, what='redirect to login')
+    shot(browser, 'login', ((390, 844),))
+    browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
+    wait(lambda: browser.find_element(By.ID, 'link').text == 'ok', 30, 'link ok')
+    p = wait(lambda: browser.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power value')
+    latest = server.ctx.poller.latest
+    assert abs(float(p) - latest['p_in']) < 5000
+    u = float(browser.find_element(By.ID, 'u_l1').text)
+    assert 200 < u < 260
+    assert '.' in browser.find_element(By.ID, 'e_in').text      # kWh with 3 decimals
+    assert len(browser.find_element(By.ID, 'e_in').text.split('.')[1]) == 3
+    assert 'NES' in browser.find_element(By.ID, 'meter').text
+    time.sleep(3)   # a few ring points for the 1 h chart
+    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="hour"]').click()
+    js = ("var c=document.querySelector('#chart canvas'); if(!c) return 0;"
+          "var d=c.getContext('2d').getImageData(0,0,c.width,c.height).data,n=0;"
+          "for(var i=3;i<d.length;i+=4){if(d[i])n++;} return n;")
+    wait(lambda: browser.execute_script(js) > 500, 15, 'drawn chart')
+    shot(browser, 'dashboard')
+    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="day"]').click()
+    time.sleep(1)
+    assert browser.execute_script(js) > 0
+
+
+def test_config_round_trip(server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/config')
+    f = browser.find_element(By.NAME, 'hostname')
+    f.clear()
+    f.send_keys('browser-test')
+    port = browser.find_element(By.NAME, 'mqtt_port')
+    port.clear()
+    port.send_keys('1999')
+    shot(browser, 'config', ((390, 844),))
+    browser.find_element(By.CSS_SELECTOR, 'form.cfg > button').click()
+    wait(lambda: 'Saved.' in browser.page_source, 10, 'saved')
+    assert server.ctx.config['hostname'] == 'browser-test'
+    assert server.ctx.config['mqtt_port'] == 1999
+    browser.get(base + '/config')
+    assert browser.find_element(By.NAME, 'hostname').get_attribute('value') == 'browser-test'
+    assert browser.find_element(By.NAME, 'mbk').get_attribute('value') == ''
+    f = browser.find_element(By.NAME, 'hostname')
+    f.clear()
+    f.send_keys('bad host!')
+    browser.find_element(By.CSS_SELECTOR, 'form.cfg > button').click()
+    wait(lambda: 'need fixing' in browser.page_source, 10, 'validation message')
+    assert 'Hostname (hostname)' in browser.page_source
+    assert server.ctx.config['hostname'] == 'browser-test'
+
+
+def test_tinker_bt01(server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/tinker')
+    browser.find_element(By.CSS_SELECTOR, 'button[data-hex="3000010200"]').click()
+    wait(lambda: 'manufacturer' in browser.find_element(By.ID, 'result').text, 20, 'BT01')
+    res = browser.find_element(By.ID, 'result').text
+    assert 'NES' in res and 'DIGEST' in res and 'TRAILER' in res and '19 bytes' in res
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#log details'), 10, 'log rows')
+    wait(lambda: 'SEQ' in browser.find_element(By.ID, 'linkst').text, 10, 'link state')
+    shot(browser, 'tinker')
+    h = browser.find_element(By.ID, 'hex')
+    h.clear()
+    h.send_keys('30 00')
+    browser.find_element(By.CSS_SELECTOR, '#mep button').click()
+    wait(lambda: 'full read must be' in browser.find_element(By.ID, 'result').text, 10, 'error')
+
+
+def test_ota_upload(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    good = make_bundle(server.ctx, str(tmp_path), files={'extra.py': b'y = 2\n' * 4000})
+    i = good.index(b'y = 2')
+    bad = good[:i] + b'z' + good[i + 1:]
+    paths = {}
+    for name, data in (('good.bin', good), ('bad.bin', bad)):
+        paths[name] = str(tmp_path / name)
+        with open(paths[name], 'wb') as f:
+            f.write(data)
+    browser.get(base + '/ota')
+    browser.find_element(By.ID, 'ofile').send_keys(paths['bad.bin'])
+    browser.find_element(By.CSS_SELECTOR, '#ota button').click()
+    wait(lambda: 'damaged' in browser.find_element(By.ID, 'omsg').text, 20, 'refusal')
+    browser.get(base + '/ota')
+    browser.find_element(By.ID, 'ofile').send_keys(paths['good.bin'])
+    browser.find_element(By.CSS_SELECTOR, '#ota button').click()
+    wait(lambda: 'applied at reboot' in browser.find_element(By.ID, 'omsg').text, 20, 'accepted')
+    assert browser.find_element(By.ID, 'reboot').is_displayed()
+    shot(browser, 'ota')
+    browser.find_element(By.CSS_SELECTOR, '#reboot button').click()
+    wait(lambda: 'restarts now' in browser.page_source, 10, 'reboot page')
+    assert server.ctx.reboots == 1
+    browser.get(base + '/status')
+    shot(browser, 'status', ((390, 844),))
