@@ -139,6 +139,8 @@ class TcpServer:
                     self.pump.feed(data)
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            pass        # the server is shutting down: end this connection quietly
         finally:
             if self.writer is writer:
                 self.writer = None
