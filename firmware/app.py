@@ -21,8 +21,9 @@ def join(d, name):
 
 class App:
     def __init__(self, board=None, data_dir='/', mep_target=None, http_port=80, console=False,
-                 log=print, supervise=True):
+                 log=print, supervise=True, heap_report_ms=0):
         self.log = log
+        self.heap_report_ms = heap_report_ms
         self.data_dir = data_dir
         self.http_port = http_port
         self.console = console
@@ -49,8 +50,9 @@ class App:
         self.poller = Poller(self.link.submit, unix_time, c['poll_bt23_ms'], c['poll_bt28_ms'],
                              c['fast_mode'], log)
         self.link.hooks.append(self.poller)
-        # 38 bytes a slot: 300 on the ESP32 (11 KB), 15 minutes at 1 s on the PC
-        self.store = Store(data_dir, 900 if self.chip == 'host' else 300)
+        # 38 bytes a slot: 300 on the ESP32 (11 KB), 15 minutes at 1 s on the PC under
+        # CPython; the MicroPython unix port keeps the ESP32 size (its heap is the point)
+        self.store = Store(data_dir, 900 if self.chip == 'host' and mem_free() is None else 300)
         self._store_warning = self.store.load()
         self.poller.on_reading(self.store.add)
         self.mqtt = None
@@ -195,6 +197,16 @@ class App:
                         r['i_l1'], r['i_l2'], r['i_l3'], r['freq'],
                         (r['e_in'] or 0) / 1000, st['link'], st['seq']))
 
+    async def _heap_report(self):
+        """Opt-in (heap_report_ms): one 'HEAP free=.. alloc=.. readings=..' line per period,
+        after a collection, for tools/bench_heap.py."""
+        import gc
+        while True:
+            gc.collect()
+            self.log('HEAP free=%s alloc=%s readings=%d'
+                     % (mem_free(), mem_alloc(), self.poller.readings))
+            await sleep_ms(self.heap_report_ms)
+
     async def _web(self):
         try:
             from web import server
@@ -209,6 +221,8 @@ class App:
                  asyncio.create_task(self._housekeeping())]
         if self.console:
             tasks.append(asyncio.create_task(self._console()))
+        if self.heap_report_ms:
+            tasks.append(asyncio.create_task(self._heap_report()))
         if self.mqtt is not None:
             tasks.append(asyncio.create_task(self.mqtt.run()))
         if self.mailer is not None and hasattr(self.mailer, 'run'):

@@ -205,7 +205,9 @@ class Mqtt:
         port = self._port()
         try:
             if self._addr is None or self._addr[0] != host:
-                self._addr = (host, socket.getaddrinfo(host, port)[0][-1][0])
+                # CPython and the ESP32 give an (ip, port) tuple; the unix port raw bytes
+                ai = socket.getaddrinfo(host, port)[0][-1]
+                self._addr = (host, ai[0] if isinstance(ai, tuple) else host)
             s = await open_tcp(self._addr[1], port, self.connect_timeout * 1000)
             s.close()
             return True
