@@ -479,3 +479,12 @@ def _parse(f):
     if not isinstance(d, dict):
         raise ValueError('not an object')
     return d
+
+
+def opt(cfg, key, default=None):
+    """cfg[key] from a Config or a plain dict, or `default` when missing or None."""
+    try:
+        v = cfg[key]
+    except KeyError:
+        return default
+    return default if v is None else v

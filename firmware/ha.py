@@ -43,12 +43,7 @@ SENSORS = (
 )
 
 
-def _opt(cfg, key, default=None):
-    try:
-        v = cfg[key]
-    except KeyError:
-        return default
-    return default if v is None else v
+from config import opt as _opt
 
 
 def num(v):

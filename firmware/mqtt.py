@@ -21,12 +21,7 @@ _CONNACK = {1: 'unacceptable protocol', 2: 'client id rejected', 3: 'server unav
             4: 'bad user name or password', 5: 'not authorized'}
 
 
-def _opt(cfg, key, default=None):
-    try:
-        v = cfg[key]
-    except KeyError:
-        return default
-    return default if v is None else v
+from config import opt as _opt
 
 
 def _err(e):

@@ -20,12 +20,7 @@ class SmtpError(Exception):
     pass
 
 
-def _opt(cfg, key, default=None):
-    try:
-        v = cfg[key]
-    except KeyError:
-        return default
-    return default if v is None else v
+from config import opt as _opt
 
 
 def configured(cfg):
