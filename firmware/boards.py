@@ -39,6 +39,8 @@ PROFILES = {
         'chip': 'esp32c3',
         'uart': 1, 'rx': 6, 'tx': 7,
         'enable': 5, 'enable_active': 0,
+        # GPIO4 drives the ON input of a TPS22917 load switch feeding the MAX3232 VCC:
+        # high = transceiver powered, low = off (a 100k pull-down keeps it off during boot).
         'driver_supply': 4,
         'led': 10, 'led_active': 1,
         'boot_button': 9, 'safe_active': 0,

@@ -1,0 +1,555 @@
+#!/usr/bin/env python3
+"""Generate the KiCad 9 project of the MEP drawer PCB from design.py.
+
+    python3 hardware/kicad/generate.py     (a Python 3 with numpy; plus kicad-cli, and KiCad's pcbnew
+                                            module for /usr/bin/python3 or $KICAD_PYTHON)
+
+Steps: write the project-local library (ESP32-C3-MINI-1 symbol and footprint, drawn from the module
+datasheet's dimensions), the schematic (every pin gets a short wire and a net label, so the
+schematic reads as a list of nets), export its netlist with kicad-cli, place the footprints
+(copied from KiCad's standard libraries), route every net with the small grid router in
+router.py, add the ground pours and let KiCad's pcbnew fill them. The outputs are committed; run
+this again only when design.py changes, then run check.sh.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid as uuidlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from sexpr import parse, dump, q, unq, num, find, findall  # noqa: E402
+import design  # noqa: E402
+
+NAME = 'mep-drawer'
+SYMDIR = os.environ.get('KICAD9_SYMBOL_DIR', '/usr/share/kicad/symbols')
+FPDIR = os.environ.get('KICAD9_FOOTPRINT_DIR', '/usr/share/kicad/footprints')
+LIBDIR = os.path.join(HERE, 'lib')
+TITLE = 'MEP drawer module (ESP32-C3)'
+REV = 'A'
+DATE = '2026-11-21'
+
+
+def uid(*parts):
+    """Stable UUIDs so regenerating gives small diffs."""
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, 'mep-drawer/' + '/'.join(str(p) for p in parts)))
+
+
+def U(*parts):
+    return ['uuid', q(uid(*parts))]
+
+
+FONT = ['effects', ['font', ['size', '1.27', '1.27']]]
+FONT_HIDE = ['effects', ['font', ['size', '1.27', '1.27']], ['hide', 'yes']]
+
+
+# ------------------------------------------------------------------------------------------------
+# Project-local library: ESP32-C3-MINI-1
+# ------------------------------------------------------------------------------------------------
+
+def esp_symbol(name='ESP32-C3-MINI-1'):
+    pins = []
+
+    def pin(kind, x, y, ang, pname, number, hide=False):
+        p = ['pin', kind, 'line', ['at', num(x), num(y), str(ang)], ['length', '2.54']]
+        if hide:
+            p.append(['hide', 'yes'])
+        p += [['name', q(pname), FONT], ['number', q(number), FONT]]
+        pins.append(p)
+
+    left = ['3V3', 'EN', 'IO0', 'IO1', 'IO2', 'IO3', 'IO4', 'IO5', 'IO6', 'IO7', 'IO8', 'IO9', 'IO10']
+    y = 25.4
+    for n in left:
+        kind = 'power_in' if n == '3V3' else 'input' if n == 'EN' else 'bidirectional'
+        pin(kind, -15.24, y, 0, n, design.ESP_PINS[n])
+        y -= 2.54 if n != 'EN' else 5.08
+    right = [('IO18', 'IO18/USB_D-'), ('IO19', 'IO19/USB_D+'), ('RXD0', 'RXD0/IO20'), ('TXD0', 'TXD0/IO21')]
+    y = 25.4
+    for key, label in right:
+        pin('bidirectional', 15.24, y, 180, label, design.ESP_PINS[key])
+        y -= 2.54
+    y -= 2.54
+    for n in design.ESP_NC:
+        pin('no_connect', 15.24, y, 180, 'NC', n)
+        y -= 2.54
+    bottom = y
+    for i, n in enumerate(design.ESP_GND):
+        pin('power_in' if i == 0 else 'passive', 0, bottom - 2.54, 90, 'GND', n, hide=i > 0)
+    props = [
+        ['property', q('Reference'), q('U'), ['at', '-12.7', '29.21', '0'], FONT],
+        ['property', q('Value'), q(name), ['at', '0', '29.21', '0'], FONT],
+        ['property', q('Footprint'), q('MEP:ESP32-C3-MINI-1'), ['at', '0', '-50', '0'], FONT_HIDE],
+        ['property', q('Datasheet'), q('https://www.espressif.com/sites/default/files/documentation/esp32-c3-mini-1_datasheet_en.pdf'),
+         ['at', '0', '-52', '0'], FONT_HIDE],
+        ['property', q('Description'), q('ESP32-C3 Wi-Fi/BLE module, 4 MB flash, PCB antenna, 13.2 x 16.6 mm'),
+         ['at', '0', '-54', '0'], FONT_HIDE],
+        ['property', q('ki_keywords'), q('ESP32 ESP32-C3 RISC-V WiFi module'), ['at', '0', '0', '0'], FONT_HIDE],
+    ]
+    body = ['symbol', q(name + '_0_1'),
+            ['rectangle', ['start', '-12.7', '27.94'], ['end', '12.7', num(bottom)],
+             ['stroke', ['width', '0.254'], ['type', 'default']], ['fill', ['type', 'background']]]]
+    unit = ['symbol', q(name + '_1_1')] + pins
+    return ['symbol', q(name), ['exclude_from_sim', 'no'], ['in_bom', 'yes'], ['on_board', 'yes']] + props + [body, unit]
+
+
+def esp_footprint():
+    """ESP32-C3-MINI-1 land pattern from the datasheet's module dimensions (13.2 x 16.6 mm,
+    0.8 mm pitch, 0.8 x 0.4 mm pads on the outer ring, 3 x 3 thermal pad array, 4 corner pads).
+    Origin at the centre of the pad field; the antenna is at -y."""
+    items = []
+
+    def line(x1, y1, x2, y2, layer, w):
+        items.append(['fp_line', ['start', num(x1), num(y1)], ['end', num(x2), num(y2)],
+                      ['stroke', ['width', num(w)], ['type', 'solid']], ['layer', q(layer)],
+                      U('espfp', 'line', x1, y1, x2, y2, layer)])
+
+    def pad(n, x, y, w, h, rot=0, paste=True):
+        at = ['at', num(x), num(y)] + ([str(rot)] if rot else [])
+        layers = ['layers', q('F.Cu'), q('F.Mask')] + ([q('F.Paste')] if paste else [])
+        items.append(['pad', q(n), 'smd', 'rect', at, ['size', num(w), num(h)], layers,
+                      U('espfp', 'pad', n, x, y)])
+
+    for i in range(11):                      # pins 1..11, left side, top to bottom
+        pad(str(1 + i), -5.9, -4.0 + 0.8 * i, 0.8, 0.4)
+    for i in range(13):                      # pins 12..24, bottom row, left to right
+        pad(str(12 + i), -4.8 + 0.8 * i, 4.9, 0.8, 0.4, 90)
+    for i in range(11):                      # pins 25..35, right side, bottom to top
+        pad(str(25 + i), 5.9, 4.0 - 0.8 * i, 0.8, 0.4)
+    for i in range(13):                      # pins 36..48, top row (GND), right to left
+        pad(str(36 + i), 4.8 - 0.8 * i, -4.9, 0.8, 0.4, 90)
+    for ix in (-1, 0, 1):                    # pin 49: exposed ground pad as a 3 x 3 array
+        for iy in (-1, 0, 1):
+            pad('49', 1.975 * ix, 1.975 * iy, 1.45, 1.45)
+    for n, (x, y) in zip(('50', '51', '52', '53'), ((5.95, -4.95), (5.95, 4.95), (-5.95, 4.95), (-5.95, -4.95))):
+        pad(n, x, y, 0.7, 0.7)
+    # fab outline and antenna area
+    line(-6.6, -11.0, 6.6, -11.0, 'F.Fab', 0.1)
+    line(6.6, -11.0, 6.6, 5.6, 'F.Fab', 0.1)
+    line(6.6, 5.6, -6.6, 5.6, 'F.Fab', 0.1)
+    line(-6.6, 5.6, -6.6, -11.0, 'F.Fab', 0.1)
+    line(-6.6, -5.6, 6.6, -5.6, 'F.Fab', 0.1)
+    # silkscreen: corners outside the pads, antenna area outline
+    for sx in (-1, 1):
+        line(sx * 6.72, -11.12, sx * 6.72, -5.6, 'F.SilkS', 0.12)
+        line(sx * 6.72, 5.72, sx * 5.4, 5.72, 'F.SilkS', 0.12)
+    line(-6.72, -11.12, 6.72, -11.12, 'F.SilkS', 0.12)
+    line(-6.72, 5.72, -6.72, 5.3, 'F.SilkS', 0.12)
+    # courtyard
+    line(-6.85, -11.25, 6.85, -11.25, 'F.CrtYd', 0.05)
+    line(6.85, -11.25, 6.85, 5.85, 'F.CrtYd', 0.05)
+    line(6.85, 5.85, -6.85, 5.85, 'F.CrtYd', 0.05)
+    line(-6.85, 5.85, -6.85, -11.25, 'F.CrtYd', 0.05)
+    fp = ['footprint', q('ESP32-C3-MINI-1'), ['version', '20241229'], ['generator', q('mep-drawer-generate')],
+          ['layer', q('F.Cu')],
+          ['descr', q('Espressif ESP32-C3-MINI-1, 13.2 x 16.6 mm, land pattern drawn from the module datasheet dimensions')],
+          ['tags', q('ESP32-C3 module')],
+          ['property', q('Reference'), q('REF**'), ['at', '0', '-12.3', '0'], ['layer', q('F.SilkS')],
+           U('espfp', 'ref'), ['effects', ['font', ['size', '1', '1'], ['thickness', '0.15']]]],
+          ['property', q('Value'), q('ESP32-C3-MINI-1'), ['at', '0', '-8.3', '0'], ['layer', q('F.Fab')],
+           U('espfp', 'val'), ['effects', ['font', ['size', '1', '1'], ['thickness', '0.15']]]],
+          ['attr', 'smd']] + items + [['embedded_fonts', 'no']]
+    return fp
+
+
+def write_library():
+    os.makedirs(os.path.join(LIBDIR, 'MEP.pretty'), exist_ok=True)
+    lib = ['kicad_symbol_lib', ['version', '20241209'], ['generator', q('mep-drawer-generate')],
+           ['generator_version', q('9.0')], esp_symbol()]
+    with open(os.path.join(LIBDIR, 'MEP.kicad_sym'), 'w') as f:
+        f.write(dump(lib) + '\n')
+    with open(os.path.join(LIBDIR, 'MEP.pretty', 'ESP32-C3-MINI-1.kicad_mod'), 'w') as f:
+        f.write(dump(esp_footprint()) + '\n')
+    # The project tables also name the standard KiCad libraries this design uses (through KiCad's
+    # own path variables), so ERC/DRC find them on a machine whose global tables are empty.
+    symlibs = sorted({p['sym'].split(':')[0] for p in design.PARTS} | {'power'})
+    fplibs = sorted({p['fp'].split(':')[0] for p in design.PARTS})
+    with open(os.path.join(HERE, 'sym-lib-table'), 'w') as f:
+        f.write('(sym_lib_table\n\t(version 7)\n')
+        for lib in symlibs:
+            uri = '${KIPRJMOD}/lib/MEP.kicad_sym' if lib == 'MEP' else '${KICAD9_SYMBOL_DIR}/%s.kicad_sym' % lib
+            f.write('\t(lib (name "%s")(type "KiCad")(uri "%s")(options "")(descr ""))\n' % (lib, uri))
+        f.write(')\n')
+    with open(os.path.join(HERE, 'fp-lib-table'), 'w') as f:
+        f.write('(fp_lib_table\n\t(version 7)\n')
+        for lib in fplibs:
+            uri = '${KIPRJMOD}/lib/MEP.pretty' if lib == 'MEP' else '${KICAD9_FOOTPRINT_DIR}/%s.pretty' % lib
+            f.write('\t(lib (name "%s")(type "KiCad")(uri "%s")(options "")(descr ""))\n' % (lib, uri))
+        f.write(')\n')
+
+
+# ------------------------------------------------------------------------------------------------
+# Symbols
+# ------------------------------------------------------------------------------------------------
+
+_libcache = {}
+
+
+def lib_symbol(lib_id):
+    """Flattened symbol definition named 'Lib:Name', ready for a schematic's lib_symbols."""
+    libname, name = lib_id.split(':')
+    if libname == 'MEP':
+        path = os.path.join(LIBDIR, 'MEP.kicad_sym')
+    else:
+        path = os.path.join(SYMDIR, libname + '.kicad_sym')
+    if path not in _libcache:
+        with open(path) as f:
+            _libcache[path] = parse(f.read())
+    lib = _libcache[path]
+    syms = {unq(s[1]): s for s in findall(lib, 'symbol')}
+    node = syms[name]
+    ext = find(node, 'extends')
+    if ext:
+        parent = syms[unq(ext[1])]
+        pname = unq(parent[1])
+        out = ['symbol', q(lib_id)]
+        for x in parent[2:]:
+            if isinstance(x, list) and x[0] == 'property':
+                continue
+            if isinstance(x, list) and x[0] == 'symbol':
+                x = ['symbol', q(unq(x[1]).replace(pname, name, 1))] + x[2:]
+            out.append(x)
+        props = [x for x in node if isinstance(x, list) and x[0] == 'property']
+        # properties go before the sub-symbols
+        idx = next(i for i, x in enumerate(out) if isinstance(x, list) and x[0] == 'symbol')
+        out[idx:idx] = props
+        return out
+    return ['symbol', q(lib_id)] + node[2:]
+
+
+def sym_pins(symnode):
+    """{number: (x, y, angle, type, name)} in library coordinates (y up)."""
+    pins = {}
+    for sub in findall(symnode, 'symbol'):
+        for p in findall(sub, 'pin'):
+            at = find(p, 'at')
+            pins.setdefault(unq(find(p, 'number')[1]), (float(at[1]), float(at[2]), int(float(at[3])), p[1],
+                                                         unq(find(p, 'name')[1])))
+    return pins
+
+
+def sym_bbox(symnode):
+    xs, ys = [], []
+    for sub in findall(symnode, 'symbol'):
+        for g in sub[2:]:
+            if not isinstance(g, list):
+                continue
+            for key in ('start', 'end', 'xy', 'center', 'at'):
+                for pt in _walk(g, key):
+                    xs.append(float(pt[1]))
+                    ys.append(float(pt[2]))
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _walk(node, key):
+    if isinstance(node, list):
+        if node and node[0] == key and len(node) >= 3:
+            yield node
+        for x in node:
+            yield from _walk(x, key)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schematic
+# ------------------------------------------------------------------------------------------------
+
+G = 2.54
+
+
+def snap(v):
+    return round(v / 1.27) * 1.27
+
+
+def write_schematic():
+    root = uid('root-sheet')
+    libsyms = {}
+    items = []
+    pwr_count = [0]
+
+    def getsym(lib_id):
+        if lib_id not in libsyms:
+            libsyms[lib_id] = lib_symbol(lib_id)
+        return libsyms[lib_id]
+
+    def place_symbol(lib_id, ref, value, x, y, rot=0, fields=(), footprint='', in_bom=True, key=None,
+                     ref_at=None, val_at=None, hide_ref=False, hide_val=False):
+        s = getsym(lib_id)
+        key = key or ref
+        props = []
+        bx0, by0, bx1, by1 = sym_bbox(s)
+        ra = ref_at or (x + bx1 + 1.27, y - by1 + 1.27)
+        va = val_at or (x + bx1 + 1.27, y - by1 + 3.81)
+
+        def prop(k, v, at, hide, justify=None):
+            eff = ['effects', ['font', ['size', '1.27', '1.27']]]
+            if justify:
+                eff.append(['justify', justify])
+            if hide:
+                eff.append(['hide', 'yes'])
+            return ['property', q(k), q(v), ['at', num(at[0]), num(at[1]), '0'], eff]
+        props.append(prop('Reference', ref, ra, hide_ref, 'left'))
+        props.append(prop('Value', value, va, hide_val, 'left'))
+        props.append(prop('Footprint', footprint, (x, y), True))
+        datasheet = ''
+        for p in findall(s, 'property'):
+            if unq(p[1]) == 'Datasheet':
+                datasheet = unq(p[2])
+        props.append(prop('Datasheet', datasheet, (x, y), True))
+        for k, v in fields:
+            props.append(prop(k, v, (x, y), True))
+        pinuuids = [['pin', q(n), U('sch', key, 'pin', n)] for n in sorted(sym_pins(s))]
+        node = ['symbol', ['lib_id', q(lib_id)], ['at', num(x), num(y), str(rot)], ['unit', '1'],
+                ['exclude_from_sim', 'no'], ['in_bom', 'yes' if in_bom else 'no'], ['on_board', 'yes'],
+                ['dnp', 'no'], U('sch', key)] + props + pinuuids + [
+            ['instances', ['project', q(NAME), ['path', q('/' + root), ['reference', q(ref)], ['unit', '1']]]]]
+        items.append(node)
+        return node
+
+    def wire(x1, y1, x2, y2):
+        items.append(['wire', ['pts', ['xy', num(x1), num(y1)], ['xy', num(x2), num(y2)]],
+                      ['stroke', ['width', '0'], ['type', 'default']], U('sch', 'wire', x1, y1, x2, y2)])
+
+    def label(name, x, y, direction):
+        ang = {'left': 180, 'right': 0, 'up': 90, 'down': 270}[direction]
+        just = 'right' if direction in ('left', 'down') else 'left'
+        items.append(['label', q(name), ['at', num(x), num(y), str(ang)], ['fields_autoplaced', 'yes'],
+                      ['effects', ['font', ['size', '1.27', '1.27']], ['justify', just, 'bottom']],
+                      U('sch', 'label', name, x, y)])
+
+    def power(name, x, y, direction):
+        pwr_count[0] += 1
+        ref = '#PWR%02d' % pwr_count[0]
+        if name == 'GND':
+            rot = {'down': 0, 'right': 90, 'up': 180, 'left': 270}[direction]
+        else:
+            rot = {'up': 0, 'left': 90, 'down': 180, 'right': 270}[direction]
+        lib_id = 'power:PWR_FLAG' if name == 'PWR_FLAG' else 'power:' + name
+        if name == 'PWR_FLAG':
+            ref = '#FLG%02d' % pwr_count[0]
+            rot = {'up': 0, 'left': 90, 'down': 180, 'right': 270}[direction]
+        vy = y + (3.81 if direction == 'down' else -3.81)
+        place_symbol(lib_id, ref, name, x, y, rot, in_bom=False, key=ref,
+                     ref_at=(x, y), val_at=(x + 1.27, vy), hide_ref=True)
+
+    def noconnect(x, y):
+        items.append(['no_connect', ['at', num(x), num(y)], U('sch', 'nc', x, y)])
+
+    # --- lay out the parts in rows ---
+    groups = [
+        ['J1', 'D1', 'D2', 'C1', 'C2', 'R1', 'U2', 'C3', 'D4', 'L1', 'R2', 'R3', 'C4', 'C5'],
+        ['J2', 'R4', 'R5', 'D3', 'U4', 'R11', 'C13', 'U3', 'C9', 'C10', 'C11', 'C12', 'D5', 'R12'],
+        ['U1', 'C7', 'C8', 'R6', 'C6', 'SW2', 'SW1', 'R7', 'R8', 'R9', 'R10', 'D6',
+         'TP1', 'TP2', 'TP3', 'TP4', 'TP5'],
+    ]
+    parts = {p['ref']: p for p in design.PARTS}
+    x0, y0 = 25.4, 38.1
+    cx, cy = x0, y0
+    row_h = 0
+    page_w = 560.0
+    placements = {}
+    for g in groups:
+        for ref in g:
+            p = parts[ref]
+            s = getsym(p['sym'])
+            pins = sym_pins(s)
+            bx0, by0, bx1, by1 = sym_bbox(s)
+            lw = max([len(n or '') for n in p['pins'].values()] + [3]) * 1.1 + 6
+            left = min([bx0] + [pp[0] for pp in pins.values()]) - lw
+            right = max([bx1] + [pp[0] for pp in pins.values()]) + lw + 8
+            top = max([by1] + [pp[1] for pp in pins.values()]) + lw * 0.6 + 5
+            bottom = min([by0] + [pp[1] for pp in pins.values()]) - lw * 0.6 - 3
+            w, h = right - left, top - bottom
+            if cx + w > page_w:
+                cx = x0
+                cy += row_h + 7.62
+                row_h = 0
+            sx, sy = snap(cx - left), snap(cy + top)
+            placements[ref] = (sx, sy)
+            cx += w + 5.08
+            row_h = max(row_h, h)
+        cx = x0
+        cy += row_h + 12.7
+        row_h = 0
+    page_h = cy
+
+    flagged = set()
+    flag_nets = {'GND', '+3V3', 'VIN'}
+    for p in design.PARTS:
+        ref = p['ref']
+        sx, sy = placements[ref]
+        fields = [('Manufacturer', p.get('mfr', '')), ('MPN', p.get('mpn', ''))]
+        if p.get('desc'):
+            fields.append(('Description', p['desc']))
+        s = getsym(p['sym'])
+        place_symbol(p['sym'], ref, p['value'], sx, sy, 0, fields, p['fp'], in_bom=p.get('bom', True))
+        pins = sym_pins(s)
+        done = set()
+        for number, net in p['pins'].items():
+            px, py, ang, kind, pname = pins[number]
+            ex, ey = sx + px, sy - py
+            if (ex, ey) in done:
+                continue          # stacked pins (same net) share one wire
+            done.add((ex, ey))
+            if net is None:
+                if kind != 'no_connect':
+                    noconnect(ex, ey)
+                continue
+            d = {0: (-1, 0), 180: (1, 0), 90: (0, 1), 270: (0, -1)}[ang]
+            direction = {(-1, 0): 'left', (1, 0): 'right', (0, 1): 'down', (0, -1): 'up'}[d]
+            lx, ly = ex + d[0] * G, ey + d[1] * G
+            wire(ex, ey, lx, ly)
+            if net in ('GND', '+3V3'):
+                power(net, lx, ly, direction)
+            else:
+                label(net, lx, ly, direction)
+            if net in flag_nets and net not in flagged:
+                flagged.add(net)
+                fx, fy = lx + d[0] * G, ly + d[1] * G
+                wire(lx, ly, fx, fy)
+                power('PWR_FLAG', fx, fy, direction)
+        for number, (px, py, ang, kind, pname) in pins.items():
+            if number not in p['pins'] and kind != 'no_connect' and not (p['ref'] == 'U1'):
+                raise SystemExit('%s pin %s (%s) has no net in design.py' % (ref, number, pname))
+
+    notes = [
+        'MEP connector J1 (pin-out of the original dabbler.dk module J6; NOT the official numbering):',
+        '  1 GND = meter terminal 19 (MEP_COM_GND)    2 RXD into the module = terminal 16A (meter TXD)',
+        '  3 ENABLE = terminal 18 (MEP_COM_ENABLE)    4 +24/+26 V = terminal 16 (MEP_PWR)',
+        '  5 TXD out of the module = terminal 17 (meter RXD)    6 not connected',
+        'ENABLE: IO5 LOW -> T1OUT high (about +5.5 V) -> D5 -> meter ENABLE asserted.',
+        'IO4 HIGH switches the MAX3232 supply (VCC_232) on through U4; R11 keeps it off during boot.',
+        'Power budget: the meter supply allows about 1 W. See README.md.',
+    ]
+    for i, t in enumerate(notes):
+        items.append(['text', q(t), ['exclude_from_sim', 'no'], ['at', '25.4', num(page_h + 2.54 * i), '0'],
+                      ['effects', ['font', ['size', '1.524', '1.524']], ['justify', 'left', 'bottom']],
+                      U('sch', 'note', i)])
+    page_h += 2.54 * len(notes) + 10
+    paper = ['paper', q('User'), num(round(page_w + 20)), num(round(max(page_h, 200)))]
+
+    sch = ['kicad_sch', ['version', '20250114'], ['generator', q('eeschema')], ['generator_version', q('9.0')],
+           ['uuid', q(root)], paper,
+           ['title_block', ['title', q(TITLE)], ['date', q(DATE)], ['rev', q(REV)],
+            ['company', q('mep-firmware project')],
+            ['comment', '1', q('Generated by hardware/kicad/generate.py from design.py')]],
+           ['lib_symbols'] + list(libsyms.values())] + items + [
+        ['sheet_instances', ['path', q('/'), ['page', q('1')]]], ['embedded_fonts', 'no']]
+    with open(os.path.join(HERE, NAME + '.kicad_sch'), 'w') as f:
+        f.write(dump(sch) + '\n')
+    return root
+
+
+def export_netlist(path):
+    subprocess.run(['kicad-cli', 'sch', 'export', 'netlist', '--format', 'kicadsexpr', '-o', path,
+                    os.path.join(HERE, NAME + '.kicad_sch')], check=True, stdout=subprocess.DEVNULL)
+    return read_netlist(path)
+
+
+def read_netlist(path):
+    """{(ref, pin): net_name} plus {ref: symbol uuid (tstamps)}."""
+    with open(path) as f:
+        tree = parse(f.read())
+    pads = {}
+    for net in findall(find(tree, 'nets'), 'net'):
+        name = unq(find(net, 'name')[1])
+        for node in findall(net, 'node'):
+            pads[(unq(find(node, 'ref')[1]), unq(find(node, 'pin')[1]))] = name
+    stamps = {}
+    for comp in findall(find(tree, 'components'), 'comp'):
+        ref = unq(find(comp, 'ref')[1])
+        ts = find(comp, 'tstamps')
+        stamps[ref] = unq(ts[1]) if ts else None
+    return pads, stamps
+
+
+def write_project():
+    pro = {
+        'board': {
+            'design_settings': {
+                'defaults': {'board_outline_line_width': 0.1, 'copper_line_width': 0.2,
+                             'silk_line_width': 0.12, 'silk_text_size_h': 0.8, 'silk_text_size_v': 0.8,
+                             'silk_text_thickness': 0.12},
+                'rules': {'min_clearance': 0.15, 'min_track_width': 0.2, 'min_via_diameter': 0.6,
+                          'min_through_hole_diameter': 0.3, 'min_via_annular_width': 0.13,
+                          'min_hole_clearance': 0.25, 'min_hole_to_hole': 0.25,
+                          'min_copper_edge_clearance': 0.3, 'min_silk_clearance': 0.0,
+                          'solder_mask_to_copper_clearance': 0.0, 'min_connection': 0.15},
+                'rule_severities': {'silk_overlap': 'warning', 'silk_over_copper': 'warning',
+                                    'silk_edge_clearance': 'warning', 'lib_footprint_issues': 'warning',
+                                    'lib_footprint_mismatch': 'warning', 'footprint_type_mismatch': 'ignore',
+                                    'text_height': 'warning', 'text_thickness': 'warning'},
+                'track_widths': [0.0, 0.25, 0.5], 'via_dimensions': [{'diameter': 0.0, 'drill': 0.0},
+                                                                      {'diameter': 0.6, 'drill': 0.3}],
+            },
+        },
+        'meta': {'filename': NAME + '.kicad_pro', 'version': 3},
+        'net_settings': {
+            'classes': [
+                {'name': 'Default', 'clearance': 0.15, 'track_width': 0.25, 'via_diameter': 0.6,
+                 'via_drill': 0.3, 'diff_pair_width': 0.2, 'diff_pair_gap': 0.25,
+                 'microvia_diameter': 0.3, 'microvia_drill': 0.1, 'wire_width': 6, 'bus_width': 12,
+                 'line_style': 0, 'schematic_color': 'rgba(0, 0, 0, 0.000)', 'pcb_color': 'rgba(0, 0, 0, 0.000)',
+                 'priority': 2147483647},
+                {'name': 'Power', 'clearance': 0.2, 'track_width': 0.5, 'via_diameter': 0.6,
+                 'via_drill': 0.3, 'diff_pair_width': 0.2, 'diff_pair_gap': 0.25,
+                 'microvia_diameter': 0.3, 'microvia_drill': 0.1, 'wire_width': 6, 'bus_width': 12,
+                 'line_style': 0, 'schematic_color': 'rgba(0, 0, 0, 0.000)', 'pcb_color': 'rgba(0, 0, 0, 0.000)',
+                 'priority': 0},
+            ],
+            'meta': {'version': 4},
+            'net_colors': None,
+            'netclass_assignments': None,
+            'netclass_patterns': [{'netclass': 'Power', 'pattern': n if n in ('GND', '+3V3') else '/' + n}
+                                  for n in sorted(design.POWER_NETS)],
+        },
+        'erc': {'erc_exclusions': [], 'meta': {'version': 0},
+                'rule_severities': {}},
+        'schematic': {'meta': {'version': 1}},
+        'sheets': [[uid('root-sheet'), 'Root']],
+        'text_variables': {},
+        'libraries': {'pinned_footprint_libs': [], 'pinned_symbol_libs': []},
+    }
+    return pro
+
+
+def write_images():
+    """Pictures for the README (committed, so people see the board without KiCad)."""
+    img = os.path.join(HERE, 'images')
+    os.makedirs(img, exist_ok=True)
+    pcbfile = os.path.join(HERE, NAME + '.kicad_pcb')
+    for side in ('top', 'bottom'):
+        subprocess.run(['kicad-cli', 'pcb', 'render', '-o', os.path.join(img, 'board-%s.png' % side),
+                        '--side', side, '--width', '1600', '--height', '800', '--zoom', '1.9',
+                        '--quality', 'high', pcbfile], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    subprocess.run(['kicad-cli', 'pcb', 'export', 'svg', '-o', os.path.join(img, 'board-top.svg'),
+                    '--mode-single', '--page-size-mode', '2', '--exclude-drawing-sheet',
+                    '-l', 'F.Cu,F.Mask,F.SilkS,Edge.Cuts', pcbfile], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(['kicad-cli', 'sch', 'export', 'svg', '-o', img, '--exclude-drawing-sheet',
+                    os.path.join(HERE, NAME + '.kicad_sch')], check=True, stdout=subprocess.DEVNULL)
+    os.replace(os.path.join(img, NAME + '.svg'), os.path.join(img, 'schematic.svg'))
+
+
+if __name__ == '__main__':
+    import pcb  # noqa: E402  (board generation lives in pcb.py)
+    write_library()
+    write_schematic()
+    pro = write_project()
+    with open(os.path.join(HERE, NAME + '.kicad_pro'), 'w') as f:
+        json.dump(pro, f, indent=2)
+        f.write('\n')
+    os.makedirs(os.path.join(HERE, 'build'), exist_ok=True)
+    netpath = os.path.join(HERE, 'build', NAME + '.net')
+    pads, stamps = export_netlist(netpath)
+    # the schematic must say exactly what design.py says (no accidental label contacts)
+    for p in design.PARTS:
+        for pin, net in p['pins'].items():
+            got = pads.get((p['ref'], pin))
+            want = net if net in ('GND', '+3V3') else '/' + net if net else None
+            if (want is None and not (got or '').startswith('unconnected')) or (want and got != want):
+                raise SystemExit('netlist mismatch %s.%s: schematic %r, design %r' % (p['ref'], pin, got, want))
+    failed = pcb.write_board(pads, stamps, pro)
+    write_images()
+    print('generated', NAME, '(UNROUTED: %s)' % ', '.join(failed) if failed else '')

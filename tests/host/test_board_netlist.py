@@ -1,0 +1,248 @@
+# The firmware's board profile 'mepdrawer' against the KiCad schematic of the MEP drawer PCB
+# (hardware/kicad). The netlist is exported by kicad-cli into a temp dir and followed pin by pin:
+# GPIO -> MAX3232 -> MEP connector, GPIO -> load switch -> MAX3232 VCC, GPIO -> LED, GPIO <- BOOT.
+# kicad-cli is required: CI installs it with hardware/kicad/install-kicad.sh. Without it this
+# test FAILS on purpose (a skipped hardware check would go unnoticed).
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, 'firmware'))
+import boards  # noqa: E402
+
+KICAD = os.path.join(ROOT, 'hardware', 'kicad')
+SCH = os.path.join(KICAD, 'mep-drawer.kicad_sch')
+ESP_MODULE = 'ESP32-C3-MINI-1'
+GND = 'GND'
+STRAPPING = {2, 8, 9}
+USB_PINS = {18, 19}
+
+
+# ---------------------------------------------------------------- netlist reader
+
+def _parse(text):
+    stack = [[]]
+    for tok in re.findall(r'\(|\)|"(?:[^"\\]|\\.)*"|[^\s()"]+', text):
+        if tok == '(':
+            stack.append([])
+        elif tok == ')':
+            node = stack.pop()
+            stack[-1].append(node)
+        else:
+            stack[-1].append(tok[1:-1].replace('\\"', '"') if tok.startswith('"') else tok)
+    return stack[0][0]
+
+
+def _kids(node, key):
+    return [x for x in node if isinstance(x, list) and x and x[0] == key]
+
+
+def _val(node, key):
+    k = _kids(node, key)
+    return k[0][1] if k else None
+
+
+class Netlist:
+    def __init__(self, text):
+        tree = _parse(text)
+        self.parts = {}          # ref -> {'value', 'part', 'lib'}
+        for comp in _kids(_kids(tree, 'components')[0], 'comp'):
+            src = _kids(comp, 'libsource')[0]
+            self.parts[_val(comp, 'ref')] = {'value': _val(comp, 'value'), 'part': _val(src, 'part'),
+                                             'lib': _val(src, 'lib')}
+        self.nets = {}           # net name -> [(ref, pin number, pin function)]
+        self.pin_net = {}        # (ref, pin number) -> net name
+        for net in _kids(_kids(tree, 'nets')[0], 'net'):
+            name = _val(net, 'name')
+            nodes = [(_val(n, 'ref'), _val(n, 'pin'), _val(n, 'pinfunction') or '') for n in _kids(net, 'node')]
+            self.nets[name] = nodes
+            for ref, pin, _ in nodes:
+                self.pin_net[(ref, pin)] = name
+
+    def refs(self, part):
+        return [r for r, p in self.parts.items() if p['part'] == part]
+
+    def pin_by_function(self, ref, function):
+        hits = sorted({(pin, net) for net, nodes in self.nets.items() for r, pin, f in nodes
+                       if r == ref and f.split('/')[0] == function})
+        assert hits, '%s has no pin named %s' % (ref, function)
+        assert len({n for _, n in hits}) == 1, '%s pins named %s are on several nets' % (ref, function)
+        return hits[0]
+
+    def net_of(self, ref, function):
+        return self.pin_by_function(ref, function)[1]
+
+    def members(self, net):
+        return self.nets[net]
+
+    def others(self, net, ref):
+        return [(r, pin, f) for r, pin, f in self.nets[net] if r != ref]
+
+    def other_side(self, ref, pin):
+        """The net on the other pin of a two-pin part."""
+        pins = [(p, n) for (r, p), n in self.pin_net.items() if r == ref and p != pin]
+        assert len(pins) == 1, '%s is not a two-pin part' % ref
+        return pins[0][1]
+
+
+def _is(netlist, ref, part_prefix):
+    return netlist.parts[ref]['part'].startswith(part_prefix)
+
+
+@pytest.fixture(scope='module')
+def netlist(tmp_path_factory):
+    cli = shutil.which('kicad-cli')
+    if not cli:
+        pytest.fail('kicad-cli not found: install KiCad 9 with hardware/kicad/install-kicad.sh '
+                    '(CI does); the board netlist check cannot run without it')
+    out = tmp_path_factory.mktemp('kicad') / 'mep-drawer.net'
+    r = subprocess.run([cli, 'sch', 'export', 'netlist', '--format', 'kicadsexpr', '-o', str(out), SCH],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and out.exists(), 'kicad-cli netlist export failed:\n%s%s' % (r.stdout, r.stderr)
+    return Netlist(out.read_text())
+
+
+@pytest.fixture(scope='module')
+def profile():
+    return boards.get('mepdrawer')
+
+
+@pytest.fixture(scope='module')
+def esp(netlist):
+    refs = netlist.refs(ESP_MODULE)
+    assert len(refs) == 1, 'expected one %s on the board, found %r' % (ESP_MODULE, refs)
+    return refs[0]
+
+
+@pytest.fixture(scope='module')
+def xcvr(netlist):
+    refs = [r for r, p in netlist.parts.items() if re.match(r'(MAX|ICL|SP|RS)3232', p['part'] or '')]
+    assert len(refs) == 1, 'expected one MAX3232-class transceiver, found %r' % refs
+    return refs[0]
+
+
+@pytest.fixture(scope='module')
+def mep(netlist):
+    """The MEP connector: the 2x3 header."""
+    refs = [r for r, p in netlist.parts.items() if p['part'] == 'Conn_02x03_Odd_Even']
+    assert len(refs) == 1, refs
+    return refs[0]
+
+
+def gpio_net(netlist, esp, n):
+    return netlist.net_of(esp, 'IO%d' % n)
+
+
+# ---------------------------------------------------------------- tests
+
+def test_profile_is_for_the_c3_module(profile, esp, netlist):
+    assert profile['chip'] == 'esp32c3'
+    assert netlist.parts[esp]['lib'] == 'MEP', 'the module symbol comes from the project library'
+
+
+def test_profile_pins_avoid_strapping_and_usb(profile):
+    used = [profile[k] for k in ('rx', 'tx', 'enable', 'driver_supply', 'led')]
+    assert not set(used) & (STRAPPING | USB_PINS), used
+    assert profile['boot_button'] == 9, 'GPIO9 is the ROM download strap: the BOOT button'
+    assert len(set(used + [profile['boot_button']])) == 6, 'pins must be distinct'
+
+
+def test_rx_comes_from_the_meter(profile, netlist, esp, xcvr, mep):
+    net = gpio_net(netlist, esp, profile['rx'])
+    outs = [f for r, _, f in netlist.others(net, esp) if r == xcvr]
+    assert len(outs) == 1 and re.match(r'R\dOUT$', outs[0]), 'IO%d must be driven by a receiver output, has %r' % (
+        profile['rx'], netlist.members(net))
+    rin = netlist.net_of(xcvr, outs[0].replace('OUT', 'IN'))
+    assert (mep, '2', 'Pin_2') in netlist.members(rin) or any(
+        r == mep and p == '2' for r, p, _ in netlist.members(rin)), 'receiver input must be MEP pin 2 (RXD)'
+
+
+def test_tx_goes_to_the_meter(profile, netlist, esp, xcvr, mep):
+    net = gpio_net(netlist, esp, profile['tx'])
+    ins = [f for r, _, f in netlist.others(net, esp) if r == xcvr]
+    assert len(ins) == 1 and re.match(r'T\dIN$', ins[0]), 'IO%d must drive a driver input, has %r' % (
+        profile['tx'], netlist.members(net))
+    tout = netlist.net_of(xcvr, ins[0].replace('IN', 'OUT'))
+    assert any(r == mep and p == '5' for r, p, _ in netlist.members(tout)), 'driver output must be MEP pin 5 (TXD)'
+
+
+def test_enable_through_driver_and_diode(profile, netlist, esp, xcvr, mep):
+    assert profile['enable_active'] == 0, 'the RS-232 driver inverts: GPIO low = ENABLE asserted'
+    net = gpio_net(netlist, esp, profile['enable'])
+    ins = [f for r, _, f in netlist.others(net, esp) if r == xcvr]
+    assert len(ins) == 1 and re.match(r'T\dIN$', ins[0]), netlist.members(net)
+    tout = netlist.net_of(xcvr, ins[0].replace('IN', 'OUT'))
+    diodes = [(r, p, f) for r, p, f in netlist.others(tout, xcvr) if netlist.parts[r]['part'] in ('D', 'D_Schottky')]
+    assert len(diodes) == 1 and diodes[0][2] == 'A', 'driver output must feed a diode anode: %r' % netlist.members(tout)
+    # follow the cathode, through at most one series resistor, to MEP pin 3
+    d = diodes[0][0]
+    net = netlist.other_side(d, diodes[0][1])
+    for _ in range(2):
+        if any(r == mep and p == '3' for r, p, _ in netlist.members(net)):
+            break
+        res = [(r, p) for r, p, _ in netlist.members(net) if netlist.parts[r]['part'] == 'R']
+        assert len(res) == 1, netlist.members(net)
+        net = netlist.other_side(*res[0])
+    assert any(r == mep and p == '3' for r, p, _ in netlist.members(net)), 'ENABLE must reach MEP pin 3'
+
+
+def test_driver_supply_switch(profile, netlist, esp, xcvr):
+    # high = transceiver powered (firmware/hw_esp32.py writes 1 to power it); pulled down = off
+    n = profile['driver_supply']
+    assert n is not None
+    net = gpio_net(netlist, esp, n)
+    switch = [(r, f) for r, _, f in netlist.others(net, esp) if f == 'ON']
+    assert len(switch) == 1, 'IO%d must drive a load switch ON input: %r' % (n, netlist.members(net))
+    sw = switch[0][0]
+    assert netlist.net_of(sw, 'VOUT') == netlist.net_of(xcvr, 'VCC'), 'load switch must feed the MAX3232 VCC'
+    assert netlist.net_of(sw, 'VIN') == '+3V3'
+    pulls = [r for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R'
+             and netlist.other_side(r, p) == GND]
+    assert pulls, 'the switch input needs a pull-down so the transceiver stays off while the GPIO floats'
+
+
+def test_status_led(profile, netlist, esp):
+    assert profile['led_active'] == 1
+    net = gpio_net(netlist, esp, profile['led'])
+    res = [(r, p) for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R']
+    assert len(res) == 1, netlist.members(net)
+    anode_net = netlist.other_side(*res[0])
+    leds = [(r, p, f) for r, p, f in netlist.members(anode_net) if netlist.parts[r]['part'] == 'LED']
+    assert len(leds) == 1 and leds[0][2] == 'A', 'series resistor must go to an LED anode'
+    assert netlist.other_side(leds[0][0], leds[0][1]) == GND, 'LED cathode on GND: active high'
+
+
+def test_boot_button(profile, netlist, esp):
+    assert profile['safe_active'] == 0
+    net = gpio_net(netlist, esp, profile['boot_button'])
+    switches = [(r, p) for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'SW_Push']
+    assert len(switches) == 1, netlist.members(net)
+    assert netlist.other_side(*switches[0]) == GND, 'BOOT button pulls the pin low: active low'
+    pulls = [r for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R'
+             and netlist.other_side(r, p) == '+3V3']
+    assert pulls, 'GPIO9 needs a pull-up (boot from flash when the button is not pressed)'
+
+
+def test_strapping_and_usb(netlist, esp):
+    for n in (2, 8):
+        net = gpio_net(netlist, esp, n)
+        assert any(netlist.parts[r]['part'] == 'R' and netlist.other_side(r, p) == '+3V3'
+                   for r, p, _ in netlist.others(net, esp)), 'GPIO%d (strapping) must be pulled up' % n
+    usb = netlist.refs('USB_C_Receptacle_USB2.0_16P')
+    assert len(usb) == 1
+    assert {f for r, _, f in netlist.members(gpio_net(netlist, esp, 18)) if r == usb[0]} == {'D-'}
+    assert {f for r, _, f in netlist.members(gpio_net(netlist, esp, 19)) if r == usb[0]} == {'D+'}
+
+
+def test_mep_connector_pinout(netlist, mep):
+    assert netlist.pin_net[(mep, '1')] == GND
+    assert netlist.pin_net[(mep, '6')].startswith('unconnected'), 'pin 6 is not connected'
+    # pin 4 (+24 V) reaches the buck input only through a diode (reverse polarity, no USB back-feed)
+    pwr = netlist.pin_net[(mep, '4')]
+    diodes = [(r, p, f) for r, p, f in netlist.members(pwr) if r != mep]
+    assert len(diodes) == 1 and netlist.parts[diodes[0][0]]['part'].startswith('D') and diodes[0][2] == 'A'
