@@ -184,6 +184,31 @@ class App:
                 self.log('housekeeping: %r' % (e,))
             await sleep_ms(2000)
 
+    async def _network(self):
+        """On the board: join WiFi (or open the access point with the per-device password),
+        then keep the clock right with NTP, rarely and with a bounded wait."""
+        import network
+        import machine
+        from net import Wifi, Ntp
+        c = self.config
+        wifi = Wifi(network, c['hostname'])
+        self.wifi = wifi
+        mode = await wifi.up(c['wifi_ssid'], c['wifi_password'], c['ap_password'])
+        self.log('network: %s %s' % (mode, wifi.ip()))
+        ntp = Ntp(machine.RTC(), c['ntp_server'])
+        while True:
+            try:
+                if mode == 'sta':
+                    await ntp.maybe_sync()
+                    if not wifi.sta.isconnected():
+                        mode = await wifi.up(c['wifi_ssid'], c['wifi_password'],
+                                             c['ap_password'])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.log('network: %r' % (e,))
+            await sleep_ms(60000)
+
     async def _console(self):
         sub = Subscription()
         self.poller.on_reading(sub)
@@ -221,6 +246,8 @@ class App:
                  asyncio.create_task(self._housekeeping())]
         if self.console:
             tasks.append(asyncio.create_task(self._console()))
+        if self.chip != 'host':
+            tasks.append(asyncio.create_task(self._network()))
         if self.heap_report_ms:
             tasks.append(asyncio.create_task(self._heap_report()))
         if self.mqtt is not None:

@@ -43,7 +43,18 @@ class Wifi:
                 return False
             await sleep_ms(250)
         self.mode = 'sta'
+        self.power_save()
         return True
+
+    def power_save(self):
+        """WiFi modem sleep between beacons: the meter's MEP supply gives about 1 W, and
+        the radio awake all the time needs ~0.4 W (see hardware/kicad/README.md)."""
+        pm = getattr(self.sta, 'PM_POWERSAVE', None)
+        if pm is not None:
+            try:
+                self.sta.config(pm=pm)
+            except (OSError, ValueError):
+                pass
 
     def start_ap(self, ssid, password):
         """Open the fallback access point (WPA2, password >= 8 characters). Returns the SSID."""

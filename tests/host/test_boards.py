@@ -386,8 +386,11 @@ async def test_wifi_falls_back_to_ap_after_timeout(monkeypatch):
     assert await w.up('home', 'secret-pw', 'ap-password-123', timeout_ms=300) == 'ap'
     assert n.ap.cfg == {'essid': 'MEP-123456', 'password': 'ap-password-123', 'authmode': 3}
     assert w.ip() == '192.168.4.1'
-    n2 = fake_network(FakeWlan(connects_after=2))
+    sta = FakeWlan(connects_after=2)
+    sta.PM_POWERSAVE = 1
+    n2 = fake_network(sta)
     assert await net.Wifi(n2).up('home', 'secret-pw', 'ap-password-123') == 'sta'
+    assert sta.cfg == {'pm': 1}            # modem sleep: the MEP supply gives about 1 W
     with pytest.raises(ValueError):
         net.Wifi(n2).start_ap(None, 'short')
 
