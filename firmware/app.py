@@ -57,7 +57,7 @@ class App:
         self.poller.on_reading(self.store.add)
         self.mqtt = None
         self.alarms = None
-        self.mailer = None
+        self.notifier = None
         self.supervisor = None
         self._optional()
         if supervise:
@@ -87,14 +87,10 @@ class App:
         except ImportError as e:
             self.log('mqtt unavailable: %r' % (e,))
         try:
-            from alarms import Alarms
+            from alarms import Alarms, Notifier
             self.alarms = Alarms(self.config)
+            self.notifier = Notifier(self.config, self.mqtt, self.log)
             self.poller.on_reading(self._alarm_feed)
-        except ImportError:
-            pass
-        try:
-            from smtp import Mailer
-            self.mailer = Mailer(self.config)
         except ImportError:
             pass
 
@@ -108,11 +104,9 @@ class App:
         return self.link.submit(Job(message, PRIO_USER))
 
     def _alarm_feed(self, reading):
-        for ev in self.alarms.feed(reading):
-            if self.mqtt is not None:
-                self.mqtt.publish_alarm(ev)
-            if self.mailer is not None:
-                self.mailer.send_alarm(ev)
+        events = self.alarms.feed(reading)
+        if events:
+            self.notifier.notify(events)      # queues only; mail goes out in its own task
 
     # --- for the web UI ---------------------------------------------------------------------
 
@@ -147,7 +141,7 @@ class App:
         self.link.engine.set_key(self._key())
         self.poller.configure(c['poll_bt23_ms'], c['poll_bt28_ms'], c['fast_mode'])
         if self.mqtt is not None:
-            self.mqtt.reconfigure() if hasattr(self.mqtt, 'reconfigure') else None
+            self.mqtt.reconfigure()
         return {}
 
     def reboot(self):
@@ -161,7 +155,7 @@ class App:
         last_loops = -1
         while True:
             try:
-                self.store.maybe_save(unix_time())
+                await self.store.maybe_save_async(unix_time())   # yields while writing
                 if self.mqtt is not None:
                     self.mqtt.publish_link(self.link.status())
                 sup = self.supervisor
@@ -252,8 +246,8 @@ class App:
             tasks.append(asyncio.create_task(self._heap_report()))
         if self.mqtt is not None:
             tasks.append(asyncio.create_task(self.mqtt.run()))
-        if self.mailer is not None and hasattr(self.mailer, 'run'):
-            tasks.append(asyncio.create_task(self.mailer.run()))
+        if self.notifier is not None:
+            tasks.append(asyncio.create_task(self.notifier.run()))
         if self.supervisor is not None:
             if self.mqtt is None or not self.mqtt.enabled():
                 self.supervisor.unwatch('mqtt')

@@ -248,14 +248,32 @@ class History:
         atomic.commit(self.path, f)
         self.dirty = False
 
-    def maybe_save(self, now):
-        """Save when changed and at least SAVE_EVERY seconds (of `now`, any seconds clock)
-        since the last save or attempt. Never raises; returns True when saved."""
+    def _due(self, now):
+        """Changed, and SAVE_EVERY seconds (of `now`, any seconds clock) since the last save
+        or attempt."""
         if not self.dirty or (self._saved_at is not None and abs(now - self._saved_at) < SAVE_EVERY):
             return False
         self._saved_at = now
+        return True
+
+    def maybe_save(self, now):
+        """Save when due. Never raises; returns True when saved."""
+        if not self._due(now):
+            return False
         try:
             self.save()
+            return True
+        except OSError as e:
+            self.warning = 'history not saved: %s' % e
+            return False
+
+    async def maybe_save_async(self, now):
+        """maybe_save() writing in chunks that yield to the event loop (the MEP link keeps
+        running while flash is written)."""
+        if not self._due(now):
+            return False
+        try:
+            await self.save_async()
             return True
         except OSError as e:
             self.warning = 'history not saved: %s' % e

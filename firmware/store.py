@@ -30,6 +30,9 @@ class Store:
     def maybe_save(self, now):
         return self.history.maybe_save(now)
 
+    async def maybe_save_async(self, now):
+        return await self.history.maybe_save_async(now)
+
     def save(self):
         self.history.save()
 

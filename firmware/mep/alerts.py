@@ -38,6 +38,9 @@ class AlertChain:
         if self.active():
             self.pending = True
             return
+        self._start(now)
+
+    def _start(self, now):
         self.started = now
         self.deadline = now + self.timeout_ms
         self.entry_size = self.alert_flags = self.mep_flags = self.result = None
@@ -73,8 +76,7 @@ class AlertChain:
         alert is waiting to start a new chain."""
         if self.active() and now - self.deadline >= 0:
             if self._end('timed out', now):
-                self.alert(now)
-                self.received -= 1
+                self._start(now)
             return True
         return False
 
@@ -84,8 +86,7 @@ class AlertChain:
         now = job.finished_ms
         if job.error:
             if self._end('failed: %s at %s' % (job.error, self.state), now):
-                self.alert(now)
-                self.received -= 1
+                self._start(now)
             return
         data = job.response.data
         try:
@@ -107,8 +108,7 @@ class AlertChain:
                 self._end('done', now)
         except (IndexError, ValueError) as e:
             if self._end('failed: %s at %s' % (e if str(e) else 'short answer', self.state), now):
-                self.alert(now)
-                self.received -= 1
+                self._start(now)
 
     def status(self):
         return {

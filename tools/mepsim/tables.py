@@ -184,16 +184,7 @@ class MeterModel:
                 self.mv[i] = _clamp(self.mv[i] + r.randint(-250, 250), 225400, 234600)
                 self.pf[i] = _clamp(self.pf[i] + r.randint(-15, 15), 500, 1000)
             self.mhz = _clamp(self.mhz + r.randint(-6, 6), 49950, 50050)
-        pin = self.pinned
-        for i in range(3):
-            n = str(i + 1)
-            if 'u' + n in pin:
-                self.mv[i] = int(round(pin['u' + n] * 1000))
-            if 'pf' + n in pin:
-                self.pf[i] = int(round(pin['pf' + n] * 1000))
-        if 'freq' in pin:
-            self.mhz = int(round(pin['freq'] * 1000))
-        self._derive()
+        self._apply_pins()
         for i in range(3):
             self.avg_mv[i] += (self.mv[i] - self.avg_mv[i]) / 16.0
             self.short_mv[i] += (self.mv[i] - self.short_mv[i]) / 2.0
@@ -242,6 +233,9 @@ class MeterModel:
                     self.pinned[k] = v
             else:
                 raise ValueError('unknown model value %r' % k)
+        self._apply_pins()
+
+    def _apply_pins(self):
         pin = self.pinned
         for i in range(3):
             n = str(i + 1)
