@@ -1,6 +1,7 @@
 # Usage alarms. Alarms.feed(reading) is a cheap synchronous check returning events (it
 # never waits); Notifier.notify(events) publishes each event on MQTT (<base>/alarm) and
-# queues a mail; Notifier.run() is the task that sends the mails (smtp.py).
+# queues a mail; Notifier.run() is the task that sends the mails (smtp.py, imported only
+# while a mail goes out).
 #
 # cfg['alarms']: list of {kind, threshold, seconds, hysteresis, repeat_min, enabled}
 #   power_above         p_in (W) > threshold for `seconds`
@@ -15,8 +16,8 @@
 # to MQTT only.
 # Event: {'alarm': index, 'kind', 'state': 'on'|'off', 'repeat': bool, 'value',
 #         'threshold', 'unit', 'time': reading time, 'text'}
-from compat import ticks_ms, ticks_diff
-import smtp
+from compat import asyncio, ticks_ms, ticks_diff, unload
+from config import opt as _opt
 
 KINDS = {'power_above': ('W', 'Power import'),
          'export_above': ('W', 'Power export'),
@@ -118,12 +119,71 @@ class Alarms:
                 'threshold': thr, 'unit': unit, 'time': r.get('time'), 'text': text}
 
 
+def mail_configured(cfg):
+    return bool(_opt(cfg, 'smtp_host') and _opt(cfg, 'smtp_from') and _opt(cfg, 'smtp_to'))
+
+
+class Mailer:
+    """Alarm mails: send_alarm(event) queues 'on' events (bounded, oldest dropped) and
+    never blocks; run() is the task that sends them one by one."""
+    QMAX = 8
+
+    def __init__(self, cfg, log=print, send=None):
+        self.cfg = cfg
+        self.log = log
+        self.send = send
+        self.q = []
+        self.sent = self.failed = self.drops = 0
+        self.last_error = None
+        self._ev = asyncio.Event()
+        self.running = False
+
+    def send_alarm(self, e):
+        if e.get('state') != 'on' or not mail_configured(self.cfg):
+            return
+        if len(self.q) >= self.QMAX:
+            self.q.pop(0)
+            self.drops += 1
+        self.q.append(e)
+        self._ev.set()
+
+    def stats(self):
+        return {'sent': self.sent, 'failed': self.failed, 'drops': self.drops,
+                'queued': len(self.q), 'last_error': self.last_error}
+
+    def stop(self):
+        self.running = False
+        self._ev.set()
+
+    async def run(self):
+        self.running = True
+        while self.running:
+            if not self.q:
+                await self._ev.wait()
+                self._ev.clear()
+                continue
+            e = self.q.pop(0)
+            try:
+                import smtp
+                try:
+                    await smtp.send_alarm_mail(self.cfg, e, self.send)
+                finally:
+                    smtp = None
+                    unload('smtp')
+                self.sent += 1
+                self.last_error = None
+            except Exception as ex:    # SmtpError, OSError; never contains the password
+                self.failed += 1
+                self.last_error = '%s: %s' % (type(ex).__name__, ex)
+                self.log('alarm mail failed: %s' % self.last_error)
+
+
 class Notifier:
     """MQTT + e-mail for alarm events; notify() never blocks, run() is the mail task."""
 
     def __init__(self, cfg, mqtt=None, log=print, send=None):
         self.mqtt = mqtt
-        self.mailer = smtp.Mailer(cfg, log=log, send=send)
+        self.mailer = Mailer(cfg, log=log, send=send)
         self.QMAX = self.mailer.QMAX
 
     def notify(self, events):

@@ -62,8 +62,8 @@ class App:
         self._optional()
         if supervise:
             from supervisor import Supervisor
-            import ota
-            self.supervisor = Supervisor(hw.Watchdog(), ota.Fs(data_dir),
+            from fsops import Fs
+            self.supervisor = Supervisor(hw.Watchdog(), Fs(data_dir),
                                          reset_cause=self.reset_cause)
 
     def _key(self):
@@ -270,3 +270,22 @@ class App:
 def run(board=None, **opts):
     app = App(board, **opts)
     asyncio.run(app.main())
+
+
+def device_main(out=print):
+    """main.py on the board: run the app; on a crash reboot, so safe mode's count of failed
+    starts means something (Ctrl-C leaves the REPL)."""
+    try:
+        run()
+    except KeyboardInterrupt:
+        out('app stopped (Ctrl-C); REPL')
+    except Exception as e:
+        import sys
+        if hasattr(sys, 'print_exception'):
+            sys.print_exception(e)
+        else:
+            out('app crashed: %r' % (e,))
+        out('rebooting in 10 s (Ctrl-C for the REPL)')
+        import machine
+        time.sleep(10)
+        machine.reset()

@@ -54,3 +54,28 @@ def epoch_offset():
 
 def unix_time():
     return int(time.time()) + epoch_offset()
+
+import sys
+
+# On MicroPython the bytecode of every imported module lives in the heap. Code that is only
+# needed now and then (a web page, Home Assistant discovery, sending a mail) is imported when
+# needed and dropped again with unload(); tests on CPython may set UNLOAD to exercise it.
+UNLOAD = sys.implementation.name == 'micropython'
+
+
+def unload(name):
+    """Forget module `name` (and its attribute on the parent package) so gc can free it.
+    Callers must not keep references to its functions or classes."""
+    if not UNLOAD:
+        return
+    mods = sys.modules
+    if name in mods:
+        del mods[name]
+    i = name.rfind('.')
+    if i > 0:
+        parent = mods.get(name[:i])
+        if parent is not None and hasattr(parent, name[i + 1:]):
+            try:
+                delattr(parent, name[i + 1:])
+            except (AttributeError, TypeError):
+                pass

@@ -1,6 +1,5 @@
 # Runs after boot.py, as source: start the app unless safe mode was chosen.
 import safemode
-import ota
 
 if safemode.active is None:  # boot.py failed or was skipped: decide here
     safemode.device_boot()
@@ -8,4 +7,8 @@ if safemode.active:
     print('safe mode (%s): app not started. Fix things on the REPL, then machine.reset()'
           % safemode.reason)
 else:
-    safemode.run_app(ota.Fs('/'))
+    from fsops import Fs
+    safemode.start_app(Fs('/'))
+    del safemode, Fs
+    import app
+    app.device_main()

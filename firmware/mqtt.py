@@ -9,9 +9,9 @@ import json
 import socket
 from binascii import hexlify
 
-from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const
+from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload
 import ha
-from smtp import open_tcp
+from tcp import open_tcp
 
 QMAX = const(32)
 KEEPALIVE = const(60)          # s
@@ -91,6 +91,7 @@ class Mqtt:
         self._disc = None          # generator of discovery messages being sent
         self._announce = False
         self._cleared = False
+        self._ha_pfx = None        # discovery prefix the configs were last sent under
         self._reconf = False
         self._energy = {}
         self._ping = self._poll = 0
@@ -269,6 +270,7 @@ class Mqtt:
             return
         self.c = None
         self._cur = self._disc = None
+        unload('hadisc')
         try:
             if graceful:
                 c.publish(self.base() + '/status', 'offline', retain=True)
@@ -314,16 +316,23 @@ class Mqtt:
             info = self.info_fn()
             if info is not None and ha.node_id(info):
                 self._announce = False
+                import hadisc
                 if _opt(self.cfg, 'ha_discovery', True):
-                    self._disc = ha.messages(self.cfg, info, self.base())
+                    self._disc = hadisc.announce(self.cfg, info, self.base(), self._ha_pfx)
+                    self._ha_pfx = hadisc.prefix(self.cfg)
                 elif not self._cleared:
                     self._cleared = True
-                    self._disc = ha.clear_messages(self.cfg, info)
+                    self._disc = hadisc.clear_messages(self.cfg, info, self._ha_pfx)
+                    self._ha_pfx = None
+                hadisc = None
+                if self._disc is None:
+                    unload('hadisc')
         if self._disc is not None:
             for topic, payload in self._disc:
                 self._send(topic, payload, True)
                 return True
             self._disc = None
+            unload('hadisc')
         if self._link_dirty:
             self._link_dirty = False
             self._send(self.base() + '/link', json.dumps(self._link), True)

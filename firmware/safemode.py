@@ -3,7 +3,7 @@
 # Safe mode skips the app and leaves the REPL plus a WiFi access point, so a broken app or
 # config can be repaired. It is entered when the board's BOOT button is held at boot, or after
 # MAX_CRASHES starts in a row that never reached 60 s of running: main.py counts every start
-# (count_start), the app's supervisor calls mark_good() once it has run 60 s. Before that an
+# (start_app), the app's supervisor calls mark_good() once it has run 60 s. Before that an
 # OTA update on trial that keeps crashing is rolled back (ota.apply_pending), which also
 # resets the counter, so the previous app gets its own 3 tries before safe mode.
 # Hardware (pin, AP starter, sleep) is passed in, so all of this runs on the PC in tests.
@@ -129,22 +129,10 @@ def device_boot():
     return boot(fs, pin, prof['safe_active'], start_ap, time.sleep_ms)
 
 
-def run_app(fs, out=print):
-    """main.py: count this start, run the app; on a crash reboot so the count means something."""
+def start_app(fs):
+    """main.py, normal start: count this start, then drop the boot-time modules (safe mode,
+    OTA) from the heap; main.py then runs app.main()."""
     count_start(fs)
-    try:
-        import app
-        app.run()
-    except KeyboardInterrupt:
-        out('app stopped (Ctrl-C); REPL')
-    except Exception as e:
-        import sys
-        if hasattr(sys, 'print_exception'):
-            sys.print_exception(e)
-        else:
-            out('app crashed: %r' % (e,))
-        out('rebooting in 10 s (Ctrl-C for the REPL)')
-        import time
-        import machine
-        time.sleep(10)
-        machine.reset()
+    from compat import unload
+    for name in ('safemode', 'ota', 'hmac_sha256'):
+        unload(name)

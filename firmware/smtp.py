@@ -9,9 +9,9 @@ import socket
 from binascii import b2a_base64
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time
+from tcp import open_tcp, again as _again
 
 STEP_MS = 10000
-_AGAIN = (11, 35, 36, 114, 115, 119, 10035)   # EAGAIN, EINPROGRESS, EALREADY (Linux/lwIP/BSD)
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 
@@ -21,16 +21,7 @@ class SmtpError(Exception):
 
 
 from config import opt as _opt
-
-
-def configured(cfg):
-    return bool(_opt(cfg, 'smtp_host') and _opt(cfg, 'smtp_from') and _opt(cfg, 'smtp_to'))
-
-
-def _again(e):
-    if type(e).__name__.startswith('SSLWant'):
-        return True
-    return bool(e.args) and e.args[0] in _AGAIN
+from alarms import mail_configured as configured
 
 
 def _b64(s):
@@ -146,42 +137,6 @@ class _Conn:
             await self._io(lambda: self.s.do_handshake() or True, 'TLS handshake')
 
 
-async def open_tcp(host, port, step_ms):
-    """A connected non-blocking TCP socket; the wait for the connection is async."""
-    addr = None
-    for ai in socket.getaddrinfo(host, port):
-        if ai[0] == socket.AF_INET:
-            addr = ai[-1]
-            break
-    if addr is None:
-        raise SmtpError('no IPv4 address for ' + host)
-    s = socket.socket()
-    s.setblocking(False)
-    try:
-        s.connect(addr)
-    except OSError as e:
-        if not _again(e):
-            s.close()
-            raise
-    import select
-    p = select.poll()
-    p.register(s, select.POLLOUT)
-    t0 = ticks_ms()
-    while not p.poll(0):
-        if ticks_diff(ticks_ms(), t0) > step_ms:
-            s.close()
-            raise OSError(110, 'connect time-out')
-        await sleep_ms(5)
-    try:
-        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    except (AttributeError, OSError):
-        err = 0
-    if err:
-        s.close()
-        raise OSError(err, 'connect failed')
-    return s
-
-
 async def send_mail(cfg, subject, body, step_ms=STEP_MS, t=None):
     """Send one plain-text mail to every address in cfg['smtp_to'] (comma separated)."""
     if not configured(cfg):
@@ -239,58 +194,12 @@ async def send_mail(cfg, subject, body, step_ms=STEP_MS, t=None):
             pass
 
 
-class Mailer:
-    """Alarm mails: send_alarm(event) queues 'on' events (bounded, oldest dropped) and
-    never blocks; run() is the task that sends them one by one."""
-    QMAX = 8
-
-    def __init__(self, cfg, log=print, send=None):
-        self.cfg = cfg
-        self.log = log
-        self.send = send or send_mail
-        self.q = []
-        self.sent = self.failed = self.drops = 0
-        self.last_error = None
-        self._ev = asyncio.Event()
-        self.running = False
-
-    def send_alarm(self, e):
-        if e.get('state') != 'on' or not configured(self.cfg):
-            return
-        if len(self.q) >= self.QMAX:
-            self.q.pop(0)
-            self.drops += 1
-        self.q.append(e)
-        self._ev.set()
-
-    def stats(self):
-        return {'sent': self.sent, 'failed': self.failed, 'drops': self.drops,
-                'queued': len(self.q), 'last_error': self.last_error}
-
-    def stop(self):
-        self.running = False
-        self._ev.set()
-
-    async def run(self):
-        self.running = True
-        while self.running:
-            if not self.q:
-                await self._ev.wait()
-                self._ev.clear()
-                continue
-            e = self.q.pop(0)
-            host = _opt(self.cfg, 'hostname') or ''
-            subject = 'Meter alarm%s: %s' % ((' (%s)' % host) if host else '', e['text'])
-            body = '%s\n\nAlarm %d (%s), threshold %s %s, value %s %s.\n' % (
-                e['text'], e['alarm'], e['kind'], e['threshold'], e['unit'], e['value'],
-                e['unit'])
-            if e.get('time') is not None:
-                body += 'Reading time: %s UTC\n' % rfc_date(int(e['time']))
-            try:
-                await self.send(self.cfg, subject, body)
-                self.sent += 1
-                self.last_error = None
-            except Exception as ex:    # SmtpError, OSError; never contains the password
-                self.failed += 1
-                self.last_error = '%s: %s' % (type(ex).__name__, ex)
-                self.log('alarm mail failed: %s' % self.last_error)
+async def send_alarm_mail(cfg, e, send=None):
+    """One alarm event (alarms.py) as a mail; `send` replaces send_mail (tests)."""
+    host = _opt(cfg, 'hostname') or ''
+    subject = 'Meter alarm%s: %s' % ((' (%s)' % host) if host else '', e['text'])
+    body = '%s\n\nAlarm %d (%s), threshold %s %s, value %s %s.\n' % (
+        e['text'], e['alarm'], e['kind'], e['threshold'], e['unit'], e['value'], e['unit'])
+    if e.get('time') is not None:
+        body += 'Reading time: %s UTC\n' % rfc_date(int(e['time']))
+    await (send or send_mail)(cfg, subject, body)

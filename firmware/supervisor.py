@@ -8,7 +8,7 @@
 # 'watchdog' and no REASON file ("the event loop stalled").
 import gc
 import json
-from compat import ticks_ms, ticks_diff, sleep_ms, mem_free, mem_alloc, asyncio
+from compat import ticks_ms, ticks_diff, sleep_ms, mem_free, mem_alloc, asyncio, unload
 
 REASON = 'reboot_reason.json'
 ALLOWANCE_MS = {'link': 90000, 'web': 60000, 'mqtt': 180000}
@@ -37,7 +37,7 @@ class Supervisor:
     def _last_reboot(self):
         r = None
         if self.fs is not None:
-            from ota import read_json
+            from fsops import read_json
             r = read_json(self.fs, REASON)
             self.fs.remove(REASON)
         if self.reset_cause != 'watchdog':
@@ -78,6 +78,9 @@ class Supervisor:
             if self.fs is not None:
                 import safemode
                 safemode.mark_good(self.fs)
+                safemode = None
+                for name in ('safemode', 'ota'):
+                    unload(name)
         free = mem_free()
         if free is not None and free < LOW_HEAP:
             gc.collect()

@@ -423,13 +423,43 @@ def upload(port, out_dir, manifest, info, force=False, batch=8):
 
 # ---------------------------------------------------------------- config
 
-def prompt_config(tmpdir, ask=input, secret=getpass.getpass, out=print):
+def choose_board(chip, ask=input, out=print):
+    """The board profile for a board with this chip: the only one there is, or the user's
+    pick from a numbered list (Enter: the first)."""
+    import boards
+    keys = [k for k in sorted(boards.PROFILES) if boards.PROFILES[k]['chip'] == chip]
+    if not keys:
+        raise FlashError('no board profile for %s' % chip)
+    if len(keys) == 1:
+        out('board profile: %s (%s)' % (keys[0], boards.PROFILES[keys[0]]['name']))
+        return keys[0]
+    out('Which board is this?')
+    for i, k in enumerate(keys):
+        out('  %d) %s: %s' % (i + 1, k, boards.PROFILES[k]['name']))
+    for attempt in range(3):
+        a = ask('Board [1]: ').strip()
+        if not a:
+            return keys[0]
+        if a in keys:
+            return a
+        if a.isdigit() and 1 <= int(a) <= len(keys):
+            return keys[int(a) - 1]
+        out('  answer 1..%d or a profile name' % len(keys))
+    raise FlashError('no board profile chosen after 3 tries')
+
+
+def prompt_config(tmpdir, ask=input, secret=getpass.getpass, out=print, chip=None):
     """Build a first config file through firmware/config.py from prompts (secrets through
-    getpass, never echoed). Returns (path, Config)."""
+    getpass, never echoed). `chip` ('esp32'/'esp32c3'): also ask for the board profile.
+    Returns (path, Config)."""
     import config as cfgmod
     from mep.digest import MBK_HELP
     path = os.path.join(tmpdir, CONFIG_NAME)
     cfg = cfgmod.Config(path).load(save_generated=False)
+    if chip:
+        errors = cfg.update({'board': choose_board(chip, ask, out)})
+        if errors:
+            raise FlashError('board profile: %s' % errors)
     fields = (('wifi_ssid', 'WiFi network name (SSID, empty: access point only): ', ask),
               ('wifi_password', 'WiFi password (not shown): ', secret),
               ('mbk', 'MBK (not shown; empty: set it later in the web UI): ', secret))
@@ -476,7 +506,7 @@ def write_config(port, info):
         if input('The board already has a config. Replace it? [y/N] ').strip().lower() != 'y':
             return
     with tempfile.TemporaryDirectory() as tmp:
-        path, cfg = prompt_config(tmp)
+        path, cfg = prompt_config(tmp, chip=info['chip'])
         mpremote(port, ['fs', 'cp', path, ':' + CONFIG_NAME])
     for p in keep_secrets(cfg):
         print('saved %s (mode 600)' % p)

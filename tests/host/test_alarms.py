@@ -252,7 +252,7 @@ def test_rfc_date_and_notifier_queue_bound():
     n = alarms.Notifier(cfg_with(smtp_host='x'), log=lambda s: None)
     for i in range(20):
         n.notify([{'state': 'on', 'alarm': 0, 'kind': 'power_above', 'text': str(i)}])
-    assert n.stats()['queued'] == smtp.Mailer.QMAX and n.stats()['drops'] == 12
+    assert n.stats()['queued'] == alarms.Mailer.QMAX and n.stats()['drops'] == 12
     assert n.mailer.q[0]['text'] == '12'
     quiet = alarms.Notifier(cfg_with(), log=lambda s: None)     # no SMTP host: no queue
     quiet.notify([{'state': 'on'}])

@@ -266,6 +266,25 @@ def test_config_prompts_validate_and_never_echo(tmp_path):
     assert open(saved[0]).read().strip() == data['ota_key']
 
 
+def test_config_prompt_asks_for_the_board_profile(tmp_path):
+    answers = iter(['7', 'mepdrawer', ''])         # a bad pick, then a name; empty SSID
+    secrets = iter(['', '', 'web-pass-1', 'web-pass-1'])
+    out = []
+    path, cfg = flash.prompt_config(str(tmp_path), ask=lambda p: next(answers),
+                                    secret=lambda p: next(secrets), out=out.append,
+                                    chip='esp32c3')
+    text = '\n'.join(out)
+    assert 'ustepper' in text and 'mepdrawer' in text and 'dabbler' not in text
+    assert 'answer 1..2' in text
+    assert json.load(open(path))['board'] == 'mepdrawer'
+    # one profile for the chip: no question asked
+    assert flash.choose_board('esp32', ask=lambda p: 1 / 0, out=out.append) == 'dabbler'
+    assert flash.choose_board('esp32c3', ask=lambda p: '', out=out.append) == 'mepdrawer'
+    assert flash.choose_board('esp32c3', ask=lambda p: '2', out=out.append) == 'ustepper'
+    with pytest.raises(flash.FlashError, match='no board profile chosen'):
+        flash.choose_board('esp32c3', ask=lambda p: 'nope', out=out.append)
+
+
 def test_no_secret_accepted_on_the_command_line():
     r, _ = run_flash('--help')
     assert r.returncode == 0

@@ -9,6 +9,7 @@ import paho.mqtt.client as paho
 import pytest
 
 import ha
+import hadisc
 import mqtt
 from mep.reading import FIELDS
 from mqtt_broker import Broker, make_cert
@@ -120,7 +121,7 @@ def render(template, value):
 
 def test_discovery_payloads_field_by_field():
     cfg = make_cfg(1883)
-    msgs = list(ha.messages(cfg, INFO, 'mep/dev1'))
+    msgs = list(hadisc.messages(cfg, INFO, 'mep/dev1'))
     by_key = {}
     for topic, payload in msgs:
         parts = topic.split('/')
@@ -315,6 +316,25 @@ async def test_custom_prefixes(broker, subs):
         c = json.loads(s.topics('ha2/sensor/mep_12345678/e_in/config')[0][1])
         assert c['availability_topic'] == 'meters/kitchen/status'
         assert not [t for t, _, _ in s.msgs if t.startswith('homeassistant/')]
+
+
+async def test_changed_ha_prefix_clears_the_old_configs(broker, subs):
+    cfg = make_cfg(broker.port, ha_prefix='ha_old')
+    m = make(cfg)
+    s = new_sub(subs, broker.port)
+    old = 'ha_old/sensor/mep_12345678/p_in/config'
+    new = 'ha_new/sensor/mep_12345678/p_in/config'
+    async with Running(m):
+        assert await s.wait(lambda: s.topics(old))
+        cfg['ha_prefix'] = 'ha_new'
+        m.reconfigure()
+        assert await s.wait(lambda: s.topics(new) and any(p == b'' for _, p, _ in s.topics(old)))
+        assert json.loads(s.topics(new)[-1][1])['unique_id'] == 'mep_12345678_p_in'
+        late = new_sub(subs, broker.port, 'ha_old/#')
+        await asyncio.sleep(0.5)
+        assert not late.msgs                    # nothing left retained under the old prefix
+        later = new_sub(subs, broker.port, 'ha_new/#')
+        assert await later.wait(lambda: later.topics(new))
 
 
 async def test_raw_topic_is_opt_in(broker, subs):
