@@ -220,10 +220,15 @@ class App:
         """Opt-in (heap_report_ms): one 'HEAP free=.. alloc=.. readings=..' line per period,
         after a collection, for tools/bench_heap.py."""
         import gc
+        import sys
+        n = 0
         while True:
             gc.collect()
             self.log('HEAP free=%s alloc=%s readings=%d'
                      % (mem_free(), mem_alloc(), self.poller.readings))
+            if n % 20 == 0:     # which modules are resident (their bytecode is in the heap)
+                self.log('MODULES ' + ' '.join(sorted(sys.modules)))
+            n += 1
             await sleep_ms(self.heap_report_ms)
 
     async def _web(self):

@@ -63,19 +63,23 @@ import sys
 UNLOAD = sys.implementation.name == 'micropython'
 
 
-def unload(name):
-    """Forget module `name` (and its attribute on the parent package) so gc can free it.
-    Callers must not keep references to its functions or classes."""
+def unload(*names):
+    """Forget the modules `names` (and their attributes on the parent package) and collect at
+    once, so their bytecode is freed before anything else is loaded (left to a later automatic
+    collection, stale pointers on the C stack, which the GC scans conservatively, can keep
+    an old copy alive next to a new one). Callers keep no references to their contents."""
     if not UNLOAD:
         return
     mods = sys.modules
-    if name in mods:
-        del mods[name]
-    i = name.rfind('.')
-    if i > 0:
-        parent = mods.get(name[:i])
-        if parent is not None and hasattr(parent, name[i + 1:]):
-            try:
-                delattr(parent, name[i + 1:])
-            except (AttributeError, TypeError):
-                pass
+    for name in names:
+        if name in mods:
+            del mods[name]
+        i = name.rfind('.')
+        if i > 0:
+            parent = mods.get(name[:i])
+            if parent is not None and hasattr(parent, name[i + 1:]):
+                try:
+                    delattr(parent, name[i + 1:])
+                except (AttributeError, TypeError):
+                    pass
+    gc.collect()

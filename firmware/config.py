@@ -1,300 +1,35 @@
-# Device settings: one JSON file described by SCHEMA. Loading never raises: a missing, corrupt
-# or invalid file falls back to the .bak copy or to defaults (config.fallback, config.warning).
+# Device settings: one JSON file described by the schema in cfgschema.py (defaults, labels,
+# validation); web password hashes in cfgpw.py. Loading never raises: a missing, corrupt or
+# invalid file falls back to the .bak copy or to defaults (config.fallback, config.warning).
 # Secret values never appear in warnings, error messages, public_view() or export().
+# Only this module and the values stay in the heap: the methods that need the schema or
+# the password code import it for the call, and on MicroPython drop it again afterwards.
+import gc
+import sys
 import json
-import os
-import hashlib
-import binascii
 import atomic
-import boards
-from mep.digest import key_from_mbk
-from compat import sleep_ms
 
 PW_ITERATIONS = 1000  # PBKDF2 rounds for new web passwords: ~0.1-0.3 s on an ESP32
-_PW_TAG = 'pbkdf2-sha256'
-ALARM_KINDS = ('power_above', 'energy_today_above', 'export_above')
-MAX_ALARMS = 8
-GENERATED = ('ap_password', 'session_secret', 'ota_key')  # made at first boot, never empty
+UNLOAD = sys.implementation.name == 'micropython'  # drop cfgschema/cfgpw after each call
 
 
-def _rand(n):
+def _run(mod, fn, args):
+    return getattr(__import__(mod), fn)(*args)
+
+
+# mod.fn(*args). With UNLOAD the modules are dropped afterwards and collected at once: the
+# import ran in _run's frame, which is gone by then, whereas left to a later automatic
+# collection, stale pointers on the C stack (the GC scans it conservatively) can keep the
+# old copy alive next to the next one.
+def _call(mod, fn, *args):
     try:
-        return os.urandom(n)
-    except AttributeError:  # ports without urandom (never the ESP32): weak fallback
-        import random
-        return bytes(random.getrandbits(8) for _ in range(n))
-
-
-def _hex(b):
-    return binascii.hexlify(b).decode()
-
-
-def _is_hex(s):
-    for ch in s:
-        if ch not in '0123456789abcdefABCDEF':
-            return False
-    return True
-
-
-def _gen(key):
-    if key == 'ap_password':  # 16 of 32 unambiguous characters: 80 bits
-        abc = 'abcdefghijkmnpqrstuvwxyz23456789'
-        return ''.join(abc[b & 31] for b in _rand(16))
-    return _hex(_rand(32))
-
-
-# ---- validators: return an error message (without the value) or None ----
-def _host(v, label=False):
-    if not v or len(v) > (63 if label else 253):
-        return 'must be 1..%d characters' % (63 if label else 253)
-    for part in ([v] if label else v.split('.')):
-        if not part or len(part) > 63 or part[0] == '-' or part[-1] == '-':
-            return 'must be letters, digits and inner hyphens' + ('' if label else ', dot separated')
-        for ch in part:
-            if not (ch.isalpha() or ch.isdigit() or ch == '-') or ord(ch) > 127:
-                return 'may only contain letters a-z, digits and hyphens' + ('' if label else ' and dots')
-    return None
-
-
-def _v_label(v):
-    return _host(v, True)
-
-
-def _v_host_opt(v):
-    return _host(v) if v else None
-
-
-def _v_topic(v):
-    if not v or len(v) > 64 or v[0] == '/' or v[-1] == '/' or '//' in v:
-        return 'must be 1..64 characters without leading, trailing or double "/"'
-    for ch in v:
-        if ch in '+#' or ord(ch) < 33 or ord(ch) > 126:
-            return 'may not contain "+", "#", spaces or non-ASCII characters'
-    return None
-
-
-def _v_devid(v):
-    if not v:
-        return None
-    for ch in v:
-        if not (ch.isalpha() or ch.isdigit() or ch in '_-') or ord(ch) > 127:
-            return 'may only contain letters, digits, "_" and "-"'
-    return None if len(v) <= 64 else 'must be at most 64 characters'
-
-
-def _v_mail(v):
-    for a in v.split(','):
-        a = a.strip()
-        if v and (a.count('@') != 1 or ' ' in a or a[0] == '@' or a[-1] == '@'):
-            return 'must be an e-mail address like name@example.com (several: comma separated)'
-    return None
-
-
-def _v_wifi(v):
-    return None if not v or 8 <= len(v) <= 63 else 'must be 8..63 characters (WPA2)'
-
-
-def _v_ap(v):
-    return None if 12 <= len(v) <= 63 else 'must be 12..63 characters'
-
-
-def _v_mbk(v):
-    if not v:
-        return None
-    try:
-        key_from_mbk(v)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-def _v_hexkey(v):
-    return None if len(v) >= 32 and len(v) % 2 == 0 and _is_hex(v) else \
-        'must be at least 32 hex digits (an even number)'
-
-
-def _v_pwhash(v):
-    if not v:
-        return None
-    p = v.split('$')
-    if len(p) != 4 or p[0] != _PW_TAG or not p[1].isdigit() or not _is_hex(p[2] + p[3]) \
-            or len(p[3]) != 64 or not p[2]:
-        return 'is not a password hash made by this firmware'
-    return None
-
-
-def _num(v, kind):
-    if isinstance(v, bool):
-        raise ValueError
-    if isinstance(v, str):
-        v = v.strip()
-        return int(v) if kind == 'int' else float(v)
-    if kind == 'int':
-        if isinstance(v, float) and v != int(v):
-            raise ValueError
-        return int(v)
-    if isinstance(v, (int, float)):
-        return v
-    raise ValueError
-
-
-def _bool(v):
-    if isinstance(v, bool):
-        return v
-    if v in (0, 1) and not isinstance(v, float):
-        return v == 1
-    if isinstance(v, str) and v.lower() in ('true', 'on', 'yes', '1', 'false', 'off', 'no', '0', ''):
-        return v.lower() in ('true', 'on', 'yes', '1')
-    raise ValueError
-
-
-_ALARM_KEYS = (('threshold', 'num', None, 0, 1e9), ('seconds', 'int', 0, 0, 86400),
-               ('hysteresis', 'num', 0, 0, 1e9), ('repeat_min', 'int', 60, 0, 10080))
-
-
-def _alarms(v):
-    if not isinstance(v, list):
-        raise ValueError('must be a list')
-    if len(v) > MAX_ALARMS:
-        raise ValueError('at most %d alarms' % MAX_ALARMS)
-    out = []
-    for n, a in enumerate(v):
-        where = 'alarm %d: ' % (n + 1)
-        if not isinstance(a, dict):
-            raise ValueError(where + 'must be a set of fields')
-        for k in a:
-            if k not in ('kind', 'enabled') and k not in [x[0] for x in _ALARM_KEYS]:
-                raise ValueError(where + 'unknown field "%s"' % str(k)[:20])
-        if a.get('kind') not in ALARM_KINDS:
-            raise ValueError(where + 'kind must be one of ' + ', '.join(ALARM_KINDS))
-        d = {'kind': a['kind']}
-        for k, kind, dflt, lo, hi in _ALARM_KEYS:
-            x = a.get(k, dflt)
-            try:
-                x = _num(x, kind)
-                if not lo <= x <= hi:
-                    raise ValueError
-            except (ValueError, TypeError):
-                raise ValueError(where + '%s must be a number from %s to %s' % (k, lo, int(hi)))
-            d[k] = x
-        try:
-            d['enabled'] = _bool(a.get('enabled', True))
-        except ValueError:
-            raise ValueError(where + 'enabled must be true or false')
-        out.append(d)
-    return out
-
-
-# (key, type, default, label, help, check). type: str | secret | bool | int | choice | alarms.
-# check: validator function (str/secret), (min, max) (int), or options tuple (choice).
-SCHEMA = (
-    ('hostname', 'str', 'esp32-mep', 'Hostname', 'Network name (DNS label: letters, digits, hyphens).', _v_label),
-    ('wifi_ssid', 'str', '', 'WiFi network', 'Empty: no WiFi client, access point only.', None),
-    ('wifi_password', 'secret', '', 'WiFi password', '', _v_wifi),
-    ('ap_password', 'secret', '', 'Access point password', 'Password of the setup access point; unique per device.', _v_ap),
-    ('mbk', 'secret', '', 'MEP key (MBK)', 'Empty: no MEP traffic. The 20 characters from the utility.', _v_mbk),
-    ('web_password_hash', 'secret', '', 'Web password', 'Salted PBKDF2 hash; set it with the password form.', _v_pwhash),
-    ('session_secret', 'secret', '', 'Session secret', 'Random key signing web sessions; clear it to log everyone out.', _v_hexkey),
-    ('public_dashboard', 'bool', False, 'Public dashboard', 'Show live values without logging in.', None),
-    ('board', 'choice', boards.DEFAULT, 'Board', 'Pins of the module hardware.', tuple(sorted(boards.PROFILES))),
-    ('poll_bt23_ms', 'int', 1000, 'Energy poll interval (ms)', 'BT23 energy registers.', (0, 3600000)),
-    ('poll_bt28_ms', 'int', 1000, 'Power poll interval (ms)', 'BT28 instantaneous values.', (0, 3600000)),
-    ('fast_mode', 'bool', False, 'Fast mode', 'Poll back-to-back, ignoring the intervals.', None),
-    ('tz_offset_min', 'int', 60, 'Time zone offset (min)', 'Standard time offset from UTC in minutes.', (-720, 840)),
-    ('dst', 'choice', 'eu', 'Daylight saving', 'eu: +1 h from the last Sunday of March to the last of October.', ('eu', 'none')),
-    ('ntp_server', 'str', 'pool.ntp.org', 'NTP server', 'Empty: no NTP.', _v_host_opt),
-    ('ota_key', 'secret', '', 'OTA key', 'HMAC key (hex) for signed update bundles.', _v_hexkey),
-    ('mqtt_enabled', 'bool', False, 'MQTT', 'Publish readings to an MQTT broker.', None),
-    ('mqtt_host', 'str', '', 'MQTT broker', 'Host name or IP address.', _v_host_opt),
-    ('mqtt_port', 'int', 1883, 'MQTT port', '1883, or 8883 with TLS.', (1, 65535)),
-    ('mqtt_tls', 'bool', False, 'MQTT over TLS', '', None),
-    ('mqtt_user', 'str', '', 'MQTT user', '', None),
-    ('mqtt_password', 'secret', '', 'MQTT password', '', None),
-    ('mqtt_prefix', 'str', 'mep', 'MQTT topic prefix', '', _v_topic),
-    ('mqtt_device_id', 'str', '', 'MQTT device id', 'Empty: derived from the hostname.', _v_devid),
-    ('mqtt_per_value', 'bool', False, 'One topic per value', 'Also publish each value on its own topic.', None),
-    ('mqtt_raw', 'bool', False, 'Raw protocol topic', 'Publish raw MEP frames (debugging).', None),
-    ('mqtt_commands', 'bool', False, 'Accept MQTT commands', 'RISK: anyone who can publish to the broker can control the module.', None),
-    ('ha_discovery', 'bool', True, 'Home Assistant discovery', '', None),
-    ('ha_prefix', 'str', 'homeassistant', 'Discovery prefix', '', _v_topic),
-    ('legacy_public', 'bool', True, 'Public legacy endpoint', 'Serve the legacy JSON endpoint without login.', None),
-    ('alarms', 'alarms', [], 'Alarms', 'Up to 8: kind power_above (W), energy_today_above (Wh) or export_above (W); '
-     'threshold, seconds, hysteresis, repeat_min, enabled.', None),
-    ('smtp_host', 'str', '', 'SMTP server', 'Empty: no e-mail.', _v_host_opt),
-    ('smtp_port', 'int', 587, 'SMTP port', '', (1, 65535)),
-    ('smtp_starttls', 'bool', True, 'STARTTLS', '', None),
-    ('smtp_user', 'str', '', 'SMTP user', '', None),
-    ('smtp_password', 'secret', '', 'SMTP password', '', None),
-    ('smtp_from', 'str', '', 'Sender address', '', _v_mail),
-    ('smtp_to', 'str', '', 'Recipients', 'Comma separated.', _v_mail),
-)
-_BY_KEY = {}
-for _f in SCHEMA:
-    _BY_KEY[_f[0]] = _f
-
-
-def validate(key, v):
-    """Return (value, error): the normalised value, or error text that names the field."""
-    f = _BY_KEY.get(key)
-    if f is None:
-        return None, '%s: unknown setting' % str(key)[:40]
-    t, check, label = f[1], f[5], f[3]
-    err = None
-    try:
-        if t == 'bool':
-            v = _bool(v)
-        elif t == 'int':
-            v = _num(v, 'int')
-            if not check[0] <= v <= check[1]:
-                err = 'must be from %d to %d' % check
-        elif t == 'choice':
-            if v not in check:
-                err = 'must be one of ' + ', '.join(check)
-        elif t == 'alarms':
-            v = _alarms(v)
-        else:
-            if not isinstance(v, str):
-                raise ValueError
-            if t != 'secret':
-                v = v.strip()
-            if len(v) > 256:
-                err = 'is too long'
-            elif check:
-                err = check(v)
-    except ValueError as e:
-        err = str(e) if t == 'alarms' else 'has the wrong type (expected %s)' % (
-            'true/false' if t == 'bool' else 'a whole number' if t == 'int' else 'text')
-    except TypeError:
-        err = 'has the wrong type'
-    return (None, '%s (%s): %s' % (label, key, err)) if err else (v, None)
-
-
-def _pbkdf2(pw, salt, start, k, state):
-    """Rounds start..start+k-1 of PBKDF2-HMAC-SHA256 (one 32-byte block; MicroPython has
-    no pbkdf2_hmac and no hash copy()). state: None first, then the returned tuple;
-    the derived key is state[1].to_bytes(32, 'big') after all rounds."""
-    if state is None:
-        if len(pw) > 64:
-            pw = hashlib.sha256(pw).digest()
-        pw = pw + bytes(64 - len(pw))
-        state = (salt + b'\x00\x00\x00\x01', 0,
-                 bytes(b ^ 0x36 for b in pw), bytes(b ^ 0x5C for b in pw))
-    u, acc, ip, op = state
-    for _ in range(k):
-        u = hashlib.sha256(op + hashlib.sha256(ip + u).digest()).digest()
-        acc ^= int.from_bytes(u, 'big')
-    return (u, acc, ip, op)
-
-
-def pbkdf2_sha256(pw, salt, n):
-    return _pbkdf2(pw, salt, 0, n, None)[1].to_bytes(32, 'big')
-
-
-def _same(a, b):
-    d = len(a) ^ len(b)
-    for i in range(min(len(a), len(b))):
-        d |= a[i] ^ b[i]
-    return d == 0
+        return _run(mod, fn, args)
+    finally:
+        if UNLOAD:
+            for m in ('cfgschema', 'cfgpw'):
+                if m in sys.modules:
+                    del sys.modules[m]
+            gc.collect()
 
 
 class Config:
@@ -303,53 +38,11 @@ class Config:
         self.pw_iterations = pw_iterations
         self.warning = None
         self.fallback = False
-        self.values = {}
-        for f in SCHEMA:
-            self.values[f[0]] = f[2][:] if f[1] == 'alarms' else f[2]
-
-    def _warn(self, msg):
-        self.warning = msg if not self.warning else self.warning + '; ' + msg
+        self.values = _call('cfgschema', 'defaults')
 
     def load(self, save_generated=True):
         """Read the file (never raises). Returns self."""
-        self.__init__(self.path, self.pw_iterations)
-        data, src = atomic.read(self.path, _parse)
-        if data is None:
-            self.fallback = True
-            self._warn(('config file was corrupt or unreadable' if atomic.exists(self.path)
-                        else 'no config file') + '; defaults loaded, AP mode active')
-        else:
-            if src != 'main':
-                self._warn('config file was %s; %s copy loaded' % (
-                    'missing' if src == 'tmp' else 'corrupt or missing', 'backup' if src == 'bak' else 'new'))
-            bad, unknown = [], []
-            for k in data:
-                v, err = validate(k, data[k])
-                if k not in _BY_KEY:
-                    unknown.append(str(k)[:40])
-                elif err:
-                    bad.append(k)
-                else:
-                    self.values[k] = v
-            if unknown:
-                self._warn('unknown settings dropped: ' + ', '.join(unknown))
-            if bad:
-                self._warn('invalid settings reset to defaults: ' + ', '.join(bad))
-        made = self._generate()
-        if made and save_generated:
-            try:
-                self.save()
-            except OSError:
-                self._warn('could not store the generated keys')
-        return self
-
-    def _generate(self):
-        made = []
-        for k in GENERATED:
-            if not self.values[k]:
-                self.values[k] = _gen(k)
-                made.append(k)
-        return made
+        return _call('cfgschema', 'load', self, save_generated)
 
     def __getitem__(self, key):
         v = self.values[key]
@@ -365,120 +58,38 @@ class Config:
         nothing. Returns {field: message} (empty = applied). An empty secret in `changes` keeps
         the current value unless keep_empty_secrets is False. Cleared generated secrets
         (ap_password, session_secret, ota_key) are regenerated."""
-        errors, new = {}, {}
-        for k in changes:
-            v = changes[k]
-            f = _BY_KEY.get(k)
-            if f and f[1] == 'secret' and (v is None or v == ''):
-                if not keep_empty_secrets:
-                    new[k] = ''
-                continue
-            v, err = validate(k, v)
-            if err:
-                errors[k] = err
-            else:
-                new[k] = v
-        for k in clear:
-            f = _BY_KEY.get(k)
-            if not f or f[1] != 'secret':
-                errors[k] = '%s: only secret settings can be cleared' % str(k)[:40]
-            else:
-                new[k] = ''
-        merged = dict(self.values)
-        merged.update(new)
-        if merged['mqtt_enabled'] and not merged['mqtt_host']:
-            errors.setdefault('mqtt_host', 'MQTT broker (mqtt_host) is required when MQTT is enabled')
-        if errors:
-            return errors
-        self.values = merged
-        self._generate()
-        return {}
+        return _call('cfgschema', 'update', self, changes, keep_empty_secrets, clear)
 
     def save(self):
         atomic.write(self.path, json.dumps(self.values))
 
     def set_password(self, plain, iterations=None):
         """Set the web password. Returns {} or {'web_password_hash': message}."""
-        if not isinstance(plain, str) or len(plain) < 8 or len(plain) > 128:
-            return {'web_password_hash': 'Web password must be 8..128 characters'}
-        n = iterations or self.pw_iterations
-        salt = _rand(16)
-        self.values['web_password_hash'] = '%s$%d$%s$%s' % (
-            _PW_TAG, n, _hex(salt), _hex(pbkdf2_sha256(plain.encode(), salt, n)))
-        return {}
-
-    def _pw_parts(self, plain):
-        h = self.values['web_password_hash']
-        if not h or not isinstance(plain, str) or _v_pwhash(h):
-            return None
-        p = h.split('$')
-        return plain.encode(), binascii.unhexlify(p[2]), int(p[1]), binascii.unhexlify(p[3])
+        return _call('cfgpw', 'set_password', self.values, plain,
+                     iterations or self.pw_iterations)
 
     def check_password(self, plain):
         """True when `plain` matches the stored hash (False when no password is set)."""
-        p = self._pw_parts(plain)
-        return p is not None and _same(pbkdf2_sha256(p[0], p[1], p[2]), p[3])
+        return _call('cfgpw', 'check', self.values['web_password_hash'], plain)
 
     async def check_password_async(self, plain, chunk=64):
         """check_password() yielding to the event loop every `chunk` rounds."""
-        p = self._pw_parts(plain)
-        if p is None:
-            return False
-        n, got, st = p[2], 0, None
-        while got < n:
-            k = min(chunk, n - got)
-            st = _pbkdf2(p[0], p[1], got, k, st)
-            got += k
-            await sleep_ms(0)
-        return st is not None and _same(st[1].to_bytes(32, 'big'), p[3])
+        return await _call('cfgpw', 'check_async', self.values['web_password_hash'], plain,
+                           chunk)
 
     def public_view(self):
-        out = {}
-        for f in SCHEMA:
-            v = self.values[f[0]]
-            out[f[0]] = {'set': bool(v)} if f[1] == 'secret' else v
-        return out
+        return _call('cfgschema', 'public_view', self.values)
 
     def schema_view(self):
-        out = []
-        for k, t, d, label, hlp, check in SCHEMA:
-            e = {'key': k, 'type': t, 'label': label, 'help': hlp, 'secret': t == 'secret'}
-            if t != 'secret':
-                e['default'] = d
-            if t == 'int':
-                e['min'], e['max'] = check
-            elif t == 'choice':
-                e['options'] = list(check)
-            elif t == 'alarms':
-                e['kinds'] = list(ALARM_KINDS)
-                e['max_items'] = MAX_ALARMS
-            out.append(e)
-        return out
+        return _call('cfgschema', 'schema_view')
 
     def export(self, include_secrets=False):
-        out = {'_version': 1}
-        for f in SCHEMA:
-            if f[1] != 'secret' or include_secrets:
-                out[f[0]] = self.values[f[0]]
-        return out
+        return _call('cfgschema', 'export', self.values, include_secrets)
 
     def restore(self, data):
         """Apply an export() dict: validated like update(); absent settings (secrets included)
         keep their current value; an empty secret present in `data` clears it."""
-        if not isinstance(data, dict):
-            return {'_': 'backup must be a JSON object'}
-        d = {}
-        for k in data:
-            if not str(k).startswith('_'):
-                d[k] = data[k]
-        return self.update(d, keep_empty_secrets=False)
-
-
-def _parse(f):
-    d = json.loads(f.read())
-    if not isinstance(d, dict):
-        raise ValueError('not an object')
-    return d
+        return _call('cfgschema', 'restore', self, data)
 
 
 def opt(cfg, key, default=None):

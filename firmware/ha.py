@@ -5,7 +5,7 @@
 #   B/status        retained 'online' / 'offline' (the last will)
 #   B/state         one JSON object per reading: flat SI values plus a units map,
 #                   {"time":1700000000,"seq":7,"p_in":1234.0,..,"units":{"p_in":"W",..}}
-#   B/<key>         opt-in (mqtt_per_value): plain number in the unit of reading.UNITS
+#   B/<key>         opt-in (mqtt_per_value): plain number in the unit of unit(key)
 #   B/energy/<key>  retained plain number in Wh / varh (e_in, e_out, eq_in, eq_out), sent
 #                   when the value changes and after every (re)connect
 #   B/link          retained JSON link status (coalesced: only the newest is sent)
@@ -21,11 +21,27 @@
 import json
 from binascii import unhexlify
 
-from mep.reading import UNITS
 
 ENERGY_KEYS = ('e_in', 'e_out', 'eq_in', 'eq_out')
 
 from config import opt as _opt
+
+
+_UNIT_PREFIX = (('eq_', 'varh'), ('e_', 'Wh'), ('q_', 'var'), ('pf_', ''), ('p_', 'W'),
+                ('u_', 'V'), ('i_', 'A'))
+
+
+def unit(k):
+    """The unit of reading key k (mep/reading.py FIELDS), None for time/seq; derived from
+    the key's prefix so the field table itself need not be loaded."""
+    if k == 'freq':
+        return 'Hz'
+    if k == 's':
+        return 'VA'
+    for p, u in _UNIT_PREFIX:
+        if k.startswith(p):
+            return u
+    return None
 
 
 def num(v):
@@ -40,8 +56,9 @@ def state_payload(r):
         if v is None:
             continue
         d[k] = v
-        if k in UNITS:
-            units[k] = UNITS[k]
+        u = unit(k)
+        if u is not None:
+            units[k] = u
     d['units'] = units
     return json.dumps(d)
 
@@ -51,7 +68,7 @@ def reading_messages(cfg, base, r, last_energy):
     yield base + '/state', state_payload(r), False
     if _opt(cfg, 'mqtt_per_value', False):
         for k in r:
-            if k in UNITS and r[k] is not None:
+            if r[k] is not None and unit(k) is not None:
                 yield base + '/' + k, num(r[k]), False
     for k in ENERGY_KEYS:
         v = r.get(k)

@@ -134,5 +134,4 @@ def start_app(fs):
     OTA) from the heap; main.py then runs app.main()."""
     count_start(fs)
     from compat import unload
-    for name in ('safemode', 'ota', 'hmac_sha256'):
-        unload(name)
+    unload('safemode', 'ota', 'hmac_sha256')

@@ -79,8 +79,7 @@ class Supervisor:
                 import safemode
                 safemode.mark_good(self.fs)
                 safemode = None
-                for name in ('safemode', 'ota'):
-                    unload(name)
+                unload('safemode', 'ota')
         free = mem_free()
         if free is not None and free < LOW_HEAP:
             gc.collect()

@@ -254,10 +254,14 @@ class AppOutput(threading.Thread):
         self.samples = []  # (time, free, alloc, readings)
         self.tail = []
         self.notes = []
+        self.modules = None  # the last 'MODULES ...' line: what is resident
 
     def run(self):
         for line in self.proc.stdout:
             line = line.rstrip('\n')
+            if line.startswith('MODULES '):
+                self.modules = line[8:].split()
+                continue
             m = HEAP_RE.search(line)
             if m:
                 self.samples.append((time.time(), int(m.group(1)), int(m.group(2)),
@@ -437,6 +441,10 @@ def main(argv=None):
     print('free start/end:  %d -> %d bytes (alloc %d -> %d): %s'
           % (first[1], last[1], first[2], last[2],
              'GREW by %d bytes' % (first[1] - last[1]) if grew else 'did not grow'))
+    print('alloc max:       %d bytes (%.1f KB): the heap the app needed at its peak, at the '
+          'granularity of the samples' % (max(x[2] for x in s), max(x[2] for x in s) / 1024))
+    if out.modules:
+        print('resident:        %d modules: %s' % (len(out.modules), ' '.join(out.modules)))
     k = len(s)
     print('free over time:  %s' % ' '.join('%d' % s[min(k - 1, i * k // 8)][1] for i in range(9)))
     print('readings:        %d (target %d)' % (readings, args.cycles))

@@ -1,9 +1,12 @@
-# firmware/config.py and firmware/atomic.py on CPython.
+# firmware/config.py (with cfgschema.py, cfgpw.py) and firmware/atomic.py on CPython.
 import asyncio
+import gc
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import weakref
 
 import pytest
 
@@ -14,6 +17,8 @@ if _FW not in sys.path:
 
 import atomic  # noqa: E402
 import boards  # noqa: E402
+import cfgpw  # noqa: E402
+import cfgschema  # noqa: E402
 import config  # noqa: E402
 from config import Config  # noqa: E402
 
@@ -28,6 +33,19 @@ SECRETS = {
     'smtp_password': 'SmtpSecret-7a8b',
 }
 WEB_PW = 'WebSecret-3c4d5e'
+
+
+ON_DEMAND = ('cfgschema', 'cfgpw')
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=['resident', 'unload'])
+def unload(request, monkeypatch):
+    """Every test runs twice: with the schema modules kept (CPython default) and dropped after
+    each call as on MicroPython; then no call may leave them imported."""
+    monkeypatch.setattr(config, 'UNLOAD', request.param)
+    yield request.param
+    if request.param:
+        assert not [m for m in ON_DEMAND if m in sys.modules], 'a call left the schema loaded'
 
 
 @pytest.fixture
@@ -67,8 +85,8 @@ def test_first_boot_defaults_and_generated_secrets(path):
     c = fresh(path)
     assert c.fallback is True
     assert 'defaults loaded' in c.warning
-    for key, typ, default, label, hlp, check in config.SCHEMA:
-        if key not in config.GENERATED:
+    for key, typ, default, label, hlp, check in cfgschema.SCHEMA:
+        if key not in cfgschema.GENERATED:
             assert c.values[key] == default, key
     assert c['hostname'] == 'esp32-mep' and c['board'] == boards.DEFAULT
     assert c['mqtt_port'] == 1883 and c['smtp_port'] == 587 and c['ha_prefix'] == 'homeassistant'
@@ -79,7 +97,7 @@ def test_first_boot_defaults_and_generated_secrets(path):
     assert os.path.exists(path), 'generated secrets must be stored'
     again = fresh(path)
     assert again.fallback is False and again.warning is None
-    for k in config.GENERATED:
+    for k in cfgschema.GENERATED:
         assert again[k] == c[k]
     other = fresh(path + '2')
     assert other['ap_password'] != c['ap_password']
@@ -87,14 +105,15 @@ def test_first_boot_defaults_and_generated_secrets(path):
 
 
 def test_schema_has_labels_help_and_valid_defaults():
-    keys = [f[0] for f in config.SCHEMA]
+    keys = [f[0] for f in cfgschema.SCHEMA]
     assert len(keys) == len(set(keys))
-    for key, typ, default, label, hlp, check in config.SCHEMA:
+    for key, typ, default, label, hlp, check in cfgschema.SCHEMA:
         assert label and isinstance(hlp, str)
-        if key not in config.GENERATED:
-            v, err = config.validate(key, default)
+        if key not in cfgschema.GENERATED:
+            v, err = cfgschema.validate(key, default)
             assert err is None, key
-    assert 'risk' in config._BY_KEY['mqtt_commands'][4].lower()
+    assert 'risk' in cfgschema._BY_KEY['mqtt_commands'][4].lower()
+    sys.modules.pop('cfgpw', None)  # validate() called directly imports it; Config drops it
 
 
 def test_mqtt_device_id_defaults_to_hostname(path):
@@ -137,8 +156,8 @@ def test_invalid_value_is_rejected_with_a_human_message(path, key, value):
     assert list(errors) == [key]
     msg = errors[key]
     assert key in msg and len(msg) > 20 and 'Traceback' not in msg
-    if key in config._BY_KEY:
-        assert config._BY_KEY[key][3] in msg  # the human label
+    if key in cfgschema._BY_KEY:
+        assert cfgschema._BY_KEY[key][3] in msg  # the human label
     assert c.values == before, 'nothing may be applied when any change is invalid'
 
 
@@ -204,7 +223,7 @@ def test_secrets_never_in_views_exports_or_warnings(path):
     assert fresh(path + 'x').public_view()['mbk'] == {'set': False}
     out = json.dumps([view, c.schema_view(), c.export(), c.warning])
     assert_no_secret(out, c)
-    assert set(view) == set(config._BY_KEY)
+    assert set(view) == set(cfgschema._BY_KEY)
     # a file with invalid secrets: the warning names the fields, never the values
     with open(path) as f:
         d = json.load(f)
@@ -467,4 +486,56 @@ def test_default_iterations_and_async_check(path):
 @pytest.mark.parametrize('pw,salt,n', [(b'p', b's', 1), (b'x' * 64, b'salt', 7),
                                        (b'y' * 65, b'salt', 3), (b'', b'', 2)])
 def test_pbkdf2_matches_reference(pw, salt, n):
-    assert config.pbkdf2_sha256(pw, salt, n) == hashlib.pbkdf2_hmac('sha256', pw, salt, n)
+    assert cfgpw.pbkdf2_sha256(pw, salt, n) == hashlib.pbkdf2_hmac('sha256', pw, salt, n)
+
+
+# ---- what stays in memory ----
+
+def test_importing_config_loads_no_schema_or_password_code():
+    code = ('import sys; sys.path.insert(0, %r); import config; from config import opt; '
+            'print(sorted(m for m in %r + ("hashlib",) if m in sys.modules))' % (_FW, ON_DEMAND))
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == '[]'
+
+
+def test_unloaded_modules_leave_no_references(path, unload):
+    if not unload:
+        pytest.skip('only when the modules are dropped')
+    c = with_secrets(path)
+
+    def freed_after(call):
+        for m in ON_DEMAND:
+            sys.modules.pop(m, None)
+        import cfgpw as pw  # the copies `call` uses: sys.modules holds them until then
+        import cfgschema as schema
+        refs = [weakref.ref(m) for m in (pw, schema)]
+        refs += [weakref.ref(x) for m in (pw, schema) for x in vars(m).values()
+                 if callable(x) and getattr(x, '__module__', None) == m.__name__]
+        assert len(refs) > 20
+        del pw, schema
+        result = call()
+        assert not [m for m in ON_DEMAND if m in sys.modules]
+        gc.collect()
+        assert [r for r in refs if r() is not None] == [], 'something kept the dropped code'
+        return result
+
+    assert freed_after(c.load) is c
+    assert freed_after(lambda: c.update({'hostname': 'dropped'})) == {}
+    full = freed_after(lambda: c.export(include_secrets=True))
+    assert freed_after(lambda: c.restore(full)) == {}
+    assert freed_after(c.schema_view)[0]['key'] == 'hostname'
+    assert freed_after(c.public_view)['mbk'] == {'set': True}
+    assert freed_after(lambda: c.set_password(WEB_PW)) == {}
+    assert freed_after(lambda: c.check_password(WEB_PW)) is True
+    assert freed_after(lambda: asyncio.run(c.check_password_async(WEB_PW))) is True
+    assert freed_after(lambda: Config(path).values['hostname']) == 'esp32-mep'
+    c.save()
+    assert fresh(path)['hostname'] == 'dropped'
+
+
+def test_opt_reads_configs_and_dicts(path):
+    c = fresh(path)
+    assert config.opt(c, 'mqtt_port') == 1883 and config.opt(c, 'nope', 7) == 7
+    assert config.opt({'a': None}, 'a', 3) == 3 and config.opt({'a': 0}, 'a', 3) == 0
+    assert config.opt({}, 'a') is None

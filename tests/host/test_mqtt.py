@@ -167,6 +167,13 @@ def test_discovery_payloads_field_by_field():
         assert render(by_key[key]['value_template'], state) == r[key]
 
 
+def test_unit_by_prefix_matches_the_field_table():
+    from mep.reading import UNITS
+    for k in UNITS:
+        assert ha.unit(k) == UNITS[k], k
+    assert ha.unit('time') is None and ha.unit('seq') is None
+
+
 def test_state_payload_units_and_commands_parser():
     r = reading(1)
     d = json.loads(ha.state_payload(r))
