@@ -104,7 +104,7 @@ class AlertChain:
                 table = rq.ET58 if self.mep_flags & tables.ET50_FLAG_ET58 else rq.BT08
                 self._step('result', rq.full_read(table))
             elif self.state == 'result':
-                self.result = tables.procedure_result(data)
+                self.result = tables.decode(rq.BT08, data)
                 self._end('done', now)
         except (IndexError, ValueError) as e:
             if self._end('failed: %s at %s' % (e if str(e) else 'short answer', self.state), now):

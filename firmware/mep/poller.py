@@ -159,12 +159,7 @@ class Poller:
 
     def _startup(self, table, data):
         name = self._name(table)
-        if table == rq.ET13:
-            dec = tables.et13(data, self.tables['et11']) if 'et11' in self.tables else None
-            if dec is None:
-                raise tables.TableError('ET13 needs ET11 first')
-        else:
-            dec = tables.decode(table, data)
+        dec = tables.decode(table, data, self.tables)   # ET13 needs 'et11' from it
         self.tables[name] = dec
         info = self.info
         if table == rq.BT01:

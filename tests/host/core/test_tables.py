@@ -1,6 +1,7 @@
 # Table decoders against hand-built tables: named fields, signed LE integers, short tables.
 from support import raises, unhex
 from mep import tables as t
+from mep import tablesx as tx
 from mep import requests as rq
 
 
@@ -27,24 +28,24 @@ def test_i32_signed():
 
 def test_bt01():
     data = b'NES ' + b'83334-3I' + bytes((1, 2, 4, 4)) + b'SN0001234567    '
-    d = t.bt01(data)
+    d = tx.bt01(data)
     assert d['manufacturer'] == 'NES' and d['model'] == '83334-3I'
     assert d['fw'] == '4.4' and d['hw'] == '1.2' and d['mfg_serial'] == 'SN0001234567'
-    e = raises(t.ShortTable, t.bt01, data[:15])
+    e = raises(t.ShortTable, tx.bt01, data[:15])
     assert 'BT01' in str(e) and e.need == 16 and e.got == 15
 
 
 def test_bt21_tiers_from_byte7():
-    d = t.bt21(bt21_bytes(tiers=4, present_demands=2))
+    d = tx.bt21(bt21_bytes(tiers=4, present_demands=2))
     assert d['tiers'] == 4 and d['present_demands'] == 2 and d['present_values'] == 55
-    raises(t.ShortTable, t.bt21, b'\x00' * 9)
+    raises(t.ShortTable, tx.bt21, b'\x00' * 9)
 
 
 def test_bt23_offsets_and_signs():
     energies = le32(65845342) + le32(179) + le32(4056958) + le32(-5)
-    d = t.bt23(energies + bytes(4), t.bt21(bt21_bytes()))
+    d = t.bt23(energies + bytes(4), tx.bt21(bt21_bytes()))
     assert (d['e_fwd'], d['e_rev'], d['eq_fwd'], d['eq_rev']) == (65845342, 179, 4056958, -5)
-    b21 = t.bt21(bt21_bytes(flags0=0x04))
+    b21 = tx.bt21(bt21_bytes(flags0=0x04))
     d = t.bt23(b'\x09' + energies, b21)
     assert d['e_fwd'] == 65845342 and d['eq_rev'] == -5
     d = t.bt23(energies[:13])                 # the 13-byte partial read
@@ -74,11 +75,11 @@ def test_bt28_sample_named_fields():
 
 
 def test_bt28_offset_from_bt21():
-    b21 = t.bt21(bt21_bytes(flags0=0x40, present_demands=2))
+    b21 = tx.bt21(bt21_bytes(flags0=0x40, present_demands=2))
     assert t.bt28_offset(b21) == 14
     d = t.bt28(b'\xaa' * 14 + bt28_data(SAMPLE), b21)
     assert d['p_fwd'] == 399 and d['values'][54] == 0
-    assert t.bt28_offset(t.bt21(bt21_bytes(present_demands=3))) == 12
+    assert t.bt28_offset(tx.bt21(bt21_bytes(present_demands=3))) == 12
     e = raises(t.ShortTable, t.bt28, bt28_data(SAMPLE), b21)
     assert e.need == 14 + 220
 
@@ -89,20 +90,20 @@ def test_bt28_short_is_named_error():
 
 
 def test_bt52_clock():
-    d = t.bt52(bytes((26, 11, 21, 10, 7, 31, 0x16)))
+    d = tx.bt52(bytes((26, 11, 21, 10, 7, 31, 0x16)))
     assert d['epoch'] == 1795255651 and d['weekday'] == 6 and d['gmt']
     assert d['text'] == '2026-11-21 10:07:31'
-    assert t.bt52(bytes((0, 1, 1, 0, 0, 0, 0)))['epoch'] == 946684800
-    raises(t.ShortTable, t.bt52, bytes(6))
-    raises(t.TableError, t.bt52, bytes((26, 13, 1, 0, 0, 0, 0)))
+    assert tx.bt52(bytes((0, 1, 1, 0, 0, 0, 0)))['epoch'] == 946684800
+    raises(t.ShortTable, tx.bt52, bytes(6))
+    raises(t.TableError, tx.bt52, bytes((26, 13, 1, 0, 0, 0, 0)))
 
 
 def test_et03():
     data = b'5706567290000001234           ' + bytes(107) + le16(0xBEEF)
-    d = t.et03(data)
+    d = tx.et03(data)
     assert d['serial'] == '5706567290000001234' and d['image_crc'] == 0xBEEF
-    assert 'image_crc' not in t.et03(data[:30])
-    raises(t.ShortTable, t.et03, data[:29])
+    assert 'image_crc' not in tx.et03(data[:30])
+    raises(t.ShortTable, tx.et03, data[:29])
 
 
 def et11_bytes(devices=5, entry=66):
@@ -115,19 +116,19 @@ def et11_bytes(devices=5, entry=66):
 
 
 def test_et11_le16():
-    d = t.et11(et11_bytes())
+    d = tx.et11(et11_bytes())
     assert d['devices'] == 5 and d['config_entry_size'] == 66
     assert d['data_entry_size'] == 300 and d['ram_transaction_request_len'] == 1024
-    raises(t.ShortTable, t.et11, bytes(31))
+    raises(t.ShortTable, tx.et11, bytes(31))
 
 
 def test_et13_entries_and_alert_flags():
-    e11 = t.et11(et11_bytes())
+    e11 = tx.et11(et11_bytes())
     data = bytearray(5 * 66)
     data[0:8] = bytes((31, 2, 3, 7)) + le16(900) + bytes((13, 0xff))
     data[66] = 34
     data[4 * 66 + 8] = 0x05
-    d = t.et13(bytes(data), e11)
+    d = tx.et13(bytes(data), e11)
     assert d['alert_flags'] == 5 and d['mep']['alert_flags'] == 5
     assert d['entries'][0]['billing_day_text'].startswith('reserved')   # 31: no crash
     assert d['entries'][0]['billing_freq_text'].startswith('reserved')  # 7: range-checked
@@ -135,8 +136,8 @@ def test_et13_entries_and_alert_flags():
     assert d['entries'][0]['status_read_freq'] == 900
     assert d['entries'][1]['billing_day_text'] == 'Tuesday'
     assert t.et13_alert_offset(66) == 0x110
-    raises(t.ShortTable, t.et13, bytes(data[:-1]), e11)
-    raises(t.TableError, t.et13, bytes(data), t.et11(et11_bytes(devices=4)))
+    raises(t.ShortTable, tx.et13, bytes(data[:-1]), e11)
+    raises(t.TableError, tx.et13, bytes(data), tx.et11(et11_bytes(devices=4)))
 
 
 def test_et50():
@@ -146,23 +147,23 @@ def test_et50():
     data[31:33] = le16(0x1234)
     data[43:47] = le32(-7)
     data[67] = 9
-    d = t.et50(bytes(data))
+    d = tx.et50(bytes(data))
     assert d['mep_id'] == 'MEP-01' and d['result_in_et58']
     assert d['icon_control'][0] == 0x1234 and d['display_data'][0] == -7 and d['mep_icon'] == 9
-    raises(t.ShortTable, t.et50, bytes(67))        # the original checked only > 31
+    raises(t.ShortTable, tx.et50, bytes(67))        # the original checked only > 31
 
 
 def test_procedure_result():
-    d = t.procedure_result(unhex('2708 05 00'))
+    d = tx.procedure_result(unhex('2708 05 00'))
     assert d['procedure'] == 0x0827 and d['pseq'] == 5 and d['result_text'] == 'completed'
-    assert t.procedure_result(unhex('2708 05 06'))['result_text'] == 'unrecognized procedure'
-    assert t.procedure_result(unhex('2708 05 20'))['result_text'].startswith('reserved')
-    raises(t.ShortTable, t.procedure_result, unhex('2708 05'))
+    assert tx.procedure_result(unhex('2708 05 06'))['result_text'] == 'unrecognized procedure'
+    assert tx.procedure_result(unhex('2708 05 20'))['result_text'].startswith('reserved')
+    raises(t.ShortTable, tx.procedure_result, unhex('2708 05'))
 
 
 def test_decode_dispatch():
     assert t.decode(rq.BT21, bt21_bytes())['present_values'] == 55
     assert t.decode(0x0899, b'abc') is None
     raises(t.TableError, t.decode, rq.ET13, bytes(330))
-    assert t.decode(rq.ET13, bytes(330), {'et11': t.et11(et11_bytes())})['alert_flags'] == 0
+    assert t.decode(rq.ET13, bytes(330), {'et11': tx.et11(et11_bytes())})['alert_flags'] == 0
     assert t.hexdump(bytes(range(20))).startswith('0000  00 01 02')
