@@ -13,7 +13,7 @@ from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload
 import ha
 from tcp import open_tcp
 
-QMAX = const(32)
+QMAX = const(8)                # a queued reading is ~1 KB of heap on the ESP32
 KEEPALIVE = const(60)          # s
 BACKOFF_MIN = const(1000)      # ms
 BACKOFF_MAX = const(60000)     # ms
