@@ -182,6 +182,28 @@ async def test_no_mail_below_one_per_repeat_interval_above(smtpd):
     assert 'threshold 3000' in msg.get_payload()
 
 
+async def test_smtp_code_is_loaded_only_while_a_mail_goes_out(smtpd, monkeypatch):
+    import sys
+    import compat
+    monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
+    monkeypatch.delitem(sys.modules, 'smtp')
+    srv = smtpd()
+    cfg = cfg_with(alarm(seconds=0), smtp_host='127.0.0.1', smtp_port=srv.port)
+    a = alarms.Alarms(cfg)
+    n = alarms.Notifier(cfg, log=lambda s: None)
+    assert 'smtp' not in sys.modules
+    task = asyncio.create_task(n.run())
+    n.notify(a.feed(rd(p_in=5000, t=1717243200), now_ms=0))
+    end = time.monotonic() + 10
+    while n.stats()['sent'] + n.stats()['failed'] < 1 and time.monotonic() < end:
+        await asyncio.sleep(0.05)
+    n.stop()
+    await asyncio.wait_for(task, 5)
+    assert n.stats()['sent'] == 1, n.stats()['last_error']
+    assert len(srv.handler.mails) == 1
+    assert 'smtp' not in sys.modules
+
+
 async def test_auth_plain_and_login_and_wrong_password(smtpd):
     for excl in ([], ['PLAIN']):
         srv = smtpd(authenticator=authenticator, auth_require_tls=False,

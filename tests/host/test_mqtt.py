@@ -325,6 +325,28 @@ async def test_custom_prefixes(broker, subs):
         assert not [t for t, _, _ in s.msgs if t.startswith('homeassistant/')]
 
 
+async def test_discovery_module_is_dropped_once_the_configs_are_out(broker, subs, monkeypatch):
+    import sys
+    import compat
+    monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'homeassistant/sensor/#')
+    async with Running(m):
+        assert await s.wait(lambda: s.topics('homeassistant/sensor/mep_12345678/link/config'))
+        end = time.monotonic() + 5
+        while 'hadisc' in sys.modules and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        assert 'hadisc' not in sys.modules
+        n = len(s.msgs)
+        s.publish('homeassistant/status', 'online')       # HA restarted: announce again
+        assert await s.wait(lambda: len(s.msgs) >= 2 * n)
+        end = time.monotonic() + 5
+        while 'hadisc' in sys.modules and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        assert 'hadisc' not in sys.modules
+    sys.modules.setdefault('hadisc', hadisc)
+
+
 async def test_changed_ha_prefix_clears_the_old_configs(broker, subs):
     cfg = make_cfg(broker.port, ha_prefix='ha_old')
     m = make(cfg)
