@@ -1,4 +1,4 @@
-# Atomic file replacement shared by config.py and history.py.
+# Atomic file replacement for config.py (and history_load.py reads the old history file).
 #
 # Scheme (write-tmp / sync / rename):
 #   1. write the new content to <path>.tmp, flush, fsync where available, close, os.sync()

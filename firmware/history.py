@@ -1,11 +1,9 @@
-# History aggregates: per minute (24 h), per hour (31 days), per day (366 days), in RAM as
-# fixed arrays, saved to flash atomically (atomic.py) at most once a minute.
+# History aggregates: per minute (24 h), per hour (31 days), per day (366 days), kept on
+# flash; RAM holds only the open bucket of each level and the few closed buckets not yet
+# written. Written at most once a minute (maybe_save), reloaded at boot.
 #
-# Bucket = net power (p_in - p_out) min/avg/max as int16 in units of P_UNIT W (saturating
-# at +-65 kW) and import/export energy in Wh (minute: uint16, hour/day: uint32) from the
-# e_in/e_out counter deltas. 10 bytes per minute bucket, 14 per hour/day bucket: with the
-# default sizes 29,940 bytes of RAM and a 30,054 byte file.
-#
+# Bucket = net power (p_in - p_out) min/avg/max in units of P_UNIT W (int16, saturating at
+# +-65 kW) and import/export energy in Wh (uint32) from the e_in/e_out counter deltas.
 # Buckets are keyed by UTC time: bucket index = time // period, slot = index % size; the
 # day level uses UTC days. avg is the mean of the samples, not time weighted.
 # Clock policy (closed buckets are never rewritten, never duplicated):
@@ -20,12 +18,39 @@
 # Energy: a counter delta is counted once, into the bucket of the reading that shows it.
 # A counter going backwards counts 0 (the baseline follows it), as does a jump above
 # MAX_W average power or a gap over MAX_GAP since the previous counter value.
+#
+# Files (<base> = the path given without '.bin', e.g. /history):
+#   <base>.minute.0 .. .7, <base>.hour.0 .. .3, <base>.day.0 .. .1: per level `size`
+#     20-byte records, bucket i at slot s = i % size, in file s // 192 at (s % 192) * 20
+#     (192 records = 3840 bytes: one 4 KB flash block; littlefs rewrites a file from the
+#     changed position to its end, so small files keep a save's flash writes small).
+#     Record '<I3h2IH': index, p_min, p_avg, p_max, e_in, e_out, check = crc32 of the
+#     first 18 bytes & 0xFFFF. A record counts only when its check is right and its index
+#     is the bucket asked for: a torn, zeroed, missing or stale record reads as empty.
+#   <base>.state: two 152-byte slots written alternately (slot = seq % 2); the valid one
+#     with the higher seq wins: '<4sBBBBI' 'MEPS', version 2, P_UNIT, levels, 0, seq; per
+#     level '<Iiqi2h2I' size, head (index of the open bucket), sum, count, p_min, p_max,
+#     e_in, e_out of the open bucket; '<5q' e_in/e_out baseline, their times, newest time
+#     (-1 = none); crc32 of all that ('<I').
+# Invariant: per level, with `wlo` = the head at the last save, the records of the window
+# [head - size + 1, wlo - 1] in the files are right; the buckets from wlo on are in RAM
+# (the open bucket, closed ones with data in `pend`, the others empty). A save writes the
+# closed ones, wlo .. head - 1 (skipped buckets as empty records; usually one record a
+# minute, the hour and day levels once an hour/day), then the state with the open
+# buckets. So a record newer than the saved head (future-dated ones before a rebase,
+# those of a save cut short) is never read, and is overwritten before the head passes
+# it; a rebase writes nothing at once. A power cut before the state is written loads the
+# previous state (at most a minute old) and ignores the newer records; the only records
+# the cut save may have overwritten are those of buckets that its new state no longer
+# holds (the oldest ones, or after a rebase the discarded ones). Each file write of
+# littlefs is atomic on the device; on a PC the record check and the two state slots
+# cover torn writes.
+# Loading, and converting the old single-file format once: history_load.py.
+import os
 import struct
-import hashlib
 import time
-from array import array
-import atomic
-from compat import epoch_offset, sleep_ms
+from binascii import crc32
+from compat import epoch_offset, sleep_ms, unload
 
 P_UNIT = 2
 EMPTY = -32768
@@ -36,13 +61,20 @@ RESYNC_S = 3600
 MAX_GAP = 3600
 MAX_W = 1000000
 SAVE_EVERY = 60
+PEND_MAX = 8  # closed unsaved buckets per level; more: written at once (add())
 LEVELS = (('minute', 60, 1440), ('hour', 3600, 744), ('day', 86400, 366))
 COLUMNS = ('time', 'p_min', 'p_avg', 'p_max', 'e_in', 'e_out')
-_MAGIC = b'MEPH'
-_VERSION = 1
-_HDR = '<4sBBH'
-_LVL = '<Iiqi'
-_GLB = '<qqqqq'
+_REC = '<I3h2I'
+_RS = 20  # record size: _REC (18 bytes) + the 16-bit check
+_CHUNK = 32  # records per file read/write
+_PAGE = 192  # records per file (3840 bytes: one 4 KB flash block)
+_EMAX = 0xFFFFFFFF
+_EV = (EMPTY, EMPTY, EMPTY, 0, 0)
+_MAGIC = b'MEPS'
+_VERSION = 2
+_SHDR = '<4sBBBBI'
+_SLVL = '<Iiqi2h2I'
+_SGLB = '<5q'
 
 
 class HistoryError(ValueError):
@@ -53,99 +85,205 @@ def _clamp(v, lo, hi):
     return lo if v < lo else hi if v > hi else v
 
 
+def _open_rw(path):
+    """Open for in-place writes, creating the file when it does not exist."""
+    try:
+        return open(path, 'r+b')
+    except OSError as e:
+        if e.args and e.args[0] != 2:  # anything but ENOENT: never truncate
+            raise
+    return open(path, 'w+b')
+
+
+def pack(buf, off, i, v):
+    """Record of bucket i with values v = (p_min, p_avg, p_max, e_in, e_out) at buf[off:]."""
+    struct.pack_into(_REC, buf, off, i, v[0], v[1], v[2], v[3], v[4])
+    struct.pack_into('<H', buf, off + 18, crc32(memoryview(buf)[off:off + 18]) & 0xFFFF)
+
+
+def _unpack(buf, off, i):
+    """Values of bucket i from the record at buf[off:], or None (empty, torn, stale)."""
+    if off + _RS > len(buf):
+        return None
+    r = struct.unpack_from(_REC, buf, off)
+    if r[0] != i or struct.unpack_from('<H', buf, off + 18)[0] != \
+            crc32(memoryview(buf)[off:off + 18]) & 0xFFFF:
+        return None
+    return r[1:]
+
+
 class Level:
-    def __init__(self, name, period, n):
-        self.name, self.period, self.n = name, period, n
-        self.pmin = array('h', bytearray(2 * n))
-        self.pavg = array('h', bytearray(2 * n))
-        self.pmax = array('h', bytearray(2 * n))
-        tc, sz = ('H', 2) if period == 60 else ('I', 4)
-        self.emax = 0xFFFF if sz == 2 else 0xFFFFFFFF
-        self.ein = array(tc, bytearray(sz * n))
-        self.eout = array(tc, bytearray(sz * n))
-        self.arrays = (self.pmin, self.pavg, self.pmax, self.ein, self.eout)
+    def __init__(self, name, period, n, path):
+        self.name, self.period, self.n, self.path = name, period, n, path
         self.reset()
 
     def reset(self):
-        for s in range(self.n):
-            self._clear(s)
         self.head = -1  # bucket index (time // period) of the open bucket
+        self.wlo = 0  # first bucket index not (or not surely) right in the file
+        self.pend = []  # closed buckets >= wlo with data: (index,) + values
+        self._open()
+
+    def _open(self):
         self.sum = self.cnt = 0
+        self.lo = self.hi = EMPTY
+        self.ein = self.eout = 0
 
-    def nbytes(self):
-        return sum(len(a) * memoryview(a).itemsize for a in self.arrays)
-
-    def _clear(self, s):
-        self.pmin[s] = self.pavg[s] = self.pmax[s] = EMPTY
-        self.ein[s] = self.eout[s] = 0
-
-    def _clear_range(self, first, last):
-        if last - first + 1 >= self.n:
-            first = last - self.n + 1
-        for i in range(first, last + 1):
-            self._clear(i % self.n)
+    def values(self):
+        """(p_min, p_avg, p_max, e_in, e_out) of the open bucket."""
+        avg = EMPTY
+        if self.cnt:
+            avg = _clamp(round(self.sum / self.cnt / P_UNIT), -32767, 32767)
+        return (self.lo, avg, self.hi, self.ein, self.eout)
 
     def add(self, t, p, de_in, de_out):
         i = t // self.period
         if i > self.head:  # newer bucket: close the open one; skipped ones stay empty
-            self._clear_range(i if self.head < 0 else self.head + 1, i)
+            if self.head < 0:  # fresh start: the first save rewrites the whole window
+                self.wlo = i - self.n + 1
+            elif self.cnt or self.ein or self.eout:
+                self.pend.append((self.head,) + self.values())
             self.head = i
-            self.sum = self.cnt = 0
-        s = self.head % self.n  # older times merge into the open bucket
-        if p is not None:
+            self._open()
+            first = i - self.n + 1
+            if self.pend and self.pend[0][0] < first:
+                self.pend = [x for x in self.pend if x[0] >= first]
+        if p is not None:  # older times merge into the open bucket
             self.cnt += 1
             self.sum += p
             v = _clamp(round(p / P_UNIT), -32767, 32767)
             if self.cnt == 1:
-                self.pmin[s] = self.pmax[s] = v
-            elif v < self.pmin[s]:
-                self.pmin[s] = v
-            elif v > self.pmax[s]:
-                self.pmax[s] = v
-            self.pavg[s] = _clamp(round(self.sum / self.cnt / P_UNIT), -32767, 32767)
+                self.lo = self.hi = v
+            elif v < self.lo:
+                self.lo = v
+            elif v > self.hi:
+                self.hi = v
         if de_in:
-            self.ein[s] = min(self.ein[s] + de_in, self.emax)
+            self.ein = min(self.ein + de_in, _EMAX)
         if de_out:
-            self.eout[s] = min(self.eout[s] + de_out, self.emax)
+            self.eout = min(self.eout + de_out, _EMAX)
 
     def rebase(self, t):
         i = t // self.period
-        if i <= self.head:
-            self._clear_range(i, self.head)
+        if i <= self.head:  # buckets i.. are dropped; the file's are never read again
+            self.pend = [x for x in self.pend if x[0] < i]
+            if i < self.wlo:
+                self.wlo = i
             self.head = i
-            self.sum = self.cnt = 0
+            self._open()
+
+    def get(self, i):
+        """Values of bucket i >= wlo (RAM)."""
+        if i == self.head:
+            return self.values()
+        for x in self.pend:
+            if x[0] == i:
+                return x[1:]
+        return _EV
+
+    def saved(self, head):
+        """The file is right below `head` (the head when the save began)."""
+        self.wlo = head
+        if self.pend:
+            self.pend = [x for x in self.pend if x[0] >= head]
+
+    def page(self, s):
+        """File of slot s."""
+        return '%s.%d' % (self.path, s // _PAGE)
+
+    def files(self):
+        return [self.page(s) for s in range(0, self.n, _PAGE)]
+
+    def _span(self, i, last):
+        """Records from bucket i on for one read/write: up to last, within one file."""
+        s = i % self.n
+        return s, min(_CHUNK, last - i + 1, self.n - s, _PAGE - s % _PAGE)
+
+    def write(self, first, last):
+        """Generator: write the records of buckets first..last, a chunk per step."""
+        f = p = None
+        try:
+            i = first
+            while i <= last:
+                s, c = self._span(i, last)
+                if s // _PAGE != p:
+                    if f:
+                        f.close()
+                        f = None
+                    p = s // _PAGE
+                    f = _open_rw(self.page(s))
+                buf = bytearray(c * _RS)
+                for k in range(c):
+                    pack(buf, k * _RS, i + k, self.get(i + k) if i + k >= self.wlo else _EV)
+                f.seek(s % _PAGE * _RS)
+                f.write(buf)
+                i += c
+                yield
+        finally:
+            if f:
+                f.close()
+
+    def _read(self, s, c):
+        try:
+            with open(self.page(s), 'rb') as f:
+                f.seek(s % _PAGE * _RS)
+                return f.read(c * _RS)
+        except OSError:
+            return b''
 
     def rows(self, start=None, end=None):
         """(time, p_min, p_avg, p_max, e_in, e_out) of the non-empty buckets, oldest first,
         start <= time < end; powers in W (None when the bucket has energy only)."""
-        if self.head < 0:
+        h = self.head
+        if h < 0:
             return
-        for i in range(self.head - self.n + 1, self.head + 1):
-            t = i * self.period
-            if i < 0 or (start is not None and t < start) or (end is not None and t >= end):
-                continue
-            s = i % self.n
-            lo = self.pmin[s]
-            if lo == EMPTY and not self.ein[s] and not self.eout[s]:
-                continue
-            if lo == EMPTY:
-                yield (t, None, None, None, self.ein[s], self.eout[s])
+        per, n = self.period, self.n
+        i = h - n + 1
+        if start is not None:
+            i = max(i, int(-(-start // per)))
+        last = h if end is None else min(h, int(-(-end // per)) - 1)
+        i = max(i, 0)
+        while i <= last:
+            if i < self.wlo:  # from the file, a chunk at a time
+                s, c = self._span(i, min(last, self.wlo - 1))
+                buf = self._read(s, c)
+                vals = [_unpack(buf, k * _RS, i + k) for k in range(c)]
             else:
-                yield (t, lo * P_UNIT, self.pavg[s] * P_UNIT, self.pmax[s] * P_UNIT,
-                       self.ein[s], self.eout[s])
+                c = 1
+                vals = (self.get(i),)
+            for k in range(c):
+                v = vals[k]
+                if v is None or (v[0] == EMPTY and not v[3] and not v[4]):
+                    continue
+                t = (i + k) * per
+                if v[0] == EMPTY:
+                    yield (t, None, None, None, v[3], v[4])
+                else:
+                    yield (t, v[0] * P_UNIT, v[1] * P_UNIT, v[2] * P_UNIT, v[3], v[4])
+            i += c
 
 
 class History:
     def __init__(self, path, sizes=None):
-        """`sizes`: optional (minutes, hours, days) bucket counts (default 1440, 744, 366)."""
+        """`path`: the old single-file name (e.g. history.bin, converted when found); the
+        files are <path without .bin>.state/.minute/.hour/.day. `sizes`: optional
+        (minutes, hours, days) bucket counts (default 1440, 744, 366)."""
         self.path = path
+        base = path[:-4] if path.endswith('.bin') else path
+        self.state_path = base + '.state'
         self.levels = []
         for k, (name, period, n) in enumerate(LEVELS):
-            self.levels.append(Level(name, period, sizes[k] if sizes else n))
+            self.levels.append(Level(name, period, sizes[k] if sizes else n,
+                                     base + '.' + name))
+        self._ss = struct.calcsize(_SHDR) + len(self.levels) * struct.calcsize(_SLVL) \
+            + struct.calcsize(_SGLB) + 4
         self.warning = None
         self.dropped = 0
         self.dirty = False
         self._saved_at = None
+        self._seq = 0  # of the last state written or loaded
+        self._rebases = 0
+        self._saving = False
+        self._run = None  # the save (generator) under way
         self._reset_state()
 
     def _reset_state(self):
@@ -161,11 +299,18 @@ class History:
         raise HistoryError('unknown history level %r; use minute, hour or day' % (name,))
 
     def nbytes(self):
-        return sum(lv.nbytes() for lv in self.levels)
+        """Bucket data held in RAM (open and closed unsaved buckets), as record bytes."""
+        return sum((1 + len(lv.pend)) * _RS for lv in self.levels)
 
     def file_size(self):
-        return (struct.calcsize(_HDR) + len(self.levels) * struct.calcsize(_LVL)
-                + struct.calcsize(_GLB) + self.nbytes() + 8)
+        """Flash bytes of the files once written."""
+        return sum(lv.n * _RS for lv in self.levels) + 2 * self._ss
+
+    def files(self):
+        out = [self.state_path]
+        for lv in self.levels:
+            out += lv.files()
+        return out
 
     def _delta(self, k, e, t):
         if e is None:
@@ -192,6 +337,7 @@ class History:
                 return False
             for lv in self.levels:
                 lv.rebase(t)
+            self._rebases += 1
             self._reset_state()
             self.warning = 'clock moved back by more than a day; newer history discarded'
         self._drop0 = None
@@ -201,52 +347,102 @@ class History:
         de_out = self._delta(1, r.get('e_out'), t)
         if self.t_last is None or t > self.t_last:
             self.t_last = t
+        full = False
         for lv in self.levels:
             lv.add(t, p, de_in, de_out)
+            if len(lv.pend) > PEND_MAX:
+                full = True
         self.dirty = True
+        if full and not self._saving:
+            self._flush()
         return True
+
+    def _flush(self):
+        """More closed buckets than PEND_MAX (readings hopping forward, or saves failing):
+        write them now; when that fails too, the oldest are lost."""
+        try:
+            self.save()
+        except OSError as e:
+            self.warning = 'history not saved: %s' % e
+            for lv in self.levels:
+                if len(lv.pend) > PEND_MAX:
+                    lv.pend = lv.pend[-PEND_MAX:]
 
     def rows(self, level, start=None, end=None):
         return self.level(level).rows(start, end)
 
     # ---- persistence ----
-    def _chunks(self):
-        yield struct.pack(_HDR, _MAGIC, _VERSION, P_UNIT, len(self.levels))
-        for lv in self.levels:
-            yield struct.pack(_LVL, lv.n, lv.head, lv.sum, lv.cnt)
+    def _state(self, seq):
         b, none = self._base, -1
-        yield struct.pack(_GLB, none if b[0] is None else b[0], none if b[1] is None else b[1],
-                          self._bt[0], self._bt[1], none if self.t_last is None else self.t_last)
+        out = bytearray(struct.pack(_SHDR, _MAGIC, _VERSION, P_UNIT, len(self.levels), 0, seq))
         for lv in self.levels:
-            for a in lv.arrays:
-                yield a
+            out += struct.pack(_SLVL, lv.n, lv.head, lv.sum, lv.cnt, lv.lo, lv.hi, lv.ein,
+                               lv.eout)
+        out += struct.pack(_SGLB, none if b[0] is None else b[0], none if b[1] is None else b[1],
+                           self._bt[0], self._bt[1], none if self.t_last is None else self.t_last)
+        out += struct.pack('<I', crc32(out) & 0xFFFFFFFF)
+        return out
 
-    def _write(self, f, chunks):
-        h = hashlib.sha256()
-        for c in chunks:
-            h.update(c)
-            f.write(c)
-        f.write(h.digest()[:8])
+    def _steps(self):
+        """Generator of one save, a step per chunk written: the records of the closed buckets
+        of every level (wlo .. head - 1, as of the start), then the state in the older
+        slot."""
+        self._saving = True
+        try:
+            seq = self._seq + 1
+            state = self._state(seq)  # a consistent snapshot: readings may come meanwhile
+            marks = [(lv.wlo, lv.head) for lv in self.levels]
+            rebases = self._rebases
+            self.dirty = False
+            try:
+                for lv, (a, h) in zip(self.levels, marks):
+                    if a < h:  # the closed buckets; the open one is in the state
+                        for _ in lv.write(max(a, h - lv.n + 1), h - 1):
+                            yield
+                f = _open_rw(self.state_path)
+                try:
+                    f.seek((seq & 1) * self._ss)
+                    f.write(state)
+                finally:
+                    f.close()
+            except BaseException:
+                self.dirty = True
+                raise
+            self._seq = seq
+            if rebases == self._rebases:  # else the next save writes from the rebase on
+                for lv, (a, h) in zip(self.levels, marks):
+                    if h >= 0:
+                        lv.saved(h)
+        finally:
+            self._saving = False
+
+    def _begin(self):
+        g = self._run
+        if g is not None:  # an async save still suspended (e.g. its task was cancelled):
+            g.close()  # end it (its file closed) before writing again
+        self._run = g = self._steps()
+        return g
 
     def save(self):
-        atomic.write(self.path, lambda f: self._write(f, self._chunks()))
-        self.dirty = False
+        g = self._begin()
+        try:
+            for _ in g:
+                pass
+        finally:
+            self._run = None
 
     async def save_async(self):
-        """save() yielding to the event loop between chunks (each at most a few KB)."""
-        f = atomic.begin(self.path)
+        """save() yielding to the event loop between chunks (at most 640 bytes each)."""
+        steps = self._begin()
         try:
-            h = hashlib.sha256()
-            for c in self._chunks():
-                h.update(c)
-                f.write(c)
+            for _ in steps:
                 await sleep_ms(0)
-            f.write(h.digest()[:8])
         except BaseException:
-            atomic.abort(f)
+            steps.close()
             raise
-        atomic.commit(self.path, f)
-        self.dirty = False
+        finally:
+            if self._run is steps:
+                self._run = None
 
     def _due(self, now):
         """Changed, and SAVE_EVERY seconds (of `now`, any seconds clock) since the last save
@@ -279,56 +475,15 @@ class History:
             self.warning = 'history not saved: %s' % e
             return False
 
-    def _read(self, f):
-        h = hashlib.sha256()
-
-        def take(fmt):
-            b = f.read(struct.calcsize(fmt))
-            if len(b) != struct.calcsize(fmt):
-                raise HistoryError('truncated')
-            h.update(b)
-            return struct.unpack(fmt, b)
-
-        magic, ver, unit, nl = take(_HDR)
-        if magic != _MAGIC or ver != _VERSION or unit != P_UNIT or nl != len(self.levels):
-            raise HistoryError('not a history file of this layout')
-        lv_state = [take(_LVL) for _ in self.levels]
-        for lv, st in zip(self.levels, lv_state):
-            if st[0] != lv.n:
-                raise HistoryError('history sizes changed')
-        glb = take(_GLB)
-        for lv in self.levels:
-            for a in lv.arrays:
-                if f.readinto(a) != len(a) * memoryview(a).itemsize:
-                    raise HistoryError('truncated')
-                h.update(a)
-        if f.read(8) != h.digest()[:8]:
-            raise HistoryError('checksum mismatch')
-        for lv, st in zip(self.levels, lv_state):
-            lv.head, lv.sum, lv.cnt = st[1], st[2], st[3]
-        self._reset_state()
-        self._base = [None if glb[0] < 0 else glb[0], None if glb[1] < 0 else glb[1]]
-        self._bt = [glb[2], glb[3]]
-        self.t_last = None if glb[4] < 0 else glb[4]
-        return True
-
     def load(self):
-        """Load the saved history (never raises). A corrupt file is discarded with a warning."""
-        self.warning = None
+        """Load the saved history (never raises). A corrupt one is discarded with a warning;
+        the old single-file format is converted. The code is in history_load.py, imported
+        for this only."""
+        import history_load
         try:
-            ok, src = atomic.read(self.path, self._read)
-        except Exception:  # noqa: e.g. MemoryError: start empty rather than crash
-            ok, src = None, None
-        if not ok:
-            for lv in self.levels:
-                lv.reset()
-            self._reset_state()
-            if atomic.exists(self.path) or atomic.exists(self.path + atomic.BAK):
-                self.warning = 'history file was corrupt; history discarded'
-        elif src != 'main':
-            self.warning = 'history file was missing or corrupt; %s copy loaded' % (
-                'backup' if src == 'bak' else 'new')
-        self.dirty = False
+            history_load.load(self)
+        finally:
+            unload('history_load')
         return self.warning
 
     # ---- export ----

@@ -1,7 +1,7 @@
-# RAM ring buffer of recent readings for live charts. Pre-allocated: one array per field,
-# nothing allocated per push except the conversions of the reading's own values.
+# RAM ring buffer of recent readings for live charts. Pre-allocated: one array per kept
+# field, nothing allocated per push except the conversions of the reading's own values.
 #
-# Stored as scaled integers (38 bytes per slot; capacity 900 = 15 min at 1 s = 34 KB):
+# Stored as scaled integers (exact for what the API shows: whole W, 0.1 V, 0.01 A, mHz):
 #   time         'I' UTC unix seconds
 #   p_in, p_out  'I' W
 #   p_*_l1..l3   'H' W, saturating at 65534 W per phase
@@ -9,6 +9,8 @@
 #   i_l1..l3     'H' 0.01 A, saturating at 655.34 A
 #   freq         'H' mHz
 # The all-ones value of each array marks a missing value (None in the output).
+# `fields` keeps only some of them (time is always kept): 12 bytes a slot for time, p_in
+# and p_out (what the dashboard charts) instead of 38 for all.
 from array import array
 
 # (field, typecode, scale: stored = round(value * scale))
@@ -25,14 +27,17 @@ _NONE = {'I': 0xFFFFFFFF, 'H': 0xFFFF}
 
 
 class Ring:
-    def __init__(self, capacity=900):
+    def __init__(self, capacity=900, fields=None):
+        """`fields`: the fields to keep (default: all of FIELDS); time is always kept."""
         if capacity < 1:
             raise ValueError('ring capacity must be at least 1')
         self.capacity = capacity
         self._cols = []
         for name, tc, scale in LAYOUT:
-            a = array(tc, bytearray(capacity * (4 if tc == 'I' else 2)))
-            self._cols.append((name, a, scale, _NONE[tc]))
+            if fields is None or name == 'time' or name in fields:
+                a = array(tc, bytearray(capacity * (4 if tc == 'I' else 2)))
+                self._cols.append((name, a, scale, _NONE[tc]))
+        self.fields = tuple(c[0] for c in self._cols)
         self._next = 0  # slot written by the next push
         self._n = 0
 
@@ -91,7 +96,8 @@ class Ring:
 
     def items(self, n=None, fields=None):
         """The newest `n` entries (all when None), oldest first, as compact column lists:
-        {'time': [...], 'p_in': [...], ...}; `fields` selects columns (time always included)."""
+        {'time': [...], 'p_in': [...], ...}; `fields` selects columns (time always included;
+        fields the ring does not keep are left out)."""
         n = self._n if n is None or n > self._n else max(0, n)
         return self._columns(self._n - n, fields)
 

@@ -1,8 +1,12 @@
-# Where readings go: the RAM ring (live charts) and the persisted history aggregates.
+# Where readings go: the RAM ring (live charts) and the history aggregates on flash.
 from ring import Ring
 from history import History
 
+# history.py's files: history.state, history.minute.N, .hour.N, .day.N (an old history.bin is
+# converted once)
 HISTORY_FILE = 'history.bin'
+# what the ring keeps besides time: the fields /api/recent serves (12 bytes a slot)
+RING_FIELDS = ('p_in', 'p_out')
 
 
 def join(data_dir, name):
@@ -13,8 +17,9 @@ def join(data_dir, name):
 
 
 class Store:
-    def __init__(self, data_dir, ring_capacity=900, history_sizes=None):
-        self.ring = Ring(ring_capacity)
+    def __init__(self, data_dir, ring_capacity=900, history_sizes=None, ring_fields=RING_FIELDS):
+        """`ring_fields`: the reading fields the ring keeps (None: all of ring.FIELDS)."""
+        self.ring = Ring(ring_capacity, ring_fields)
         self.history = History(join(data_dir, HISTORY_FILE), history_sizes)
 
     def load(self):

@@ -1,5 +1,5 @@
-# Web login: signed session cookie, per-browser CSRF token, failed-login rate limit, first-run
-# password setup.
+# Web login: signed session cookie and per-browser CSRF token (the failed-login rate limit is
+# in web/login.py).
 #
 # Session cookie  mep_s = <expiry>.<nonce>.<sig>   sig = HMAC-SHA256(session_secret,
 #   'S' expiry nonce pwtag) with pwtag = the tail of the password hash: a new password or a new
@@ -10,15 +10,11 @@
 import os
 from binascii import hexlify
 import hmac_sha256
-from compat import ticks_ms, ticks_diff, unix_time
+from compat import unix_time
 
 SESSION = 'mep_s'
 CSRF = 'mep_c'
 SESSION_S = 12 * 3600
-FAIL_MAX = 5               # failed logins per client within FAIL_WINDOW_MS
-FAIL_WINDOW_MS = 60000
-GLOBAL_MAX = 30            # failed logins from all clients within the window
-MAX_CLIENTS = 16
 STATE_METHODS = ('POST', 'PUT', 'PATCH', 'DELETE')
 
 
@@ -147,55 +143,3 @@ def safe_form(request):
         return request.form
     except Exception:
         return None
-
-
-class Limiter:
-    """Failed logins per client address in a sliding window (bounded memory)."""
-
-    def __init__(self, per_client=FAIL_MAX, total=GLOBAL_MAX, window_ms=FAIL_WINDOW_MS):
-        self.per_client = per_client
-        self.total = total
-        self.window = window_ms
-        self.fails = {}        # addr -> [ticks, ...]
-        self.all = []
-
-    def _trim(self, lst, now):
-        while lst and ticks_diff(now, lst[0]) >= self.window:
-            lst.pop(0)
-
-    def retry_after(self, addr):
-        """Seconds to wait, or 0 when a login attempt is allowed now."""
-        now = ticks_ms()
-        self._trim(self.all, now)
-        lst = self.fails.get(addr)
-        if lst is not None:
-            self._trim(lst, now)
-            if not lst:
-                del self.fails[addr]
-                lst = None
-        worst = 0
-        for l, cap in ((lst, self.per_client), (self.all, self.total)):
-            if l and len(l) >= cap:
-                worst = max(worst, (self.window - ticks_diff(now, l[0])) // 1000 + 1)
-        return worst
-
-    def failed(self, addr):
-        now = ticks_ms()
-        if addr not in self.fails and len(self.fails) >= MAX_CLIENTS:
-            oldest = None
-            for a in self.fails:
-                if oldest is None or ticks_diff(self.fails[oldest][-1], self.fails[a][-1]) > 0:
-                    oldest = a
-            del self.fails[oldest]
-        self.fails.setdefault(addr, []).append(now)
-        self.all.append(now)
-        if len(self.all) > self.total:
-            self.all.pop(0)
-
-    def ok(self, addr):
-        self.fails.pop(addr, None)
-
-
-def client_addr(request):
-    a = request.client_addr
-    return a[0] if isinstance(a, (tuple, list)) else str(a)

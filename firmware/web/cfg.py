@@ -113,55 +113,53 @@ def _backup(ctx, secrets):
         'Content-Disposition': 'attachment; filename="%s"' % name}
 
 
-def register(app, ctx):
-    @app.get('/config')
-    async def config_page(request):
-        return page(ctx, request, 'Settings', '/config', _body(ctx, request))
+async def config_page(ctx, request):
+    return page(ctx, request, 'Settings', '/config', _body(ctx, request))
 
-    @app.post('/config')
-    async def config_save(request):
-        form = auth.safe_form(request)
-        if form is None:
-            return page(ctx, request, 'Settings', '/config', _body(
-                ctx, request, errors={'_': 'send the settings form (url-encoded)'}), status=400)
-        changes, clear, errors = form_changes(ctx, form)
+
+async def config_save(ctx, request):
+    form = auth.safe_form(request)
+    if form is None:
+        return page(ctx, request, 'Settings', '/config', _body(
+            ctx, request, errors={'_': 'send the settings form (url-encoded)'}), status=400)
+    changes, clear, errors = form_changes(ctx, form)
+    if not errors:
+        errors = ctx.apply_config(changes) or {}
+    if not errors and clear:
+        errors = ctx.config.update({}, clear=clear)
         if not errors:
-            errors = ctx.apply_config(changes) or {}
-        if not errors and clear:
-            errors = ctx.config.update({}, clear=clear)
-            if not errors:
-                ctx.config.save()
-        if errors:
-            return page(ctx, request, 'Settings', '/config',
-                        _body(ctx, request, form, errors), status=400)
-        ctx.log('web: settings saved (%s)' % ', '.join(sorted(list(changes) + clear))[:200])
+            ctx.config.save()
+    if errors:
         return page(ctx, request, 'Settings', '/config',
-                    _body(ctx, request, note='Saved.' + (' Cleared: ' + ', '.join(clear)
-                                                         if clear else '')))
+                    _body(ctx, request, form, errors), status=400)
+    ctx.log('web: settings saved (%s)' % ', '.join(sorted(list(changes) + clear))[:200])
+    return page(ctx, request, 'Settings', '/config',
+                _body(ctx, request, note='Saved.' + (' Cleared: ' + ', '.join(clear)
+                                                     if clear else '')))
 
-    @app.get('/config/backup')
-    async def backup(request):
-        return _backup(ctx, False)
 
-    @app.post('/config/backup')
-    async def backup_secrets(request):
-        form = auth.safe_form(request)
-        secrets = bool(form and form.get('secrets'))
-        if secrets:
-            ctx.log('web: settings backup with secrets downloaded')
-        return _backup(ctx, secrets)
+async def backup(ctx, request):
+    return _backup(ctx, False)
 
-    @app.post('/config/restore')
-    async def restore(request):
-        try:
-            d = json.loads(request.body.decode())
-        except ValueError:
-            return server.error(request, 400, 'the backup is not valid JSON')
-        if not isinstance(d, dict):
-            return server.error(request, 400, 'the backup must be a JSON object')
-        errors = ctx.config.restore(d)
-        if errors:
-            return {'error': 'nothing restored', 'fields': errors}, 400
-        ctx.config.save()
-        ctx.log('web: settings restored from a backup')
-        return {'ok': True, 'note': 'restored; reboot to apply every setting'}
+
+async def backup_secrets(ctx, request):
+    form = auth.safe_form(request)
+    secrets = bool(form and form.get('secrets'))
+    if secrets:
+        ctx.log('web: settings backup with secrets downloaded')
+    return _backup(ctx, secrets)
+
+
+async def restore(ctx, request):
+    try:
+        d = json.loads(request.body.decode())
+    except ValueError:
+        return server.error(request, 400, 'the backup is not valid JSON')
+    if not isinstance(d, dict):
+        return server.error(request, 400, 'the backup must be a JSON object')
+    errors = ctx.config.restore(d)
+    if errors:
+        return {'error': 'nothing restored', 'fields': errors}, 400
+    ctx.config.save()
+    ctx.log('web: settings restored from a backup')
+    return {'ok': True, 'note': 'restored; reboot to apply every setting'}

@@ -1,56 +1,9 @@
-# Dashboard and status: the pages and their JSON (/api/now, /api/recent, /api/history,
-# /api/history.csv, /api/status).
-from web.html import page, esc, chunked, hidden_csrf
+# Dashboard and status pages and their JSON (/api/status, /api/history, /api/history.csv).
+# /api/now and /api/recent, polled by the dashboard, are served by web/server.py.
+from web.html import page, esc, hidden_csrf, app_version
 from web import server
 
-# reading key -> decimals in /api/now (None: whole number)
-ROUND = {'u': 1, 'i': 2, 'pf': 3, 'freq': 3}
-INFO_KEYS = ('manufacturer', 'model', 'fw', 'hw', 'serial')
 LEVELS = ('minute', 'hour', 'day')
-RECENT_FIELDS = ('p_in', 'p_out')
-
-
-def _round(k, v):
-    if v is None or isinstance(v, bool):
-        return v
-    d = ROUND.get(k.split('_')[0])
-    if d is None:
-        return int(round(v))
-    return round(v, d)
-
-
-def now_dict(ctx):
-    r = ctx.poller.latest
-    out = {}
-    if r:
-        for k in r:
-            if k not in ('p_in_avg_l1', 'p_in_avg_l2', 'p_in_avg_l3', 'p_out_avg_l1',
-                         'p_out_avg_l2', 'p_out_avg_l3', 'u_avg_l1', 'u_avg_l2', 'u_avg_l3'):
-                out[k] = _round(k, r[k])
-    st = ctx.link.engine
-    info = {}
-    for k in INFO_KEYS:
-        v = ctx.poller.info.get(k)
-        if v is not None:
-            info[k] = str(v).strip()
-    return {'r': out or None, 'link': st.link, 'error': st.last_error or ctx.poller.last_error,
-            'cycle_ms': ctx.poller.cycle_ms, 'readings': ctx.poller.readings, 'info': info}
-
-
-def _columns(cols):
-    """Stream {'name': [values], ...} as JSON text pieces."""
-    yield '{'
-    sep = ''
-    for k in cols:
-        yield '%s"%s":[' % (sep, k)
-        vals = cols[k]
-        for i in range(0, len(vals), 64):
-            part = vals[i:i + 64]
-            yield ('' if i == 0 else ',') + ','.join(
-                'null' if v is None else str(int(v) if v == int(v) else v) for v in part)
-        yield ']'
-        sep = ','
-    yield '}'
 
 
 def _dash_body(ctx):
@@ -85,11 +38,11 @@ def _dash_body(ctx):
 
 def status_dict(ctx):
     import ota
-    d = {'version': ctx.version, 'chip': ctx.chip, 'sys': ctx.sysinfo(),
+    d = {'version': app_version(ctx), 'chip': ctx.chip, 'sys': ctx.sysinfo(),
          'link': ctx.link.status(), 'warnings': ctx.warnings(),
          'poller': {'readings': ctx.poller.readings, 'errors': ctx.poller.errors,
                     'last_error': ctx.poller.last_error, 'cycle_ms': ctx.poller.cycle_ms},
-         'info': now_dict(ctx)['info']}
+         'info': server.now_dict(ctx)['info']}
     d['link'].pop('queue', None)
     m = getattr(ctx, 'mqtt', None)
     d['mqtt'] = m.stats() if m is not None else None
@@ -111,8 +64,7 @@ def _kv(d, prefix=''):
                 '-' if v is None else v))
 
 
-def _status_body(ctx, request):
-    d = status_dict(ctx)
+def _status_body(ctx, request, d):
     yield '<h1>Status</h1>'
     w = d.pop('warnings')
     if w:
@@ -132,48 +84,33 @@ def _level(request):
     return lv if lv in LEVELS else None
 
 
-def register(app, ctx):
-    @app.get('/')
-    async def dashboard(request):
-        return page(ctx, request, 'Dashboard', '/', _dash_body(ctx), charts=True)
+async def dashboard(ctx, request):
+    return page(ctx, request, 'Dashboard', '/', _dash_body(ctx), charts=True)
 
-    @app.get('/status')
-    async def status_page(request):
-        return page(ctx, request, 'Status', '/status', _status_body(ctx, request))
 
-    @app.get('/api/now')
-    async def api_now(request):
-        return now_dict(ctx), 200, {'Cache-Control': 'no-store'}
+async def status_page(ctx, request):
+    # status_dict() imports: run it now, not while the page streams (see web/server.py)
+    d = status_dict(ctx)
+    return page(ctx, request, 'Status', '/status', _status_body(ctx, request, d))
 
-    @app.get('/api/status')
-    async def api_status(request):
-        return status_dict(ctx), 200, {'Cache-Control': 'no-store'}
 
-    @app.get('/api/recent')
-    async def api_recent(request):
-        try:
-            since = int(request.args.get('since', '0'))
-        except ValueError:
-            return server.error(request, 400, 'since must be a whole number (unix seconds)')
-        ring = ctx.store.ring
-        cols = ring.since(since, RECENT_FIELDS) if since else ring.items(None, RECENT_FIELDS)
-        return chunked(_columns(cols)), 200, {'Content-Type': 'application/json',
-                                              'Cache-Control': 'no-store'}
+async def api_status(ctx, request):
+    return status_dict(ctx), 200, {'Cache-Control': 'no-store'}
 
-    @app.get('/api/history')
-    async def api_history(request):
-        lv = _level(request)
-        if lv is None:
-            return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
-        return chunked(ctx.store.history.to_json(lv)), 200, {
-            'Content-Type': 'application/json', 'Cache-Control': 'no-store'}
 
-    @app.get('/api/history.csv')
-    async def api_history_csv(request):
-        lv = _level(request)
-        if lv is None:
-            return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
-        return chunked(ctx.store.history.to_csv(lv)), 200, {
-            'Content-Type': 'text/csv; charset=UTF-8', 'Cache-Control': 'no-store',
-            'Content-Disposition': 'attachment; filename="%s-%s.csv"'
-                                   % (ctx.config['hostname'], lv)}
+async def api_history(ctx, request):
+    lv = _level(request)
+    if lv is None:
+        return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
+    return server.chunked(ctx.store.history.to_json(lv)), 200, {
+        'Content-Type': 'application/json', 'Cache-Control': 'no-store'}
+
+
+async def api_history_csv(ctx, request):
+    lv = _level(request)
+    if lv is None:
+        return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
+    return server.chunked(ctx.store.history.to_csv(lv)), 200, {
+        'Content-Type': 'text/csv; charset=UTF-8', 'Cache-Control': 'no-store',
+        'Content-Disposition': 'attachment; filename="%s-%s.csv"'
+                               % (ctx.config['hostname'], lv)}

@@ -1,12 +1,17 @@
-# Small HTML helpers: escaping, the page frame (head, navigation), buffered streaming.
+# Small HTML helpers for the page modules: escaping, the page frame (head, navigation).
+# Loaded with the pages that need it (see web/server.py).
 import os
 from web import auth
+from web.server import chunked, static_dir, ASSETS
 
-CHUNK = 1024
 NAV = (('/', 'Dashboard'), ('/tinker', 'Tinker'), ('/config', 'Config'),
        ('/ota', 'Update'), ('/status', 'Status'))
-ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css')
-_static = {'dir': None, 'v': None}
+
+
+def app_version(ctx):
+    """ctx.version: an attribute or (the App's) method."""
+    v = ctx.version
+    return v() if callable(v) else v
 
 
 def esc(s):
@@ -15,47 +20,16 @@ def esc(s):
         .replace('"', '&quot;').replace("'", '&#39;')
 
 
-def static_dir():
-    d = _static['dir']
-    if d is None:
-        try:
-            f = __file__
-            d = f.rsplit('/', 1)[0] if '/' in f else '.'
-        except NameError:
-            d = 'web'
-        d = d + '/static'
-        _static['dir'] = d
-    return d
-
-
 def asset_version():
     """A short tag that changes when the built assets change (cache busting)."""
-    v = _static['v']
-    if v is None:
-        n = 0
-        for a in ASSETS:
-            try:
-                st = os.stat(static_dir() + '/' + a + '.gz')
-                n = (n * 31 + st[6] + int(st[8])) & 0xFFFFFF
-            except OSError:
-                pass
-        v = _static['v'] = '%06x' % n
-    return v
-
-
-def chunked(parts, size=CHUNK):
-    """Join an iterable of str into ~size byte pieces (fewer socket writes)."""
-    buf = []
     n = 0
-    for p in parts:
-        buf.append(p)
-        n += len(p)
-        if n >= size:
-            yield ''.join(buf)
-            buf = []
-            n = 0
-    if buf:
-        yield ''.join(buf)
+    for a in ASSETS:
+        try:
+            st = os.stat(static_dir() + '/' + a + '.gz')
+            n = (n * 31 + st[6] + int(st[8])) & 0xFFFFFF
+        except OSError:
+            pass
+    return '%06x' % n
 
 
 def head(ctx, request, title, page, charts=False):

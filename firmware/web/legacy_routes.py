@@ -1,5 +1,5 @@
 # GET /getDashDataWS (the original firmware's JSON, see legacy.py) and GET /metrics
-# (Prometheus, see metrics.py).
+# (Prometheus, see metrics.py). Routes: web/server.py (ROUTES).
 #
 # Both are readable without a login unless cfg['legacy_public'] is False; then they need
 # a session: ctx.require_login(request) must return None/True for a valid session and
@@ -8,11 +8,11 @@
 # ctx: .config, .poller (.latest reading or None, .info dict, .status link dict or a
 # method returning it; else ctx.link.status()); optional .mqtt (Mqtt, for its stats),
 # .fw_info, .boot_ms.
+# legacy.py and metrics.py are imported by the route that needs them (and dropped with this
+# module after the request, see web/server.py).
 from compat import ticks_ms, ticks_diff, unix_time, mem_free, mem_alloc
-import legacy
-import metrics
+from web.server import STARTED
 
-_BOOT = ticks_ms()
 _CHUNK = 512
 
 
@@ -45,7 +45,7 @@ async def _denied(ctx, request):
 def sysinfo(ctx):
     boot = getattr(ctx, 'boot_ms', None)
     d = {'heap_free': mem_free(), 'heap_alloc': mem_alloc(),
-         'uptime': ticks_diff(ticks_ms(), _BOOT if boot is None else boot) // 1000}
+         'uptime': ticks_diff(ticks_ms(), STARTED if boot is None else boot) // 1000}
     m = getattr(ctx, 'mqtt', None)
     if m is not None:
         d['mqtt'] = m.stats()
@@ -63,30 +63,28 @@ def _chunks(lines):
         yield buf.encode()
 
 
-def register(app, ctx):
-    @app.route('/getDashDataWS')
-    async def dash_data(request):
-        denied = await _denied(ctx, request)
-        if denied is not None:
-            return denied
-        p = ctx.poller
-        d = legacy.legacy_json(getattr(p, 'latest', None), getattr(p, 'info', None),
-                               unix_time(), getattr(ctx, 'fw_info', None))
-        if d is None:
-            return {'error': 'no meter reading yet'}, 503, {'Retry-After': '10'}
-        return d
+async def dash_data(ctx, request):
+    denied = await _denied(ctx, request)
+    if denied is not None:
+        return denied
+    import legacy
+    p = ctx.poller
+    d = legacy.legacy_json(getattr(p, 'latest', None), getattr(p, 'info', None),
+                           unix_time(), getattr(ctx, 'fw_info', None))
+    if d is None:
+        return {'error': 'no meter reading yet'}, 503, {'Retry-After': '10'}
+    return d
 
-    @app.route('/metrics')
-    async def prometheus(request):
-        denied = await _denied(ctx, request)
-        if denied is not None:
-            return denied
-        p = ctx.poller
-        link = _get(p, 'status')
-        if link is None and getattr(ctx, 'link', None) is not None:
-            link = _get(ctx.link, 'status')
-        lines = metrics.metrics_text(getattr(p, 'latest', None), getattr(p, 'info', None),
-                                     link, sysinfo(ctx))
-        return _chunks(lines), 200, {'Content-Type': metrics.CONTENT_TYPE}
 
-    return dash_data, prometheus
+async def prometheus(ctx, request):
+    denied = await _denied(ctx, request)
+    if denied is not None:
+        return denied
+    import metrics
+    p = ctx.poller
+    link = _get(p, 'status')
+    if link is None and getattr(ctx, 'link', None) is not None:
+        link = _get(ctx.link, 'status')
+    lines = metrics.metrics_text(getattr(p, 'latest', None), getattr(p, 'info', None),
+                                 link, sysinfo(ctx))
+    return _chunks(lines), 200, {'Content-Type': metrics.CONTENT_TYPE}

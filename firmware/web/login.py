@@ -1,7 +1,69 @@
-# /login, /logout, /setup (first password), /password (change it).
+# /login, /logout, /setup (first password), /password (change it). Routes: web/server.py.
+#
+# Failed logins are limited per client address in a sliding window (bounded memory). The
+# state is plain data kept on the app (request.app.login_fails) so that it outlives this
+# module, which is dropped between requests.
 from microdot import redirect
+from compat import ticks_ms, ticks_diff
 from web import auth
 from web.html import page, esc, hidden_csrf, message
+
+FAIL_MAX = 5               # failed logins per client within FAIL_WINDOW_MS
+FAIL_WINDOW_MS = 60000
+GLOBAL_MAX = 30            # failed logins from all clients within the window
+MAX_CLIENTS = 16
+
+
+def fails(request):
+    """({address: [ticks, ...]}, [ticks of every failure]) of this app."""
+    app = request.app
+    st = getattr(app, 'login_fails', None)
+    if st is None:
+        st = app.login_fails = ({}, [])
+    return st
+
+
+def _trim(lst, now):
+    while lst and ticks_diff(now, lst[0]) >= FAIL_WINDOW_MS:
+        lst.pop(0)
+
+
+def retry_after(st, addr):
+    """Seconds to wait, or 0 when a login attempt is allowed now."""
+    per, every = st
+    now = ticks_ms()
+    _trim(every, now)
+    lst = per.get(addr)
+    if lst is not None:
+        _trim(lst, now)
+        if not lst:
+            del per[addr]
+            lst = None
+    worst = 0
+    for l, cap in ((lst, FAIL_MAX), (every, GLOBAL_MAX)):
+        if l and len(l) >= cap:
+            worst = max(worst, (FAIL_WINDOW_MS - ticks_diff(now, l[0])) // 1000 + 1)
+    return worst
+
+
+def failed(st, addr):
+    per, every = st
+    now = ticks_ms()
+    if addr not in per and len(per) >= MAX_CLIENTS:
+        oldest = None
+        for a in per:
+            if oldest is None or ticks_diff(per[oldest][-1], per[a][-1]) > 0:
+                oldest = a
+        del per[oldest]
+    per.setdefault(addr, []).append(now)
+    every.append(now)
+    if len(every) > GLOBAL_MAX:
+        every.pop(0)
+
+
+def client_addr(request):
+    a = request.client_addr
+    return a[0] if isinstance(a, (tuple, list)) else str(a)
 
 
 def _next(request):
@@ -39,90 +101,81 @@ def _setup_form(ctx, request, msg=None, status=200):
     return page(ctx, request, 'Setup', '/setup', body, status=status)
 
 
-def _form(request):
+async def login_page(ctx, request):
+    if not auth.has_password(ctx):
+        return redirect('/setup')
+    return _login_form(ctx, request)
+
+
+async def login(ctx, request):
+    if not auth.has_password(ctx):
+        return redirect('/setup')
+    st = fails(request)
+    addr = client_addr(request)
+    wait = retry_after(st, addr)
+    if wait:
+        r = _login_form(ctx, request, 'Too many failed logins: wait %d s.' % wait, 429)
+        r[2]['Retry-After'] = str(wait)
+        return r
+    f = auth.safe_form(request)
+    if f is None or not isinstance(f.get('password'), str):
+        return _login_form(ctx, request, 'Send the login form (field "password").', 400)
+    if await ctx.config.check_password_async(f.get('password')):
+        st[0].pop(addr, None)
+        request.g.set_session = auth.make_session(ctx)
+        ctx.log('web: login from %s' % addr)
+        return redirect(_next(request))
+    failed(st, addr)
+    ctx.log('web: failed login from %s' % addr)
+    return _login_form(ctx, request, 'Wrong password.', 401)
+
+
+async def logout(ctx, request):
+    request.g.set_session = ''
+    return redirect('/login' if auth.has_password(ctx) else '/')
+
+
+async def setup_page(ctx, request):
+    if auth.has_password(ctx):
+        return redirect('/login')
+    return _setup_form(ctx, request)
+
+
+async def setup(ctx, request):
+    if auth.has_password(ctx):
+        return message(ctx, request, 'Setup', 'A web password is already set; change it '
+                       'on the Config page after logging in.', 409, ('/login', 'Log in'))
+    f = auth.safe_form(request)
+    if f is None or not isinstance(f.get('password'), str):
+        return _setup_form(ctx, request, 'Send the form (fields "password", "password2").',
+                           400)
+    if f.get('password') != f.get('password2'):
+        return _setup_form(ctx, request, 'The two passwords differ.', 400)
+    err = ctx.config.set_password(f.get('password'))
+    if err:
+        return _setup_form(ctx, request, err['web_password_hash'], 400)
+    ctx.config.save()
+    ctx.log('web: password set (first run)')
+    request.g.set_session = auth.make_session(ctx)
+    return redirect('/')
+
+
+async def change_password(ctx, request):
     f = auth.safe_form(request)
     if f is None:
-        return None
-    return f
-
-
-def register(app, ctx, limiter):
-    @app.get('/login')
-    async def login_page(request):
-        if not auth.has_password(ctx):
-            return redirect('/setup')
-        return _login_form(ctx, request)
-
-    @app.post('/login')
-    async def login(request):
-        if not auth.has_password(ctx):
-            return redirect('/setup')
-        addr = auth.client_addr(request)
-        wait = limiter.retry_after(addr)
-        if wait:
-            r = _login_form(ctx, request, 'Too many failed logins: wait %d s.' % wait, 429)
-            r[2]['Retry-After'] = str(wait)
-            return r
-        f = _form(request)
-        if f is None or not isinstance(f.get('password'), str):
-            return _login_form(ctx, request, 'Send the login form (field "password").', 400)
-        if await ctx.config.check_password_async(f.get('password')):
-            limiter.ok(addr)
-            request.g.set_session = auth.make_session(ctx)
-            ctx.log('web: login from %s' % addr)
-            return redirect(_next(request))
-        limiter.failed(addr)
-        ctx.log('web: failed login from %s' % addr)
-        return _login_form(ctx, request, 'Wrong password.', 401)
-
-    @app.post('/logout')
-    async def logout(request):
-        request.g.set_session = ''
-        return redirect('/login' if auth.has_password(ctx) else '/')
-
-    @app.get('/setup')
-    async def setup_page(request):
-        if auth.has_password(ctx):
-            return redirect('/login')
-        return _setup_form(ctx, request)
-
-    @app.post('/setup')
-    async def setup(request):
-        if auth.has_password(ctx):
-            return message(ctx, request, 'Setup', 'A web password is already set; change it '
-                           'on the Config page after logging in.', 409, ('/login', 'Log in'))
-        f = _form(request)
-        if f is None or not isinstance(f.get('password'), str):
-            return _setup_form(ctx, request, 'Send the form (fields "password", "password2").',
-                               400)
-        if f.get('password') != f.get('password2'):
-            return _setup_form(ctx, request, 'The two passwords differ.', 400)
-        err = ctx.config.set_password(f.get('password'))
-        if err:
-            return _setup_form(ctx, request, err['web_password_hash'], 400)
-        ctx.config.save()
-        ctx.log('web: password set (first run)')
-        request.g.set_session = auth.make_session(ctx)
-        return redirect('/')
-
-    @app.post('/password')
-    async def change_password(request):
-        f = _form(request)
-        if f is None:
-            return message(ctx, request, 'Password', 'Send the password form.', 400)
-        if not await ctx.config.check_password_async(f.get('old') or ''):
-            addr = auth.client_addr(request)
-            limiter.failed(addr)
-            return message(ctx, request, 'Password', 'The current password is wrong.', 400,
-                           ('/config', 'Back'))
-        if f.get('new') != f.get('new2'):
-            return message(ctx, request, 'Password', 'The two new passwords differ.', 400,
-                           ('/config', 'Back'))
-        err = ctx.config.set_password(f.get('new') or '')
-        if err:
-            return message(ctx, request, 'Password', err['web_password_hash'], 400,
-                           ('/config', 'Back'))
-        ctx.config.save()
-        ctx.log('web: password changed')
-        request.g.set_session = auth.make_session(ctx)
-        return message(ctx, request, 'Password', 'Password changed.', 200, ('/config', 'Back'))
+        return message(ctx, request, 'Password', 'Send the password form.', 400)
+    if not await ctx.config.check_password_async(f.get('old') or ''):
+        failed(fails(request), client_addr(request))
+        return message(ctx, request, 'Password', 'The current password is wrong.', 400,
+                       ('/config', 'Back'))
+    if f.get('new') != f.get('new2'):
+        return message(ctx, request, 'Password', 'The two new passwords differ.', 400,
+                       ('/config', 'Back'))
+    err = ctx.config.set_password(f.get('new') or '')
+    if err:
+        return message(ctx, request, 'Password', err['web_password_hash'], 400,
+                       ('/config', 'Back'))
+    ctx.config.save()
+    ctx.log('web: password changed')
+    request.g.set_session = auth.make_session(ctx)
+    return message(ctx, request, 'Password', 'Password changed.', 200, ('/config', 'Back'))

@@ -4,9 +4,18 @@
 # everything else needs a login. Until a web password is set every page leads to /setup.
 # Every POST/PUT/PATCH/DELETE needs the CSRF token (web/auth.py). Bodies over MAX_BODY are
 # refused with 413, except the OTA upload, which streams up to MAX_OTA.
+#
+# Heap: only this module, web/auth.py and Microdot stay loaded. Every route in ROUTES names
+# the module under web/ that serves it; that module is imported when a request needs it and,
+# on MicroPython (or with UNLOAD set), dropped again as soon as no request is using it,
+# together with what it pulled in from DROP. A response body that is still streaming keeps
+# working (its generator holds the module's globals) but must not import anything itself:
+# page functions do their imports before they return. The dashboard's polled JSON
+# (/api/now, /api/recent) is served from here, so polling never loads a page module.
+import sys
 from microdot import Microdot, Request, redirect, send_file
+from compat import ticks_ms
 from web import auth
-from web import html
 
 MAX_BODY = 8192            # forms, JSON, config backups (read into RAM)
 MAX_OTA = 3 * 1024 * 1024  # app bundles (streamed to flash)
@@ -15,9 +24,62 @@ PUBLIC = ('/login', '/setup', '/logout', '/getDashDataWS', '/metrics')
 DASH = ('/', '/api/now', '/api/recent', '/api/history', '/api/history.csv')
 CACHE_S = 31536000
 STATIC_TYPES = {'js': 'application/javascript', 'css': 'text/css'}
-
+ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css')
+CHUNK = 1024
 
 JSON_PATHS = ('/config/restore',)
+
+# One route per line: method, path, module in web/, function `async def f(ctx, request)`.
+# (A text table: a tuple per route would cost ~120 bytes of heap each.)
+ROUTES = """
+GET / dash dashboard
+GET /api/now server api_now
+GET /api/recent server api_recent
+GET /api/history dash api_history
+GET /api/history.csv dash api_history_csv
+GET /status dash status_page
+GET /api/status dash api_status
+GET /login login login_page
+POST /login login login
+POST /logout login logout
+GET /setup login setup_page
+POST /setup login setup
+POST /password login change_password
+GET /tinker tinker tinker_page
+GET /api/log tinker api_log
+GET /api/link tinker api_link
+POST /api/mep tinker api_mep
+GET /config cfg config_page
+POST /config cfg config_save
+GET /config/backup cfg backup
+POST /config/backup cfg backup_secrets
+POST /config/restore cfg restore
+GET /ota update ota_page
+POST /api/ota update ota_upload
+POST /reboot update reboot
+GET /getDashDataWS legacy_routes dash_data
+GET /metrics legacy_routes prometheus
+"""
+METHODS = ('GET', 'POST')
+
+# Modules the pages load that are dropped again once no request needs them (unless they
+# were already loaded when the requests began: then someone else uses them).
+DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.update', 'web.legacy_routes',
+        'web.html', 'legacy', 'metrics', 'ota', 'mep.tables')
+UNLOAD = sys.implementation.name == 'micropython'
+STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
+_lazy = [0, None]          # requests running in a page module, DROP names loaded before them
+
+
+def unload(name):
+    """Forget module `name` (sys.modules and its parent package) so gc can free it."""
+    sys.modules.pop(name, None)
+    i = name.rfind('.')
+    if i > 0:
+        p = sys.modules.get(name[:i])
+        leaf = name[i + 1:]
+        if p is not None and hasattr(p, leaf):
+            delattr(p, leaf)
 
 
 def _is_api(request):
@@ -54,12 +116,163 @@ def _access(ctx, request):
     return redirect('/login?next=' + p)
 
 
+# --- static assets, streaming ------------------------------------------------------------
+
+def static_dir():
+    try:
+        f = __file__
+        d = f.rsplit('/', 1)[0] if '/' in f else '.'
+    except NameError:
+        d = 'web'
+    return d + '/static'
+
+
+def chunked(parts, size=CHUNK):
+    """Join an iterable of str into ~size byte pieces (fewer socket writes)."""
+    buf = []
+    n = 0
+    for p in parts:
+        buf.append(p)
+        n += len(p)
+        if n >= size:
+            yield ''.join(buf)
+            buf = []
+            n = 0
+    if buf:
+        yield ''.join(buf)
+
+
+# --- the JSON the dashboard polls -----------------------------------------------------------
+
+# reading key -> decimals in /api/now (None: whole number)
+ROUND = {'u': 1, 'i': 2, 'pf': 3, 'freq': 3}
+INFO_KEYS = ('manufacturer', 'model', 'fw', 'hw', 'serial')
+RECENT_FIELDS = ('p_in', 'p_out')
+
+
+def _round(k, v):
+    if v is None or isinstance(v, bool):
+        return v
+    d = ROUND.get(k.split('_')[0])
+    if d is None:
+        return int(round(v))
+    return round(v, d)
+
+
+def now_dict(ctx):
+    r = ctx.poller.latest
+    out = {}
+    if r:
+        for k in r:
+            if '_avg_l' not in k:          # per-phase averages: not on the dashboard
+                out[k] = _round(k, r[k])
+    st = ctx.link.engine
+    info = {}
+    for k in INFO_KEYS:
+        v = ctx.poller.info.get(k)
+        if v is not None:
+            info[k] = str(v).strip()
+    return {'r': out or None, 'link': st.link, 'error': st.last_error or ctx.poller.last_error,
+            'cycle_ms': ctx.poller.cycle_ms, 'readings': ctx.poller.readings, 'info': info}
+
+
+def _columns(cols):
+    """Stream {'name': [values], ...} as JSON text pieces."""
+    yield '{'
+    sep = ''
+    for k in cols:
+        yield '%s"%s":[' % (sep, k)
+        vals = cols[k]
+        for i in range(0, len(vals), 64):
+            part = vals[i:i + 64]
+            yield ('' if i == 0 else ',') + ','.join(
+                'null' if v is None else str(int(v) if v == int(v) else v) for v in part)
+        yield ']'
+        sep = ','
+    yield '}'
+
+
+async def api_now(ctx, request):
+    return now_dict(ctx), 200, {'Cache-Control': 'no-store'}
+
+
+async def api_recent(ctx, request):
+    try:
+        since = int(request.args.get('since', '0'))
+    except ValueError:
+        return error(request, 400, 'since must be a whole number (unix seconds)')
+    ring = ctx.store.ring
+    cols = ring.since(since, RECENT_FIELDS) if since else ring.items(None, RECENT_FIELDS)
+    return chunked(_columns(cols)), 200, {'Content-Type': 'application/json',
+                                          'Cache-Control': 'no-store'}
+
+
+# --- routing to the page modules ------------------------------------------------------------
+
+def find(method, path):
+    """[module, function] serving method + path (from ROUTES), or None."""
+    if method == 'HEAD':
+        method = 'GET'
+    if ' ' in path or '\n' in path:
+        return None
+    key = '\n%s %s ' % (method, path)
+    i = ROUTES.find(key)
+    if i < 0:
+        return None
+    i += len(key)
+    return ROUTES[i:ROUTES.index('\n', i)].split(' ')
+
+
+class _Paths:
+    """A Microdot URL pattern matching every ROUTES path served with one method."""
+
+    def __init__(self, method):
+        self.method = method
+
+    def match(self, path):
+        return {} if find(self.method, path) else None
+
+
+async def call(ctx, request, r):
+    """Serve a request with function r[1] of module web.<r[0]>, importing it if needed."""
+    if r[0] == 'server':
+        return await globals()[r[1]](ctx, request)
+    lz = _lazy
+    if not lz[0] and UNLOAD:
+        lz[1] = [n for n in DROP if n in sys.modules]
+    lz[0] += 1
+    try:
+        name = 'web.' + r[0]
+        __import__(name)
+        return await getattr(sys.modules[name], r[1])(ctx, request)
+    finally:
+        lz[0] -= 1
+        if not lz[0]:
+            keep = lz[1]
+            lz[1] = None
+            if UNLOAD and keep is not None:
+                for n in DROP:
+                    if n not in keep:
+                        unload(n)
+
+
+def add_routes(app, ctx):
+    """Put ROUTES into app's url_map: one entry per method, served through call()."""
+    for m in METHODS:
+        app.url_map.append(([m], _Paths(m), _handler(ctx, m), '', None))
+
+
+def _handler(ctx, method):
+    async def handle(request, **kw):
+        return await call(ctx, request, find(method, request.path))
+    return handle
+
+
 def create_app(ctx):
     Request.max_content_length = MAX_OTA
     Request.max_body_length = MAX_BODY
     Request.max_readline = 2048
     app = Microdot()
-    limiter = auth.Limiter()
 
     @app.before_request
     async def guard(request):
@@ -103,9 +316,9 @@ def create_app(ctx):
     @app.get('/static/<name>')
     async def static(request, name):
         ext = name.rsplit('.', 1)[-1]
-        if name not in html.ASSETS or ext not in STATIC_TYPES:
+        if name not in ASSETS or ext not in STATIC_TYPES:
             return error(request, 404, 'not found')
-        path = html.static_dir() + '/' + name + '.gz'
+        path = static_dir() + '/' + name + '.gz'
         try:
             f = open(path, 'rb')
         except OSError:
@@ -113,22 +326,11 @@ def create_app(ctx):
         return send_file(path, content_type=STATIC_TYPES[ext], stream=f, compressed=True,
                          max_age=CACHE_S)
 
-    from web import login, dash, tinker, cfg, update
-    login.register(app, ctx, limiter)
-    dash.register(app, ctx)
-    tinker.register(app, ctx)
-    cfg.register(app, ctx)
-    update.register(app, ctx)
+    add_routes(app, ctx)
     if getattr(ctx, 'require_login', None) is None:
         def require_login(request):
             return True if auth.logged_in(ctx, request) else False
         ctx.require_login = require_login
-    try:
-        from web import legacy_routes
-    except ImportError:
-        legacy_routes = None
-    if legacy_routes is not None:
-        legacy_routes.register(app, ctx)
     return app
 
 

@@ -112,47 +112,45 @@ def _body(ctx, request):
            '<h2>Exchange log</h2><div id="log"></div>')
 
 
-def register(app, ctx):
-    @app.get('/tinker')
-    async def tinker_page(request):
-        return page(ctx, request, 'Tinker', '/tinker', _body(ctx, request))
+async def tinker_page(ctx, request):
+    return page(ctx, request, 'Tinker', '/tinker', _body(ctx, request))
 
-    @app.get('/api/log')
-    async def api_log(request):
-        try:
-            since = int(request.args.get('since', '0'))
-        except ValueError:
-            return server.error(request, 400, 'since must be a whole number')
-        items = [entry_view(ctx, e) for e in ctx.link.engine.log.since(since)]
-        return {'items': items, 'count': ctx.link.engine.log.count}, 200, \
-            {'Cache-Control': 'no-store'}
 
-    @app.get('/api/link')
-    async def api_link(request):
-        return jsonable(ctx.link.status()), 200, {'Cache-Control': 'no-store'}
+async def api_log(ctx, request):
+    try:
+        since = int(request.args.get('since', '0'))
+    except ValueError:
+        return server.error(request, 400, 'since must be a whole number')
+    items = [entry_view(ctx, e) for e in ctx.link.engine.log.since(since)]
+    return {'items': items, 'count': ctx.link.engine.log.count}, 200, \
+        {'Cache-Control': 'no-store'}
 
-    @app.post('/api/mep')
-    async def api_mep(request):
-        body = request.json if (request.content_type or '').startswith('application/json') \
-            else auth.safe_form(request)
-        if not isinstance(body, dict):
-            return server.error(request, 400, 'send JSON {"hex": "...", "confirm": false} '
-                                              'or a form with the field "hex"')
-        try:
-            msg = parse_hex(body.get('hex'))
-            info = rq.parse_message(msg)
-        except ValueError as e:
-            return server.error(request, 400, str(e))
-        confirm = body.get('confirm') in (True, 'on', '1', 'true', 1)
-        if not info.is_read() and not confirm:
-            return server.error(request, 400, 'this message writes to the meter (%s): tick '
-                                              '"I know this writes" to send it' % info.describe())
-        ctx.log('web: raw MEP %s' % info.describe())
-        job = await ctx.link.request(msg, PRIO_USER)
-        resp = job.response
-        d = {'ok': job.error is None, 'error': job.error, 'desc': info.describe(),
-             'table': rq.table_name(info.table), 'req': split_request(job.frame),
-             'resp': split_response(resp.raw if resp else None)}
-        if resp is not None and job.error is None and info.is_read():
-            d.update(decoded(ctx, info.table, resp.data))
-        return d, 200, {'Cache-Control': 'no-store'}
+
+async def api_link(ctx, request):
+    return jsonable(ctx.link.status()), 200, {'Cache-Control': 'no-store'}
+
+
+async def api_mep(ctx, request):
+    body = request.json if (request.content_type or '').startswith('application/json') \
+        else auth.safe_form(request)
+    if not isinstance(body, dict):
+        return server.error(request, 400, 'send JSON {"hex": "...", "confirm": false} '
+                                          'or a form with the field "hex"')
+    try:
+        msg = parse_hex(body.get('hex'))
+        info = rq.parse_message(msg)
+    except ValueError as e:
+        return server.error(request, 400, str(e))
+    confirm = body.get('confirm') in (True, 'on', '1', 'true', 1)
+    if not info.is_read() and not confirm:
+        return server.error(request, 400, 'this message writes to the meter (%s): tick '
+                                          '"I know this writes" to send it' % info.describe())
+    ctx.log('web: raw MEP %s' % info.describe())
+    job = await ctx.link.request(msg, PRIO_USER)
+    resp = job.response
+    d = {'ok': job.error is None, 'error': job.error, 'desc': info.describe(),
+         'table': rq.table_name(info.table), 'req': split_request(job.frame),
+         'resp': split_response(resp.raw if resp else None)}
+    if resp is not None and job.error is None and info.is_read():
+        d.update(decoded(ctx, info.table, resp.data))
+    return d, 200, {'Cache-Control': 'no-store'}

@@ -1,22 +1,24 @@
 # Over-the-air update page: the bundle streams from the socket into ota.OtaReceiver in small
 # chunks (never whole in RAM), is verified there, and is applied at the next boot.
-from web.html import page, esc, hidden_csrf, message
+from web.html import page, esc, hidden_csrf, message, app_version
 from web import server
 
 CHUNK = 1024
 
 
-def _body(ctx, request):
+def _ota_status(ctx):
     import ota
-    st = None
     try:
-        st = ota.status(ota.Fs(ctx.data_dir or '/'))
+        return ota.status(ota.Fs(ctx.data_dir or '/'))
     except Exception:
-        pass
+        return None
+
+
+def _body(ctx, request, st):
     yield ('<h1>Update</h1><p>Running version <b>%s</b> on %s. Upload an app bundle made by '
            '<code>tools/bundle.py</code> and signed with this device\'s OTA key. It is checked '
            'completely before anything is replaced and applied at the next reboot.</p>'
-           % (esc(ctx.version), esc(ctx.chip)))
+           % (esc(app_version(ctx)), esc(ctx.chip)))
     if st:
         yield '<p>Last update: %s</p>' % esc(', '.join('%s: %s' % (k, st[k]) for k in st))
     yield ('<form id="ota" class="box"><input type="file" id="ofile" accept=".bin"><button>'
@@ -33,48 +35,47 @@ async def _drain(stream, left):
         left -= len(b)
 
 
-def register(app, ctx):
-    @app.get('/ota')
-    async def ota_page(request):
-        return page(ctx, request, 'Update', '/ota', _body(ctx, request))
+async def ota_page(ctx, request):
+    # the import in _ota_status() runs now, not while the page streams (see web/server.py)
+    return page(ctx, request, 'Update', '/ota', _body(ctx, request, _ota_status(ctx)))
 
-    @app.post('/api/ota')
-    async def ota_upload(request):
-        import ota
-        n = request.content_length
-        if n <= 0:
-            return server.error(request, 400, 'empty upload: choose a bundle file (the body '
-                                              'must carry Content-Length)')
-        rx = ota.OtaReceiver(ctx.data_dir or '/', ctx.config['ota_key'], ctx.chip,
-                             ctx.config['hostname'])
-        stream = request.stream
-        left = n
-        err = None
-        try:
-            while left > 0:
-                b = await stream.read(min(CHUNK, left))
-                if not b:
-                    break
-                left -= len(b)
-                rx.feed(b)
-            res = rx.finish()
-        except ota.OtaError as e:
-            err = str(e)
-        except OSError as e:
-            rx.abort()
-            err = 'upload failed: %s' % e
-        if err:
-            await _drain(stream, left)
-            ctx.log('web: update refused: %s' % err)
-            return server.error(request, 400, 'update refused: ' + err)
-        ctx.log('web: update %s received (%d files), applied at reboot'
-                % (res.get('version'), res.get('files')))
-        return {'ok': True, 'version': res.get('version'), 'files': res.get('files'),
-                'bytes': res.get('bytes'), 'note': 'verified; it will be applied at reboot'}
 
-    @app.post('/reboot')
-    async def reboot(request):
-        ctx.log('web: reboot requested')
-        ctx.reboot()
-        return message(ctx, request, 'Reboot', 'The module restarts now; this page can be '
-                       'reloaded in about 20 seconds.', 200, ('/', 'Dashboard'))
+async def ota_upload(ctx, request):
+    import ota
+    n = request.content_length
+    if n <= 0:
+        return server.error(request, 400, 'empty upload: choose a bundle file (the body '
+                                          'must carry Content-Length)')
+    rx = ota.OtaReceiver(ctx.data_dir or '/', ctx.config['ota_key'], ctx.chip,
+                         ctx.config['hostname'])
+    stream = request.stream
+    left = n
+    err = None
+    try:
+        while left > 0:
+            b = await stream.read(min(CHUNK, left))
+            if not b:
+                break
+            left -= len(b)
+            rx.feed(b)
+        res = rx.finish()
+    except ota.OtaError as e:
+        err = str(e)
+    except OSError as e:
+        rx.abort()
+        err = 'upload failed: %s' % e
+    if err:
+        await _drain(stream, left)
+        ctx.log('web: update refused: %s' % err)
+        return server.error(request, 400, 'update refused: ' + err)
+    ctx.log('web: update %s received (%d files), applied at reboot'
+            % (res.get('version'), res.get('files')))
+    return {'ok': True, 'version': res.get('version'), 'files': res.get('files'),
+            'bytes': res.get('bytes'), 'note': 'verified; it will be applied at reboot'}
+
+
+async def reboot(ctx, request):
+    ctx.log('web: reboot requested')
+    ctx.reboot()
+    return message(ctx, request, 'Reboot', 'The module restarts now; this page can be '
+                   'reloaded in about 20 seconds.', 200, ('/', 'Dashboard'))

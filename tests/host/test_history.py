@@ -59,6 +59,21 @@ def test_ring_memory_and_saturation():
         Ring(0)
 
 
+def test_ring_keeps_only_the_chosen_fields():
+    r = Ring(300, ('p_in', 'p_out'))
+    assert r.fields == ('time', 'p_in', 'p_out') and r.bytes_per_slot() == 12
+    assert r.nbytes() == 3600
+    for i in range(400):
+        r.push({'time': T0 + i, 'p_in': 100000 + i, 'p_out': i % 3 or None, 'u_l1': 230.1})
+    assert len(r) == 300
+    assert r.latest() == {'time': T0 + 399, 'p_in': 100399}
+    cols = r.items(5, ('p_in', 'p_out', 'u_l1'))
+    assert cols == {'time': [T0 + 395 + k for k in range(5)],
+                    'p_in': [100395 + k for k in range(5)],
+                    'p_out': [2, None, 1, 2, None]}
+    assert r.since(T0 + 397, ('p_in',)) == {'time': [T0 + 398, T0 + 399], 'p_in': [100398, 100399]}
+
+
 # ---- history: a brute-force reference ----
 
 def reference(readings, period):
@@ -210,10 +225,10 @@ def test_forward_jump_leaves_empty_buckets(tmp_path):
 
 def test_memory_and_file_size(tmp_path):
     h = History(str(tmp_path / 'h.bin'))
-    assert h.nbytes() == 1440 * 10 + 744 * 14 + 366 * 14 == 29940
+    assert h.nbytes() == 3 * 20  # the open buckets; the rest is on flash
     h.add({'time': T0, 'p_in': 1, 'p_out': 0})
     h.save()
-    assert os.path.getsize(h.path) == h.file_size() < 31000
+    assert sum(os.path.getsize(p) for p in h.files()) == h.file_size() < 52000
 
 
 # ---- persistence ----
@@ -273,113 +288,48 @@ def test_corrupt_history_is_discarded(tmp_path, damage):
     for i in range(500):
         h.add({'time': T0 + i * 30, 'p_in': 500, 'p_out': 0, 'e_in': i, 'e_out': 0})
     h.save()
-    data = bytearray(open(p, 'rb').read())
+    data = bytearray(open(h.state_path, 'rb').read())
     if damage == 'garbage':
         data = bytearray(b'\x00not a history file' * 50)
     elif damage == 'truncate':
-        data = data[:len(data) // 2]
+        data = data[:h._ss - 30]  # both state slots (the saves alternate) damaged
     elif damage == 'flip':
-        data[len(data) // 3] ^= 0x10
+        data[h._ss - 100] ^= 0x10
+        data[2 * h._ss - 100] ^= 0x10
     elif damage == 'empty':
         data = bytearray()
-    with open(p, 'wb') as f:
+    with open(h.state_path, 'wb') as f:
         f.write(data)
     h2 = History(p, sizes=(60, 744, 366) if damage == 'layout' else None)
-    assert 'corrupt' in h2.load()
+    w = h2.load()
+    if damage == 'empty':  # as if never saved: nothing to warn about
+        assert w is None
+    else:
+        assert 'corrupt' in w
     assert list(h2.rows('minute')) == [] and list(h2.rows('day')) == []
     h2.add({'time': T0 + 86400, 'p_in': 1, 'p_out': 0})  # and it keeps working
     assert len(list(h2.rows('day'))) == 1
+    h2.save()
+    h3 = History(p, [lv.n for lv in h2.levels])
+    assert h3.load() is None and [r[2] for r in h3.rows('day')] == [0]
 
 
-def test_corrupt_main_uses_backup(tmp_path):
+def test_damaged_newest_state_uses_the_previous_save(tmp_path):
     p = str(tmp_path / 'h.bin')
     h = History(p)
     h.add({'time': T0, 'p_in': 100, 'p_out': 0})
     h.save()
     h.add({'time': T0 + 60, 'p_in': 200, 'p_out': 0})
-    h.save()
-    with open(p, 'r+b') as f:
-        f.seek(40)
+    h.save()  # the second state slot (A, B alternate)
+    with open(h.state_path, 'r+b') as f:
+        f.seek(20)
         f.write(b'\xff' * 8)
     h2 = History(p)
-    assert 'backup' in h2.load()
+    assert 'previous save' in h2.load()
     assert [r[2] for r in h2.rows('minute')] == [100]
 
 
-class PowerCut(BaseException):
-    pass
-
-
-def _install_faults(monkeypatch, fail_at, counter):
-    class FakeOs:
-        def __getattr__(self, name):
-            real = getattr(os, name)
-
-            def call(*a):
-                step(name)
-                return real(*a)
-            return call
-
-    def step(name):
-        counter[0] += 1
-        if counter[0] == fail_at:
-            raise PowerCut(name)
-
-    class FakeFile:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, b):
-            b = bytes(memoryview(b).cast('B'))
-            if counter[0] + 1 == fail_at:
-                self.f.write(b[:len(b) // 2])
-            step('write')
-            return self.f.write(b)
-
-        def flush(self):
-            step('flush')
-            self.f.flush()
-
-        def fileno(self):
-            return self.f.fileno()
-
-        def close(self):
-            self.f.close()
-
-    def fake_open(p, mode='r'):
-        step('open')
-        return FakeFile(open(p, mode))
-
-    monkeypatch.setattr(atomic, 'os', FakeOs())
-    monkeypatch.setattr(atomic, 'open', fake_open, raising=False)
-
-
-def test_history_power_cut_at_every_step(tmp_path, monkeypatch):
-    counter = [0]
-    p0 = str(tmp_path / 'count.bin')
-    h = History(p0, sizes=(30, 24, 5))
-    with monkeypatch.context() as m:
-        _install_faults(m, None, counter)
-        h.save()
-    total = counter[0]
-    assert total > 15  # a write per array, plus the os calls
-    for k in range(1, total + 1):
-        p = str(tmp_path / ('k%d.bin' % k))
-        h = History(p, sizes=(30, 24, 5))
-        h.add({'time': T0, 'p_in': 100, 'p_out': 0})
-        h.save()
-        h.add({'time': T0 + 60, 'p_in': 200, 'p_out': 0})
-        h.save()
-        old = list(h.rows('minute'))
-        h.add({'time': T0 + 120, 'p_in': 300, 'p_out': 0})
-        new = list(h.rows('minute'))
-        with monkeypatch.context() as m:
-            _install_faults(m, k, [0])
-            with pytest.raises(PowerCut):
-                h.save()
-        h2 = History(p, sizes=(30, 24, 5))
-        h2.load()
-        assert list(h2.rows('minute')) in (old, new), 'step %d' % k
+# power cuts during saves and the conversion: test_history_flash.py
 
 
 async def test_save_async_round_trip(tmp_path):
@@ -436,10 +386,19 @@ def test_store_ties_ring_and_history(tmp_path):
         assert s.add({'time': T0 + i, 'p_in': 100 + i, 'p_out': 0, 'e_in': 1000 + i, 'e_out': 0})
     assert len(s.ring) == 60 and s.ring.latest()['p_in'] == 299
     assert s.maybe_save(5000) is True and s.maybe_save(5010) is False
-    assert os.path.exists(str(tmp_path / 'history.bin'))
+    assert os.path.exists(str(tmp_path / 'history.state'))
     s2 = Store(str(tmp_path) + '/', ring_capacity=60)
     assert s2.load() is None and s2.warning is None
     assert list(s2.history.rows('minute')) == list(s.history.rows('minute'))
     assert len(s2.ring) == 0
     from store import join
     assert join('', 'h.bin') == '/h.bin' and join('/data', 'h.bin') == '/data/h.bin'
+
+
+def test_ring_keeps_what_the_api_serves():
+    """/api/recent charts the ring's columns; the store's ring must keep every one."""
+    import store
+    from web import server
+    assert set(server.RECENT_FIELDS) <= set(store.RING_FIELDS)
+    s = Store('/nonexistent', ring_capacity=10)
+    assert set(server.RECENT_FIELDS) <= set(s.ring.fields)

@@ -11,7 +11,7 @@ from microdot.test_client import TestClient
 
 import legacy
 from mep.reading import FIELDS
-from web import legacy_routes
+from web import legacy_routes, server
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
         'serial': 'UT-0042', 'mfg_serial': '9988'}
@@ -187,7 +187,7 @@ class Ctx:
 
 def client(ctx):
     app = Microdot()
-    legacy_routes.register(app, ctx)
+    server.add_routes(app, ctx)
     return TestClient(app)
 
 

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import metrics
 from mep.reading import FIELDS
-from web import legacy_routes
+from web import legacy_routes, server
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
         'serial': 'A"B\\C', 'mfg_serial': '1'}
@@ -101,7 +101,7 @@ async def test_route_streams_parseable_text():
                                                              status=lambda: LINK),
                                 mqtt=types.SimpleNamespace(stats=lambda: SYS['mqtt']))
     app = Microdot()
-    legacy_routes.register(app, ctx)
+    server.add_routes(app, ctx)
     res = await TestClient(app).get('/metrics')
     assert res.status_code == 200
     assert res.headers['Content-Type'].startswith('text/plain; version=0.0.4')

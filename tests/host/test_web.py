@@ -1,16 +1,57 @@
 # The web app through Microdot's test client, with a real Config, Store, Link and Poller
-# against the meter simulator: auth, sessions, CSRF, limits, bad input, secrets, OTA.
+# against the meter simulator: auth, sessions, CSRF, limits, bad input, secrets, OTA, and the
+# page modules loaded per request and dropped again (as on MicroPython).
+import asyncio
 import json
 import os
 import re
+import sys
 
+import pytest
 from microdot.test_client import TestClient
 
+import web
 from web.server import create_app, MAX_BODY, MAX_OTA
-from web import auth
-from web_helpers import Ctx, PASSWORD, SECRETS, csrf_of, make_bundle
+from web import auth, server
+from web_helpers import Ctx, PASSWORD, SECRETS, csrf_of, make_bundle, unloading
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
+STATE_ROUTES = {('POST', p) for p in ('/login', '/logout', '/setup', '/password', '/api/mep',
+                                      '/config', '/config/backup', '/config/restore',
+                                      '/api/ota', '/reboot')}
+LAZY = [n for n in server.DROP if n != 'mep.tables']      # mep.tables is the poller's
+
+
+@pytest.fixture(autouse=True)
+def _unloading():
+    """Every test here runs the device's way: no page module loaded at the start, each one
+    imported when a request needs it and dropped after it."""
+    with unloading():
+        for n in LAZY:
+            server.unload(n)
+        yield
+
+
+def routes():
+    """server.ROUTES as [method, path, module, function] lists."""
+    return [line.split(' ') for line in server.ROUTES.split('\n') if line]
+
+
+def state_routes(app):
+    """(method, path) of every route in app's url_map that changes state."""
+    paths = sorted(set(r[1] for r in routes()))
+    out = []
+    for methods, pattern, _h, _p, _s in app.url_map:
+        for m in methods:
+            if m in auth.STATE_METHODS:
+                for p in paths + [getattr(pattern, 'url_pattern', '')]:
+                    if pattern.match(p) is not None and (m, p) not in out:
+                        out.append((m, p))
+    return out
+
+
+def loaded_pages():
+    return [n for n in LAZY if n in sys.modules or (n[:4] == 'web.' and hasattr(web, n[4:]))]
 
 
 def enc(d):
@@ -146,12 +187,8 @@ async def test_session_cookie_flags_and_tampering(tmp_path):
 async def test_csrf_on_every_state_changing_route(tmp_path):
     ctx, c, tok = await start(tmp_path)
     try:
-        posts = []
-        for methods, pattern, _h, _p, _s in c.app.url_map:
-            for m in methods:
-                if m in ('POST', 'PUT', 'PATCH', 'DELETE'):
-                    posts.append((m, pattern.url_pattern))
-        assert len(posts) >= 10
+        posts = state_routes(c.app)
+        assert set(posts) == STATE_ROUTES, posts
         for m, path in posts:
             r = await c.request(m, path, headers=dict(FORM), body='a=1')
             assert r.status_code == 403 and 'CSRF' in r.text, path
@@ -339,6 +376,10 @@ async def test_dashboard_values_and_mep_read(tmp_path):
             assert 'max-age=31536000' in r.headers['Cache-Control']
         r = await c.get('/api/status')
         assert r.json['version'] == ctx.version and 'counters' in r.json['link']
+        ctx.version = lambda: '0.0.2-app'       # the App has a version() method
+        r = await c.get('/api/status')
+        assert r.status_code == 200 and r.json['version'] == '0.0.2-app'
+        assert 'Running version <b>0.0.2-app</b>' in (await c.get('/ota')).text
     finally:
         ctx.stop()
 
@@ -397,3 +438,129 @@ async def test_ota_upload_good_tampered_truncated(tmp_path):
         assert r.status_code == 200 and ctx.reboots == 1
     finally:
         ctx.stop()
+
+
+async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    seen = []
+    log = ctx.log
+
+    def spy(msg):
+        seen.append((msg, 'web.tinker' in sys.modules, hasattr(web, 'tinker')))
+        log(msg)
+    ctx.log = spy
+    try:
+        assert await ctx.wait_reading()
+        assert loaded_pages() == []
+        assert 'mep.tables' in sys.modules       # the poller's: loaded before, never dropped
+        for _ in range(2):                       # imported again for the second request
+            r = await c.get('/tinker')
+            assert r.status_code == 200 and 'Exchange log' in r.text
+            assert loaded_pages() == []
+        r = await c.post('/api/mep', headers={'X-CSRF-Token': tok}, body={'hex': '30 0001 0200'})
+        assert r.status_code == 200 and r.json['fields']['manufacturer'] == 'NES'
+        assert seen[-1][0].startswith('web: raw MEP') and seen[-1][1:] == (True, True)
+        assert loaded_pages() == [] and 'mep.tables' in sys.modules
+        r = await c.post('/api/mep', headers={'X-CSRF-Token': tok,
+                                              'Content-Type': 'application/json'}, body='{"hex":')
+        assert r.status_code == 400 and loaded_pages() == []     # dropped after an error too
+        gets = ('/', '/status', '/config', '/ota', '/api/status', '/api/log', '/api/link',
+                '/api/history?level=hour', '/api/history.csv?level=day', '/config/backup',
+                '/getDashDataWS', '/metrics', '/login')
+        for u in gets + gets:
+            r = await c.get(u)
+            assert r.status_code == 200, (u, r.status_code)
+            assert loaded_pages() == [], u
+        # modules loaded before the request (web.cfg and the web.html it imports) stay loaded
+        from web import cfg
+        r = await c.get('/config')
+        assert r.status_code == 200 and sys.modules['web.cfg'] is cfg and web.cfg is cfg
+        r = await c.get('/ota')
+        assert r.status_code == 200 and sys.modules['web.cfg'] is cfg
+        assert loaded_pages() == ['web.cfg', 'web.html']
+        server.unload('web.cfg')
+        server.unload('web.html')
+        assert loaded_pages() == []
+    finally:
+        ctx.stop()
+
+
+async def test_polled_json_needs_no_page_module(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    blocked = ('web.dash', 'web.html')
+    try:
+        assert await ctx.wait_reading()
+        for n in blocked:
+            sys.modules[n] = None              # importing it now raises ImportError
+        for u in ('/api/now', '/api/recent', '/api/recent?since=1', '/static/app.css'):
+            r = await c.get(u)
+            assert r.status_code == 200 or (u.startswith('/static/') and r.status_code == 404), u
+        assert (await c.get('/api/now')).json['r']['u_l1'] > 200
+        assert (await c.get('/')).status_code == 500          # the page needs web.dash
+    finally:
+        for n in blocked:
+            sys.modules.pop(n, None)
+        ctx.stop()
+
+
+async def test_no_module_dropped_while_another_request_runs(tmp_path):
+    ctx, c, tok = await start(tmp_path)
+    gate = asyncio.Event()
+    check = ctx.config.check_password_async
+
+    async def slow_check(pw):
+        await gate.wait()
+        return await check(pw)
+    ctx.config.check_password_async = slow_check
+    try:
+        slow = asyncio.ensure_future(c.post('/password', headers=dict(FORM), body=enc(
+            {'csrf': tok, 'old': PASSWORD, 'new': 'x' * 9, 'new2': 'y' * 9})))
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if 'web.login' in sys.modules:
+                break
+        assert 'web.login' in sys.modules
+        r = await c.get('/config')
+        assert r.status_code == 200
+        assert 'web.cfg' in sys.modules and 'web.login' in sys.modules
+        gate.set()
+        r = await slow
+        assert r.status_code == 400 and 'differ' in r.text
+        assert loaded_pages() == []
+    finally:
+        gate.set()
+        ctx.stop()
+
+
+def test_route_table():
+    rs = routes()
+    assert len(rs) == 27 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
+    assert len(set((r[0], r[1]) for r in rs)) == len(rs)
+    for m, path, mod, fn in rs:
+        assert server.find(m, path) == [mod, fn]
+        if m == 'GET':
+            assert server.find('HEAD', path) == [mod, fn]
+        mod = server if mod == 'server' else __import__('web.' + mod, None, None, [fn])
+        assert asyncio.iscoroutinefunction(getattr(mod, fn)), fn
+    for m, path in (('GET', '/api'), ('GET', '/api/now/x'), ('POST', '/'), ('GET', '/reboot'),
+                    ('PUT', '/config'), ('GET', ''), ('GET', '/config '),
+                    ('GET', '/api/now server api_now\nGET /tinker')):
+        assert server.find(m, path) is None, (m, path)
+
+
+def test_login_rate_limit_state_is_bounded():
+    from web import login
+    st = ({}, [])
+    for i in range(20):
+        login.failed(st, '10.0.0.%d' % i)
+    assert len(st[0]) == login.MAX_CLIENTS and '10.0.0.0' not in st[0] and len(st[1]) == 20
+    assert login.retry_after(st, '10.0.0.19') == 0
+    for _ in range(login.FAIL_MAX - 1):
+        login.failed(st, 'x')
+    assert login.retry_after(st, 'x') == 0
+    login.failed(st, 'x')
+    assert 0 < login.retry_after(st, 'x') <= login.FAIL_WINDOW_MS // 1000 + 1
+    assert login.retry_after(st, 'other') == 0
+    for i in range(10):
+        login.failed(st, 'y%d' % i)
+    assert len(st[1]) == login.GLOBAL_MAX and login.retry_after(st, 'fresh') > 0

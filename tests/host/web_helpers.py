@@ -1,7 +1,9 @@
 # Shared set-up of the web tests: an app context made of real objects (Config in a temp dir,
 # Store, Link + Poller against the in-process meter simulator).
 import asyncio
+import contextlib
 import os
+import sys
 
 from compat import unix_time, mem_free, mem_alloc
 from config import Config
@@ -121,3 +123,22 @@ def make_bundle(ctx, tmpdir, files=None, key=None, device='esp32', version='9.9.
     bundle.write_bundle(out, pairs, k, device, version)
     with open(out, 'rb') as f:
         return f.read()
+
+
+@contextlib.contextmanager
+def unloading():
+    """Page modules dropped after each request, as on MicroPython (web.server.UNLOAD);
+    the modules of web.server.DROP that were loaded before are put back afterwards."""
+    from web import server
+    saved = {n: sys.modules[n] for n in server.DROP if n in sys.modules}
+    old = server.UNLOAD
+    server.UNLOAD = True
+    try:
+        yield server
+    finally:
+        server.UNLOAD = old
+        for name, mod in saved.items():
+            sys.modules[name] = mod
+            pkg, _, leaf = name.rpartition('.')
+            if pkg in sys.modules:
+                setattr(sys.modules[pkg], leaf, mod)
