@@ -6,9 +6,10 @@
 # cfg['alarms']: list of {kind, threshold, seconds, hysteresis, repeat_min, enabled}
 #   power_above         p_in (W) > threshold for `seconds`
 #   export_above        p_out (W) > threshold for `seconds`
-#   energy_today_above  imported energy since local midnight (kWh) > threshold; "today"
-#                       starts at the first reading after midnight or after boot (no
-#                       persistence), the day is UTC shifted by tz_offset_s.
+#   energy_today_above  imported energy since local midnight (kWh) > threshold; the day
+#                       is UTC shifted by the configured tz_offset_min. After a reboot the
+#                       energy imported earlier today comes from the history on flash
+#                       (energy_since, Store.energy_since), so a reboot does not reset it.
 # An alarm switches on once the value stayed above the threshold for `seconds` (any
 # reading at or below the threshold restarts the count) and off when the value falls to
 # threshold - hysteresis or below. While on, the 'on' event repeats every repeat_min
@@ -33,9 +34,12 @@ def _f(a, key, default=0):
 
 
 class Alarms:
-    def __init__(self, cfg, tz_offset_s=0):
+    def __init__(self, cfg, tz_offset_s=None, energy_since=None):
+        """tz_offset_s: fixed offset for 'today' (default: cfg tz_offset_min, read live);
+        energy_since(t): Wh imported since unix time t, from the history (None: unknown)."""
         self.cfg = cfg
         self.tz = tz_offset_s
+        self.energy_since = energy_since
         self._st = {}        # index -> [config key, active, since_ms, last_sent_ms]
         self._day = None
         self._e0 = None
@@ -56,10 +60,17 @@ class Alarms:
         t = r.get('time')
         if t is None:
             return
-        day = (int(t) + self.tz) // 86400
+        tz = self.tz if self.tz is not None else int(_opt(self.cfg, 'tz_offset_min', 0)) * 60
+        day = (int(t) + tz) // 86400
         if day != self._day and r.get('e_in') is not None:
+            before = 0
+            if self._day is None and self.energy_since is not None:
+                try:   # first reading since boot: what today imported before the reboot
+                    before = self.energy_since(day * 86400 - tz) or 0
+                except Exception:
+                    before = 0
             self._day = day
-            self._e0 = r['e_in']
+            self._e0 = r['e_in'] - before
 
     def feed(self, r, now_ms=None):
         now = ticks_ms() if now_ms is None else now_ms

@@ -50,9 +50,11 @@ class App:
         self.poller = Poller(self.link.submit, unix_time, c['poll_bt23_ms'], c['poll_bt28_ms'],
                              c['fast_mode'], log)
         self.link.hooks.append(self.poller)
-        # 38 bytes a slot: 300 on the ESP32 (11 KB), 15 minutes at 1 s on the PC under
-        # CPython; the MicroPython unix port keeps the ESP32 size (its heap is the point)
-        self.store = Store(data_dir, 900 if self.chip == 'host' and mem_free() is None else 300)
+        # 12 bytes a slot (p_in, p_out): 15 minutes at 1 s (10.8 KB) on the ESP32-C3 and on
+        # the PC under CPython, 5 minutes (3.6 KB) on the ESP32-WROOM; the MicroPython unix
+        # port keeps the WROOM size (its heap is the point)
+        big = self.chip == 'esp32c3' or (self.chip == 'host' and mem_free() is None)
+        self.store = Store(data_dir, 900 if big else 300)
         self._store_warning = self.store.load()
         self.poller.on_reading(self.store.add)
         self.mqtt = None
@@ -88,7 +90,7 @@ class App:
             self.log('mqtt unavailable: %r' % (e,))
         try:
             from alarms import Alarms, Notifier
-            self.alarms = Alarms(self.config)
+            self.alarms = Alarms(self.config, energy_since=self.store.energy_since)
             self.notifier = Notifier(self.config, self.mqtt, self.log)
             self.poller.on_reading(self._alarm_feed)
         except ImportError:

@@ -32,6 +32,14 @@ class Store:
         self.ring.push(reading)
         return self.history.add(reading)
 
+    def energy_since(self, t):
+        """Wh imported from unix time t (within the last 24 h) up to now, from the minute
+        history (the reading being added included)."""
+        total = 0
+        for row in self.history.rows('minute', t):
+            total += row[4]
+        return total
+
     def maybe_save(self, now):
         return self.history.maybe_save(now)
 

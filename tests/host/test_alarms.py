@@ -101,6 +101,45 @@ def test_energy_today_and_midnight():
     assert a.energy_today(rd(e_in=52300)) == 0.1
 
 
+def test_energy_today_survives_a_reboot_through_the_history(tmp_path):
+    from store import Store
+    cfg = cfg_with(alarm('energy_today_above', threshold=3.0, seconds=0, hysteresis=0),
+                   tz_offset_min=120)
+    midnight = 1717200000 - 7200          # 2024-06-01 00:00 at UTC+2
+    t0 = midnight - 1800                  # half an hour before local midnight
+    st = Store(str(tmp_path), 60)
+    st.load()
+    a = alarms.Alarms(cfg, energy_since=st.energy_since)
+    e = 100000.0
+    for n in range(0, 3 * 3600, 60):      # 1 Wh a minute = 60 W, for 3 h
+        r = rd(e_in=e, t=t0 + n)
+        st.add(r)
+        assert a.feed(r, now_ms=n * 1000) == []
+        e += 1
+    today = a.energy_today(rd(e_in=e - 1))
+    # from the first reading of the day: 149 Wh (the history also counts the minute
+    # that ended at midnight: 150 Wh)
+    assert today == 0.149
+    assert st.energy_since(midnight) == 150
+    st.save()
+    # reboot: new store from flash, new alarms; the next reading continues the day
+    st2 = Store(str(tmp_path), 60)
+    assert st2.load() is None
+    b = alarms.Alarms(cfg, energy_since=st2.energy_since)
+    r = rd(e_in=e + 2000, t=t0 + 3 * 3600 + 60)       # 2 kWh more during the reboot
+    st2.add(r)
+    ev = b.feed(r, now_ms=0)
+    assert abs(b.energy_today(r) - (0.150 + 2.001)) < 1e-9
+    assert ev == []                                   # 2.151 kWh < 3 kWh
+    r = rd(e_in=e + 3000, t=t0 + 3 * 3600 + 120)
+    st2.add(r)
+    assert [x['state'] for x in b.feed(r, now_ms=1000)] == ['on']
+    # without the history a reboot would have started the day at zero
+    c = alarms.Alarms(cfg)
+    c.feed(r, now_ms=0)
+    assert c.energy_today(r) == 0
+
+
 def test_feed_is_cheap():
     a = alarms.Alarms(cfg_with(*[alarm(threshold=1000 + i, repeat_min=1) for i in range(8)]))
     t0 = time.perf_counter()
