@@ -3,8 +3,10 @@
 #
 # Topics (B = <mqtt_prefix>/<mqtt_device_id or hostname>):
 #   B/status        retained 'online' / 'offline' (the last will)
-#   B/state         one JSON object per reading: flat SI values plus a units map,
-#                   {"time":1700000000,"seq":7,"p_in":1234.0,..,"units":{"p_in":"W",..}}
+#   B/state         one JSON object per reading, flat SI values:
+#                   {"time":1700000000,"seq":7,"p_in":1234.0,..}
+#   B/units         retained {"p_in":"W","e_in":"Wh",..}: the unit of every state key, sent
+#                   with the first reading after every (re)connect
 #   B/<key>         opt-in (mqtt_per_value): plain number in the unit of unit(key)
 #   B/energy/<key>  retained plain number in Wh / varh (e_in, e_out, eq_in, eq_out), sent
 #                   when the value changes and after every (re)connect
@@ -50,21 +52,28 @@ def num(v):
 
 def state_payload(r):
     d = {}
-    units = {}
     for k in r:
-        v = r[k]
-        if v is None:
-            continue
-        d[k] = v
+        if r[k] is not None:
+            d[k] = r[k]
+    return json.dumps(d)
+
+
+def units_payload(r):
+    """{key: unit} for the keys of reading r: sent once per connection (retained), so each
+    state message stays small (on the ESP32 a big string needs a big contiguous block)."""
+    d = {}
+    for k in r:
         u = unit(k)
         if u is not None:
-            units[k] = u
-    d['units'] = units
+            d[k] = u
     return json.dumps(d)
 
 
 def reading_messages(cfg, base, r, last_energy):
-    """(topic, payload, retain) for one reading; last_energy: {key: value last sent}."""
+    """(topic, payload, retain) for one reading; last_energy: {key: value last sent}, empty
+    after a (re)connect."""
+    if not last_energy:
+        yield base + '/units', units_payload(r), True
     yield base + '/state', state_payload(r), False
     if _opt(cfg, 'mqtt_per_value', False):
         for k in r:

@@ -5,6 +5,7 @@
 # Blocking is bounded: DNS is resolved once and cached; connect() has a time-out; the
 # client's socket is wrapped so that umqtt.simple's setblocking(True) (after check_msg)
 # becomes a short time-out; one message is sent per step and the task yields between.
+import gc
 import json
 import socket
 from binascii import hexlify
@@ -328,10 +329,10 @@ class Mqtt:
                 if self._disc is None:
                     unload('hadisc')
         if self._disc is not None:
-            for topic, payload in self._disc:
-                self._send(topic, payload, True)
+            m = self._next('_disc')
+            if m is not None:
+                self._send(m[0], m[1], True)
                 return True
-            self._disc = None
             unload('hadisc')
         if self._link_dirty:
             self._link_dirty = False
@@ -340,11 +341,27 @@ class Mqtt:
         if self._cur is None and self.q:
             self._cur = self._messages(self.q.pop(0))
         if self._cur is not None:
-            for topic, payload, retain in self._cur:
-                self._send(topic, payload, retain)
+            m = self._next('_cur')
+            if m is not None:
+                self._send(m[0], m[1], m[2])
                 return True
-            self._cur = None
         return bool(self.q)
+
+    def _next(self, name):
+        """The next message of generator self.<name>, or None (then it is cleared). Out of
+        memory while building a message drops that item only: nothing was sent yet, so
+        the connection is fine (treating it as lost would reconnect and re-announce, which
+        needs more memory still)."""
+        try:
+            return next(getattr(self, name))
+        except StopIteration:
+            pass
+        except MemoryError:
+            self.drops += 1
+            self.last_error = 'out of memory building a message (dropped)'
+            gc.collect()
+        setattr(self, name, None)
+        return None
 
     def _messages(self, item):
         if item[0] == 'm':

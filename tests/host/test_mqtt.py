@@ -178,9 +178,10 @@ def test_state_payload_units_and_commands_parser():
     r = reading(1)
     d = json.loads(ha.state_payload(r))
     assert d['time'] == r['time'] and d['seq'] == 1
-    assert d['p_in'] == r['p_in'] and d['units']['p_in'] == 'W'
-    assert d['units']['u_l1'] == 'V' and d['units']['e_in'] == 'Wh' and d['units']['freq'] == 'Hz'
-    assert 'time' not in d['units']
+    assert d['p_in'] == r['p_in'] and 'units' not in d
+    u = json.loads(ha.units_payload(r))
+    assert u['p_in'] == 'W' and u['u_l1'] == 'V' and u['e_in'] == 'Wh' and u['freq'] == 'Hz'
+    assert 'time' not in u and 'seq' not in u and set(u) == set(r) - {'time', 'seq'}
     assert ha.parse_command(b'30 00 1c 02 00') == bytes.fromhex('30001c0200')
     assert ha.parse_command(b'{"table": 28}') == bytes.fromhex('30001c0200')
     assert ha.parse_command(b'{"table": 23, "offset": 4, "count": 8}') == \
@@ -203,19 +204,22 @@ async def test_state_retained_and_discovery(broker, subs):
         m.publish_reading(reading(1))
         assert await live.wait(lambda: live.topics('mep/dev1/state'))
         st = json.loads(live.topics('mep/dev1/state')[0][1])
-        assert st['seq'] == 1 and st['units']['p_in'] == 'W'
+        assert st['seq'] == 1 and 'units' not in st
+        assert json.loads(live.topics('mep/dev1/units')[0][1])['p_in'] == 'W'
         assert await live.wait(lambda: live.topics('mep/dev1/u_l1'))
         assert float(live.topics('mep/dev1/u_l1')[0][1]) == reading(1)['u_l1']
         # a late subscriber gets everything retained
         late = new_sub(subs, broker.port)
         assert await late.wait(lambda: late.topics('mep/dev1/energy/e_in') and
                                late.topics('mep/dev1/link') and late.topics('mep/dev1/status')
-                               and late.topics('homeassistant/sensor/mep_12345678/e_in/config'))
+                               and late.topics('homeassistant/sensor/mep_12345678/e_in/config')
+                               and late.topics('mep/dev1/units'))
         t, p, retain = late.topics('mep/dev1/energy/e_in')[0]
         assert retain and int(p) == 1000010
         assert late.topics('mep/dev1/status')[0][1] == b'online'
         assert json.loads(late.topics('mep/dev1/link')[0][1])['state'] == 'ok'
         assert not late.topics('mep/dev1/state')   # state is not retained
+        assert late.topics('mep/dev1/units') and late.topics('mep/dev1/units')[0][2]
         assert m.stats()['connected'] and m.stats()['published'] > 10
         # energy is only re-sent when it changes
         n = len(live.topics('mep/dev1/energy/e_out'))
@@ -345,6 +349,30 @@ async def test_discovery_module_is_dropped_once_the_configs_are_out(broker, subs
             await asyncio.sleep(0.05)
         assert 'hadisc' not in sys.modules
     sys.modules.setdefault('hadisc', hadisc)
+
+
+async def test_out_of_memory_drops_one_message_not_the_connection(broker, subs, monkeypatch):
+    real = ha.state_payload
+    calls = []
+
+    def flaky(r):
+        calls.append(r['seq'])
+        if r['seq'] == 2:
+            raise MemoryError('memory allocation failed, allocating 1160 bytes')
+        return real(r)
+    monkeypatch.setattr(ha, 'state_payload', flaky)
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'mep/dev1/state')
+    async with Running(m):
+        for seq in (1, 2, 3):
+            m.publish_reading(reading(seq))
+            await asyncio.sleep(0.2)
+        assert await s.wait(lambda: len(s.msgs) == 2)
+        assert [json.loads(p)['seq'] for _, p, _ in s.msgs] == [1, 3]
+        st = m.stats()
+        assert st['connected'] and st['reconnects'] == 0 and st['drops'] == 1
+        assert 'out of memory' in st['last_error']
+    assert 2 in calls
 
 
 async def test_changed_ha_prefix_clears_the_old_configs(broker, subs):
