@@ -84,6 +84,17 @@ def _level(request):
     return lv if lv in LEVELS else None
 
 
+def _since(request):
+    """?since=<unix time>: only buckets from then on (ValueError -> 400)."""
+    v = request.args.get('since')
+    if v is None or v == '':
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError('since must be a unix time in seconds')
+
+
 async def dashboard(ctx, request):
     return page(ctx, request, 'Dashboard', '/', _dash_body(ctx), charts=True)
 
@@ -102,7 +113,7 @@ async def api_history(ctx, request):
     lv = _level(request)
     if lv is None:
         return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
-    return server.chunked(ctx.store.history.to_json(lv)), 200, {
+    return server.chunked(ctx.store.history.to_json(lv, _since(request))), 200, {
         'Content-Type': 'application/json', 'Cache-Control': 'no-store'}
 
 
@@ -110,7 +121,7 @@ async def api_history_csv(ctx, request):
     lv = _level(request)
     if lv is None:
         return server.error(request, 400, 'level must be one of: ' + ', '.join(LEVELS))
-    return server.chunked(ctx.store.history.to_csv(lv)), 200, {
+    return server.chunked(ctx.store.history.to_csv(lv, _since(request))), 200, {
         'Content-Type': 'text/csv; charset=UTF-8', 'Cache-Control': 'no-store',
         'Content-Disposition': 'attachment; filename="%s-%s.csv"'
                                % (ctx.config['hostname'], lv)}

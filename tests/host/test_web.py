@@ -2,6 +2,7 @@
 # against the meter simulator: auth, sessions, CSRF, limits, bad input, secrets, OTA, and the
 # page modules loaded per request and dropped again (as on MicroPython).
 import asyncio
+import time
 import json
 import os
 import re
@@ -318,6 +319,29 @@ async def test_secrets_never_in_a_response(tmp_path):
         assert 'SECRETS' in r.headers['Content-Disposition']
         d = json.loads((await c.get('/config/backup')).text)
         assert 'mbk' not in d and 'hostname' in d
+    finally:
+        ctx.stop()
+
+
+async def test_history_since(tmp_path):
+    ctx, c, _ = await start(tmp_path, login=False, public=True)
+    try:
+        now = int(time.time()) // 60 * 60
+        e = 1000000
+        for k in range(40, -1, -1):               # 41 minutes of readings, one a minute
+            e += 10
+            ctx.store.add({'time': now - 60 * k, 'seq': 41 - k, 'p_in': 600.0 + k,
+                           'p_out': 0.0, 'e_in': e, 'e_out': 0})
+        r = await c.get('/api/history?level=minute')
+        assert len(r.json['rows']) >= 40
+        r = await c.get('/api/history?level=minute&since=%d' % (now - 600))
+        times = [row[0] for row in r.json['rows']]
+        assert times and min(times) >= now - 600 and now in times and len(times) == 11
+        r = await c.get('/api/history.csv?level=minute&since=%d' % (now - 120))
+        assert len(r.text.strip().splitlines()) == 1 + 3
+        for bad in ('since=x', 'since=1.5'):
+            r = await c.get('/api/history?level=minute&' + bad)
+            assert r.status_code == 400 and 'since' in r.json['error']
     finally:
         ctx.stop()
 

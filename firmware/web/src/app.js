@@ -69,13 +69,24 @@
       axes: [{}, {size: 60}], legend: {live: true}}, data, box);
   }
 
+  // Last hour: the module keeps only the last minutes at poll resolution in RAM (/api/recent);
+  // the rest of the hour comes from the minute history (net average split into import and
+  // export). While the page is open, new readings are appended at poll resolution.
   function loadHour() {
-    getJSON('/api/recent', function (j) {
-      if (!j || !j.time) return;
-      rec = j;
-      lastT = j.time.length ? j.time[j.time.length - 1] : 0;
-      draw([j.time, j.p_in, j.p_out.map(function (v) { return v == null ? null : -v; })],
-        [['Import W', '#c0392b', 'rgba(192,57,43,.08)'], ['Export W', '#27ae60', 'rgba(39,174,96,.08)']]);
+    var since = Math.floor(Date.now() / 1000) - 3600;
+    getJSON('/api/history?level=minute&since=' + since, function (h) {
+      getJSON('/api/recent', function (j) {
+        if (!j || !j.time) return;
+        var first = j.time.length ? j.time[0] : Infinity, t = [], pi = [], po = [];
+        ((h && h.rows) || []).forEach(function (row) {
+          if (row[0] + 60 > first || row[2] == null) return;
+          t.push(row[0] + 30); pi.push(Math.max(row[2], 0)); po.push(Math.max(-row[2], 0));
+        });
+        rec = {time: t.concat(j.time), p_in: pi.concat(j.p_in), p_out: po.concat(j.p_out)};
+        lastT = j.time.length ? j.time[j.time.length - 1] : 0;
+        draw([rec.time, rec.p_in, rec.p_out.map(function (v) { return v == null ? null : -v; })],
+          [['Import W', '#c0392b', 'rgba(192,57,43,.08)'], ['Export W', '#27ae60', 'rgba(39,174,96,.08)']]);
+      });
     });
   }
 
@@ -86,7 +97,8 @@
       rec.time = rec.time.concat(j.time);
       rec.p_in = rec.p_in.concat(j.p_in);
       rec.p_out = rec.p_out.concat(j.p_out);
-      var cut = rec.time.length - 3600;
+      var cut = 0, old = lastT - 3600;
+      while (cut < rec.time.length && rec.time[cut] < old) cut++;
       if (cut > 0) { rec.time = rec.time.slice(cut); rec.p_in = rec.p_in.slice(cut); rec.p_out = rec.p_out.slice(cut); }
       lastT = rec.time[rec.time.length - 1];
       plot.setData([rec.time, rec.p_in, rec.p_out.map(function (v) { return v == null ? null : -v; })]);
