@@ -139,7 +139,8 @@ class MqttCounter(threading.Thread):
     def connect(self):
         self.sock = socket.create_connection(('127.0.0.1', self.port), 5)
         cid = b'bench-heap'
-        body = b'\x00\x04MQTT\x04\x02\x00\x3c' + struct.pack('!H', len(cid)) + cid
+        # keep-alive 0: the broker never drops this silent subscriber during a long soak
+        body = b'\x00\x04MQTT\x04\x02\x00\x00' + struct.pack('!H', len(cid)) + cid
         self.sock.sendall(bytes([0x10, len(body)]) + body)
         head, _ = self._packet()
         if head >> 4 != 2:
