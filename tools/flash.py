@@ -185,7 +185,8 @@ def mpy_cross_version():
 
 # ---------------------------------------------------------------- the board
 
-PROBE = '''import sys, os
+PROBE = '''import sys, os, gc
+gc.collect()
 u = os.uname()
 s = os.statvfs('/')
 def ex(p):
@@ -199,7 +200,8 @@ try:
 except OSError:
     m = ''
 print('MEPINFO', repr((u.machine, tuple(sys.implementation.version[:3]),
-      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), [p for p in %r if ex(p)])))
+      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), [p for p in %r if ex(p)],
+      gc.mem_free())))
 print('MEPMAN', m.replace(chr(10), ' '))
 ''' % (BOARD_MANIFEST, CONFIG_NAME, sorted(MIP_PACKAGES.values()))
 
@@ -230,11 +232,28 @@ def parse_info(out):
                 manifest = {}
     if info is None:
         raise FlashError('the board did not answer the probe: %r' % out[-200:])
-    machine, version, mpy, free, has_config, mip_present = info
+    machine, version, mpy, free, has_config, mip_present = info[:6]
+    heap = info[6] if len(info) > 6 else None
     return {'machine': machine, 'chip': chip_of(machine),
             'version': '.'.join(str(x) for x in version), 'mpy': mpy, 'free': free,
-            'config': has_config, 'mip_present': mip_present,
+            'config': has_config, 'mip_present': mip_present, 'heap': heap,
             'manifest': manifest.get('files', {}) if isinstance(manifest, dict) else {}}
+
+
+# The app's peak heap measured by tools/bench_heap.py on a 32-bit MicroPython (README, Memory),
+# plus the 24 KB of headroom it is meant to keep.
+APP_HEAP = 160 * 1024
+HEADROOM = 24 * 1024
+
+
+def heap_warning(free):
+    """A warning when the board's MicroPython heap (gc.mem_free() at boot, which on the
+    ESP32 includes what the heap can still grow by) is too small for the app, else None."""
+    if free is None or free >= APP_HEAP + HEADROOM:
+        return None
+    return ('WARNING: MicroPython has %d KB of heap on this board; the app needs about %d KB '
+            'at its peak plus %d KB of headroom, so it will likely run out of memory here '
+            '(see README, Memory).' % (free // 1024, APP_HEAP // 1024, HEADROOM // 1024))
 
 
 def check_mpy(info, pinned):
@@ -590,8 +609,12 @@ def flash(a):
         write_micropython(port, a.write_micropython, a.chip)
     probe_repl(port)
     info = parse_info(mpremote(port, ['exec', PROBE]))
-    print('board: %s, MicroPython %s, %d KB free' % (info['machine'], info['version'],
-                                                      info['free'] // 1024))
+    print('board: %s, MicroPython %s, %d KB free on the filesystem, %s KB of heap'
+          % (info['machine'], info['version'], info['free'] // 1024,
+             '?' if info['heap'] is None else info['heap'] // 1024))
+    warn = heap_warning(info['heap'])
+    if warn:
+        print(warn)
     if a.chip and a.chip != info['chip']:
         raise FlashError('--chip %s but the board is %s' % (a.chip, info['chip']))
     check_mpy(info, mpy_cross_version())

@@ -221,6 +221,9 @@ def test_board_chip_detection():
           'MEPMAN {"files": {"a.mpy": {"sha256": "x", "size": 3}}}\n' % (6 | 3 << 8 | 11 << 10)
     info = flash.parse_info(out)
     assert info['chip'] == 'esp32c3' and info['config'] and info['manifest']['a.mpy']['size'] == 3
+    assert info['heap'] is None
+    info = flash.parse_info(out.replace('True, [])', 'True, [], 190000)'))
+    assert info['heap'] == 190000 and info['free'] == 900000
 
 
 def test_full_filesystem_refused_before_uploading():
@@ -283,6 +286,13 @@ def test_config_prompt_asks_for_the_board_profile(tmp_path):
     assert flash.choose_board('esp32c3', ask=lambda p: '2', out=out.append) == 'ustepper'
     with pytest.raises(flash.FlashError, match='no board profile chosen'):
         flash.choose_board('esp32c3', ask=lambda p: 'nope', out=out.append)
+
+
+def test_heap_warning_for_small_boards():
+    w = flash.heap_warning(110 * 1024)              # an ESP32-WROOM-32
+    assert w and '110 KB' in w and 'run out of memory' in w
+    assert flash.heap_warning(260 * 1024) is None
+    assert flash.heap_warning(None) is None
 
 
 def test_no_secret_accepted_on_the_command_line():
