@@ -116,6 +116,42 @@ def test_clean_start_clears_the_counter(fs):
     assert run_boot(fs, Pin(1))[0] is False
 
 
+def test_start_app_counts_the_start_and_drops_the_boot_modules(fs, monkeypatch):
+    import sys
+    import compat
+    monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
+    for name in ('safemode', 'ota', 'hmac_sha256'):
+        monkeypatch.setitem(sys.modules, name, sys.modules.get(name) or __import__(name))
+    safemode.start_app(fs)
+    assert safemode.crashes(fs) == 1
+    for name in ('safemode', 'ota', 'hmac_sha256'):
+        assert name not in sys.modules, name
+
+
+def _run_main_py(monkeypatch, active):
+    """Execute firmware/main.py with stand-ins for safemode and app; return the calls."""
+    calls = []
+    sm = types.ModuleType('safemode')
+    sm.active, sm.reason = active, 'BOOT button held at power-up'
+    sm.device_boot = lambda: calls.append('device_boot')
+    sm.start_app = lambda fs: calls.append(('start_app', fs.root))
+    ap = types.ModuleType('app')
+    ap.device_main = lambda: calls.append('device_main')
+    monkeypatch.setitem(sys.modules, 'safemode', sm)
+    monkeypatch.setitem(sys.modules, 'app', ap)
+    import boards as _b
+    path = os.path.join(os.path.dirname(_b.__file__), 'main.py')
+    exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})
+    return calls
+
+
+def test_main_py_starts_the_app_only_outside_safe_mode(monkeypatch, capsys):
+    assert _run_main_py(monkeypatch, False) == [('start_app', ''), 'device_main']
+    assert _run_main_py(monkeypatch, True) == []
+    assert 'safe mode (BOOT button held' in capsys.readouterr().out
+    assert _run_main_py(monkeypatch, None) == ['device_boot', ('start_app', ''), 'device_main']
+
+
 def test_garbled_counter_counts_as_crashes(fs):
     fs.write(safemode.CRASHES, b'\xff\x00')
     assert run_boot(fs)[0] is True
