@@ -9,6 +9,7 @@ try:
 except ImportError:
     import uasyncio as asyncio
 
+import gc
 from compat import ticks_ms, ticks_diff, sleep_ms
 from mep.engine import Engine
 from mep.jobs import Job, PRIO_USER
@@ -23,6 +24,7 @@ class Link:
         self.log = log
         self.loops = 0              # the supervisor watches this move
         self.port_errors = 0
+        self.mem_errors = 0         # MemoryError in a loop pass (heap full or fragmented)
         self._t = 0
         self._last = ticks_ms()
 
@@ -39,6 +41,7 @@ class Link:
     def status(self):
         s = self.engine.status()
         s['port_errors'] = self.port_errors
+        s['mem_errors'] = self.mem_errors
         return s
 
     async def request(self, message, prio=PRIO_USER, timeout_ms=20000):
@@ -83,6 +86,11 @@ class Link:
                 self.loops += 1
             except asyncio.CancelledError:
                 raise
+            except MemoryError:     # not the port's fault: collect and go on, no reopen
+                self.mem_errors += 1
+                eng.last_error = 'out of memory (heap); retrying'
+                gc.collect()
+                await sleep_ms(20)
             except Exception as e:  # a port failure must not end the link
                 self.port_errors += 1
                 eng.last_error = 'serial port error: %r' % (e,)

@@ -111,3 +111,34 @@ def test_port_errors_do_not_end_the_link():
     link, alive, port = asyncio.run(go())
     assert alive and port.n >= 2
     assert link.port_errors >= 2 and 'device unplugged' in link.status()['last_error']
+
+
+def test_out_of_memory_in_the_link_loop_is_not_a_port_failure():
+    from compat import unix_time
+
+    async def go():
+        meter = Meter(key=KEY)
+        port = SimPort(meter)
+        real = port.read
+        state = {'n': 0}
+
+        async def flaky(timeout_ms):
+            state['n'] += 1
+            if state['n'] in (3, 4):
+                raise MemoryError('memory allocation failed, allocating 1024 bytes')
+            return await real(timeout_ms)
+        port.read = flaky
+        link = Link(port, None, KEY)
+        poller = Poller(link.submit, unix_time, bt23_ms=200, bt28_ms=200, fast=True)
+        link.hooks.append(poller)
+        task = asyncio.create_task(link.run())
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            if poller.readings >= 2:
+                break
+        task.cancel()
+        return link, poller
+    link, poller = asyncio.run(go())
+    assert link.mem_errors == 2 and link.port_errors == 0
+    assert poller.readings >= 2
+    assert link.status()['mem_errors'] == 2
