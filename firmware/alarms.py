@@ -43,6 +43,7 @@ class Alarms:
         self._st = {}        # index -> [config key, active, since_ms, last_sent_ms]
         self._day = None
         self._e0 = None
+        self._midnight = None  # set on the first day after boot: energy_since() still to ask
 
     def _list(self):
         try:
@@ -54,6 +55,14 @@ class Alarms:
         e = r.get('e_in')
         if e is None or self._e0 is None:
             return None
+        if self._midnight is not None:
+            # first use since boot: what today imported before the reboot, from the history
+            # (asked only when an energy alarm needs it: it reads the minute files)
+            t, self._midnight = self._midnight, None
+            try:
+                self._e0 = e - (self.energy_since(t) or 0)
+            except Exception:
+                pass
         return (e - self._e0) / 1000.0
 
     def _track_day(self, r):
@@ -63,14 +72,10 @@ class Alarms:
         tz = self.tz if self.tz is not None else int(_opt(self.cfg, 'tz_offset_min', 0)) * 60
         day = (int(t) + tz) // 86400
         if day != self._day and r.get('e_in') is not None:
-            before = 0
-            if self._day is None and self.energy_since is not None:
-                try:   # first reading since boot: what today imported before the reboot
-                    before = self.energy_since(day * 86400 - tz) or 0
-                except Exception:
-                    before = 0
+            boot = self._day is None and self.energy_since is not None
+            self._midnight = day * 86400 - tz if boot else None
             self._day = day
-            self._e0 = r['e_in'] - before
+            self._e0 = r['e_in']
 
     def feed(self, r, now_ms=None):
         now = ticks_ms() if now_ms is None else now_ms

@@ -60,14 +60,16 @@ import sys
 # On MicroPython the bytecode of every imported module lives in the heap. Code that is only
 # needed now and then (a web page, Home Assistant discovery, sending a mail) is imported when
 # needed and dropped again with unload(); tests on CPython may set UNLOAD to exercise it.
-UNLOAD = sys.implementation.name == 'micropython'
+MICROPYTHON = sys.implementation.name == 'micropython'
+UNLOAD = MICROPYTHON
 
 
 def unload(*names):
-    """Forget the modules `names` (and their attributes on the parent package) and collect at
-    once, so their bytecode is freed before anything else is loaded (left to a later automatic
-    collection, stale pointers on the C stack, which the GC scans conservatively, can keep
-    an old copy alive next to a new one). Callers keep no references to their contents."""
+    """Forget the modules `names` (and their attributes on the parent package); on MicroPython
+    also collect at once, so their bytecode is freed before anything else is loaded (left to a
+    later automatic collection, stale pointers on the C stack, which the GC scans
+    conservatively, can keep an old copy alive next to a new one). Does nothing unless UNLOAD.
+    Callers keep no references to their contents."""
     if not UNLOAD:
         return
     mods = sys.modules
@@ -82,4 +84,5 @@ def unload(*names):
                     delattr(parent, name[i + 1:])
                 except (AttributeError, TypeError):
                     pass
-    gc.collect()
+    if MICROPYTHON:
+        gc.collect()

@@ -4,32 +4,24 @@
 # Secret values never appear in warnings, error messages, public_view() or export().
 # Only this module and the values stay in the heap: the methods that need the schema or
 # the password code import it for the call, and on MicroPython drop it again afterwards.
-import gc
-import sys
 import json
 import atomic
+from compat import unload
 
 PW_ITERATIONS = 1000  # PBKDF2 rounds for new web passwords: ~0.1-0.3 s on an ESP32
-UNLOAD = sys.implementation.name == 'micropython'  # drop cfgschema/cfgpw after each call
 
 
 def _run(mod, fn, args):
     return getattr(__import__(mod), fn)(*args)
 
 
-# mod.fn(*args). With UNLOAD the modules are dropped afterwards and collected at once: the
-# import ran in _run's frame, which is gone by then, whereas left to a later automatic
-# collection, stale pointers on the C stack (the GC scans it conservatively) can keep the
-# old copy alive next to the next one.
 def _call(mod, fn, *args):
+    """mod.fn(*args); afterwards cfgschema/cfgpw are dropped again (compat.unload). The
+    import runs in _run's frame, which is gone by then, so nothing on the stack holds them."""
     try:
         return _run(mod, fn, args)
     finally:
-        if UNLOAD:
-            for m in ('cfgschema', 'cfgpw'):
-                if m in sys.modules:
-                    del sys.modules[m]
-            gc.collect()
+        unload('cfgschema', 'cfgpw')
 
 
 class Config:

@@ -317,17 +317,16 @@ class Mqtt:
             info = self.info_fn()
             if info is not None and ha.node_id(info):
                 self._announce = False
-                import hadisc
-                if _opt(self.cfg, 'ha_discovery', True):
-                    self._disc = hadisc.announce(self.cfg, info, self.base(), self._ha_pfx)
-                    self._ha_pfx = hadisc.prefix(self.cfg)
-                elif not self._cleared:
-                    self._cleared = True
-                    self._disc = hadisc.clear_messages(self.cfg, info, self._ha_pfx)
-                    self._ha_pfx = None
-                hadisc = None
-                if self._disc is None:
-                    unload('hadisc')
+                on = _opt(self.cfg, 'ha_discovery', True)
+                if on or not self._cleared:
+                    import hadisc      # dropped again once the generator is done (_next)
+                    if on:
+                        self._disc = hadisc.announce(self.cfg, info, self.base(), self._ha_pfx)
+                        self._ha_pfx = hadisc.prefix(self.cfg)
+                    else:
+                        self._cleared = True
+                        self._disc = hadisc.clear_messages(self.cfg, info, self._ha_pfx)
+                        self._ha_pfx = None
         if self._disc is not None:
             m = self._next('_disc')
             if m is not None:

@@ -7,13 +7,14 @@
 #
 # Heap: only this module, web/auth.py and Microdot stay loaded. Every route in ROUTES names
 # the module under web/ that serves it; that module is imported when a request needs it and,
-# on MicroPython (or with UNLOAD set), dropped again as soon as no request is using it,
+# on MicroPython (or with compat.UNLOAD set), dropped again as soon as no request is using it,
 # together with what it pulled in from DROP. A response body that is still streaming keeps
 # working (its generator holds the module's globals) but must not import anything itself:
 # page functions do their imports before they return. The dashboard's polled JSON
 # (/api/now, /api/recent) is served from here, so polling never loads a page module.
 import sys
 from microdot import Microdot, Request, redirect, send_file
+import compat
 from compat import ticks_ms
 from web import auth
 
@@ -66,20 +67,8 @@ METHODS = ('GET', 'POST')
 # were already loaded when the requests began: then someone else uses them).
 DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.update', 'web.legacy_routes',
         'web.html', 'legacy', 'metrics', 'ota', 'mep.tables')
-UNLOAD = sys.implementation.name == 'micropython'
 STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them
-
-
-def unload(name):
-    """Forget module `name` (sys.modules and its parent package) so gc can free it."""
-    sys.modules.pop(name, None)
-    i = name.rfind('.')
-    if i > 0:
-        p = sys.modules.get(name[:i])
-        leaf = name[i + 1:]
-        if p is not None and hasattr(p, leaf):
-            delattr(p, leaf)
 
 
 def _is_api(request):
@@ -238,7 +227,7 @@ async def call(ctx, request, r):
     if r[0] == 'server':
         return await globals()[r[1]](ctx, request)
     lz = _lazy
-    if not lz[0] and UNLOAD:
+    if not lz[0] and compat.UNLOAD:
         lz[1] = [n for n in DROP if n in sys.modules]
     lz[0] += 1
     try:
@@ -250,10 +239,8 @@ async def call(ctx, request, r):
         if not lz[0]:
             keep = lz[1]
             lz[1] = None
-            if UNLOAD and keep is not None:
-                for n in DROP:
-                    if n not in keep:
-                        unload(n)
+            if keep is not None:
+                compat.unload(*[n for n in DROP if n not in keep])
 
 
 def add_routes(app, ctx):

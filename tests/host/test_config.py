@@ -16,6 +16,7 @@ if _FW not in sys.path:
     sys.path.insert(0, _FW)
 
 import atomic  # noqa: E402
+import compat  # noqa: E402
 import boards  # noqa: E402
 import cfgpw  # noqa: E402
 import cfgschema  # noqa: E402
@@ -42,7 +43,7 @@ ON_DEMAND = ('cfgschema', 'cfgpw')
 def unload(request, monkeypatch):
     """Every test runs twice: with the schema modules kept (CPython default) and dropped after
     each call as on MicroPython; then no call may leave them imported."""
-    monkeypatch.setattr(config, 'UNLOAD', request.param)
+    monkeypatch.setattr(compat, 'UNLOAD', request.param)
     yield request.param
     if request.param:
         assert not [m for m in ON_DEMAND if m in sys.modules], 'a call left the schema loaded'

@@ -11,6 +11,7 @@ import sys
 import pytest
 from microdot.test_client import TestClient
 
+import compat
 import web
 from web.server import create_app, MAX_BODY, MAX_OTA
 from web import auth, server
@@ -29,7 +30,7 @@ def _unloading():
     imported when a request needs it and dropped after it."""
     with unloading():
         for n in LAZY:
-            server.unload(n)
+            compat.unload(n)
         yield
 
 
@@ -502,8 +503,8 @@ async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
         r = await c.get('/ota')
         assert r.status_code == 200 and sys.modules['web.cfg'] is cfg
         assert loaded_pages() == ['web.cfg', 'web.html']
-        server.unload('web.cfg')
-        server.unload('web.html')
+        compat.unload('web.cfg')
+        compat.unload('web.html')
         assert loaded_pages() == []
     finally:
         ctx.stop()

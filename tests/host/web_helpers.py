@@ -127,16 +127,17 @@ def make_bundle(ctx, tmpdir, files=None, key=None, device='esp32', version='9.9.
 
 @contextlib.contextmanager
 def unloading():
-    """Page modules dropped after each request, as on MicroPython (web.server.UNLOAD);
+    """Page modules dropped after each request, as on MicroPython (compat.UNLOAD);
     the modules of web.server.DROP that were loaded before are put back afterwards."""
+    import compat
     from web import server
     saved = {n: sys.modules[n] for n in server.DROP if n in sys.modules}
-    old = server.UNLOAD
-    server.UNLOAD = True
+    old = compat.UNLOAD
+    compat.UNLOAD = True
     try:
         yield server
     finally:
-        server.UNLOAD = old
+        compat.UNLOAD = old
         for name, mod in saved.items():
             sys.modules[name] = mod
             pkg, _, leaf = name.rpartition('.')
