@@ -21,11 +21,12 @@ def join(d, name):
 
 class App:
     def __init__(self, board=None, data_dir='/', mep_target=None, http_port=80, console=False,
-                 log=print, supervise=True, heap_report_ms=0):
+                 log=print, supervise=True, heap_report_ms=0, http_host='0.0.0.0'):
         self.log = log
         self.heap_report_ms = heap_report_ms
         self.data_dir = data_dir
         self.http_port = http_port
+        self.http_host = http_host
         self.console = console
         self.started = unix_time()
         self._t0 = ticks_ms()
@@ -240,7 +241,7 @@ class App:
             self.log('web UI unavailable: %r' % (e,))
             return
         self.log('web UI on port %d' % self.http_port)
-        await server.serve(self, port=self.http_port)
+        await server.serve(self, host=self.http_host, port=self.http_port)
 
     async def main(self):
         tasks = [asyncio.create_task(self.link.run()),

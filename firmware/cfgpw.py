@@ -68,14 +68,45 @@ def _same(a, b):
     return d == 0
 
 
+MIN_LEN = 10
+MAX_LEN = 128
+
+
+def bad_password(plain):
+    """Error dict for a new web password that is too short or too long, else None."""
+    if not isinstance(plain, str) or not MIN_LEN <= len(plain) <= MAX_LEN:
+        return {'web_password_hash': 'The web password must be %d to %d characters long'
+                                     % (MIN_LEN, MAX_LEN)}
+    return None
+
+
+def _store(values, n, salt, key):
+    values['web_password_hash'] = '%s$%d$%s$%s' % (TAG, n, hexs(salt), hexs(key))
+    return {}
+
+
 def set_password(values, plain, n):
     """Store a new hash of `plain` in values['web_password_hash']. Returns {} or an error."""
-    if not isinstance(plain, str) or len(plain) < 8 or len(plain) > 128:
-        return {'web_password_hash': 'Web password must be 8..128 characters'}
+    err = bad_password(plain)
+    if err:
+        return err
     salt = rand(16)
-    values['web_password_hash'] = '%s$%d$%s$%s' % (
-        TAG, n, hexs(salt), hexs(pbkdf2_sha256(plain.encode(), salt, n)))
-    return {}
+    return _store(values, n, salt, pbkdf2_sha256(plain.encode(), salt, n))
+
+
+async def set_password_async(values, plain, n, chunk):
+    """set_password() yielding to the event loop every `chunk` rounds."""
+    err = bad_password(plain)
+    if err:
+        return err
+    salt = rand(16)
+    pw, got, st = plain.encode(), 0, None
+    while got < n:
+        k = min(chunk, n - got)
+        st = _pbkdf2(pw, salt, got, k, st)
+        got += k
+        await sleep_ms(0)
+    return _store(values, n, salt, st[1].to_bytes(32, 'big'))
 
 
 def _parts(h, plain):

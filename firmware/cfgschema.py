@@ -12,7 +12,7 @@ from mep.digest import key_from_mbk
 
 ALARM_KINDS = ('power_above', 'energy_today_above', 'export_above')
 MAX_ALARMS = 8
-GENERATED = ('ap_password', 'session_secret', 'ota_key')  # made at first boot, never empty
+GENERATED = ('ap_password', 'session_secret', 'ota_key', 'legacy_token')  # made at first boot
 
 
 def _gen(key):
@@ -20,7 +20,7 @@ def _gen(key):
     if key == 'ap_password':  # 16 of 32 unambiguous characters: 80 bits
         abc = 'abcdefghijkmnpqrstuvwxyz23456789'
         return ''.join(abc[b & 31] for b in cfgpw.rand(16))
-    return cfgpw.hexs(cfgpw.rand(32))
+    return cfgpw.hexs(cfgpw.rand(16 if key == 'legacy_token' else 32))
 
 
 # ---- validators: return an error message (without the value) or None ----
@@ -44,6 +44,14 @@ def _v_host_opt(v):
     return _host(v) if v else None
 
 
+def _v_hosts(v):
+    for h in v.split(','):
+        h = h.strip()
+        if h and _host(h):
+            return 'must be host names or IPv4 addresses, comma separated'
+    return None if len(v) <= 200 else 'must be at most 200 characters'
+
+
 def _v_topic(v):
     if not v or len(v) > 64 or v[0] == '/' or v[-1] == '/' or '//' in v:
         return 'must be 1..64 characters without leading, trailing or double "/"'
@@ -60,6 +68,15 @@ def _v_devid(v):
         if not (ch.isalpha() or ch.isdigit() or ch in '_-') or ord(ch) > 127:
             return 'may only contain letters, digits, "_" and "-"'
     return None if len(v) <= 64 else 'must be at most 64 characters'
+
+
+def _v_name(v):
+    if len(v) > 64:
+        return 'must be at most 64 characters'
+    for ch in v:
+        if ord(ch) < 32:
+            return 'may not contain control characters'
+    return None
 
 
 def _v_mail(v):
@@ -172,6 +189,9 @@ SCHEMA = (
     ('web_password_hash', 'secret', '', 'Web password', 'Salted PBKDF2 hash; set it with the password form.', _v_pwhash),
     ('session_secret', 'secret', '', 'Session secret', 'Random key signing web sessions; clear it to log everyone out.', _v_hexkey),
     ('public_dashboard', 'bool', False, 'Public dashboard', 'Show live values without logging in.', None),
+    ('web_hosts', 'str', '', 'Other names of this module', 'Comma separated names or addresses the web UI is '
+     'also opened by (besides its IP address, hostname and hostname.local); requests for any other name are '
+     'refused.', _v_hosts),
     ('board', 'choice', boards.DEFAULT, 'Board', 'Pins of the module hardware.', tuple(sorted(boards.PROFILES))),
     ('poll_bt23_ms', 'int', 1000, 'Energy poll interval (ms)', 'BT23 energy registers.', (0, 3600000)),
     ('poll_bt28_ms', 'int', 1000, 'Power poll interval (ms)', 'BT28 instantaneous values.', (0, 3600000)),
@@ -193,7 +213,12 @@ SCHEMA = (
     ('mqtt_commands', 'bool', False, 'Accept MQTT commands', 'RISK: anyone who can publish to the broker can control the module.', None),
     ('ha_discovery', 'bool', True, 'Home Assistant discovery', '', None),
     ('ha_prefix', 'str', 'homeassistant', 'Discovery prefix', '', _v_topic),
-    ('legacy_public', 'bool', True, 'Public legacy endpoint', 'Serve the legacy JSON endpoint without login.', None),
+    ('device_name', 'str', '', 'Device name', 'Name of the meter in Home Assistant. Empty: "Electricity meter <serial>".', _v_name),
+    ('mqtt_interval_s', 'int', 0, 'MQTT state interval (s)', 'At most one state message per this many seconds (a smaller database); 0: every reading.', (0, 3600)),
+    ('legacy_public', 'bool', False, 'Legacy endpoints without login', 'Serve /getDashDataWS and /metrics to '
+     'anyone on the network. Off: they need a login, or the private address shown below.', None),
+    ('legacy_token', 'secret', '', 'Private address key', 'Part of the private address of the legacy endpoints; '
+     'tick "clear" for a new one.', _v_hexkey),
     ('alarms', 'alarms', [], 'Alarms', 'Up to 8: kind power_above (W), energy_today_above (Wh) or export_above (W); '
      'threshold, seconds, hysteresis, repeat_min, enabled.', None),
     ('smtp_host', 'str', '', 'SMTP server', 'Empty: no e-mail.', _v_host_opt),

@@ -60,6 +60,11 @@ class Config:
         return _call('cfgpw', 'set_password', self.values, plain,
                      iterations or self.pw_iterations)
 
+    async def set_password_async(self, plain, chunk=64):
+        """set_password() yielding to the event loop every `chunk` rounds."""
+        return await _call('cfgpw', 'set_password_async', self.values, plain,
+                           self.pw_iterations, chunk)
+
     def check_password(self, plain):
         """True when `plain` matches the stored hash (False when no password is set)."""
         return _call('cfgpw', 'check', self.values['web_password_hash'], plain)

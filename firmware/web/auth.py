@@ -1,9 +1,13 @@
-# Web login: signed session cookie and per-browser CSRF token (the failed-login rate limit is
-# in web/login.py).
+# Web login: sessions kept on the device, a signed session cookie and a per-browser CSRF token
+# (the failed-login back-off is in web/login.py).
 #
-# Session cookie  mep_s = <expiry>.<nonce>.<sig>   sig = HMAC-SHA256(session_secret,
-#   'S' expiry nonce pwtag) with pwtag = the tail of the password hash: a new password or a new
-#   session secret ends every session. Stateless: nothing per session is kept on the device.
+# Session cookie  mep_s = <issued>.<nonce>.<sig>   sig = HMAC-SHA256(session_secret,
+#   'S' issued nonce pwtag) with pwtag = the tail of the password hash. A cookie is only
+#   good while its nonce is in the device's list of live sessions (at most MAX_SESSIONS, kept
+#   in RAM on the app object): logout removes it, a password change empties the list, a
+#   reboot forgets them all, and the age is counted from the issue time the device stored,
+#   never from the cookie (SESSION_S at most). So a cookie minted with a leaked session
+#   secret (a backup with secrets) is refused.
 # CSRF cookie     mep_c = <nonce> (random, set with the first page); the token that every
 #   POST/PUT/PATCH/DELETE must carry (form field "csrf" or header X-CSRF-Token) is
 #   HMAC(session_secret, 'C' nonce)[:32]. A foreign Origin header is refused as well.
@@ -15,6 +19,7 @@ from compat import unix_time
 SESSION = 'mep_s'
 CSRF = 'mep_c'
 SESSION_S = 12 * 3600
+MAX_SESSIONS = 8
 STATE_METHODS = ('POST', 'PUT', 'PATCH', 'DELETE')
 
 
@@ -38,27 +43,61 @@ def has_password(ctx):
     return bool(ctx.config['web_password_hash'])
 
 
+def _live(ctx):
+    """[[nonce, issued unix time], ...] of the sessions the device has issued (oldest first)."""
+    lst = getattr(ctx, 'web_sessions', None)
+    if lst is None:
+        lst = ctx.web_sessions = []
+    return lst
+
+
 def make_session(ctx, now=None):
-    exp = (unix_time() if now is None else now) + SESSION_S
+    t = unix_time() if now is None else now
     nonce = _rand_hex(8)
-    body = '%d.%s' % (exp, nonce)
+    live = _live(ctx)
+    live.append([nonce, t])
+    while len(live) > MAX_SESSIONS:
+        live.pop(0)
+    body = '%d.%s' % (t, nonce)
     return body + '.' + _mac(ctx, 'S' + body + _pwtag(ctx))
 
 
-def session_ok(ctx, value, now=None):
+def _entry(ctx, value):
+    """The live-session entry of a cookie value with a good signature, or None."""
     if not value or not has_password(ctx):
-        return False
+        return None
     p = value.split('.')
     if len(p) != 3 or len(p[2]) != 64:
-        return False
-    try:
-        exp = int(p[0])
-    except ValueError:
-        return False
+        return None
     want = _mac(ctx, 'S%s.%s%s' % (p[0], p[1], _pwtag(ctx)))
     if not hmac_sha256.equal(want.encode(), p[2].encode()):
+        return None
+    for e in _live(ctx):
+        if e[0] == p[1] and str(e[1]) == p[0]:
+            return e
+    return None
+
+
+def session_ok(ctx, value, now=None):
+    e = _entry(ctx, value)
+    if e is None:
         return False
-    return exp > (unix_time() if now is None else now)
+    age = (unix_time() if now is None else now) - e[1]
+    if 0 <= age < SESSION_S:
+        return True
+    _live(ctx).remove(e)           # expired (or the clock went back): gone for good
+    return False
+
+
+def end_session(ctx, value):
+    """Logout: the session of this cookie value is no longer accepted."""
+    e = _entry(ctx, value)
+    if e is not None:
+        _live(ctx).remove(e)
+
+
+def end_all_sessions(ctx):
+    del _live(ctx)[:]
 
 
 def logged_in(ctx, request):

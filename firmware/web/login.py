@@ -1,64 +1,63 @@
 # /login, /logout, /setup (first password), /password (change it). Routes: web/server.py.
 #
-# Failed logins are limited per client address in a sliding window (bounded memory). The
-# state is plain data kept on the app (request.app.login_fails) so that it outlives this
-# module, which is dropped between requests.
+# Failed logins back off per client address: the first FREE_FAILS are free, then each further
+# attempt waits twice as long as the one before (2 s, 4 s, ... up to MAX_WAIT_S) after the last
+# failure. There is no limit for all clients together, so a client that has not failed is never
+# kept from logging in. At most MAX_CLIENTS addresses are remembered (the one whose last failure
+# is oldest is forgotten first), FORGET_S after its last failure an address starts afresh. The
+# state is plain data kept on the app (request.app.login_fails) so that it outlives this module,
+# which is dropped between requests.
 from microdot import redirect
 from compat import ticks_ms, ticks_diff
 from web import auth
 from web.html import page, esc, hidden_csrf, message
 
-FAIL_MAX = 5               # failed logins per client within FAIL_WINDOW_MS
-FAIL_WINDOW_MS = 60000
-GLOBAL_MAX = 30            # failed logins from all clients within the window
+FREE_FAILS = 3
+MAX_WAIT_S = 300
+FORGET_S = 900
 MAX_CLIENTS = 16
 
 
 def fails(request):
-    """({address: [ticks, ...]}, [ticks of every failure]) of this app."""
+    """{address: [failures, ticks of the last one]} of this app."""
     app = request.app
     st = getattr(app, 'login_fails', None)
     if st is None:
-        st = app.login_fails = ({}, [])
+        st = app.login_fails = {}
     return st
 
 
-def _trim(lst, now):
-    while lst and ticks_diff(now, lst[0]) >= FAIL_WINDOW_MS:
-        lst.pop(0)
+def _wait_s(n):
+    return 0 if n < FREE_FAILS else min(MAX_WAIT_S, 2 << (n - FREE_FAILS))
 
 
-def retry_after(st, addr):
-    """Seconds to wait, or 0 when a login attempt is allowed now."""
-    per, every = st
-    now = ticks_ms()
-    _trim(every, now)
-    lst = per.get(addr)
-    if lst is not None:
-        _trim(lst, now)
-        if not lst:
-            del per[addr]
-            lst = None
-    worst = 0
-    for l, cap in ((lst, FAIL_MAX), (every, GLOBAL_MAX)):
-        if l and len(l) >= cap:
-            worst = max(worst, (FAIL_WINDOW_MS - ticks_diff(now, l[0])) // 1000 + 1)
-    return worst
+def retry_after(st, addr, now=None):
+    """Seconds this address has to wait, or 0 when a login attempt is allowed now."""
+    e = st.get(addr)
+    if e is None:
+        return 0
+    since = ticks_diff(ticks_ms() if now is None else now, e[1])
+    if since < 0 or since >= FORGET_S * 1000:
+        del st[addr]
+        return 0
+    left = _wait_s(e[0]) * 1000 - since
+    return (left + 999) // 1000 if left > 0 else 0
 
 
-def failed(st, addr):
-    per, every = st
-    now = ticks_ms()
-    if addr not in per and len(per) >= MAX_CLIENTS:
+def failed(st, addr, now=None):
+    now = ticks_ms() if now is None else now
+    if addr not in st and len(st) >= MAX_CLIENTS:
         oldest = None
-        for a in per:
-            if oldest is None or ticks_diff(per[oldest][-1], per[a][-1]) > 0:
+        for a in st:
+            if oldest is None or ticks_diff(st[oldest][1], st[a][1]) > 0:
                 oldest = a
-        del per[oldest]
-    per.setdefault(addr, []).append(now)
-    every.append(now)
-    if len(every) > GLOBAL_MAX:
-        every.pop(0)
+        del st[oldest]
+    e = st.get(addr)
+    if e is None:
+        st[addr] = [1, now]
+    else:
+        e[0] += 1
+        e[1] = now
 
 
 def client_addr(request):
@@ -66,12 +65,31 @@ def client_addr(request):
     return a[0] if isinstance(a, (tuple, list)) else str(a)
 
 
+def local_path(n):
+    """`n` when it is a path on this device ('/...'), else '/': no scheme, no '//host', no
+    backslash, no control character or space (browsers drop tabs and newlines: '/\t/host')."""
+    if not isinstance(n, str) or not n.startswith('/') or len(n) > 512:
+        return '/'
+    for ch in n:
+        if ord(ch) <= 32 or ord(ch) == 127 or ch == '\\':
+            return '/'
+    if n.startswith('//') or n.startswith('/%') and n[:4].lower() in ('/%09', '/%0a', '/%0d',
+                                                                       '/%2f', '/%5c', '/%20'):
+        return '/'
+    if '%' in n:
+        low = n.lower()
+        for bad in ('%00', '%09', '%0a', '%0d', '%5c'):
+            if bad in low:
+                return '/'
+    return n
+
+
 def _next(request):
     n = request.args.get('next') or ''
     f = auth.safe_form(request)
     if f and f.get('next'):
         n = f.get('next')
-    return n if n.startswith('/') and not n.startswith('//') and '\\' not in n else '/'
+    return local_path(n)
 
 
 def _login_form(ctx, request, msg=None, status=200):
@@ -88,14 +106,14 @@ def _login_form(ctx, request, msg=None, status=200):
 
 def _setup_form(ctx, request, msg=None, status=200):
     body = ['<h1>Set the web password</h1><p>This module has no web password yet. Choose one '
-            '(8 to 128 characters); it protects the settings, the update page and the raw '
+            '(10 to 128 characters); it protects the settings, the update page and the raw '
             'meter access.</p>']
     if msg:
         body.append('<p class="err">%s</p>' % esc(msg))
     body.append('<form method="post" action="/setup" class="box">%s'
-                '<label>New password <input type="password" name="password" minlength="8" '
+                '<label>New password <input type="password" name="password" minlength="10" '
                 'autocomplete="new-password" required></label>'
-                '<label>Repeat <input type="password" name="password2" minlength="8" '
+                '<label>Repeat <input type="password" name="password2" minlength="10" '
                 'autocomplete="new-password" required></label><button>Save</button></form>'
                 % hidden_csrf(ctx, request))
     return page(ctx, request, 'Setup', '/setup', body, status=status)
@@ -121,7 +139,7 @@ async def login(ctx, request):
     if f is None or not isinstance(f.get('password'), str):
         return _login_form(ctx, request, 'Send the login form (field "password").', 400)
     if await ctx.config.check_password_async(f.get('password')):
-        st[0].pop(addr, None)
+        st.pop(addr, None)
         request.g.set_session = auth.make_session(ctx)
         ctx.log('web: login from %s' % addr)
         return redirect(_next(request))
@@ -131,6 +149,7 @@ async def login(ctx, request):
 
 
 async def logout(ctx, request):
+    auth.end_session(ctx, request.cookies.get(auth.SESSION))
     request.g.set_session = ''
     return redirect('/login' if auth.has_password(ctx) else '/')
 
@@ -151,10 +170,11 @@ async def setup(ctx, request):
                            400)
     if f.get('password') != f.get('password2'):
         return _setup_form(ctx, request, 'The two passwords differ.', 400)
-    err = ctx.config.set_password(f.get('password'))
+    err = await ctx.config.set_password_async(f.get('password'))
     if err:
         return _setup_form(ctx, request, err['web_password_hash'], 400)
     ctx.config.save()
+    auth.end_all_sessions(ctx)
     ctx.log('web: password set (first run)')
     request.g.set_session = auth.make_session(ctx)
     return redirect('/')
@@ -171,11 +191,12 @@ async def change_password(ctx, request):
     if f.get('new') != f.get('new2'):
         return message(ctx, request, 'Password', 'The two new passwords differ.', 400,
                        ('/config', 'Back'))
-    err = ctx.config.set_password(f.get('new') or '')
+    err = await ctx.config.set_password_async(f.get('new') or '')
     if err:
         return message(ctx, request, 'Password', err['web_password_hash'], 400,
                        ('/config', 'Back'))
     ctx.config.save()
-    ctx.log('web: password changed')
+    auth.end_all_sessions(ctx)        # every other browser has to log in again
+    ctx.log('web: password changed (all sessions ended)')
     request.g.set_session = auth.make_session(ctx)
     return message(ctx, request, 'Password', 'Password changed.', 200, ('/config', 'Back'))

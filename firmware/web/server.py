@@ -3,7 +3,12 @@
 # Access: PUBLIC paths need nothing; DASH paths need a login unless cfg['public_dashboard'];
 # everything else needs a login. Until a web password is set every page leads to /setup.
 # Every POST/PUT/PATCH/DELETE needs the CSRF token (web/auth.py). Bodies over MAX_BODY are
-# refused with 413, except the OTA upload, which streams up to MAX_OTA.
+# refused with 413, except the OTA upload, which streams up to MAX_OTA. Size and time limits of
+# requests and the cap on connections: web/conn.py (serve() runs the app behind it).
+# A request whose Host header is not one of this module's names (its IP address, hostname,
+# hostname.local, cfg['web_hosts'], and on the PC localhost/127.0.0.1) is refused with 421:
+# a page on another site cannot reach the module through DNS rebinding.
+# The legacy endpoints are also served without a login under /<cfg['legacy_token']>/.
 #
 # Heap: only this module, web/auth.py and Microdot stay loaded. Every route in ROUTES names
 # the module under web/ that serves it; that module is imported when a request needs it and,
@@ -14,14 +19,17 @@
 # (/api/now, /api/recent) is served from here, so polling never loads a page module.
 import sys
 from microdot import Microdot, Request, redirect, send_file
+from microdot.microdot import urlencode
 import compat
+import hmac_sha256
 from compat import ticks_ms
 from web import auth
+from web.conn import MAX_BODY, SECURITY    # forms, JSON, config backups (read into RAM)
 
-MAX_BODY = 8192            # forms, JSON, config backups (read into RAM)
 MAX_OTA = 3 * 1024 * 1024  # app bundles (streamed to flash)
 STREAMED = ('/api/ota',)
 PUBLIC = ('/login', '/setup', '/logout', '/getDashDataWS', '/metrics')
+LEGACY = ('/getDashDataWS', '/metrics')
 DASH = ('/', '/api/now', '/api/recent', '/api/history', '/api/history.csv')
 CACHE_S = 31536000
 STATIC_TYPES = {'js': 'application/javascript', 'css': 'text/css'}
@@ -76,21 +84,79 @@ def _is_api(request):
                                     request.path in JSON_PATHS)
 
 
+def esc(s):
+    return str(s).replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;') \
+        .replace('"', '&quot;').replace("'", '&#39;')
+
+
 def error(request, status, text, headers=None):
-    """A short error: JSON for /api/, plain text otherwise."""
+    """A short error: JSON for /api/ (and fetch() calls), a small page otherwise."""
     h = {'Cache-Control': 'no-store'}
     if headers:
         h.update(headers)
-    if _is_api(request):
+    if _is_api(request) or (request is not None and request.headers.get('X-CSRF-Token')):
         return {'error': text}, status, h
-    h['Content-Type'] = 'text/plain; charset=UTF-8'
-    return text + '\n', status, h
+    h['Content-Type'] = 'text/html; charset=UTF-8'
+    back = '/'
+    if request is not None and find('GET', request.path):
+        back = request.path
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+            'content="width=device-width,initial-scale=1"><title>Error %d</title><link '
+            'rel="stylesheet" href="/static/app.css"></head><body><main><h1>Error %d</h1><p '
+            'class="err">%s</p><p><a href="%s">Back</a></p></main></body></html>'
+            % (status, status, esc(text), esc(back))), status, h
+
+
+def host_names(ctx):
+    """The names this module answers to (lower case, without port)."""
+    c = ctx.config
+    out = []
+    for h in (c['hostname'].lower(), getattr(ctx, 'web_boot_host', None)):
+        if h:                        # the new name and the one the network knows until reboot
+            out += [h, h + '.local']
+    for n in (c.get('web_hosts') or '').split(','):
+        n = n.strip().lower()
+        if n:
+            out.append(n)
+    w = getattr(ctx, 'wifi', None)
+    ip = w.ip() if w is not None else None
+    if ip:
+        out.append(ip)
+    if getattr(ctx, 'chip', None) == 'host':
+        out += ['localhost', '127.0.0.1']
+    return out
+
+
+def host_ok(ctx, request):
+    h = (request.headers.get('Host') or '').lower()
+    i = h.rfind(':')
+    if i > 0 and h[i + 1:].isdigit():
+        h = h[:i]
+    return bool(h) and h in host_names(ctx)
+
+
+def legacy_path(ctx, path):
+    """'/getDashDataWS' or '/metrics' for '/<legacy_token>/getDashDataWS' etc., else None."""
+    if path.count('/') != 2:
+        return None
+    i = path.rfind('/')
+    p = path[i:]
+    if p not in LEGACY:
+        return None
+    try:
+        tok = ctx.config['legacy_token']
+    except KeyError:
+        return None
+    if tok and len(path) == len(tok) + 1 + len(p) and hmac_sha256.equal(
+            path[1:i].encode(), tok.encode()):
+        return p
+    return None
 
 
 def _access(ctx, request):
     """None, or the response for a request that may not proceed."""
     p = request.path
-    if p in PUBLIC or p.startswith('/static/'):
+    if p in PUBLIC or p.startswith('/static/') or getattr(request.g, 'legacy_ok', False):
         return None
     if p in DASH and ctx.config['public_dashboard']:
         return None
@@ -102,7 +168,9 @@ def _access(ctx, request):
         return None
     if _is_api(request) or request.method != 'GET':
         return error(request, 401, 'login required')
-    return redirect('/login?next=' + p)
+    if request.query_string:
+        p += '?' + request.query_string
+    return redirect('/login?next=' + urlencode(p))
 
 
 # --- static assets, streaming ------------------------------------------------------------
@@ -215,11 +283,21 @@ def find(method, path):
 class _Paths:
     """A Microdot URL pattern matching every ROUTES path served with one method."""
 
-    def __init__(self, method):
+    def __init__(self, method, ctx):
         self.method = method
+        self.ctx = ctx
 
     def match(self, path):
-        return {} if find(self.method, path) else None
+        return {} if _route(self.ctx, self.method, path) else None
+
+
+def _route(ctx, method, path):
+    r = find(method, path)
+    if r is None and method in ('GET', 'HEAD'):
+        p = legacy_path(ctx, path)
+        if p is not None:
+            r = find(method, p)
+    return r
 
 
 async def call(ctx, request, r):
@@ -246,13 +324,20 @@ async def call(ctx, request, r):
 def add_routes(app, ctx):
     """Put ROUTES into app's url_map: one entry per method, served through call()."""
     for m in METHODS:
-        app.url_map.append(([m], _Paths(m), _handler(ctx, m), '', None))
+        app.url_map.append(([m], _Paths(m, ctx), _handler(ctx, m), '', None))
 
 
 def _handler(ctx, method):
     async def handle(request, **kw):
-        return await call(ctx, request, find(method, request.path))
+        return await call(ctx, request, _route(ctx, method, request.path))
     return handle
+
+
+def _secure(response):
+    h = response.headers
+    for k, v in SECURITY:
+        h[k] = v
+    return response
 
 
 def create_app(ctx):
@@ -260,9 +345,16 @@ def create_app(ctx):
     Request.max_body_length = MAX_BODY
     Request.max_readline = 2048
     app = Microdot()
+    ctx.web_boot_host = ctx.config['hostname'].lower()
 
     @app.before_request
     async def guard(request):
+        if not host_ok(ctx, request):
+            return error(request, 421, 'this module is not reached by the name %r: open it by '
+                         'its IP address or hostname, or add the name to "Other names of this '
+                         'module" in the settings' % (request.headers.get('Host') or '')[:60])
+        if legacy_path(ctx, request.path):
+            request.g.legacy_ok = True
         n = request.content_length
         if n > MAX_BODY and request.path not in STREAMED:
             return error(request, 413, 'request body too large (max %d bytes)' % MAX_BODY)
@@ -274,7 +366,11 @@ def create_app(ctx):
 
     @app.after_request
     async def cookies(request, response):
-        return auth.set_cookies(request, response)
+        return _secure(auth.set_cookies(request, response))
+
+    @app.after_error_request
+    async def secure(request, response):
+        return _secure(response)
 
     @app.errorhandler(404)
     async def not_found(request):
@@ -316,12 +412,29 @@ def create_app(ctx):
     add_routes(app, ctx)
     if getattr(ctx, 'require_login', None) is None:
         def require_login(request):
-            return True if auth.logged_in(ctx, request) else False
+            return True if getattr(request.g, 'legacy_ok', False) or \
+                auth.logged_in(ctx, request) else False
         ctx.require_login = require_login
     return app
 
 
+def _streamed(path):
+    return path in STREAMED
+
+
 async def serve(ctx, host='0.0.0.0', port=80):
+    """Serve the app behind web/conn.py's limits (until cancelled or app.shutdown())."""
+    from web import conn
     app = create_app(ctx)
     ctx.web_app = app
-    await app.start_server(host=host, port=port)
+    srv = await compat.asyncio.start_server(conn.handler(app, _streamed, ctx.log), host, port,
+                                            backlog=conn.MAX_CONN)
+    app.server = srv
+    if hasattr(srv, 'serve_forever'):          # CPython
+        try:
+            await srv.serve_forever()
+        except compat.asyncio.CancelledError:
+            srv.close()
+            raise
+    else:
+        await srv.wait_closed()

@@ -91,7 +91,7 @@ def test_first_boot_defaults_and_generated_secrets(path):
             assert c.values[key] == default, key
     assert c['hostname'] == 'esp32-mep' and c['board'] == boards.DEFAULT
     assert c['mqtt_port'] == 1883 and c['smtp_port'] == 587 and c['ha_prefix'] == 'homeassistant'
-    assert c['legacy_public'] is True and c['public_dashboard'] is False
+    assert c['legacy_public'] is False and c['public_dashboard'] is False  # private by default
     assert c['mqtt_commands'] is False and c['ha_discovery'] is True
     assert len(c['ap_password']) >= 12
     assert len(c['session_secret']) >= 32 and len(c['ota_key']) >= 32

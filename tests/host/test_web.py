@@ -56,6 +56,11 @@ def loaded_pages():
     return [n for n in LAZY if n in sys.modules or (n[:4] == 'web.' and hasattr(web, n[4:]))]
 
 
+def client(app):
+    """Microdot's test client, sending the module's hostname as Host."""
+    return TestClient(app, host='mep-test')
+
+
 def enc(d):
     from urllib.parse import urlencode
     return urlencode(d)
@@ -63,7 +68,7 @@ def enc(d):
 
 async def start(tmp_path, login=True, **kw):
     ctx = Ctx(str(tmp_path), **kw).start_link()
-    c = TestClient(create_app(ctx))
+    c = client(create_app(ctx))
     tok = None
     if login:
         tok = await do_login(c)
@@ -107,37 +112,38 @@ async def test_first_run_setup(tmp_path):
         assert (await c.get('/api/log')).status_code == 401
         r = await c.get('/setup')
         tok = csrf_of(r.text)
-        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1',
-                                                             'password2': 'abcdefgh2'}))
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1x',
+                                                             'password2': 'abcdefgh2x'}))
         assert r.status_code == 400 and 'differ' in r.text
-        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'short',
-                                                             'password2': 'short'}))
-        assert r.status_code == 400 and '8..128' in r.text
-        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1',
-                                                             'password2': 'abcdefgh1'}))
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'short1234',
+                                                             'password2': 'short1234'}))
+        assert r.status_code == 400 and '10 to 128 characters' in r.text
+        r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1x',
+                                                             'password2': 'abcdefgh1x'}))
         assert r.status_code == 302 and 'mep_s' in c.cookies
         assert (await c.get('/config')).status_code == 200
-        assert ctx.config.check_password('abcdefgh1')
+        assert ctx.config.check_password('abcdefgh1x')
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'x' * 9,
                                                              'password2': 'x' * 9}))
-        assert r.status_code == 409 and ctx.config.check_password('abcdefgh1')
+        assert r.status_code == 409 and ctx.config.check_password('abcdefgh1x')
     finally:
         ctx.stop()
 
 
-async def test_login_ok_wrong_and_rate_limit(tmp_path):
+async def test_login_ok_wrong_and_back_off(tmp_path):
+    from web import login
     ctx, c, _ = await start(tmp_path, login=False)
     try:
         r = await c.get('/tinker')
         assert r.status_code == 302 and r.headers['Location'].startswith('/login')
         tok = csrf_of((await c.get('/login')).text)
-        for _ in range(5):
+        for _ in range(login.FREE_FAILS):
             r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'nope'}))
             assert r.status_code == 401 and 'Wrong password' in r.text
         r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
         assert r.status_code == 429 and int(r.headers['Retry-After']) > 0
         assert 'mep_s' not in c.cookies
-        c2 = TestClient(c.app)   # same address: also limited
+        c2 = client(c.app)   # same address: also waits
         t2 = csrf_of((await c2.get('/login')).text)
         r = await c2.post('/login', headers=dict(FORM), body=enc({'csrf': t2, 'password': PASSWORD}))
         assert r.status_code == 429
@@ -159,7 +165,7 @@ async def test_session_cookie_flags_and_tampering(tmp_path):
     ctx = Ctx(str(tmp_path / 'x')).start_link()
     try:
         app = create_app(ctx)
-        c = TestClient(app)
+        c = client(app)
         r = await c.get('/login')
         tok = csrf_of(r.text)
         r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
@@ -205,7 +211,7 @@ async def test_csrf_on_every_state_changing_route(tmp_path):
         assert r.status_code == 403 and ctx.reboots == 0
         c.cookies['mep_c'] = nonce
         r = await c.post('/reboot', headers={'X-CSRF-Token': tok,
-                                             'Origin': 'http://example.com:1234'})
+                                             'Origin': 'http://mep-test'})
         assert r.status_code == 200 and ctx.reboots == 1
     finally:
         ctx.stop()
@@ -573,19 +579,26 @@ def test_route_table():
         assert server.find(m, path) is None, (m, path)
 
 
-def test_login_rate_limit_state_is_bounded():
+def test_login_back_off_per_client_and_bounded():
     from web import login
-    st = ({}, [])
+    st = {}
+    t = 1000000
     for i in range(20):
-        login.failed(st, '10.0.0.%d' % i)
-    assert len(st[0]) == login.MAX_CLIENTS and '10.0.0.0' not in st[0] and len(st[1]) == 20
-    assert login.retry_after(st, '10.0.0.19') == 0
-    for _ in range(login.FAIL_MAX - 1):
-        login.failed(st, 'x')
-    assert login.retry_after(st, 'x') == 0
-    login.failed(st, 'x')
-    assert 0 < login.retry_after(st, 'x') <= login.FAIL_WINDOW_MS // 1000 + 1
-    assert login.retry_after(st, 'other') == 0
-    for i in range(10):
-        login.failed(st, 'y%d' % i)
-    assert len(st[1]) == login.GLOBAL_MAX and login.retry_after(st, 'fresh') > 0
+        login.failed(st, '10.0.0.%d' % i, t + i)
+    assert len(st) == login.MAX_CLIENTS and '10.0.0.0' not in st and '10.0.0.19' in st
+    assert login.retry_after(st, '10.0.0.19', t + 20) == 0     # one failure: free
+    waits = []
+    for n in range(12):
+        login.failed(st, 'x', t)
+        waits.append(login.retry_after(st, 'x', t))
+    assert waits[:login.FREE_FAILS - 1] == [0] * (login.FREE_FAILS - 1)
+    grow = waits[login.FREE_FAILS - 1:]
+    assert grow[0] > 0 and all(b >= a for a, b in zip(grow, grow[1:])) and grow[-1] > grow[0]
+    assert max(waits) <= login.MAX_WAIT_S
+    assert login.retry_after(st, 'x', t + waits[-1] * 1000) == 0   # waited long enough
+    # other clients are never held back by one that failed, however many failures there are
+    assert login.retry_after(st, 'other', t) == 0
+    for i in range(40):
+        login.failed(st, 'y%d' % (i % 6), t + i)
+    assert login.retry_after(st, 'fresh', t + 40) == 0
+    assert login.retry_after(st, 'x', t + login.FORGET_S * 1000 + 1) == 0 and 'x' not in st

@@ -29,7 +29,8 @@ class Ctx:
         os.makedirs(data_dir, exist_ok=True)
         self.config = Config(os.path.join(data_dir, 'config.json'), pw_iterations=20)
         self.config.load()
-        ch = {'public_dashboard': public, 'hostname': 'mep-test'}
+        ch = {'public_dashboard': public, 'hostname': 'mep-test',
+              'web_hosts': '127.0.0.1, localhost'}
         if secrets:
             ch.update(SECRETS)
         errs = self.config.update(ch)
