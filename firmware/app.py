@@ -20,14 +20,12 @@ def join(d, name):
 
 
 class App:
-    def __init__(self, board=None, data_dir='/', mep_target=None, http_port=80, console=False,
+    def __init__(self, board=None, data_dir='/', mep_target=None, http_port=None, console=None,
                  log=print, supervise=True, heap_report_ms=0, http_host='0.0.0.0'):
         self.log = log
         self.heap_report_ms = heap_report_ms
         self.data_dir = data_dir
-        self.http_port = http_port
         self.http_host = http_host
-        self.console = console
         self.started = unix_time()
         self._t0 = ticks_ms()
         self.reboot_requested = False
@@ -36,12 +34,18 @@ class App:
         self.config.load()
         self.board = boards.get(board or self.config['board'])
         self.chip = self.board['chip']
+        # http_port, console: None for the board's default (80 and off on the device; on a PC,
+        # e.g. the virtual board of tools/vboard.py, what hw_host.defaults() says)
         if self.chip == 'host':
             import hw_host as hw
-            port = hw.open_port(self.board, mep_target or '127.0.0.1:7700')
+            d = hw.defaults()
+            port = hw.open_port(self.board, mep_target or d['mep_target'])
         else:
             import hw_esp32 as hw
+            d = {'http_port': 80, 'console': False}
             port = hw.open_port(self.board)
+        self.http_port = d['http_port'] if http_port is None else http_port
+        self.console = d['console'] if console is None else console
         self.hw = hw
         self.lines = hw.Lines(self.board)
         self.reset_cause = hw.reset_cause()

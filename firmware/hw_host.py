@@ -1,6 +1,7 @@
-# host-only: never flashed (tools/flash.py skips this file). Stand-ins for the 'host' board:
-# the MEP port is a TCP connection to the meter simulator or a pseudo-terminal, the lines and
-# the watchdog only record what they were asked to do (tests read the records).
+# host-only: never flashed to an ESP32 (tools/flash.py puts it on a virtual board only).
+# Stand-ins for the 'host' board: the MEP port is a TCP connection to the meter simulator or
+# a pseudo-terminal, the lines and the watchdog only record what they were asked to do (tests
+# read the records).
 #
 # Both kinds of port are non-blocking file descriptors polled every few ms, the same design
 # as the UART port in hw_esp32.py, and the same code runs on CPython and on the MicroPython
@@ -112,6 +113,16 @@ class TtyPort(_PolledPort):
             self.f.close()
         else:
             os.close(self.fd)
+
+
+def defaults():
+    """Where the app on a PC finds the meter, which port its web UI uses and whether readings
+    go to the console when main.py starts it without arguments (the virtual board,
+    tools/vboard.py): MEP_TARGET, MEP_HTTP_PORT and MEP_CONSOLE from the environment."""
+    env = getattr(os, 'getenv', None) or (lambda k: None)
+    return {'mep_target': env('MEP_TARGET') or '127.0.0.1:7700',
+            'http_port': int(env('MEP_HTTP_PORT') or 8080),
+            'console': env('MEP_CONSOLE') == '1'}
 
 
 def open_port(profile, target):
