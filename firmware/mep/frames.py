@@ -33,27 +33,38 @@ STATUS_OK = const(0x00)
 STATUS_ONP = const(0x04)          # operation not possible; on a BT07 write: bad PSEQ
 STATUS_AUTH = const(0x0B)
 STATUS_SEQ = const(0x0C)
-MAX_STATUS = const(0x0C)
+STATUS_RSTL = const(0x10)         # response too large
+MAX_STATUS = const(0x12)          # the highest C12.18/C12.22 response code
 
-STATUS_TEXT = {
-    0x00: 'ok',
-    0x01: 'unrecognised request',
-    0x02: 'unsupported request',
-    0x03: 'no permission for this request',
-    0x04: 'operation not possible',
-    0x05: 'table operation not possible',
-    0x06: 'device busy',
-    0x07: 'data not ready',
-    0x08: 'data locked',
-    0x09: 'renegotiate request',
-    0x0A: 'invalid service sequence state',
-    0x0B: 'authentication failed: check the MBK',
-    0x0C: 'invalid sequence number',
-}
+# C12.18 / C12.22 response codes; 0x0B and 0x0C have their MEP meaning (the C12.22 names
+# would be "security mechanism error" and "unknown application title").
+STATUS_TEXT = (
+    'ok',                                   # 00 ok
+    'unrecognised request',                 # 01 err
+    'unsupported request',                  # 02 sns
+    'no permission for this request',       # 03 isc
+    'operation not possible',               # 04 onp
+    'table operation not possible',         # 05 iar
+    'device busy',                          # 06 bsy
+    'data not ready',                       # 07 dnr
+    'data locked',                          # 08 dlk
+    'renegotiate request',                  # 09 rno
+    'invalid service sequence state',       # 0A isss
+    'authentication failed: check the MBK',  # 0B
+    'invalid sequence number',              # 0C
+    'network timeout',                      # 0D nett
+    'network not reachable',                # 0E netr
+    'request too large',                    # 0F rqtl
+    'response too large',                   # 10 rstl
+    'segmentation not possible',            # 11 sgnp
+    'segmentation error',                   # 12 sgerr
+)
 
 
 def status_text(status):
-    return STATUS_TEXT.get(status, 'unknown status 0x%02x' % status)
+    if 0 <= status <= MAX_STATUS:
+        return STATUS_TEXT[status]
+    return 'unknown status 0x%02x' % status
 
 
 class FrameError(ValueError):
@@ -124,7 +135,7 @@ def parse_response(frame, expect=EXPECT_ANY):
     if n + 2 != len(frame):
         raise FrameError('LEN %d does not match %d bytes' % (n, len(frame) - 2))
     status = frame[2]
-    if status > MAX_STATUS:
+    if status > MAX_STATUS and n != 1 and n != 1 + TRAILER_LEN:
         raise FrameError('unknown status 0x%02x' % status)
     raw = bytes(frame)
     if status == STATUS_OK and expect != EXPECT_WRITE and n >= 3 + TRAILER_LEN:
@@ -210,7 +221,7 @@ class Decoder:
         if n == 0 or n > MAX_LEN:
             return 0
         if self.n >= k + 3 and buf[k + 2] > MAX_STATUS:
-            return 0
+            return 0                    # look-ahead: only known codes make a frame
         if self.n < k + 2 + n:
             return None
         try:
@@ -258,7 +269,7 @@ class Decoder:
             if n > MAX_LEN:
                 self._garbage(events, 'LEN %d too large' % n, 1)
                 continue
-            if self.n >= 3 and buf[2] > MAX_STATUS:
+            if self.n >= 3 and buf[2] > MAX_STATUS and n != 1 and n != 1 + TRAILER_LEN:
                 self._garbage(events, 'unknown status 0x%02x' % buf[2], 1)
                 continue
             if self.n < n + 2:

@@ -39,7 +39,9 @@ class Job:
         self.error = None
         self.finished = False
         self.cancelled = False
-        self.sent_ms = None
+        self.sent_ms = None        # first transmission
+        self.tx_end = None         # end of the latest transmission on the wire
+        self.first_tx_end = None   # end of the first transmission of the current frame
         if message is not None:
             self.info = rq.parse_message(message)
         elif proc is not None:

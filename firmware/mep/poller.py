@@ -4,39 +4,46 @@
 # listeners must be cheap (an async consumer uses link.Subscription, which never blocks).
 from mep import requests as rq
 from mep import tables
+from mep.frames import STATUS_RSTL
 from mep.jobs import Job, PRIO_POLL
 
 STARTUP = (rq.BT52, rq.BT01, rq.BT21, rq.ET03, rq.ET11, rq.ET13, rq.ET50)
 BT23_COUNT = 16                  # forward/reverse active and reactive energy
 RETRY_MS = 300000                # start-up tables that failed are read again this often
+RETRY_FIRST_MS = 5000            # ... sooner (doubling) while BT21 is missing: no readings
 CLOCK_MS = 3600000               # the meter clock is read again this often
+MAX_W = 100000                   # the largest plausible power on one counter (W, var)
+SLACK_WH = 2                     # counter resolution allowed on top
+REBASE_N = 10                    # consistent readings before a new counter base is taken
+REBASE_MS = 60000                # ... spanning at least this long
+ENERGY_KEYS = ('e_fwd', 'e_rev', 'eq_fwd', 'eq_rev')
+READING_KEYS = ('e_in', 'e_out', 'eq_in', 'eq_out')
+
+# BT28 value index -> reading key and divisor (the meter sends mA, mV, mHz, 1/1000)
+_B28 = ((0, 'p_in', 1), (1, 'p_out', 1), (2, 'q_in', 1), (3, 'q_out', 1), (12, 's', 1),
+        (11, 'freq', 1000), (47, 'p_in_avg', 1), (48, 'p_out_avg', 1),
+        (4, 'i_l1', 1000), (5, 'i_l2', 1000), (6, 'i_l3', 1000),
+        (7, 'u_l1', 1000), (8, 'u_l2', 1000), (9, 'u_l3', 1000),
+        (26, 'p_in_l1', 1), (27, 'p_in_l2', 1), (28, 'p_in_l3', 1),
+        (29, 'p_out_l1', 1), (30, 'p_out_l2', 1), (31, 'p_out_l3', 1),
+        (44, 'u_avg_l1', 1000), (45, 'u_avg_l2', 1000), (46, 'u_avg_l3', 1000),
+        (49, 'p_in_avg_l1', 1), (50, 'p_in_avg_l2', 1), (51, 'p_in_avg_l3', 1),
+        (52, 'p_out_avg_l1', 1), (53, 'p_out_avg_l2', 1), (54, 'p_out_avg_l3', 1),
+        (10, 'pf_l1', 1000), (13, 'pf_l2', 1000), (14, 'pf_l3', 1000))
 
 
-def to_reading(b28, b23, t, seq):
-    """BT28 (+ BT23) decoded tables -> a reading dict in SI units."""
+def to_reading(b28, energy, t, seq):
+    """BT28 decoded values (+ checked energies) -> a reading dict in SI units. A value the
+    meter did not send (a short BT28) is absent; an energy not known for sure is None."""
     v = b28['values']
-    r = {'time': t, 'seq': seq,
-         'p_in': v[0], 'p_out': v[1], 'q_in': v[2], 'q_out': v[3], 's': v[12],
-         'freq': v[11] / 1000, 'p_in_avg': v[47], 'p_out_avg': v[48]}
-    for k in range(3):
-        ph = str(k + 1)
-        r['i_l' + ph] = v[4 + k] / 1000
-        r['u_l' + ph] = v[7 + k] / 1000
-        r['p_in_l' + ph] = v[26 + k]
-        r['p_out_l' + ph] = v[29 + k]
-        r['u_avg_l' + ph] = v[44 + k] / 1000
-        r['p_in_avg_l' + ph] = v[49 + k]
-        r['p_out_avg_l' + ph] = v[52 + k]
-    r['pf_l1'] = v[10] / 1000
-    r['pf_l2'] = v[13] / 1000
-    r['pf_l3'] = v[14] / 1000
-    if b23:
-        r['e_in'] = b23['e_fwd']
-        r['e_out'] = b23['e_rev']
-        r['eq_in'] = b23.get('eq_fwd')
-        r['eq_out'] = b23.get('eq_rev')
-    else:
-        r['e_in'] = r['e_out'] = r['eq_in'] = r['eq_out'] = None
+    n = len(v)
+    r = {'time': t, 'seq': seq}
+    for i, key, div in _B28:
+        if i < n:
+            r[key] = v[i] / div if div != 1 else v[i]
+    e = energy or {}
+    for k in range(4):
+        r[READING_KEYS[k]] = e.get(ENERGY_KEYS[k])
     return r
 
 
@@ -65,6 +72,15 @@ class Poller:
         self._last_reading_ms = None
         self._job = None
         self._now = 0
+        self._retry_ms = RETRY_FIRST_MS
+        self._bt28_partial = False      # the meter refused the full read as too large
+        # energy plausibility: last accepted value and time per counter, and a candidate
+        # new base after a rejected value (value, time, count, first time)
+        self._ev = [None] * 4
+        self._et = [0] * 4
+        self._cand = [None] * 4
+        self.energy_dropped = 0
+        self.energy_rebased = 0
 
     def on_reading(self, fn):
         self.listeners.append(fn)
@@ -92,15 +108,20 @@ class Poller:
             self._clock_at = now + CLOCK_MS
             self._send(rq.full_read(rq.BT52), 'start')
             return
+        if 'bt21' not in self.tables:
+            return                      # table layouts unknown: nothing is decoded for sure
         if self.fast:
             if self._next23 <= self._next28:
                 self._send23(now)
             else:
                 self._send28(now)
             return
-        if now - self._next23 >= 0:
+        due23 = now - self._next23 >= 0
+        due28 = now - self._next28 >= 0
+        # both due: the one waiting longest goes first, so a slow BT23 never starves BT28
+        if due23 and (not due28 or self._next23 - self._next28 < 0):
             self._send23(now)
-        elif now - self._next28 >= 0:
+        elif due28:
             self._send28(now)
 
     def _send23(self, now):
@@ -112,7 +133,11 @@ class Poller:
         self._next28 = (now if self.fast else max(self._next28, now - self.bt28_ms)) + self.bt28_ms
         if self.fast:
             self._next23 = self._next28     # BT23 then BT28, again and again
-        self._send(rq.full_read(rq.BT28), 'bt28')
+        if self._bt28_partial:
+            off = tables.bt28_offset(self.tables.get('bt21'))
+            self._send(rq.partial_read(rq.BT28, 0, off + 4 * tables.BT28_VALUES), 'bt28')
+        else:
+            self._send(rq.full_read(rq.BT28), 'bt28')
 
     def _send(self, message, tag):
         job = Job(message, PRIO_POLL, self._done, tag=tag)
@@ -139,13 +164,19 @@ class Poller:
         if job.error:
             if job.tag == 'start' and self._todo and self._todo[0] == table:
                 self._todo.pop(0)
-                self._retry_at = self._now + RETRY_MS
+                if self._retry_at is None:
+                    self._retry_at = self._now + self._retry_interval()
+            if job.tag == 'bt28' and job.response is not None and \
+                    job.response.status == STATUS_RSTL and not self._bt28_partial:
+                self._bt28_partial = True
+                self._fail('BT28 full read refused as too large: reading it in part')
+                return
             self._fail('%s: %s' % (rq.table_name(table), job.error))
             return
         data = job.response.data
         try:
             if job.tag == 'bt23':
-                self.bt23 = tables.bt23(data, self.tables.get('bt21'))
+                self.bt23 = self._energy(tables.bt23(data, self.tables.get('bt21')))
             elif job.tag == 'bt28':
                 self._reading(tables.bt28(data, self.tables.get('bt21')))
             else:
@@ -156,6 +187,50 @@ class Poller:
             self._todo.pop(0)
             if not self._todo and self._clock_at is None:
                 self._clock_at = self._now + CLOCK_MS
+
+    def _retry_interval(self):
+        if 'bt21' in self.tables:
+            return RETRY_MS
+        t = self._retry_ms
+        self._retry_ms = min(RETRY_MS, t * 2)
+        return t
+
+    def _energy(self, b23):
+        """Only counters that move plausibly are kept: never backwards, never faster than
+        MAX_W allows for the time since the last accepted value. A rejected value is
+        dropped and counted; a new base is taken only after REBASE_N consistent values over
+        REBASE_MS (a replaced or reset meter)."""
+        now = self._now
+        out = {}
+        for k in range(4):
+            v = b23.get(ENERGY_KEYS[k])
+            if v is None:
+                continue
+            last = self._ev[k]
+            if last is None or _plausible(last, self._et[k], v, now):
+                self._ev[k] = v
+                self._et[k] = now
+                self._cand[k] = None
+                out[ENERGY_KEYS[k]] = v
+                continue
+            self.energy_dropped += 1
+            c = self._cand[k]
+            if c is not None and _plausible(c[0], c[1], v, now):
+                c = (v, now, c[2] + 1, c[3])
+            else:
+                c = (v, now, 1, now)
+            self._cand[k] = c
+            if c[2] >= REBASE_N and now - c[3] >= REBASE_MS:
+                self.energy_rebased += 1
+                self._ev[k] = v
+                self._et[k] = now
+                self._cand[k] = None
+                out[ENERGY_KEYS[k]] = v
+                self._fail('%s: new counter base %d (was %d)' % (ENERGY_KEYS[k], v, last))
+            elif c[2] == 1:
+                self._fail('%s: implausible value %d after %d, not published'
+                           % (ENERGY_KEYS[k], v, last))
+        return out
 
     def _startup(self, table, data):
         name = self._name(table)
@@ -188,3 +263,8 @@ class Poller:
                 fn(r)
             except Exception as e:
                 self._fail('reading listener failed: %r' % (e,))
+
+
+def _plausible(last, t_last, v, now):
+    d = v - last
+    return d >= 0 and d <= MAX_W * (now - t_last) / 3600000 + SLACK_WH

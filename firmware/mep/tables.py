@@ -93,17 +93,21 @@ BT28_NAMES = {
 
 
 def bt28_values(data, b21=None):
-    """The 55 raw signed values of BT28 as a list."""
+    """The raw signed values of BT28 as a list: the 55 the public sources describe, or as
+    many whole values as a shorter table holds (extra bytes of a longer one are ignored)."""
     o = bt28_offset(b21)
-    _need(rq.BT28, data, o + 4 * BT28_VALUES)
-    return [i32(data, o + 4 * k) for k in range(BT28_VALUES)]
+    _need(rq.BT28, data, o + 4)
+    n = min(BT28_VALUES, (len(data) - o) // 4)
+    return [i32(data, o + 4 * k) for k in range(n)]
 
 
 def bt28(data, b21=None):
     v = bt28_values(data, b21)
     r = {}
+    n = len(v)
     for k in BT28_NAMES:
-        r[BT28_NAMES[k]] = v[k]
+        if k < n:
+            r[BT28_NAMES[k]] = v[k]
     r['values'] = v
     return r
 

@@ -1,7 +1,8 @@
 # python -m tools.mepsim: the meter simulator as a standalone program (run from the repo root).
 #
 #   python -m tools.mepsim [--tcp HOST:PORT | --pty | --serial DEV] [--mbk KEY | --mbk -]
-#                          [--seed N] [--turnaround-ms MS] [--alert-every S] [--et58]
+#                          [--seed N] [--turnaround-ms MS] [--baud B] [--gap-ms MS]
+#                          [--dup seq|replay] [--auth-rate P] [--alert-every S] [--et58]
 #                          [--fault NAME[:COUNT]]... [--control HOST:PORT] [-v]
 #
 # Control lines (stdin, and --control over TCP, loopback only):
@@ -104,8 +105,13 @@ async def _main(args):
         mbk = getpass.getpass('MBK (20 characters, not echoed): ')
     elif mbk is None:
         mbk = os.environ.get('MEPSIM_MBK', DEMO_MBK)
-    meter = Meter(key=mbk, seed=args.seed, turnaround_ms=args.turnaround_ms)
+    meter = Meter(key=mbk, seed=args.seed, turnaround_ms=args.turnaround_ms,
+                  byte_ms=10000.0 / args.baud)
     meter.model.et58 = args.et58
+    meter.gap_ms = args.gap_ms
+    meter.gap_at = args.gap_at
+    meter.dup_mode = args.dup
+    meter.auth_rate = args.auth_rate
     if args.verbose:
         meter.on_log = _logger
     for f in args.fault or ():
@@ -192,7 +198,20 @@ def main(argv=None):
                    help='the 20-character MBK; "--mbk" alone asks without echo '
                         '(default: $MEPSIM_MBK or the demo key %s)' % DEMO_MBK)
     p.add_argument('--seed', type=int, default=1)
-    p.add_argument('--turnaround-ms', type=float, default=20)
+    p.add_argument('--turnaround-ms', type=float, default=20,
+                   help='end of a request to the first answer byte (default %(default)s)')
+    p.add_argument('--baud', type=float, default=9600,
+                   help='pacing of the answers in bits/s, 10 bits a byte; below 9600 '
+                        'sends slower than the line rate (default %(default)s)')
+    p.add_argument('--gap-ms', type=float, default=0,
+                   help='a pause this long inside every answer (default none)')
+    p.add_argument('--gap-at', type=int, metavar='BYTES',
+                   help='where the pause goes (default: half-way)')
+    p.add_argument('--dup', choices=('seq', 'replay'), default='seq',
+                   help='a repeated request: refused with 0x0C and SEQ+1 as a real meter '
+                        'does (seq, default) or answered again (replay)')
+    p.add_argument('--auth-rate', type=float, default=0.0, metavar='P',
+                   help='chance of an occasional 0x0B with the right key (e.g. 0.02)')
     p.add_argument('--alert-every', type=float, metavar='SECONDS')
     p.add_argument('--fault', action='append', metavar='NAME[:COUNT]',
                    help='inject a fault at start (repeatable): ' + ', '.join(FAULTS))

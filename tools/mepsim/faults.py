@@ -18,8 +18,11 @@
 #   alert_resync  the next request fails with 0x0C (the expected SEQ jumps) and 00 00 goes on
 #                 the wire right before that 0x0C
 #   slow          kw turnaround_ms for the next responses
+#   status        the next requests are refused with kw code (default 0x06, device busy)
+#   pause         a pause of kw ms (default 150) inside the next responses, after kw at
+#                 bytes (default half)
 NAMES = ('silence', 'partial', 'garbage', 'garbage_only', 'auth', 'seq_storm', 'seq_jump',
-         'onp', 'alert_mid', 'alert_resync', 'slow')
+         'onp', 'alert_mid', 'alert_resync', 'slow', 'status', 'pause')
 
 
 class Faults:
@@ -112,4 +115,13 @@ class Faults:
             what = 'partial (%d bytes) of: %s' % (k, what)
         m.stats['answered'] += 1
         m._log('tx', earliest, resp, what)
+        gap, at = m.gap_ms, m.gap_at
+        e = self.take('pause')
+        if e is not None:
+            gap = e[2].get('ms', 150)
+            at = e[2].get('at', at)
+        if gap and len(resp) > 1:
+            k = len(resp) // 2 if at is None else max(1, min(len(resp) - 1, int(at)))
+            end = m._enqueue(resp[:k], earliest, 2)
+            return m._enqueue(resp[k:], end + gap, 2)
         return m._enqueue(resp, earliest, 2)

@@ -15,8 +15,14 @@
 #  * Every authenticated request with the expected SEQ advances the SEQ by one, even when
 #    it is then refused for what it asks (0x01..0x05).
 #  * The initial expected SEQ is a random 32-bit value >= 0x10000000 (from the seed).
-#  * Replay: the identical bytes of the last accepted request are answered again from a
-#    cache (same response bytes), nothing advances (the vendor guide tells clients to resend).
+#  * Duplicates: the identical bytes of the last accepted request are refused with 0x0C
+#    and the expected SEQ (the original's SEQ + 1), as seen on a real meter (dup_mode
+#    'seq', the default). dup_mode 'replay' answers them again from a cache (same
+#    response bytes) and nothing advances.
+#  * Timing: turnaround_ms from the end of a request to its answer, byte_ms per byte on the
+#    wire (slower pacing than 9600 baud when larger), gap_ms a pause inside every response
+#    (after gap_at bytes, default half), auth_rate the chance of a 0x0B although the
+#    digest is right (a real meter sends one now and then).
 #  * Unknown service code or malformed MSG: 0x01. Unknown table: 0x02. Read of BT07, any
 #    write other than a full write of BT07, partial writes: 0x03. Full read of a table longer
 #    than the requested max length: 0x04. Partial read past the table end: 0x05.
@@ -69,6 +75,10 @@ class Meter:
         self.strict_pseq = False
         self.trailer_mode = 'digest'
         self.error_trailer = True
+        self.dup_mode = 'seq'
+        self.gap_ms = 0
+        self.gap_at = None
+        self.auth_rate = 0.0
         self.expected_seq = self.rng.next() | 0x10000000
         self.last_pseq = None
         self.faults = Faults(self)
@@ -211,12 +221,22 @@ class Meter:
             return None
         if raw == self._last_raw and self._last_resp is not None:
             st['replays'] += 1
+            if self.dup_mode == 'seq':
+                st['seq_errors'] += 1
+                return self._error(0x0C, t, _u32be(self.expected_seq))
             end = self._send(self._last_resp, t, 'replay of: ' + what, None)
             if msg is not None and end is not None and self._last_resp[2] == 0:
                 self._chain_step(msg, end)
             return end
-        if f.take('auth'):
+        if f.take('auth') or (self.auth_rate and self.rng.random() < self.auth_rate):
+            st['auth_injected'] = st.get('auth_injected', 0) + 1
             return self._error(0x0B, t)
+        e = f.take('status')
+        if e is not None:
+            # a C12.18 error code for a well-formed request; SEQ advances as for 0x01..0x05
+            if req.digest_ok(self.key) and req.seq == self.expected_seq:
+                self.expected_seq = (req.seq + 1) & 0xFFFFFFFF
+            return self._error(int(e[2].get('code', 0x06)), t)
         if self.auth_before_seq and not req.digest_ok(self.key):
             st['auth_failures'] += 1
             return self._error(0x0B, t)

@@ -96,11 +96,23 @@ def test_fault_silence_resends_identical_frame():
     assert dup, 'no identical retransmission'
 
 
-def test_fault_long_silence_power_cycles():
-    b = fault_case('silence', 6, alert=False)
-    assert b.eng.c['power_cycles'] >= 1
+def test_short_silence_does_not_power_cycle():
+    b = fault_case('silence', 6, alert=False)       # a few seconds: resends, no cycle
+    assert b.eng.c['timeouts'] >= 3
+    assert b.eng.c['power_cycles'] == 0
+
+
+def test_fault_long_silence_power_cycles_after_10s():
+    b = Bench()
+    started(b)
+    t0 = b.t
+    b.meter.inject('silence', 40)
+    b.run_until(lambda: b.eng.c['power_cycles'] >= 1, 60000)
     offs = [x for x in b.line_log if x[0] == 'driver' and x[1] is False]
-    assert offs
+    assert offs, b.eng.status()
+    assert offs[0][2] - t0 >= 10000, offs[0][2] - t0   # only after 10 s of silence
+    b.meter.faults.clear()
+    assert b.run_until(lambda: len(b.readings_after(b.t)) >= 2, 120000)
 
 
 def test_fault_partial_frame():
@@ -117,12 +129,23 @@ def test_fault_garbage_instead_of_response():
     fault_case('garbage_only', 2)
 
 
-def test_fault_auth_backs_off():
+def test_one_auth_failure_does_not_stop_the_link():
     b = Bench()
     started(b)
     b.meter.inject('auth', 1)
-    t0 = b.t
+    n = len(b.readings)
     b.run_until(lambda: b.eng.c['auth_failures'] >= 1, 10000)
+    assert b.run_until(lambda: len(b.readings) >= n + 3, 5000), b.eng.status()
+    st = b.eng.status()
+    assert st['link'] == 'ok' and st['counters']['auth_retries'] == 1
+    assert 'MBK' not in (b.eng.last_error or '')
+
+
+def test_persistent_auth_failures_back_off():
+    b = Bench()
+    started(b)
+    b.meter.inject('auth', 3)
+    b.run_until(lambda: b.eng.c['auth_failures'] >= 3, 10000)
     assert b.eng.status()['link'] == 'auth failed'
     assert 'check the MBK' in b.eng.last_error
     n = b.meter.stats['requests']
@@ -130,6 +153,15 @@ def test_fault_auth_backs_off():
     assert b.meter.stats['requests'] == n          # backing off, not hammering
     ok = b.run_until(lambda: len(b.readings_after(b.t)) >= 1, 30000)
     assert ok and b.eng.status()['link'] == 'ok'
+
+
+def test_alert_answered_during_auth_backoff_when_key_worked():
+    b = Bench()
+    started(b)
+    b.meter.inject('auth', 3)
+    b.run_until(lambda: b.eng.status()['link'] == 'auth failed', 10000)
+    b.meter.alert(b.t)
+    assert b.run_until(lambda: b.meter.alerts_answered >= 1, 10000), b.eng.status()
 
 
 def test_wrong_key_never_hammers():

@@ -80,12 +80,21 @@ def test_bt28_offset_from_bt21():
     d = t.bt28(b'\xaa' * 14 + bt28_data(SAMPLE), b21)
     assert d['p_fwd'] == 399 and d['values'][54] == 0
     assert t.bt28_offset(tx.bt21(bt21_bytes(present_demands=3))) == 12
-    e = raises(t.ShortTable, t.bt28, bt28_data(SAMPLE), b21)
-    assert e.need == 14 + 220
+    # a table that ends early is decoded as far as it goes: later values are absent
+    d = t.bt28(bt28_data(SAMPLE), b21)
+    assert len(d['values']) == (220 - 14) // 4
+    assert 'p_rev_avg_l3' not in d and 'p_fwd' in d
+    e = raises(t.ShortTable, t.bt28, b'\xaa' * 17, b21)
+    assert e.need == 14 + 4
 
 
-def test_bt28_short_is_named_error():
-    e = raises(t.ShortTable, t.bt28, bt28_data(SAMPLE)[:219])
+def test_bt28_short_or_long_decodes_as_far_as_it_goes():
+    d = t.bt28(bt28_data(SAMPLE)[:219])
+    assert len(d['values']) == 54
+    assert d['p_fwd'] == 399 and 'p_rev_avg_l2' in d and 'p_rev_avg_l3' not in d
+    d = t.bt28(bt28_data(SAMPLE) + bytes(12))         # more than 55 values
+    assert len(d['values']) == 55 and d['p_fwd'] == 399
+    e = raises(t.ShortTable, t.bt28, b'\x01\x02\x03')
     assert 'BT28' in str(e)
 
 
