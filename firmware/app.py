@@ -87,8 +87,10 @@ class App:
         """MQTT, alarms and e-mail: the app runs without them if a module is missing."""
         try:
             from mqtt import Mqtt
+            from periods import Periods
             self.mqtt = Mqtt(self.config, lambda: self.poller.info, log=self.log,
-                             on_command=self._command)
+                             on_command=self._command, sys_fn=self._mqtt_sys,
+                             periods=Periods(self.config, join(self.data_dir, 'periods.json')))
             self.poller.on_reading(self.mqtt.publish_reading)
             self.link.engine.on_frame = self._raw
         except ImportError as e:
@@ -100,6 +102,22 @@ class App:
             self.poller.on_reading(self._alarm_feed)
         except ImportError:
             pass
+
+    def _mqtt_sys(self):
+        """Module health for the Home Assistant diagnostics (mqtt.py)."""
+        d = {'uptime': (ticks_ms() - self._t0) // 1000, 'heap_free': mem_free(),
+             'reset_cause': self.reset_cause}
+        wifi = getattr(self, 'wifi', None)
+        if wifi is not None:
+            try:
+                if wifi.sta.isconnected():
+                    d['rssi'] = wifi.sta.status('rssi')
+                d['url'] = 'http://%s/' % wifi.ip()
+            except Exception:
+                pass
+        elif self.chip == 'host' and self.http_port:
+            d['url'] = 'http://127.0.0.1:%d/' % self.http_port
+        return d
 
     def _raw(self, direction, data):
         m = self.mqtt

@@ -3,22 +3,31 @@
 #
 # Topics (B = <mqtt_prefix>/<mqtt_device_id or hostname>):
 #   B/status        retained 'online' / 'offline' (the last will)
-#   B/state         one JSON object per reading, flat SI values:
-#                   {"time":1700000000,"seq":7,"p_in":1234.0,..}
+#   B/state         one JSON object per reading (at most one per mqtt_interval_s), flat SI
+#                   values: {"time":1700000000,"seq":7,"p_in":1234.0,..,"pf":0.93}
+#                   (pf: total power factor |P| / S, when S > 0)
 #   B/units         retained {"p_in":"W","e_in":"Wh",..}: the unit of every state key, sent
 #                   with the first reading after every (re)connect
 #   B/<key>         opt-in (mqtt_per_value): plain number in the unit of unit(key)
 #   B/energy/<key>  retained plain number in Wh / varh (e_in, e_out, eq_in, eq_out), sent
 #                   when the value changes and after every (re)connect
-#   B/link          retained JSON link status (coalesced: only the newest is sent)
+#   B/link          retained {"state":"ok","last_error":..}: the meter link in words, sent
+#                   when the words change and after every (re)connect
+#   B/diag          once a minute {"link":"ok","uptime":s,"heap_free":bytes,"reset_cause":..,
+#                   "rssi":dBm,"resends":n,"timeouts":n,"turn_p50":ms,"turn_p95":ms}
+#                   (what is unknown is left out)
+#   B/period        retained {"h":Wh,"d":Wh,"m":Wh,"h0":iso,"d0":iso,"m0":iso}: energy
+#                   imported this hour / today / this month (local time) and when each
+#                   period began; a period is left out until its start value is known
 #   B/raw           opt-in (mqtt_raw): {"dir":"tx"|"rx","hex":"..","ms":ticks}
 #   B/alarm         JSON usage-alarm events (alarms.py)
 #   B/cmd           opt-in (mqtt_commands; RISK: anyone who may publish on the broker can
 #                   make the module read from the meter): a MEP READ request as hex text
 #                   ("30001c0200") or JSON {"hex":".."} / {"table":28[,"offset":o,"count":c]};
 #                   writes and procedures are refused. Outcome JSON on B/cmd/result.
-# Home Assistant: <ha_prefix>/sensor/mep_<serial>/<key>/config (retained), one device
-# per meter; re-sent when HA publishes 'online' on <ha_prefix>/status. The discovery
+# Home Assistant: <ha_prefix>/sensor/mep_<utility serial>/<key>/config (retained), one
+# device per meter, announced only once the utility serial is known (so the id never
+# changes); re-sent when HA publishes 'online' on <ha_prefix>/status. The discovery
 # configs are built by hadisc.py, which mqtt.py imports only while it sends them.
 import json
 from binascii import unhexlify
@@ -50,12 +59,56 @@ def num(v):
     return str(v) if isinstance(v, int) else repr(float(v))
 
 
+def power_factor(r):
+    """Total power factor |P| / S (0..1, 3 decimals), None when not computable."""
+    s = r.get('s')
+    pi = r.get('p_in')
+    if not s or s <= 0 or pi is None:
+        return None
+    pf = abs(pi - (r.get('p_out') or 0)) / s
+    return round(min(pf, 1.0), 3)
+
+
 def state_payload(r):
     d = {}
     for k in r:
         if r[k] is not None:
             d[k] = r[k]
+    pf = power_factor(r)
+    if pf is not None:
+        d['pf'] = pf
     return json.dumps(d)
+
+
+def link_payload(status):
+    st = status or {}
+    return json.dumps({'state': str(st.get('link') or st.get('state') or 'unknown'),
+                       'last_error': st.get('last_error')})
+
+
+def diag_dict(status, sysinfo):
+    """B/diag: module and link health; keys whose value is unknown are left out."""
+    st = status or {}
+    d = {}
+    if st:
+        d['link'] = str(st.get('link') or st.get('state') or 'unknown')
+        c = st.get('counters') or {}
+        if c.get('retransmits') is not None:
+            d['resends'] = c['retransmits']
+        if c.get('timeouts') is not None:
+            d['timeouts'] = c['timeouts']
+        ta = (st.get('diag') or {}).get('turnaround') or {}
+        for k in ('p50', 'p95'):
+            if ta.get(k) is not None:
+                d['turn_' + k] = ta[k]
+    for k in DIAG_SYS:
+        v = (sysinfo or {}).get(k)
+        if v is not None:
+            d[k] = v
+    return d
+
+
+DIAG_SYS = ('uptime', 'heap_free', 'reset_cause', 'rssi')
 
 
 def units_payload(r):
@@ -69,9 +122,9 @@ def units_payload(r):
     return json.dumps(d)
 
 
-def reading_messages(cfg, base, r, last_energy):
+def reading_messages(cfg, base, r, last_energy, period=None):
     """(topic, payload, retain) for one reading; last_energy: {key: value last sent}, empty
-    after a (re)connect."""
+    after a (re)connect; period: periods.Periods.values() or None."""
     if not last_energy:
         yield base + '/units', units_payload(r), True
     yield base + '/state', state_payload(r), False
@@ -84,6 +137,9 @@ def reading_messages(cfg, base, r, last_energy):
         if v is not None and last_energy.get(k) != v:
             last_energy[k] = v
             yield base + '/energy/' + k, num(v), True
+    if period and last_energy.get('period') != period:
+        last_energy['period'] = period
+        yield base + '/period', json.dumps(period), True
 
 
 def parse_command(payload):
@@ -114,12 +170,20 @@ def status_topic(cfg):
     return (_opt(cfg, 'ha_prefix') or 'homeassistant') + '/status'
 
 
-def node_id(info):
-    """'mep_<utility serial>' (mfg serial as fallback), '' while unknown."""
-    sn = ''
-    if info:
-        sn = str(info.get('serial') or '').strip() or str(info.get('mfg_serial') or '').strip()
+def _id(sn):
     out = ''
-    for ch in sn:
+    for ch in str(sn or '').strip():
         out += ch if (ch.isalpha() or ch.isdigit() or ch in '_-') else '_'
     return 'mep_' + out if out else ''
+
+
+def node_id(info):
+    """'mep_<utility serial>', '' while the utility serial is not known yet (the
+    manufacturer serial is never used: the device id must not change later)."""
+    return _id(info.get('serial')) if info else ''
+
+
+def old_node_ids(info):
+    """Ids earlier firmware versions announced this meter under (manufacturer serial)."""
+    old = _id(info.get('mfg_serial')) if info else ''
+    return [old] if old and old != node_id(info) else []

@@ -2,22 +2,29 @@
 # else only appends to a bounded queue (QMAX, the oldest item is dropped and counted), so
 # publish_reading() is O(1) and never blocks. Topic layout and payloads: see ha.py.
 #
-# Blocking is bounded: DNS is resolved once and cached; connect() has a time-out; the
-# client's socket is wrapped so that umqtt.simple's setblocking(True) (after check_msg)
-# becomes a short time-out; one message is sent per step and the task yields between.
+# Blocking is bounded: DNS is resolved once and cached; the TCP connect and the wait for
+# CONNACK are asynchronous (a broker that accepts but never answers costs the loop nothing;
+# only a TLS handshake blocks, for at most its time-out); the client's socket is wrapped so
+# that umqtt.simple's setblocking(True) (after check_msg) becomes a short time-out; one
+# message is sent per step and the task yields between.
+# Keep-alive (MQTT 3.1.1, 3.1.2.10): a PINGREQ goes out every KEEPALIVE/2 s whatever else
+# is sent, so the broker answers at least that often; nothing received for KEEPALIVE s
+# means the connection is dead. Failed or short-lived connections back off (1 s .. 60 s).
 import gc
 import json
 import socket
 from binascii import hexlify
 
-from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload
+from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload, MICROPYTHON
 import ha
-from tcp import open_tcp
+from tcp import open_tcp, again
 
 QMAX = const(8)                # a queued reading is ~1 KB of heap on the ESP32
 KEEPALIVE = const(60)          # s
 BACKOFF_MIN = const(1000)      # ms
 BACKOFF_MAX = const(60000)     # ms
+STABLE_MS = const(60000)       # a connection that lasted this long resets the back-off
+DIAG_MS = const(60000)         # diagnostics (B/diag) period
 _CONNACK = {1: 'unacceptable protocol', 2: 'client id rejected', 3: 'server unavailable',
             4: 'bad user name or password', 5: 'not authorized'}
 
@@ -25,14 +32,46 @@ _CONNACK = {1: 'unacceptable protocol', 2: 'client id rejected', 3: 'server unav
 from config import opt as _opt
 
 
+class MQTTRefused(Exception):
+    pass
+
+
 def _err(e):
-    if type(e).__name__ == 'MQTTException' and e.args and e.args[0] in _CONNACK:
+    if type(e).__name__ in ('MQTTException', 'MQTTRefused') and e.args \
+            and e.args[0] in _CONNACK:
         return 'broker refused: ' + _CONNACK[e.args[0]]
     return '%s: %s' % (type(e).__name__, e)
 
 
+def _str(x):
+    if isinstance(x, str):
+        x = x.encode()
+    return bytes((len(x) >> 8, len(x) & 0xFF)) + x
+
+
+def connect_packet(client_id, keepalive, will_topic, will_msg, user=None, password=None):
+    """MQTT 3.1.1 CONNECT (clean session, will QoS 0 retained)."""
+    flags = 0x02 | 0x04 | 0x20
+    body = _str('MQTT') + bytes((4, 0, keepalive >> 8, keepalive & 0xFF))
+    payload = _str(client_id) + _str(will_topic) + _str(will_msg)
+    if user:
+        flags |= 0xC0
+        payload += _str(user) + _str(password or '')
+    body = body[:7] + bytes((flags,)) + body[8:] + payload
+    n = len(body)
+    head = bytearray(b'\x10')
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        head.append(b | 0x80 if n else b)
+        if not n:
+            break
+    return bytes(head) + body
+
+
 class _Bounded:
-    """Wraps the client's socket: setblocking(True) becomes a time-out, reads are timed."""
+    """Wraps the client's socket: setblocking(True) becomes a time-out, reads are timed.
+    Gives a CPython socket MicroPython's stream API (read(n) -> None when nothing is there)."""
 
     def __init__(self, s, timeout):
         self.s = s
@@ -53,13 +92,40 @@ class _Bounded:
             self.s.setblocking(False)
 
     def read(self, n):
-        d = self.s.read(n)
+        if MICROPYTHON:
+            d = self.s.read(n)
+        else:
+            d = b''
+            while len(d) < n:
+                try:
+                    c = self.s.recv(n - len(d))
+                except OSError as e:
+                    if again(e) or type(e).__name__ == 'SSLWantReadError':
+                        if d:
+                            continue
+                        return None
+                    if isinstance(e, TimeoutError) or type(e).__name__ == 'timeout':
+                        raise OSError(110, 'ETIMEDOUT')
+                    raise
+                if not c:
+                    break
+                d += c
         if d:
             self.rx = ticks_ms()
         return d
 
     def write(self, buf, n=None):
-        return self.s.write(buf) if n is None else self.s.write(buf, n)
+        if n is not None:
+            buf = buf[:n]
+        if MICROPYTHON:
+            return self.s.write(buf)
+        try:
+            self.s.sendall(bytes(buf))
+        except OSError as e:
+            if isinstance(e, TimeoutError) or type(e).__name__ == 'timeout':
+                raise OSError(110, 'ETIMEDOUT')
+            raise
+        return len(buf)
 
     def close(self):
         self.s.close()
@@ -70,32 +136,48 @@ def _umqtt(*args, **kw):
     return MQTTClient(*args, **kw)
 
 
+def link_words(status):
+    """The user-facing link state of a link.status() dict ('ok', 'no answer', ...)."""
+    if not status:
+        return 'unknown'
+    return str(status.get('link') or status.get('state') or 'unknown')
+
+
 class Mqtt:
-    def __init__(self, cfg, device_info_fn, client_factory=None, log=print, on_command=None):
+    def __init__(self, cfg, device_info_fn, client_factory=None, log=print, on_command=None,
+                 sys_fn=None, periods=None):
+        """sys_fn: () -> {'uptime': s, 'heap_free': bytes, 'reset_cause': str, 'rssi': dBm,
+        'url': web UI address} (any may be missing); periods: a periods.Periods or None."""
         self.cfg = cfg
         self.info_fn = device_info_fn
         self.factory = client_factory or _umqtt
         self.log = log
         self.on_command = on_command
+        self.sys_fn = sys_fn
+        self.periods = periods
         self.io_timeout = 0.25     # s, every send/receive
-        self.connect_timeout = 2   # s, TCP connect (async probe); CONNACK (+ TLS) blocks
+        self.connect_timeout = 5   # s, TCP connect and CONNACK (async); TLS handshake blocks
         self.idle_ms = 200         # incoming messages are polled at least this often
+        self.keepalive = KEEPALIVE # s
         self.q = []
         self.drops = self.published = self.connects = 0
         self.last_error = None
         self.c = None
         self._addr = None          # (host, ip) cached DNS answer
         self._fails = 0
-        self._link = None
-        self._link_dirty = False
+        self._link = None          # newest link status dict
+        self._link_sent = None     # link words last published
+        self._diag_at = None       # ticks of the last B/diag, None: due
         self._cur = None           # generator of the item being sent
         self._disc = None          # generator of discovery messages being sent
         self._announce = False
         self._cleared = False
+        self._ids_cleaned = False  # configs under an earlier (manufacturer serial) id cleared
         self._ha_pfx = None        # discovery prefix the configs were last sent under
         self._reconf = False
         self._energy = {}
-        self._ping = self._poll = 0
+        self._last_pub = None      # ticks of the last state message (mqtt_interval_s)
+        self._ping = self._poll = self._up = 0
         self._ev = asyncio.Event()
         self.running = False
 
@@ -117,12 +199,24 @@ class Mqtt:
         self._ev.set()
 
     def publish_reading(self, reading):
+        per = self.periods
+        if per is not None:
+            per.feed(reading)
+        if not self.enabled():
+            return
+        iv = int(_opt(self.cfg, 'mqtt_interval_s', 0) or 0) * 1000
+        now = ticks_ms()
+        if iv and self._last_pub is not None and ticks_diff(now, self._last_pub) < iv - iv // 10:
+            return
+        self._last_pub = now
         self._put(('r', reading))
 
     def publish_link(self, status):
+        """Called often (every few seconds); B/link goes out only when the state in words
+        changes, B/diag once a minute."""
         self._link = status
-        self._link_dirty = True
-        self._ev.set()
+        if link_words(status) != self._link_sent:
+            self._ev.set()
 
     def raw(self, direction, hexstr):
         if _opt(self.cfg, 'mqtt_raw', False):
@@ -167,16 +261,22 @@ class Mqtt:
                 await self._wait(1000)
                 continue
             if self.c is None:
-                if not (await self._probe() and self._connect()):
+                if not await self._connect():
                     await self._wait(backoff, wake=False)
                     backoff = min(backoff * 2, BACKOFF_MAX)
-                    continue
-                backoff = BACKOFF_MIN
+                continue
             try:
                 busy = self._step()
             except Exception as e:   # OSError, MQTTException, umqtt's asserts/IndexError
                 self._lost(e)
+                # a connection that broke soon after it was made backs off like a failed one
+                if ticks_diff(ticks_ms(), self._up) >= STABLE_MS:
+                    backoff = BACKOFF_MIN
+                await self._wait(backoff, wake=False)
+                backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
+            if ticks_diff(ticks_ms(), self._up) >= STABLE_MS:
+                backoff = BACKOFF_MIN
             if busy:
                 await sleep_ms(0)
             else:
@@ -195,73 +295,87 @@ class Mqtt:
             pass
         self._ev.clear()
 
-    async def _probe(self):
-        """Resolve (once) and open a TCP connection without blocking: an unreachable
-        broker then costs no blocking connect() at all (one extra TCP connection/connect)."""
-        host = self.cfg['mqtt_host']
+    def _port(self):
+        tls = bool(_opt(self.cfg, 'mqtt_tls', False))
+        return int(_opt(self.cfg, 'mqtt_port', 0) or (8883 if tls else 1883))
+
+    def _failed(self, what, e):
+        self._fails += 1
+        if self._fails % 5 == 0:
+            self._addr = None      # resolve again after repeated failures
+        self.last_error = _err(e)
+        self.log('mqtt: %s %s:%d failed: %s' % (what, self.cfg['mqtt_host'], self._port(),
+                                                 self.last_error))
+
+    async def _connect(self):
+        """TCP connect and MQTT CONNECT/CONNACK without blocking the loop, then hand the
+        socket to the umqtt client. True when connected."""
+        cfg = self.cfg
+        host = cfg['mqtt_host']
         port = self._port()
+        base = self.base()
+        s = None
         try:
             if self._addr is None or self._addr[0] != host:
                 # CPython and the ESP32 give an (ip, port) tuple; the unix port raw bytes
                 ai = socket.getaddrinfo(host, port)[0][-1]
                 self._addr = (host, ai[0] if isinstance(ai, tuple) else host)
             s = await open_tcp(self._addr[1], port, self.connect_timeout * 1000)
-            s.close()
-            return True
         except Exception as e:
-            self._fails += 1
-            if self._fails % 5 == 0:
-                self._addr = None
-            self.last_error = _err(e)
-            self.log('mqtt: cannot reach %s:%d: %s' % (host, port, self.last_error))
+            self._failed('cannot reach', e)
             return False
-
-    def _port(self):
-        tls = bool(_opt(self.cfg, 'mqtt_tls', False))
-        return int(_opt(self.cfg, 'mqtt_port', 0) or (8883 if tls else 1883))
-
-    def _connect(self):
-        cfg = self.cfg
-        host = cfg['mqtt_host']
-        tls = bool(_opt(cfg, 'mqtt_tls', False))
-        port = self._port()
-        base = self.base()
         c = None
         try:
+            if _opt(cfg, 'mqtt_tls', False):
+                s = _tls(s, host, self.connect_timeout)
+            b = _Bounded(s, self.io_timeout)
+            user = _opt(cfg, 'mqtt_user') or None
+            b.write(connect_packet(base.replace('/', '-'), self.keepalive, base + '/status',
+                                   'offline', user, _opt(cfg, 'mqtt_password', '')))
+            b.setblocking(False)
+            ack = b''
+            t0 = ticks_ms()
+            while len(ack) < 4:
+                d = b.read(4 - len(ack))
+                if d == b'':
+                    raise OSError(104, 'connection closed by the broker')
+                if d:
+                    ack += d
+                    continue
+                if ticks_diff(ticks_ms(), t0) > self.connect_timeout * 1000:
+                    raise OSError(110, 'no CONNACK from the broker')
+                await sleep_ms(20)
+            if ack[0] != 0x20 or ack[1] != 2:
+                raise OSError(71, 'not an MQTT broker (bad CONNACK)')
+            if ack[3]:
+                raise MQTTRefused(ack[3])
+            b.settimeout(self.io_timeout)
             user = _opt(cfg, 'mqtt_user') or None
             c = self.factory(base.replace('/', '-'), self._addr[1], port=port, user=user,
-                             password=(_opt(cfg, 'mqtt_password', '') if user else None),
-                             keepalive=KEEPALIVE, ssl=True if tls else None,
-                             ssl_params={'server_hostname': host} if tls else {})
+                             password=None, keepalive=self.keepalive)
+            c.sock = b
             c.set_callback(self._on_msg)
-            c.set_last_will(base + '/status', 'offline', retain=True)
-            c.connect(timeout=self.connect_timeout)
-            c.sock = _Bounded(c.sock, self.io_timeout)
             c.publish(base + '/status', 'online', retain=True)
             if _opt(cfg, 'ha_discovery', True):
                 c.subscribe(ha.status_topic(cfg))
             if _opt(cfg, 'mqtt_commands', False):
                 c.subscribe(base + '/cmd')
-            c.sock.settimeout(self.io_timeout)
+            b.settimeout(self.io_timeout)
         except Exception as e:
-            self._fails += 1
-            if self._fails % 5 == 0:
-                self._addr = None      # resolve again after repeated failures
-            self.last_error = _err(e)
-            self.log('mqtt: connect to %s:%d failed: %s' % (host, port, self.last_error))
-            if c is not None and c.sock is not None:
-                try:
-                    c.sock.close()
-                except Exception:
-                    pass
+            self._failed('connect to', e)
+            try:
+                s.close()
+            except Exception:
+                pass
             return False
         self.c = c
         self._fails = 0
         self.connects += 1
         self._energy = {}
-        self._link_dirty = self._link is not None
+        self._link_sent = None
+        self._diag_at = None
         self._announce = True
-        self._ping = self._poll = ticks_ms()
+        self._ping = self._poll = self._up = ticks_ms()
         self.log('mqtt: connected to %s:%d as %s' % (host, port, base))
         return True
 
@@ -291,7 +405,6 @@ class Mqtt:
     def _send(self, topic, payload, retain=False):
         self.c.publish(topic, payload, retain=retain)
         self.c.sock.settimeout(self.io_timeout)
-        self._ping = ticks_ms()
         self.published += 1
 
     def _step(self):
@@ -307,12 +420,13 @@ class Mqtt:
                     break
             if self.c is None:
                 return False
-            if ticks_diff(now, self._ping) >= KEEPALIVE * 500:
+            ka = self.keepalive * 1000
+            if ticks_diff(now, self._ping) >= ka // 2:
                 c.ping()
                 c.sock.settimeout(self.io_timeout)
                 self._ping = now
-            if ticks_diff(now, c.sock.rx) > KEEPALIVE * 1500:
-                raise OSError('broker silent')
+            if ticks_diff(now, c.sock.rx) > ka:
+                raise OSError('broker silent for %d s' % self.keepalive)
         if self._announce:
             info = self.info_fn()
             if info is not None and ha.node_id(info):
@@ -321,7 +435,14 @@ class Mqtt:
                 if on or not self._cleared:
                     import hadisc      # dropped again once the generator is done (_next)
                     if on:
-                        self._disc = hadisc.announce(self.cfg, info, self.base(), self._ha_pfx)
+                        old = []
+                        if not self._ids_cleaned:
+                            self._ids_cleaned = True
+                            old = ha.old_node_ids(info)
+                        sysinfo = self._sys()
+                        self._disc = hadisc.announce(
+                            self.cfg, info, self.base(), self._ha_pfx, old, sysinfo,
+                            list(ha.diag_dict(self._link, sysinfo)))
                         self._ha_pfx = hadisc.prefix(self.cfg)
                     else:
                         self._cleared = True
@@ -333,10 +454,17 @@ class Mqtt:
                 self._send(m[0], m[1], True)
                 return True
             unload('hadisc')
-        if self._link_dirty:
-            self._link_dirty = False
-            self._send(self.base() + '/link', json.dumps(self._link), True)
+        words = link_words(self._link)
+        if self._link is not None and words != self._link_sent:
+            self._link_sent = words
+            self._send(self.base() + '/link', ha.link_payload(self._link), True)
             return True
+        if self._diag_at is None or ticks_diff(now, self._diag_at) >= DIAG_MS:
+            self._diag_at = now
+            d = ha.diag_dict(self._link, self._sys())
+            if d:
+                self._send(self.base() + '/diag', json.dumps(d), False)
+                return True
         if self._cur is None and self.q:
             self._cur = self._messages(self.q.pop(0))
         if self._cur is not None:
@@ -345,6 +473,14 @@ class Mqtt:
                 self._send(m[0], m[1], m[2])
                 return True
         return bool(self.q)
+
+    def _sys(self):
+        if self.sys_fn is None:
+            return {}
+        try:
+            return self.sys_fn() or {}
+        except Exception:
+            return {}
 
     def _next(self, name):
         """The next message of generator self.<name>, or None (then it is cleared). Out of
@@ -365,7 +501,9 @@ class Mqtt:
     def _messages(self, item):
         if item[0] == 'm':
             return iter(((self.base() + item[1], item[2], item[3]),))
-        return ha.reading_messages(self.cfg, self.base(), item[1], self._energy)
+        per = self.periods
+        return ha.reading_messages(self.cfg, self.base(), item[1], self._energy,
+                                   per.values(item[1]) if per is not None else None)
 
     def _on_msg(self, topic, msg):
         topic = bytes(topic).decode()
@@ -386,3 +524,18 @@ class Mqtt:
         except Exception as e:
             res['error'] = str(e)
         self._put(('m', '/cmd/result', json.dumps(res), False))
+
+
+def _tls(s, host, timeout):
+    """TLS over the connected socket s (no certificate check, as umqtt.simple does). The
+    handshake blocks, bounded by timeout (s)."""
+    import ssl
+    s.setblocking(True)
+    s.settimeout(timeout)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.check_hostname = False
+    except AttributeError:
+        pass
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx.wrap_socket(s, server_hostname=host)

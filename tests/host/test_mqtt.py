@@ -1,6 +1,7 @@
 # MQTT publisher + Home Assistant discovery against a real mosquitto and a paho subscriber.
 import asyncio
 import json
+import re
 import tempfile
 import time
 import uuid
@@ -112,16 +113,26 @@ def make(cfg, logs=None, **kw):
 
 # ---------- discovery payloads, field by field (no broker) ----------
 def render(template, value):
-    """The two value_template forms ha.py uses, evaluated the way HA's Jinja would."""
+    """The value_template forms hadisc.py uses, evaluated the way HA's Jinja would (the real
+    Home Assistant renders them in test_ha_real.py)."""
     if template == '{{ (value | float / 1000) | round(3) }}':
         return round(float(value) / 1000, 3)
-    assert template.startswith('{{ value_json.') and template.endswith(' }}')
-    return json.loads(value)[template[14:-3]]
+    m = re.fullmatch(r"\{\{ (.+) if value_json\.(\w+) is defined else None \}\}", template)
+    assert m, template
+    expr, key = m.groups()
+    d = json.loads(value)
+    if key not in d:
+        return None
+    if expr == 'value_json.' + key:
+        return d[key]
+    assert expr == '(value_json.%s / 1000) | round(3)' % key, expr
+    return round(d[key] / 1000, 3)
 
 
 def test_discovery_payloads_field_by_field():
     cfg = make_cfg(1883)
-    msgs = list(hadisc.messages(cfg, INFO, 'mep/dev1'))
+    msgs = list(hadisc.messages(cfg, INFO, 'mep/dev1', {'url': 'http://192.0.2.7/'},
+                                ['link', 'uptime', 'heap_free', 'reset_cause', 'resends']))
     by_key = {}
     for topic, payload in msgs:
         parts = topic.split('/')
@@ -130,41 +141,94 @@ def test_discovery_payloads_field_by_field():
         by_key[parts[3]] = json.loads(payload)
     expect = {'e_in': ('energy', 'kWh', 'total_increasing'),
               'e_out': ('energy', 'kWh', 'total_increasing'),
+              'eq_in': ('reactive_energy', 'kvarh', 'total_increasing'),
+              'eq_out': ('reactive_energy', 'kvarh', 'total_increasing'),
+              'e_h': ('energy', 'kWh', 'total'), 'e_d': ('energy', 'kWh', 'total'),
+              'e_m': ('energy', 'kWh', 'total'),
               'p_in': ('power', 'W', 'measurement'), 'p_out': ('power', 'W', 'measurement'),
-              'freq': ('frequency', 'Hz', 'measurement')}
+              'q_in': ('reactive_power', 'var', 'measurement'),
+              'q_out': ('reactive_power', 'var', 'measurement'),
+              's': ('apparent_power', 'VA', 'measurement'),
+              'pf': ('power_factor', None, 'measurement'),
+              'freq': ('frequency', 'Hz', 'measurement'),
+              'last_reading': ('timestamp', None, None),
+              'uptime': ('duration', 's', 'total_increasing'),
+              'heap_free': ('data_size', 'B', 'measurement'),
+              'resends': (None, None, 'total_increasing'),
+              'reset_cause': (None, None, None), 'link': (None, None, None)}
     for ph in ('l1', 'l2', 'l3'):
         expect['u_' + ph] = ('voltage', 'V', 'measurement')
         expect['i_' + ph] = ('current', 'A', 'measurement')
         expect['pf_' + ph] = ('power_factor', None, 'measurement')
         expect['p_in_' + ph] = ('power', 'W', 'measurement')
         expect['p_out_' + ph] = ('power', 'W', 'measurement')
+    # diagnostics nobody supplies (RSSI on a PC, turnaround before the link measures it)
+    # are not announced
+    assert set(by_key) == set(expect), set(by_key) ^ set(expect)
     for key, (dc, unit, sc) in expect.items():
         c = by_key[key]
-        assert c['device_class'] == dc, key
+        assert c.get('device_class') == dc, key
         assert c.get('unit_of_measurement') == unit, key
-        assert c['state_class'] == sc, key
+        assert c.get('state_class') == sc, key
         assert c['unique_id'] == 'mep_12345678_' + key
         assert c['availability_topic'] == 'mep/dev1/status'
         assert c['payload_available'] == 'online' and c['payload_not_available'] == 'offline'
         d = c['device']
         assert d['identifiers'] == ['mep_12345678']
+        assert d['name'] == 'Electricity meter 12345678'
         assert d['manufacturer'] == 'NES' and d['model'] == '83334-3I'
         assert d['sw_version'] == '4.4' and d['hw_version'] == '1.2'
-        assert d['configuration_url'] == 'http://mepmod.local/'
+        assert d['configuration_url'] == 'http://192.0.2.7/'
+        # live values expire (3 reading intervals, at least 30 s); counters do not
+        if c['state_topic'] == 'mep/dev1/state' and key != 'last_reading':
+            assert c['expire_after'] == 30, key
+        elif c['state_topic'] == 'mep/dev1/diag':
+            assert c['expire_after'] >= 180, key
+            assert c['entity_category'] == 'diagnostic'
+        else:
+            assert 'expire_after' not in c, key
     # unique ids are unique, the link sensor is diagnostic
     ids = [c['unique_id'] for c in by_key.values()]
     assert len(ids) == len(set(ids))
     assert by_key['link']['entity_category'] == 'diagnostic'
+    assert by_key['link']['state_topic'] == 'mep/dev1/link'
     # energy comes from the retained Wh counter and is shown in kWh with 3 decimals
     assert by_key['e_in']['state_topic'] == 'mep/dev1/energy/e_in'
+    assert by_key['eq_out']['state_topic'] == 'mep/dev1/energy/eq_out'
     assert render(by_key['e_in']['value_template'], '1234567') == 1234.567
     assert render(by_key['e_in']['value_template'], '1234567.4') == 1234.567
-    # the other sensors read their key from the state JSON
+    # the other sensors read their key from the state JSON; a missing key is unknown
     r = reading(3)
     state = ha.state_payload(r)
     for key in ('p_in', 'u_l2', 'pf_l3', 'freq'):
         assert by_key[key]['state_topic'] == 'mep/dev1/state'
         assert render(by_key[key]['value_template'], state) == r[key]
+    assert render(by_key['p_in']['value_template'], '{"time": 1}') is None
+    assert render(by_key['pf']['value_template'], state) == \
+        round(abs(r['p_in'] - r['p_out']) / r['s'], 3)
+    # energy this hour: Wh -> kWh, with the period start as last_reset
+    assert by_key['e_h']['state_topic'] == 'mep/dev1/period'
+    assert render(by_key['e_h']['value_template'], '{"h": 1500, "h0": "x"}') == 1.5
+    assert 'value_json.h0' in by_key['e_h']['last_reset_value_template']
+    # a configured device name
+    cfg['device_name'] = 'Main meter'
+    c = hadisc.sensor_config(cfg, INFO, 'mep/dev1', next(hadisc.sensors()))
+    assert c['device']['name'] == 'Main meter'
+    # without a web address known, the hostname's mDNS name
+    assert c['device']['configuration_url'] == 'http://mepmod.local/'
+    # slower readings or a publish interval stretch expire_after
+    cfg['mqtt_interval_s'] = 60
+    assert hadisc.expire_after(cfg) == 180
+
+
+def test_device_id_is_the_utility_serial_only():
+    assert ha.node_id(INFO) == 'mep_12345678'
+    early = dict(INFO)
+    del early['serial']                   # the manufacturer serial alone: not announced
+    assert ha.node_id(early) == ''
+    assert ha.old_node_ids(INFO) == ['mep_0099887766']
+    assert ha.old_node_ids({'serial': 'A', 'mfg_serial': 'A'}) == []
+    assert ha.node_id({'serial': ' 12/34 '}) == 'mep_12_34'
 
 
 def test_unit_by_prefix_matches_the_field_table():
@@ -238,7 +302,7 @@ async def test_last_will_on_abrupt_socket_loss(broker, subs):
     async with Running(m):
         assert await s.wait(lambda: s.msgs and s.msgs[-1][1] == b'online')
         # kill the TCP connection under the client (no DISCONNECT)
-        raw = m.c.sock.s._s
+        raw = m.c.sock.s
         raw.shutdown(2)
         raw.close()
         assert await s.wait(lambda: any(p == b'offline' for _, p, _ in s.msgs))
@@ -339,9 +403,10 @@ async def test_discovery_module_is_dropped_once_the_configs_are_out(broker, subs
     async with Running(m):
         assert await s.wait(lambda: s.topics('homeassistant/sensor/mep_12345678/link/config'))
         assert await s.wait(lambda: 'hadisc' not in sys.modules)
-        n = len(s.msgs)
+        mine = lambda: [t for t, _, _ in s.msgs if '/mep_12345678/' in t]
+        n = len(mine())
         s.publish('homeassistant/status', 'online')       # HA restarted: announce again
-        assert await s.wait(lambda: len(s.msgs) >= 2 * n)
+        assert await s.wait(lambda: len(mine()) >= 2 * n)
         assert await s.wait(lambda: 'hadisc' not in sys.modules)
 
 
@@ -560,3 +625,194 @@ async def test_half_received_packet_does_not_block_the_loop():
         assert lost and 'ETIMEDOUT' in lost[0], logs
     tick.cancel()
     assert lag[0] < 0.6, lag[0]
+
+
+# ---------- keep-alive, connect time-outs, back-off ----------
+async def test_keepalive_pings_while_publishing_and_never_drops(broker, subs):
+    """Readings flow all the time (nothing is ever received back for QoS 0): the client must
+    still ping (and so hear from the broker) instead of declaring it silent."""
+    logs = []
+    m = make(make_cfg(broker.port), logs)
+    m.keepalive = 2
+    s = new_sub(subs, broker.port, 'mep/dev1/state')
+    async with Running(m):
+        for seq in range(1, 81):                  # 8 s = 4 keep-alive intervals
+            m.publish_reading(reading(seq))
+            await asyncio.sleep(0.1)
+        assert await s.wait(lambda: any(json.loads(p)['seq'] == 80 for _, p, _ in s.msgs))
+        st = m.stats()
+        assert st['connected'] and st['reconnects'] == 0, (st, logs)
+        assert not [l for l in logs if 'lost' in l], logs
+    log = broker.read_log()
+    assert log.count('Received PINGREQ from mep-dev1') >= 6, log[-2000:]
+
+
+def _silent_server(close_at_once=False):
+    """Accepts TCP connections and never answers (or closes each one at once); returns
+    (port, list of accepted connection times)."""
+    import socket
+    import threading
+    lsock = socket.socket()
+    lsock.bind(('127.0.0.1', 0))
+    lsock.listen(8)
+    accepted = []
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            if close_at_once:
+                conn.close()
+            else:
+                held.append(conn)
+    threading.Thread(target=serve, daemon=True).start()
+    return lsock, accepted
+
+
+async def _lag_while(coro_fn):
+    lag = [0.0]
+
+    async def ticker():
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            lag[0] = max(lag[0], time.monotonic() - t0 - 0.01)
+    tick = asyncio.create_task(ticker())
+    try:
+        await coro_fn()
+    finally:
+        tick.cancel()
+    return lag[0]
+
+
+async def test_broker_that_never_answers_does_not_stall_the_loop():
+    lsock, accepted = _silent_server()
+    logs = []
+    m = make(make_cfg(lsock.getsockname()[1]), logs)
+    m.connect_timeout = 1
+
+    async def scenario():
+        async with Running(m):
+            await asyncio.sleep(4.5)
+    lag = await _lag_while(scenario)
+    lsock.close()
+    assert lag < 0.1, lag                            # was 2 s per attempt
+    assert not m.stats()['connected']
+    assert 'no CONNACK' in m.stats()['last_error'], logs
+    # 1 s time-out, then 1 s, 2 s back-off: 2..3 attempts in 4.5 s, not one per loop turn
+    assert 2 <= len(accepted) <= 3, accepted
+
+
+async def test_connect_failing_at_once_backs_off():
+    lsock, accepted = _silent_server(close_at_once=True)
+    m = make(make_cfg(lsock.getsockname()[1]))
+    async with Running(m):
+        await asyncio.sleep(4)
+    lsock.close()
+    assert not m.stats()['connected'] and m.stats()['last_error']
+    assert 2 <= len(accepted) <= 3, accepted        # 1 s, 2 s back-off
+    gaps = [b - a for a, b in zip(accepted, accepted[1:])]
+    assert all(g >= 0.9 for g in gaps), gaps
+
+
+# ---------- what goes out: device id, link state, publish interval ----------
+async def test_announced_only_under_the_utility_serial_and_old_id_cleared(broker, subs):
+    info = {'manufacturer': 'NES', 'model': 'x', 'mfg_serial': '0099887766'}
+    pre = new_sub(subs, broker.port, 'none')
+    old = 'homeassistant/sensor/mep_0099887766/p_in/config'
+    pre.publish(old, '{"old": 1}', retain=True)      # what an earlier version left behind
+    m = mqtt.Mqtt(make_cfg(broker.port), lambda: info, log=lambda s: None)
+    s = new_sub(subs, broker.port, 'homeassistant/sensor/#')
+    async with Running(m):
+        m.publish_reading(reading(1))
+        await asyncio.sleep(1.0)
+        assert m.stats()['connected']
+        assert not [t for t, p, _ in s.msgs if p and 'mep_0099887766' in t and p != b'{"old": 1}']
+        assert not [t for t, _, _ in s.msgs if 'mep_12345678' in t]
+        info['serial'] = '12345678'                 # ET03 arrived
+        assert await s.wait(lambda: s.topics('homeassistant/sensor/mep_12345678/link/config'))
+        assert await s.wait(lambda: any(p == b'' for _, p, _ in s.topics(old)))
+        ids = {t.split('/')[2] for t, p, _ in s.msgs if p and p != b'{"old": 1}'}
+        assert ids == {'mep_12345678'}
+    late = new_sub(subs, broker.port, 'homeassistant/sensor/mep_0099887766/#')
+    await asyncio.sleep(0.5)
+    assert not late.msgs                            # nothing retained under the old id
+
+
+async def test_link_state_in_words_only_on_change(broker, subs):
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'mep/dev1/link')
+    st = {'link': 'starting', 'state': 'wait-first', 'counters': {'retransmits': 0}}
+    async with Running(m):
+        for i in range(10):
+            st = dict(st, state=('wait-first', 'idle', 'send')[i % 3])
+            m.publish_link(st)
+            await asyncio.sleep(0.05)
+        assert await s.wait(lambda: s.msgs)
+        m.publish_link(dict(st, link='ok', state='idle'))
+        assert await s.wait(lambda: len(s.msgs) == 2)
+        for _ in range(5):
+            m.publish_link(dict(st, link='ok', state='wait-first'))
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+    states = [json.loads(p)['state'] for _, p, _ in s.msgs]
+    assert states == ['starting', 'ok'], states
+
+
+async def test_diagnostics_topic(broker, subs):
+    sysinfo = {'uptime': 12, 'heap_free': 40000, 'reset_cause': 'power on'}
+    m = mqtt.Mqtt(make_cfg(broker.port), lambda: INFO, log=lambda s: None,
+                  sys_fn=lambda: sysinfo)
+    s = new_sub(subs, broker.port, 'mep/dev1/diag')
+    d = new_sub(subs, broker.port, 'homeassistant/sensor/mep_12345678/+/config')
+    async with Running(m):
+        m.publish_link({'link': 'ok', 'counters': {'retransmits': 3, 'timeouts': 1},
+                        'diag': {'turnaround': {'p50': 21, 'p95': 40, 'max': 90}}})
+        assert await s.wait(lambda: s.msgs)
+        got = json.loads(s.msgs[0][1])
+        assert got == {'link': 'ok', 'resends': 3, 'timeouts': 1, 'turn_p50': 21,
+                       'turn_p95': 40, 'uptime': 12, 'heap_free': 40000,
+                       'reset_cause': 'power on'}
+        assert await d.wait(lambda: d.topics('homeassistant/sensor/mep_12345678/uptime/config'))
+        keys = {t.split('/')[3] for t, _, _ in d.msgs}
+        assert 'rssi' not in keys                   # nobody supplies it here
+
+
+async def test_publish_interval_thins_out_state_messages(broker, subs):
+    m = make(make_cfg(broker.port, mqtt_interval_s=1))
+    s = new_sub(subs, broker.port, 'mep/dev1/state')
+    async with Running(m):
+        for seq in range(1, 31):                    # 3 s of readings at 10/s
+            m.publish_reading(reading(seq))
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+    seqs = [json.loads(p)['seq'] for _, p, _ in s.msgs]
+    assert 3 <= len(seqs) <= 5, seqs
+    assert seqs[0] == 1
+
+
+async def test_period_energy_topic(broker, subs, tmp_path):
+    from periods import Periods
+    cfg = make_cfg(broker.port, tz_offset_min=60, dst='eu')
+    per = Periods(cfg, str(tmp_path / 'periods.json'))
+    m = mqtt.Mqtt(cfg, lambda: INFO, log=lambda s: None, periods=per)
+    s = new_sub(subs, broker.port, 'mep/dev1/period')
+    t0 = 1700002800 - 1       # 2023-11-14 22:59:59 UTC = 23:59:59 local (CET)
+    async with Running(m):
+        m.publish_reading(dict(reading(0), time=t0, e_in=5000))
+        await asyncio.sleep(0.3)
+        assert not s.msgs                           # booted mid-period: not known
+        m.publish_reading(dict(reading(1), time=t0 + 1, e_in=5001))   # a new local day
+        m.publish_reading(dict(reading(2), time=t0 + 61, e_in=5250))
+        assert await s.wait(lambda: len(s.msgs) >= 2)
+    d = json.loads(s.msgs[-1][1])
+    # hour and day began at local midnight (23:00 UTC); the month's start is not known
+    assert d == {'h': 250, 'h0': '2023-11-14T23:00:00+00:00',
+                 'd': 250, 'd0': '2023-11-14T23:00:00+00:00'}, d
+    late = new_sub(subs, broker.port, 'mep/dev1/period')     # retained
+    assert await late.wait(lambda: late.msgs)
+    assert json.loads(late.msgs[-1][1]) == d
