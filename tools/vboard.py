@@ -95,24 +95,40 @@ def _vb_setup():
             return 1
     sys.modules['machine'] = Machine()
     size = %(flash)r
-    if size:
-        import uos
-        def used(d):
-            n = 0
-            for e in uos.ilistdir(d):
-                p = d.rstrip('/') + '/' + e[0]
-                if e[1] & 0x4000:
-                    n += 4096 + used(p)
-                else:
-                    n += (uos.stat(p)[6] + 4095) // 4096 * 4096
-            return n
-        class Os:
-            def __getattr__(self, name):
-                return getattr(uos, name)
-            def statvfs(self, p):
-                free = max(0, size - used('/')) // 4096
-                return (4096, 4096, size // 4096, free, free, 0, 0, 0, 0, 255)
-        sys.modules['os'] = Os()
+    import uos
+    def used(d):
+        n = 0
+        for e in uos.ilistdir(d):
+            p = d.rstrip('/') + '/' + e[0]
+            if e[1] & 0x4000:
+                n += 4096 + used(p)
+            else:
+                n += (uos.stat(p)[6] + 4095) // 4096 * 4096
+        return n
+    def full(p):
+        if p[:1] == '/':
+            return p
+        c = uos.getcwd()
+        return (c.rstrip('/') + '/' + p) if c != '/' else '/' + p
+    class Os:
+        def __getattr__(self, name):
+            return getattr(uos, name)
+        def rename(self, a, b):
+            # VfsPosix with a root folder loses the first of two absolute paths: rename
+            # relative to '/' instead
+            a, b = full(a), full(b)
+            c = uos.getcwd()
+            uos.chdir('/')
+            try:
+                uos.rename(a[1:], b[1:])
+            finally:
+                uos.chdir(c)
+        def statvfs(self, p):
+            if not size:
+                return uos.statvfs(p)
+            free = max(0, size - used('/')) // 4096
+            return (4096, 4096, size // 4096, free, free, 0, 0, 0, 0, 255)
+    sys.modules['os'] = Os()
 _vb_setup()
 del _vb_setup
 def _vb_run(name):
@@ -397,8 +413,11 @@ def main(argv=None):
                     help='a folder of modules the image provides (may repeat)')
     ap.add_argument('--mep', help='HOST:PORT of the meter simulator for the app (MEP_TARGET)')
     ap.add_argument('--http-port', type=int, help='web UI port of the app (MEP_HTTP_PORT)')
+    ap.add_argument('--quiet', action='store_true',
+                    help='the app prints no readings on the console (MEP_CONSOLE=0)')
     ap.add_argument('--link', help='also make this path a symlink to the port')
     ap.add_argument('--clean', action='store_true', help='empty the filesystem first')
+    ap.add_argument('--log', help='append a copy of everything the board prints to this file')
     a = ap.parse_args(argv)
     heap = None
     for x in a.xopt:
@@ -407,14 +426,15 @@ def main(argv=None):
             ap.error('only -X heapsize=N is supported')
         parse_size(v.rstrip('wW'))
         heap = v
-    env = {}
+    env = {'MEP_CONSOLE': '0' if a.quiet else '1'}
     if a.mep:
         env['MEP_TARGET'] = a.mep
     if a.http_port is not None:
         env['MEP_HTTP_PORT'] = str(a.http_port)
     if a.clean and os.path.isdir(a.fs):
         shutil.rmtree(a.fs)
-    board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env)
+    console = open(a.log, 'ab') if a.log else None
+    board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console)
     port = board.start()
     if a.link:
         if os.path.islink(a.link):
