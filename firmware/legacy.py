@@ -3,8 +3,10 @@
 #
 # Decisions:
 # - No reading yet (or the newest is older than max_age s): legacy_json() returns None
-#   and the route answers 503 with a JSON error + Retry-After, so HA marks the entities
-#   unavailable instead of showing zeros or nulls.
+#   and the route answers 503 with a text/plain body + Retry-After, so HA marks the
+#   entities unavailable instead of showing zeros or nulls. Not JSON: the original
+#   integration stores whatever JSON it gets and would keep failing on the error object
+#   until reloaded; a non-JSON body is a failed poll that it simply repeats.
 # - Rounding: half away from zero, sign kept (an exporting phase reported as a negative
 #   import stays negative).
 # - Totals: Fwd_W / Rev_W are the meter's totals unless (Fwd_W - Rev_W) differs from the

@@ -1,10 +1,13 @@
 # GET /metrics: Prometheus text exposition format 0.0.4, produced line by line (a
 # generator) so the whole page never sits in the heap.
-# Units are in the metric names (watts, volts, amperes, hertz, watt_hours, ...); meter
-# counters are `_total` counters, per-phase values carry a phase="L1".. label.
+# Units are Prometheus base units, named in the metric (watts, volts, amperes, hertz,
+# joules, seconds, ...): the meter's Wh / varh are exported as J / var*s (x 3600). Meter
+# counters are `_total` counters, per-phase values carry a phase="L1".. label. The link
+# section reads link.status(): 'link' (the state in words), 'counters' ('rx' frames
+# received, 'tx', 'retransmits', ...), 'diag' {'turnaround': {'p50','p95','max'} ms}.
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
-# reading key, metric name, type, help
+# reading key, metric name, type, help, factor
 _SINGLE = (
     ('p_in', 'mep_power_import_watts', 'gauge', 'Active power import'),
     ('p_out', 'mep_power_export_watts', 'gauge', 'Active power export'),
@@ -14,12 +17,12 @@ _SINGLE = (
     ('freq', 'mep_frequency_hertz', 'gauge', 'Grid frequency'),
     ('p_in_avg', 'mep_average_power_import_watts', 'gauge', 'Average active power import'),
     ('p_out_avg', 'mep_average_power_export_watts', 'gauge', 'Average active power export'),
-    ('e_in', 'mep_energy_import_watt_hours_total', 'counter', 'Active energy imported'),
-    ('e_out', 'mep_energy_export_watt_hours_total', 'counter', 'Active energy exported'),
-    ('eq_in', 'mep_reactive_energy_import_var_hours_total', 'counter',
-     'Reactive energy imported'),
-    ('eq_out', 'mep_reactive_energy_export_var_hours_total', 'counter',
-     'Reactive energy exported'),
+    ('e_in', 'mep_energy_import_joules_total', 'counter', 'Active energy imported', 3600),
+    ('e_out', 'mep_energy_export_joules_total', 'counter', 'Active energy exported', 3600),
+    ('eq_in', 'mep_reactive_energy_import_var_seconds_total', 'counter',
+     'Reactive energy imported', 3600),
+    ('eq_out', 'mep_reactive_energy_export_var_seconds_total', 'counter',
+     'Reactive energy exported', 3600),
 )
 # key prefix (+ l1..l3), metric name, help
 _PHASE = (
@@ -32,13 +35,15 @@ _PHASE = (
     ('p_out_avg_', 'mep_phase_average_power_export_watts', 'Average power export per phase'),
     ('u_avg_', 'mep_average_voltage_volts', 'Average voltage per phase'),
 )
-_LINK_COUNTERS = (
-    ('frames', 'Response frames received from the meter'),
-    ('timeouts', 'Requests the meter did not answer in time'),
-    ('resyncs', 'Sequence number resynchronisations'),
-    ('auth_failures', 'Requests refused for authentication'),
-    ('alerts', 'Alerts (00 00) received from the meter'),
-    ('alerts_handled', 'Alerts answered'),
+_LINK_COUNTERS = (    # counters key, metric (mep_link_<name>_total), help
+    ('rx', 'frames', 'Response frames received from the meter'),
+    ('tx', 'requests', 'Request frames sent to the meter'),
+    ('retransmits', 'retransmits', 'Requests sent again (no or a bad answer)'),
+    ('timeouts', 'timeouts', 'Requests the meter did not answer in time'),
+    ('resyncs', 'resyncs', 'Sequence number resynchronisations'),
+    ('auth_failures', 'auth_failures', 'Requests refused for authentication'),
+    ('alerts', 'alerts', 'Alerts (00 00) received from the meter'),
+    ('alerts_handled', 'alerts_handled', 'Alerts answered'),
 )
 
 
@@ -62,10 +67,12 @@ def _head(name, typ, text):
 def metrics_text(reading, info, link_status, sysinfo):
     """Yields the exposition text in pieces (each ends with a newline)."""
     r = reading or {}
-    for key, name, typ, text in _SINGLE:
-        v = r.get(key)
+    for row in _SINGLE:
+        v = r.get(row[0])
         if v is not None:
-            yield _head(name, typ, text) + '%s %s\n' % (name, _val(v))
+            if len(row) > 4:
+                v = v * row[4]
+            yield _head(row[1], row[2], row[3]) + '%s %s\n' % (row[1], _val(v))
     for pre, name, text in _PHASE:
         head = False
         for ph in ('1', '2', '3'):
@@ -90,16 +97,27 @@ def metrics_text(reading, info, link_status, sysinfo):
                 _esc(info.get('fw') or ''), _esc(info.get('hw') or ''),
                 _esc(info.get('serial') or ''))
     if link_status:
-        st = link_status.get('state') or 'unknown'
-        yield _head('mep_link_up', 'gauge', '1 while the meter link is working') + \
+        st = str(link_status.get('link') or 'unknown')
+        yield _head('mep_link_up', 'gauge', '1 while the meter answers (link state ok)') + \
             'mep_link_up %d\n' % (1 if st == 'ok' else 0)
         yield _head('mep_link_state', 'gauge', 'Current link state (label), always 1') + \
             'mep_link_state{state="%s"} 1\n' % _esc(st)
         c = link_status.get('counters') or {}
-        for key, text in _LINK_COUNTERS:
+        for key, mname, text in _LINK_COUNTERS:
             if c.get(key) is not None:
-                name = 'mep_link_%s_total' % key
+                name = 'mep_link_%s_total' % mname
                 yield _head(name, 'counter', text) + '%s %s\n' % (name, _val(c[key]))
+        ta = (link_status.get('diag') or {}).get('turnaround') or {}
+        head = False
+        for key in ('p50', 'p95', 'max'):
+            if ta.get(key) is None:
+                continue
+            if not head:
+                head = True
+                yield _head('mep_link_turnaround_seconds', 'gauge',
+                            'Meter response time (request sent to answer): median, 95th '
+                            'percentile and maximum (label stat)')
+            yield 'mep_link_turnaround_seconds{stat="%s"} %s\n' % (key, _val(ta[key] / 1000))
     s = sysinfo or {}
     for key, name, typ, text in (
             ('heap_free', 'mep_heap_free_bytes', 'gauge', 'Free MicroPython heap'),

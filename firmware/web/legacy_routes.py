@@ -72,7 +72,10 @@ async def dash_data(ctx, request):
     d = legacy.legacy_json(getattr(p, 'latest', None), getattr(p, 'info', None),
                            unix_time(), getattr(ctx, 'fw_info', None))
     if d is None:
-        return {'error': 'no meter reading yet'}, 503, {'Retry-After': '10'}
+        # text, not JSON: the original integration parses any JSON body it gets and would
+        # keep that error object as its data; a non-JSON answer is a failed poll it retries
+        return 'no current meter reading\n', 503, {'Retry-After': '10',
+                                                    'Content-Type': 'text/plain; charset=utf-8'}
     return d
 
 

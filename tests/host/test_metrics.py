@@ -11,9 +11,12 @@ from web import legacy_routes, server
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
         'serial': 'A"B\\C', 'mfg_serial': '1'}
-LINK = {'state': 'ok', 'last_error': None, 'seq': 7, 'pseq': 5,
-        'counters': {'frames': 120, 'timeouts': 3, 'resyncs': 1, 'auth_failures': 0,
-                     'alerts': 4, 'alerts_handled': 4}}
+# as link.status() gives it: 'link' is the state in words, 'state' the engine's internal one
+LINK = {'link': 'ok', 'state': 'wait-first', 'last_error': None, 'seq': 7, 'pseq': 5,
+        'counters': {'rx': 120, 'tx': 125, 'retransmits': 5, 'timeouts': 3, 'resyncs': 1,
+                     'auth_failures': 0, 'alerts': 4, 'alerts_handled': 4},
+        'diag': {'turnaround': {'p50': 21, 'p95': 48, 'max': 130}}}
+COUNTER_NAMES = {'rx': 'frames', 'tx': 'requests'}
 SYS = {'heap_free': 54321, 'heap_alloc': 40000, 'uptime': 3600,
        'mqtt': {'connected': True, 'published': 99, 'drops': 2, 'reconnects': 1}}
 
@@ -51,10 +54,13 @@ def test_full_page_parses_with_types_and_units():
     assert fams['mep_power_import_watts'].type == 'gauge'
     assert sample(fams, 'mep_power_import_watts') == r['p_in']
     assert sample(fams, 'mep_power_export_watts') == r['p_out']
-    assert fams['mep_energy_import_watt_hours'].type == 'counter'
-    assert sample(fams, 'mep_energy_import_watt_hours',
-                  'mep_energy_import_watt_hours_total') == 12345678
-    assert sample(fams, 'mep_energy_export_watt_hours') == r['e_out']
+    # energy in the base unit: joules (Wh x 3600), reactive in var*s
+    assert fams['mep_energy_import_joules'].type == 'counter'
+    assert sample(fams, 'mep_energy_import_joules',
+                  'mep_energy_import_joules_total') == 12345678 * 3600
+    assert sample(fams, 'mep_energy_export_joules') == r['e_out'] * 3600
+    assert sample(fams, 'mep_reactive_energy_import_var_seconds') == r['eq_in'] * 3600
+    assert not [n for n in fams if 'hour' in n or 'kilo' in n or 'milli' in n]
     for ph in ('1', '2', '3'):
         assert sample(fams, 'mep_voltage_volts', phase='L' + ph) == r['u_l' + ph]
         assert sample(fams, 'mep_current_amperes', phase='L' + ph) == r['i_l' + ph]
@@ -63,12 +69,14 @@ def test_full_page_parses_with_types_and_units():
     assert sample(fams, 'mep_frequency_hertz') == r['freq']
     assert sample(fams, 'mep_reading_timestamp_seconds') == 1717243200
     # link counters are counters
-    for key in ('frames', 'timeouts', 'resyncs', 'auth_failures', 'alerts', 'alerts_handled'):
-        fam = fams['mep_link_' + key]
+    for key in ('rx', 'tx', 'retransmits', 'timeouts', 'resyncs', 'auth_failures', 'alerts',
+                'alerts_handled'):
+        fam = fams['mep_link_' + COUNTER_NAMES.get(key, key)]
         assert fam.type == 'counter'
-        assert sample(fams, 'mep_link_' + key) == LINK['counters'][key]
+        assert sample(fams, fam.name) == LINK['counters'][key]
     assert sample(fams, 'mep_link_up') == 1
     assert sample(fams, 'mep_link_state', state='ok') == 1
+    assert sample(fams, 'mep_link_turnaround_seconds', stat='p95') == 0.048
     assert sample(fams, 'mep_heap_free_bytes') == 54321
     assert sample(fams, 'mep_uptime_seconds') == 3600
     assert sample(fams, 'mep_mqtt_drops') == 2 and fams['mep_mqtt_drops'].type == 'counter'
@@ -81,7 +89,7 @@ def test_full_page_parses_with_types_and_units():
 
 
 def test_before_first_reading_and_link_down():
-    link = dict(LINK, state='no answer')
+    link = dict(LINK, link='no answer', state='idle')
     fams = parse(''.join(metrics.metrics_text(None, None, link, {'heap_free': 1})))
     assert 'mep_power_import_watts' not in fams
     assert sample(fams, 'mep_link_up') == 0
@@ -109,3 +117,47 @@ async def test_route_streams_parseable_text():
     assert sample(fams, 'mep_link_frames') == 120
     assert sample(fams, 'mep_mqtt_published') == 99
     assert 'mep_uptime_seconds' in fams
+
+
+def test_link_up_and_frames_from_the_real_app(tmp_path):
+    """The real App against the simulator: /metrics' link section from link.status() as the
+    engine produces it (not a hand-made dict)."""
+    import asyncio
+    import time
+    from tools.mepsim import Meter
+    from tools.mepsim.serve import serve_tcp
+    import app as app_mod
+    from apphost import write_config
+
+    write_config(str(tmp_path))
+    out = {}
+
+    async def scenario():
+        server = await serve_tcp(Meter(key=b'ABCDEFGHIJKLMNOP'), '127.0.0.1', 0)
+        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
+                        http_port=0, log=lambda *x: None, supervise=False)
+        task = asyncio.create_task(a.main())
+        try:
+            end = time.monotonic() + 20
+            while a.poller.readings < 3 and time.monotonic() < end:
+                await asyncio.sleep(0.05)
+            out['text'] = ''.join(metrics.metrics_text(a.poller.latest, a.poller.info,
+                                                       a.link.status(), {}))
+            out['status'] = a.link.status()
+        finally:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+            server.close()
+    asyncio.run(scenario())
+    fams = parse(out['text'])
+    assert sample(fams, 'mep_link_up') == 1, out['status']
+    assert sample(fams, 'mep_link_state', state='ok') == 1
+    assert sample(fams, 'mep_link_frames') >= 3
+    assert sample(fams, 'mep_link_requests') >= sample(fams, 'mep_link_frames')
+    for link, up in (('starting', 0), ('no answer', 0), ('auth failed', 0)):
+        st = dict(out['status'], link=link)
+        assert sample(parse(''.join(metrics.metrics_text(None, None, st, None))),
+                      'mep_link_up') == up
