@@ -478,6 +478,8 @@ def upload(port, out_dir, manifest, info, force=False, batch=8):
         if parents:
             mpremote(port, ['exec', 'import os\nfor d in %r:\n try:\n  os.mkdir(d)\n '
                             'except OSError:\n  pass' % parents])
+        if len(changed) <= 10:
+            print('changed: %s' % ', '.join(changed))
         done = sent = 0
         for i in range(0, len(changed), batch):
             args = []

