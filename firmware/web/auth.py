@@ -89,6 +89,12 @@ def session_ok(ctx, value, now=None):
     return False
 
 
+def session_id(ctx, request):
+    """The nonce of this request's live session, or None."""
+    v = request.cookies.get(SESSION)
+    return v.split('.')[1] if logged_in(ctx, request) else None
+
+
 def end_session(ctx, value):
     """Logout: the session of this cookie value is no longer accepted."""
     e = _entry(ctx, value)

@@ -1,17 +1,24 @@
 # Settings: a form built from config.schema_view(), password change, backup and restore.
 # Secrets are never rendered: a secret field shows "set"/"not set" and an empty field keeps
-# the stored value.
+# the stored value. A save that fails keeps the secrets typed into it (in RAM, for this
+# session only, never shown again) and stores them with the next save that succeeds.
+# Changing a GUARDED setting, restoring a backup that changes one and downloading a backup
+# with the secrets need the current web password (with the login back-off of web/login.py).
 import json
 from web.html import page, esc, hidden_csrf
 from web import auth, server
 
 HIDDEN = ('web_password_hash',)          # changed with its own form
-CLEARABLE = ('wifi_password', 'mbk', 'mqtt_password', 'smtp_password', 'session_secret')
+CLEARABLE = ('wifi_password', 'mbk', 'mqtt_password', 'smtp_password', 'session_secret',
+             'legacy_token')
+GUARDED = ('ota_key', 'session_secret', 'legacy_token', 'public_dashboard', 'legacy_public',
+           'web_hosts', 'mqtt_commands')
+PW_FIELD = 'current_password'
 MBK_HELP = ('The MBK looks like hex but is 20 ASCII characters (each character is one key '
             'byte, e.g. 3A7F...); the same key written as 40 hex digits is accepted too.')
 
 
-def _field(ctx, f, posted, err):
+def _field(ctx, f, posted, err, kept):
     k, t = f['key'], f['type']
     lab = '<b>%s</b>' % esc(f['label'])
     hlp = f['help']
@@ -36,10 +43,14 @@ def _field(ctx, f, posted, err):
         ctrl = '<label>%s <textarea name="%s" rows="3">%s</textarea></label>' % (lab, k, esc(v))
     elif t == 'secret':
         is_set = bool(ctx.config.values.get(k))
+        if k in kept:
+            st, cls, ph = 'typed value kept: stored with the next successful Save', 'ok', \
+                'empty: use the value typed before'
+        else:
+            st, cls, ph = ('set', 'ok', 'empty: keep') if is_set else ('not set', 'muted', '')
         ctrl = ('<label>%s <small class="%s">%s</small> <input type="password" name="%s" '
                 'value="" autocomplete="new-password" placeholder="%s"></label>'
-                % (lab, 'ok' if is_set else 'muted', 'set' if is_set else 'not set', k,
-                   'empty: keep' if is_set else ''))
+                % (lab, cls, st, k, ph))
         if k in CLEARABLE:
             ctrl += '<label class="chk"><input type="checkbox" name="clear_%s"> clear</label>' % k
     else:
@@ -49,6 +60,8 @@ def _field(ctx, f, posted, err):
         out += '<p class="err">%s</p>' % esc(err)
     if hlp:
         out += '<small>%s</small>' % esc(hlp)
+    if k in GUARDED:
+        out += '<small>Changing it needs the current web password (below).</small>'
     return out + '</div>'
 
 
@@ -63,22 +76,36 @@ def _body(ctx, request, posted=None, errors=None, note=None):
             if k == '_':
                 yield '<p class="err">%s</p>' % esc(errors[k])
     yield '<form method="post" action="/config" class="cfg">' + hidden_csrf(ctx, request)
+    kept = pending(ctx, request)
     for f in ctx.config.schema_view():
         if f['key'] not in HIDDEN:
-            yield _field(ctx, f, posted, errors.get(f['key']))
+            yield _field(ctx, f, posted, errors.get(f['key']), kept)
+    tok = ctx.config['legacy_token']
+    yield ('<div class="f"><b>Private address of the legacy endpoints</b> (no login needed; '
+           'for Home Assistant or Prometheus): <code>/%s/getDashDataWS</code> and <code>/%s/'
+           'metrics</code> on this module</div>' % (esc(tok), esc(tok)))
+    yield ('<div class="f%s"><label><b>Current web password</b> <input type="password" '
+           'name="%s" autocomplete="current-password"></label>%s<small>Needed to change the '
+           'settings marked so.</small></div>'
+           % (' bad' if PW_FIELD in errors else '', PW_FIELD,
+              '<p class="err">%s</p>' % esc(errors[PW_FIELD]) if PW_FIELD in errors else ''))
     yield ('<button>Save</button></form><h2>Web password</h2><form method="post" '
            'action="/password" class="box">%s<label>Current <input type="password" name="old" '
            'autocomplete="current-password"></label><label>New <input type="password" '
-           'name="new" minlength="8" autocomplete="new-password"></label><label>Repeat '
-           '<input type="password" name="new2" minlength="8" autocomplete="new-password">'
+           'name="new" minlength="10" autocomplete="new-password"></label><label>Repeat '
+           '<input type="password" name="new2" minlength="10" autocomplete="new-password">'
            '</label><button>Change password</button></form>' % hidden_csrf(ctx, request))
     yield ('<h2>Backup</h2><p><a href="/config/backup" download>Download settings</a> '
            '(without secrets)</p><form method="post" action="/config/backup" class="box">%s'
            '<label class="chk"><input type="checkbox" name="secrets" required> include the '
-           'secrets (WiFi, MBK, keys): keep that file safe</label><button>Download with '
-           'secrets</button></form><h2>Restore</h2><form id="restore" class="box"><input '
-           'type="file" id="rfile" accept=".json,application/json"><button>Restore</button>'
-           '</form><p id="rmsg"></p>' % hidden_csrf(ctx, request))
+           'secrets (WiFi, MBK, keys): keep that file safe</label><label>Current web password '
+           '<input type="password" name="password" autocomplete="current-password" required>'
+           '</label><button>Download with secrets</button></form><h2>Restore</h2><form '
+           'id="restore" class="box"><input type="file" id="rfile" accept=".json,'
+           'application/json"><label>Current web password (needed when the backup changes '
+           'keys or access settings) <input type="password" id="rpw" autocomplete='
+           '"current-password"></label><button>Restore</button></form><p id="rmsg"></p>'
+           % hidden_csrf(ctx, request))
 
 
 def form_changes(ctx, form):
@@ -117,12 +144,67 @@ async def config_page(ctx, request):
     return page(ctx, request, 'Settings', '/config', _body(ctx, request))
 
 
+def pending(ctx, request):
+    """{secret key: value typed in a failed save} of this session."""
+    p = getattr(ctx, 'web_pending', None)
+    return p[1] if p and p[0] == auth.session_id(ctx, request) else {}
+
+
+def guarded_changes(ctx, changes, clear):
+    """The GUARDED settings that `changes` / `clear` would change."""
+    vals = ctx.config.values
+    out = []
+    for k in GUARDED:
+        if k in clear:
+            out.append(k)
+        elif k in changes:
+            v = changes[k]
+            if k in ('ota_key', 'session_secret', 'legacy_token'):
+                if v:
+                    out.append(k)
+            elif v != vals[k] and not (isinstance(vals[k], bool) and v in (vals[k], 'on')) \
+                    and not (isinstance(v, str) and v.strip() == vals[k]):
+                out.append(k)
+    return out
+
+
+async def password_ok(ctx, request, pw):
+    """None when `pw` is the web password, else the error text (failures back off)."""
+    from web import login
+    st = login.fails(request)
+    addr = login.client_addr(request)
+    wait = login.retry_after(st, addr)
+    if wait:
+        return 'Too many wrong passwords: wait %d s.' % wait
+    if not isinstance(pw, str) or not pw:
+        return 'Enter the current web password to change these settings.'
+    if not await ctx.config.check_password_async(pw):
+        login.failed(st, addr)
+        ctx.log('web: wrong password for a protected change from %s' % addr)
+        return 'The current web password is wrong.'
+    return None
+
+
+def _changed(before, after):
+    return [k for k in after if before.get(k) != after[k]]
+
+
 async def config_save(ctx, request):
     form = auth.safe_form(request)
     if form is None:
         return page(ctx, request, 'Settings', '/config', _body(
             ctx, request, errors={'_': 'send the settings form (url-encoded)'}), status=400)
     changes, clear, errors = form_changes(ctx, form)
+    kept = pending(ctx, request)
+    for k in kept:                       # secrets typed in a save that failed
+        if not changes.get(k) and k not in clear:
+            changes[k] = kept[k]
+    guarded = guarded_changes(ctx, changes, clear)
+    if guarded:
+        why = await password_ok(ctx, request, form.get(PW_FIELD))
+        if why:
+            errors[PW_FIELD] = '%s (needed for: %s)' % (why, ', '.join(guarded))
+    before = dict(ctx.config.values)
     if not errors:
         errors = ctx.apply_config(changes) or {}
     if not errors and clear:
@@ -130,9 +212,19 @@ async def config_save(ctx, request):
         if not errors:
             ctx.config.save()
     if errors:
+        keep = dict(kept)
+        for k in CLEARABLE + ('ota_key', 'ap_password'):
+            if changes.get(k) and k not in errors and k not in clear:
+                keep[k] = changes[k]
+        sid = auth.session_id(ctx, request)
+        ctx.web_pending = [sid, keep] if keep and sid else None
         return page(ctx, request, 'Settings', '/config',
                     _body(ctx, request, form, errors), status=400)
-    ctx.log('web: settings saved (%s)' % ', '.join(sorted(list(changes) + clear))[:200])
+    ctx.web_pending = None
+    done = _changed(before, ctx.config.values)
+    ctx.log('web: settings saved (%s)' % (', '.join(sorted(done)) or 'nothing changed'))
+    if guarded:
+        ctx.log('web: protected settings changed with the password: %s' % ', '.join(guarded))
     return page(ctx, request, 'Settings', '/config',
                 _body(ctx, request, note='Saved.' + (' Cleared: ' + ', '.join(clear)
                                                      if clear else '')))
@@ -146,6 +238,9 @@ async def backup_secrets(ctx, request):
     form = auth.safe_form(request)
     secrets = bool(form and form.get('secrets'))
     if secrets:
+        why = await password_ok(ctx, request, form.get('password'))
+        if why:
+            return server.error(request, 403, why + ' The backup with secrets needs it.')
         ctx.log('web: settings backup with secrets downloaded')
     return _backup(ctx, secrets)
 
@@ -157,9 +252,16 @@ async def restore(ctx, request):
         return server.error(request, 400, 'the backup is not valid JSON')
     if not isinstance(d, dict):
         return server.error(request, 400, 'the backup must be a JSON object')
+    guarded = [k for k in GUARDED if k in d and d[k] != ctx.config.values[k]]
+    if guarded:
+        why = await password_ok(ctx, request, request.headers.get('X-Confirm-Password'))
+        if why:
+            return {'error': why, 'password_needed': guarded}, 403
     errors = ctx.config.restore(d)
     if errors:
         return {'error': 'nothing restored', 'fields': errors}, 400
     ctx.config.save()
-    ctx.log('web: settings restored from a backup')
+    ctx.log('web: settings restored from a backup' + (
+        ' (protected settings changed with the password: %s)' % ', '.join(guarded)
+        if guarded else ''))
     return {'ok': True, 'note': 'restored; reboot to apply every setting'}

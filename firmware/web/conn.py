@@ -32,7 +32,6 @@ SECURITY = (('Content-Security-Policy', CSP), ('X-Frame-Options', 'DENY'),
 REASON = {400: 'Bad Request', 408: 'Request Timeout', 411: 'Length Required',
           414: 'URI Too Long', 431: 'Request Header Fields Too Large',
           503: 'Service Unavailable'}
-busy = [0, 0]              # connections being served now, refused with 503 so far
 
 
 class Body:
@@ -207,19 +206,23 @@ async def reply(reader, writer, status, text):
 
 def handler(app, streamed, log=None):
     """The asyncio.start_server callback serving Microdot `app` within the limits above.
-    streamed(path): True for paths whose body may exceed MAX_BODY (they stream)."""
+    streamed(path): True for paths whose body may exceed MAX_BODY (they stream).
+    app.conn_stats: [connections served now, the most at once, refused with 503]."""
+    busy = app.conn_stats = [0, 0, 0]
 
     async def conn(reader, writer):
         if not hasattr(writer, 'awrite'):
             writer = _Writer(writer)
         t0 = ticks_ms()
         if busy[0] >= MAX_CONN:
-            busy[1] += 1
+            busy[2] += 1
             await reply(reader, writer, 503, 'busy: too many connections, try again in a '
                                              'few seconds')
             await _close(writer)
             return
         busy[0] += 1
+        if busy[0] > busy[1]:
+            busy[1] = busy[0]
         try:
             r = await read_request(reader, t0)
             if r is None:
@@ -235,8 +238,8 @@ def handler(app, streamed, log=None):
                     limit = STREAM_MS
             await asyncio.wait_for(app.handle_request(Body(head, rest, reader), writer),
                                    limit / 1000)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError:   # the server stops: this connection just ends
+            pass
         except Exception as e:   # a timeout, a reset, a bug: this connection ends, not the server
             if log is not None and not isinstance(e, (OSError, asyncio.TimeoutError)):
                 log('web: connection error %r' % (e,))

@@ -1,5 +1,7 @@
 # Over-the-air update page: the bundle streams from the socket into ota.OtaReceiver in small
-# chunks (never whole in RAM), is verified there, and is applied at the next boot.
+# chunks (never whole in RAM), is verified there, and is applied at the next boot. A bundle
+# older than the running version (a downgrade) is refused unless the upload carries the web
+# password (header X-Confirm-Password).
 from web.html import page, esc, hidden_csrf, message, app_version
 from web import server
 
@@ -21,18 +23,53 @@ def _body(ctx, request, st):
            % (esc(app_version(ctx)), esc(ctx.chip)))
     if st:
         yield '<p>Last update: %s</p>' % esc(', '.join('%s: %s' % (k, st[k]) for k in st))
-    yield ('<form id="ota" class="box"><input type="file" id="ofile" accept=".bin"><button>'
-           'Upload</button></form><progress id="oprog" max="100" value="0" hidden></progress>'
+    yield ('<form id="ota" class="box"><input type="file" id="ofile" accept=".bin"><label>'
+           'Web password (only to install an older version) <input type="password" id="opw" '
+           'autocomplete="current-password"></label><button>Upload</button></form>'
+           '<progress id="oprog" max="100" value="0" hidden></progress>'
            '<p id="omsg"></p><form method="post" action="/reboot" id="reboot" hidden>%s'
            '<button>Reboot now</button></form>' % hidden_csrf(ctx, request))
 
 
 async def _drain(stream, left):
-    while left > 0:
-        b = await stream.read(min(CHUNK, left))
-        if not b:
-            break
-        left -= len(b)
+    try:
+        while left > 0:
+            b = await stream.read(min(CHUNK, left))
+            if not b:
+                break
+            left -= len(b)
+    except OSError:         # the client stalled or went away
+        pass
+
+
+def version_key(v):
+    """'1.10.2' -> (1, 10, 2): numbers compared as numbers ('1.2.0-rc1' -> (1, 2, 0))."""
+    out = []
+    for part in str(v).split('.'):
+        n = ''
+        for ch in part:
+            if not ch.isdigit():
+                break
+            n += ch
+        out.append(int(n) if n else 0)
+    return tuple(out)
+
+
+async def _downgrade(ctx, request, new):
+    """None when bundle version `new` may be installed, else the reason it may not."""
+    run = app_version(ctx)
+    if version_key(new) >= version_key(run):
+        return None
+    pw = request.headers.get('X-Confirm-Password')
+    if not pw:
+        return ('version %s is older than the running %s: confirm the downgrade with the web '
+                'password' % (new, run))
+    from web import cfg
+    why = await cfg.password_ok(ctx, request, pw)
+    if why:
+        return 'downgrade to %s not confirmed: %s' % (new, why)
+    ctx.log('web: downgrade from %s to %s confirmed with the password' % (run, new))
+    return None
 
 
 async def ota_page(ctx, request):
@@ -51,6 +88,7 @@ async def ota_upload(ctx, request):
     stream = request.stream
     left = n
     err = None
+    checked = False
     try:
         while left > 0:
             b = await stream.read(min(CHUNK, left))
@@ -58,7 +96,14 @@ async def ota_upload(ctx, request):
                 break
             left -= len(b)
             rx.feed(b)
-        res = rx.finish()
+            if not checked and rx.manifest is not None:
+                checked = True
+                err = await _downgrade(ctx, request, rx.manifest.get('version'))
+                if err:
+                    rx.abort()
+                    break
+        if not err:
+            res = rx.finish()
     except ota.OtaError as e:
         err = str(e)
     except OSError as e:

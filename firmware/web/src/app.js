@@ -6,15 +6,29 @@
   var csrf = meta ? meta.content : '';
   var page = document.body.getAttribute('data-page');
 
+  // A session that ended (expired, logged out elsewhere, module restarted): log in again and
+  // come back to this page.
+  function relogin(status) {
+    if (status !== 401) return false;
+    location.href = '/login?next=' + encodeURIComponent(location.pathname + location.search);
+    return true;
+  }
   function getJSON(url, cb) {
     fetch(url, {cache: 'no-store', credentials: 'same-origin'})
-      .then(function (r) { return r.json().then(function (j) { cb(j, r.status); }); })
+      .then(function (r) {
+        if (relogin(r.status)) return;
+        return r.json().then(function (j) { cb(j, r.status); });
+      })
       .catch(function (e) { cb(null, 0, e); });
   }
-  function post(url, body, type, cb) {
-    fetch(url, {method: 'POST', credentials: 'same-origin', body: body,
-      headers: {'Content-Type': type, 'X-CSRF-Token': csrf}})
-      .then(function (r) { return r.json().then(function (j) { cb(r.status, j); }); })
+  function post(url, body, type, cb, extra) {
+    var h = {'Content-Type': type, 'X-CSRF-Token': csrf};
+    for (var k in extra || {}) h[k] = extra[k];
+    fetch(url, {method: 'POST', credentials: 'same-origin', body: body, headers: h})
+      .then(function (r) {
+        if (relogin(r.status)) return;
+        return r.json().then(function (j) { cb(r.status, j); });
+      })
       .catch(function (e) { cb(0, {error: String(e)}); });
   }
   function esc(s) {
@@ -228,10 +242,12 @@
       var f = $('rfile').files[0];
       if (!f) { set('rmsg', 'choose a backup file first'); return; }
       f.text().then(function (t) {
+        var pw = $('rpw').value;
         post('/config/restore', t, 'application/json', function (st, j) {
           $('rmsg').className = st === 200 ? 'ok' : 'err';
-          set('rmsg', st === 200 ? j.note : j.error + (j.fields ? ': ' + Object.keys(j.fields).map(function (k) { return j.fields[k]; }).join('; ') : ''));
-        });
+          set('rmsg', st === 200 ? j.note : j.error + (j.fields ? ': ' + Object.keys(j.fields).map(function (k) { return j.fields[k]; }).join('; ') : '') +
+            (j.password_needed ? ' (it changes: ' + j.password_needed.join(', ') + ')' : ''));
+        }, pw ? {'X-Confirm-Password': pw} : null);
       });
     });
   }
@@ -246,9 +262,11 @@
       x.open('POST', '/api/ota');
       x.setRequestHeader('Content-Type', 'application/octet-stream');
       x.setRequestHeader('X-CSRF-Token', csrf);
+      if ($('opw').value) x.setRequestHeader('X-Confirm-Password', $('opw').value);
       bar.hidden = false; bar.value = 0; msg.className = ''; msg.textContent = 'uploading...';
       x.upload.onprogress = function (e) { if (e.lengthComputable) bar.value = 100 * e.loaded / e.total; };
       x.onload = function () {
+        if (relogin(x.status)) return;
         var j = {};
         try { j = JSON.parse(x.responseText); } catch (e) { j = {error: 'HTTP ' + x.status}; }
         if (x.status === 200) {
