@@ -79,15 +79,6 @@ def _v_name(v):
     return None
 
 
-def _v_name(v):
-    if len(v) > 64:
-        return 'must be at most 64 characters'
-    for ch in v:
-        if ord(ch) < 32:
-            return 'may not contain control characters'
-    return None
-
-
 def _v_mail(v):
     for a in v.split(','):
         a = a.strip()
@@ -222,8 +213,6 @@ SCHEMA = (
     ('mqtt_commands', 'bool', False, 'Accept MQTT commands', 'RISK: anyone who can publish to the broker can control the module.', None),
     ('ha_discovery', 'bool', True, 'Home Assistant discovery', '', None),
     ('ha_prefix', 'str', 'homeassistant', 'Discovery prefix', '', _v_topic),
-    ('device_name', 'str', '', 'Device name', 'Name of the meter in Home Assistant. Empty: "Electricity meter <serial>".', _v_name),
-    ('mqtt_interval_s', 'int', 0, 'MQTT state interval (s)', 'At most one state message per this many seconds (a smaller database); 0: every reading.', (0, 3600)),
     ('device_name', 'str', '', 'Device name', 'Name of the meter in Home Assistant. Empty: "Electricity meter <serial>".', _v_name),
     ('mqtt_interval_s', 'int', 0, 'MQTT state interval (s)', 'At most one state message per this many seconds (a smaller database); 0: every reading.', (0, 3600)),
     ('legacy_public', 'bool', False, 'Legacy endpoints without login', 'Serve /getDashDataWS and /metrics to '

@@ -321,7 +321,8 @@ async def test_secrets_never_in_a_response(tmp_path):
                 assert v not in line
         assert all(st < 500 for _u, st, _b, _h in seen), [(u, st) for u, st, _b, _h in seen]
         # the explicit exception: a backup with the secrets checkbox ticked
-        r = await c.post('/config/backup', headers=dict(FORM), body=enc({'csrf': tok, 'secrets': 'on'}))
+        r = await c.post('/config/backup', headers=dict(FORM), body=enc(
+            {'csrf': tok, 'secrets': 'on', 'password': PASSWORD}))
         assert r.status_code == 200 and SECRETS['mbk'] in r.text
         assert 'SECRETS' in r.headers['Content-Disposition']
         d = json.loads((await c.get('/config/backup')).text)
