@@ -173,7 +173,7 @@ def mpremote(port, args, timeout=60):
             raise FlashError(permission_message(port))
         if 'exclusively lock' in low or 'resource busy' in low:
             raise FlashError(busy_message(port))
-        if 'enospc' in low or 'errno 28' in low:
+        if 'enospc' in low or 'errno 28' in low or 'no space left' in low:
             raise FlashError('the board filesystem is full (ENOSPC) while writing. Remove old '
                              'files (mpremote fs ls / fs rm) and retry.')
         if 'incompatible .mpy' in low:
@@ -438,15 +438,23 @@ def make_bundle(chip, out_dir, key, version=None, path=None):
 
 # ---------------------------------------------------------------- uploading
 
+FS_BLOCK = 4096   # LittleFS block on the ESP32: every file takes whole blocks
+
+
+def _blocks(n):
+    return (n + FS_BLOCK - 1) // FS_BLOCK * FS_BLOCK
+
+
 def plan(manifest, board_files, force=False):
-    """(changed paths, stale paths, bytes to send, bytes needed beyond what they replace)."""
+    """(changed paths, stale paths, bytes to send, filesystem bytes needed beyond what the
+    files they replace take)."""
     changed, need, send = [], 0, 0
     for rel, f in sorted(manifest['files'].items()):
         old = board_files.get(rel)
         if force or not old or old.get('sha256') != f['sha256']:
             changed.append(rel)
             send += f['size']
-            need += f['size'] - (old.get('size', 0) if old else 0)
+            need += _blocks(f['size']) - (_blocks(old.get('size', 0)) if old else 0)
     stale = sorted(set(board_files) - set(manifest['files']))
     return changed, stale, send, need
 

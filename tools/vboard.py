@@ -147,6 +147,33 @@ def _vb_setup():
             free = max(0, size - used('/')) // 4096
             return (4096, 4096, size // 4096, free, free, 0, 0, 0, 0, 255)
     sys.modules['os'] = Os()
+    if size:
+        # writes beyond the size fail with ENOSPC, as on a full LittleFS
+        import builtins
+        bopen = builtins.open
+        class File:
+            def __init__(self, f):
+                self.f = f
+                self.room = size - used('/')
+            def write(self, b):
+                self.room -= len(b)
+                if self.room < 0:
+                    raise OSError(28)
+                return self.f.write(b)
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+            def __enter__(self):
+                return self
+            def __exit__(self, *a):
+                self.f.close()
+            def __iter__(self):
+                return iter(self.f)
+        def vopen(name, mode='r', *a, **k):
+            f = bopen(name, mode, *a, **k)
+            if 'w' in mode or 'a' in mode or '+' in mode:
+                return File(f)
+            return f
+        builtins.open = vopen
 _vb_setup()
 del _vb_setup
 def _vb_run(name):

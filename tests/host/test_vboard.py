@@ -379,6 +379,19 @@ def test_full_filesystem_and_small_heap(tmp_path):
     assert 'WARNING: MicroPython has' in r.stdout and 'run out of memory' in r.stdout
     assert re.search(r'too full: \d+ KB needed, 96 KB free', r.stderr), r.stderr
     assert os.listdir(str(tmp_path / 'fs')) == []          # refused before sending anything
+    # a write that does not fit fails on the board (ENOSPC), explained
+    big = tmp_path / 'big.bin'
+    big.write_bytes(os.urandom(120 * 1024))
+    b = vboard.VBoard(str(tmp_path / 'fs'), flash_size=96 * 1024, log=lambda m: None)
+    b.start()
+    try:
+        with pytest.raises(flash.FlashError, match=r'filesystem is full \(ENOSPC\)'):
+            flash.mpremote(b.port, ['fs', 'cp', str(big), ':big.bin'])
+        big.write_bytes(os.urandom(20 * 1024))
+        flash.mpremote(b.port, ['fs', 'cp', str(big), ':big.bin'])    # what fits is written
+    finally:
+        b.stop()
+    assert (tmp_path / 'fs' / 'big.bin').read_bytes() == big.read_bytes()
 
 
 def test_wrong_mpy_version(board, tmp_path):
