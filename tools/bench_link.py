@@ -1,8 +1,11 @@
 """Link benchmark: the poller in fast mode against the meter simulator with real 9600-baud
 pacing. Prints the achieved BT23+BT28 cycle period, the wire-time floor for the same bytes and
-their ratio (target <= 1.15; the original firmware idles 2 s per cycle).
+their ratio (target <= 1.15; the original firmware idles 2 s per cycle), readings per minute,
+responses taken as the answer to another table's request (wrong decodes, must be 0), energy
+values that moved implausibly, and the alert-chain latency.
 
-    .venv/bin/python tools/bench_link.py [--seconds 20] [--tcp] [--turnaround-ms 20]
+    .venv/bin/python tools/bench_link.py [--seconds 20] [--tcp] [--turnaround 20] [--gap 0]
+                                         [--dup seq|replay] [--alert-every 10]
 
 --tcp goes through the real TCP transport and the firmware's host port (as ./dev run does);
 the default couples the link to the simulator in-process (no socket overhead).
@@ -35,8 +38,43 @@ def cycle_bytes():
     return bt23_req + bt23_resp + bt28_req + bt28_resp
 
 
-async def bench(seconds, tcp, turnaround_ms):
+def count_wrong(meter, link, poller):
+    """Wrap the simulator and the submit paths so that every successful job is checked
+    against the table its response really answered. Returns the counters (a dict)."""
+    answered = {}
+    out = {'ok': 0, 'wrong': 0}
+    send = meter._send
+
+    def _send(resp, t, what, msg):
+        if msg is not None:
+            answered[bytes(resp)] = msg.table
+        return send(resp, t, what, msg)
+    meter._send = _send
+    submit = link.engine.submit
+
+    def _submit(job):
+        done = job.done
+
+        def _done(j):
+            r = j.response
+            if r is not None and r.status == 0 and j.info is not None:
+                out['ok'] += 1
+                if answered.get(bytes(r.raw), -1) != j.info.table:
+                    out['wrong'] += 1
+            if done is not None:
+                done(j)
+        job.done = _done
+        return submit(job)
+    link.engine.submit = _submit
+    link.engine.alerts.submit = _submit
+    poller.submit = _submit
+    return out
+
+
+async def bench(seconds, tcp, turnaround_ms, gap_ms=0, dup='seq', alert_every=0):
     meter = Meter(key=KEY, turnaround_ms=turnaround_ms)
+    meter.gap_ms = gap_ms
+    meter.dup_mode = dup
     server = None
     if tcp:
         import hw_host
@@ -49,15 +87,35 @@ async def bench(seconds, tcp, turnaround_ms):
     poller = Poller(link.submit, lambda: int(time.time()), fast=True)
     link.hooks.append(poller)
     stamps = []
-    poller.on_reading(lambda r: stamps.append(time.monotonic()))
+    energy = {'last': None, 'bad': 0}
+
+    def on_reading(r):
+        stamps.append(time.monotonic())
+        e = r.get('e_in')
+        if e is not None:
+            if energy['last'] is not None and e < energy['last']:
+                energy['bad'] += 1
+            energy['last'] = e
+    poller.on_reading(on_reading)
+    wrong = count_wrong(meter, link, poller)
     task = asyncio.create_task(link.run())
     t0 = time.monotonic()
-    while len(stamps) < 3 and time.monotonic() - t0 < 30:
+    while len(stamps) < 3 and time.monotonic() - t0 < 60:
         await asyncio.sleep(0.05)
     if len(stamps) < 3:
         raise SystemExit('no readings: %r' % (link.status(),))
     first = len(stamps)
-    await asyncio.sleep(seconds)
+    t_end = time.monotonic() + seconds
+    next_alert = time.monotonic() + alert_every if alert_every else None
+    while time.monotonic() < t_end:
+        await asyncio.sleep(0.05)
+        if next_alert is not None and time.monotonic() >= next_alert:
+            meter.alert(port.pump.now() if hasattr(port, 'pump') else None)
+            kick = getattr(getattr(port, 'pump', None), 'kick', None) or \
+                getattr(getattr(server, 'pump', None), 'kick', None)
+            if kick:
+                kick()
+            next_alert += alert_every
     task.cancel()
     if server is not None:
         server.close()
@@ -73,18 +131,40 @@ async def bench(seconds, tcp, turnaround_ms):
     print('meter turnaround     %d ms x 2 (simulator setting, part of the period)' % turnaround_ms)
     print('ratio period/floor   %.3f (target <= 1.15)' % (period / floor))
     print('original firmware    ~%.0f ms (2 s idle + the same bytes)' % (2000 + floor))
-    print('link counters        timeouts %d, retransmits %d, seq errors %d'
-          % (st['counters']['timeouts'], st['counters']['retransmits'],
-             st['counters']['seq_errors']))
+    c = st['counters']
+    d = st['diag']
+    lat = meter.alert_latency_ms
+    print('meter pauses         %d ms inside every answer; duplicates: %s' % (gap_ms, dup))
+    print('readings per minute  %.1f' % (n * 60 / (stamps[-1] - stamps[first - 1])))
+    print('wrong decodes        %d of %d answers taken (responses of another table)'
+          % (wrong['wrong'], wrong['ok']))
+    print('energy backwards     %d published' % energy['bad'])
+    print('alerts answered      %d of %d, latency max %s ms'
+          % (meter.alerts_answered, meter.alerts_sent,
+             '%.0f' % max(lat) if lat else '-'))
+    print('link counters        timeouts %d, retransmits %d, seq errors %d, late %d, '
+          'drained %d, mismatched %d, power cycles %d'
+          % (c['timeouts'], c['retransmits'], c['seq_errors'], c['late'], c['drained'],
+             c['mismatched'], c['power_cycles']))
+    print('turnaround measured  p50 %s p95 %s max %s ms, wait %d ms, largest pause %d ms'
+          % (d['turnaround']['p50'], d['turnaround']['p95'], d['turnaround']['max'],
+             d['timeout_ms'], d['max_gap_ms']))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--seconds', type=float, default=20)
     ap.add_argument('--tcp', action='store_true')
-    ap.add_argument('--turnaround-ms', type=int, default=20)
+    ap.add_argument('--turnaround', '--turnaround-ms', dest='turnaround', type=int,
+                    default=20, help='meter turnaround in ms (default 20)')
+    ap.add_argument('--gap', type=int, default=0,
+                    help='pause in ms inside every meter answer (default 0)')
+    ap.add_argument('--dup', choices=('seq', 'replay'), default='seq',
+                    help='how the meter treats a repeated request (default seq: 0x0C)')
+    ap.add_argument('--alert-every', type=float, default=0,
+                    help='raise an alert this often (seconds; default never)')
     a = ap.parse_args()
-    asyncio.run(bench(a.seconds, a.tcp, a.turnaround_ms))
+    asyncio.run(bench(a.seconds, a.tcp, a.turnaround, a.gap, a.dup, a.alert_every))
 
 
 if __name__ == '__main__':

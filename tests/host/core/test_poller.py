@@ -1,0 +1,160 @@
+# The poller on its own: what it asks for before the table layouts are known, the energy
+# plausibility rules and readings from short BT28 tables. Jobs are answered by hand with
+# real frames.Response objects, as the engine would.
+from mep import requests as rq
+from mep import frames
+from mep.poller import Poller, to_reading, MAX_W, REBASE_N, REBASE_MS
+
+EPOCH = 1763700000
+
+
+def le32(v):
+    v &= 0xFFFFFFFF
+    return bytes((v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF, v >> 24))
+
+
+BT21 = bytes((0, 0, 2, 4, 2, 1, 1, 4, 0, 55))
+
+
+class Rig:
+    def __init__(self, fast=True):
+        self.jobs = []
+        self.now = 0
+        self.p = Poller(self.submit, lambda: EPOCH + self.now // 1000, fast=fast)
+        self.readings = []
+        self.p.on_reading(self.readings.append)
+
+    def submit(self, job):
+        self.jobs.append(job)
+        return True
+
+    def step(self, ms=10):
+        self.now += ms
+        self.p.step(self.now)
+
+    def answer(self, data=None, error=None):
+        job = self.jobs[-1]
+        if error is None:
+            job.response = frames.Response(0, data, bytes(8), b'', len(data))
+        job.error = error
+        job.finished = True
+        job.done(job)
+        return job
+
+    def table_of_last(self):
+        return self.jobs[-1].info.table
+
+    def startup(self, bt21_ok=True):
+        for _ in range(7):                     # the start-up tables, in order
+            self.step()
+            t = self.table_of_last()
+            if t == rq.BT21:
+                if bt21_ok:
+                    self.answer(BT21)
+                else:
+                    self.answer(error='meter answered 0x02: unsupported request')
+            else:
+                self.answer(error='not needed here')
+
+
+def bt23_data(e_fwd, e_rev=0, eq_fwd=0, eq_rev=0):
+    return le32(e_fwd) + le32(e_rev) + le32(eq_fwd) + le32(eq_rev)
+
+
+def bt28_data(n=55, p=500):
+    return b''.join(le32(p if k == 0 else 1000 + k) for k in range(n))
+
+
+def test_no_poll_before_bt21_is_known_and_it_is_retried_soon():
+    r = Rig()
+    r.startup(bt21_ok=False)
+    n = len(r.jobs)
+    for _ in range(300):                       # 3 s
+        r.step()
+    assert len(r.jobs) == n                    # nothing decoded without the layout
+    asked = []
+    for _ in range(300):                       # 6 s: the failed tables are read again
+        r.step()                               # (after 5 s, doubling, while BT21 is missing)
+        job = r.jobs[-1]
+        if not job.finished:
+            asked.append(job.info.table)
+            if job.info.table == rq.BT21:
+                break
+            r.answer(error='not needed here')
+    assert asked and asked[-1] == rq.BT21, asked
+    r.answer(BT21)
+    for _ in range(20):
+        r.step()
+        job = r.jobs[-1]
+        if job.tag in ('bt23', 'bt28'):
+            break
+        if not job.finished:
+            r.answer(error='not needed here')     # the other start-up tables
+    assert r.jobs[-1].tag in ('bt23', 'bt28')
+
+
+def poll_cycle(r, e_fwd, ms=1000, n28=55):
+    """One BT23 + BT28 exchange `ms` after the last; returns the reading."""
+    got = len(r.readings)
+    while len(r.readings) == got:
+        r.step(ms // 2)
+        job = r.jobs[-1]
+        if job.finished:
+            continue
+        if job.tag == 'bt23':
+            r.answer(bt23_data(e_fwd))
+        elif job.tag == 'bt28':
+            r.answer(bt28_data(n28))
+        else:
+            r.answer(error='not needed here')      # a start-up table read again
+    return r.readings[-1]
+
+
+def test_energy_backwards_or_jumping_is_never_published():
+    r = Rig()
+    r.startup()
+    assert poll_cycle(r, 1000000)['e_in'] == 1000000
+    assert poll_cycle(r, 1000010)['e_in'] == 1000010
+    assert poll_cycle(r, 999000)['e_in'] is None            # backwards
+    jump = 1000010 + int(MAX_W * 10 / 3600) + 1000           # far more than 100 kW allows
+    assert poll_cycle(r, jump)['e_in'] is None
+    assert poll_cycle(r, 1000030)['e_in'] == 1000030         # the good counter goes on
+    assert r.p.energy_dropped == 2
+
+
+def test_a_new_counter_base_needs_consistent_values_over_a_minute():
+    r = Rig()
+    r.startup()
+    poll_cycle(r, 5000000)
+    published = []
+    v = 100
+    t0 = None
+    for k in range(REBASE_N + 60):
+        v += 5
+        e = poll_cycle(r, v, ms=2000)['e_in']
+        if t0 is None:
+            t0 = r.now
+        published.append((e, r.now - t0))
+    assert published[0][0] is None
+    first = [k for k, e in enumerate(published) if e[0] is not None][0]
+    assert first + 1 >= REBASE_N and published[first][1] >= REBASE_MS - 2000, published[first]
+    assert all(e is None for e, t in published[:first])
+    published = [e for e, t in published]
+    assert r.p.energy_rebased == 1
+    assert published[-1] == v
+
+
+def test_short_bt28_leaves_missing_values_absent():
+    r = Rig()
+    r.startup()
+    reading = poll_cycle(r, 42, n28=12)
+    assert reading['p_in'] == 500 and reading['i_l1'] == 1.004
+    assert reading['pf_l1'] == 1.01                 # index 10 is there, 13 and later not
+    assert 'pf_l2' not in reading and 'p_in_l1' not in reading and 'u_avg_l3' not in reading
+    assert reading['e_in'] == 42
+
+
+def test_to_reading_without_energies_has_none():
+    r = to_reading({'values': [1, 2, 3]}, None, EPOCH, 1)
+    assert r['p_in'] == 1 and r['q_in'] == 3 and 'q_out' not in r
+    assert r['e_in'] is None and r['eq_out'] is None
