@@ -55,12 +55,12 @@ class Server:
             self.ready.set()
 
     async def _main(self):
-        from web.server import create_app
+        from web import server
         self.ctx = Ctx(self.data_dir).start_link()
-        self.app = create_app(self.ctx)
-        self.task = asyncio.get_running_loop().create_task(
-            self.app.start_server(host='127.0.0.1', port=self.port))
+        self.task = asyncio.get_running_loop().create_task(      # behind web/conn.py's limits
+            server.serve(self.ctx, host='127.0.0.1', port=self.port))
         await asyncio.sleep(0.2)
+        self.app = self.ctx.web_app
         self.ready.set()
         try:
             await self.task
@@ -101,6 +101,7 @@ def browser():
               '--disable-background-networking', '--disable-component-update', '--disable-sync',
               '--disable-dev-shm-usage', '--user-data-dir=' + prof):
         opts.add_argument(a)
+    opts.set_capability('goog:loggingPrefs', {'browser': 'ALL'})
     drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
     drv.set_window_size(1280, 900)
     os.makedirs(SHOTS, exist_ok=True)
@@ -230,3 +231,32 @@ def test_ota_upload(server, browser, tmp_path):
     assert server.ctx.reboots == 1
     browser.get(base + '/status')
     shot(browser, 'status', ((390, 844),))
+
+
+def test_no_content_security_policy_violations(server, browser):
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get_log('browser')                      # start from an empty console
+    for path in ('/', '/tinker', '/config', '/ota', '/status'):
+        browser.get(base + path)
+        time.sleep(1.5)
+    js = "var c=document.querySelector('#chart canvas'); return c ? c.width : 0;"
+    browser.get(base + '/')
+    wait(lambda: browser.execute_script(js) > 0, 15, 'chart canvas')
+    bad = [e['message'] for e in browser.get_log('browser')
+           if 'Content Security Policy' in e['message'] or 'Refused to' in e['message']]
+    assert not bad, bad
+
+
+def test_ended_session_returns_to_the_same_page_after_login(server, browser):
+    from selenium.webdriver.common.by import By
+    from web import auth
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/tinker?x=1')
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#log details'), 15, 'tinker polling')
+    server.loop.call_soon_threadsafe(auth.end_all_sessions, server.ctx)   # e.g. a reboot
+    wait(lambda: '/login?next=' in browser.current_url, 15, 'sent to the login')
+    assert '%2Ftinker%3Fx%3D1' in browser.current_url
+    browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
+    wait(lambda: browser.current_url == base + '/tinker?x=1', 15, 'back on the page')
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#log details'), 15, 'polling again')
