@@ -75,7 +75,10 @@ def _status_body(ctx, request, d):
     yield '<table class="kv">'
     for p in _kv(d):
         yield p
-    yield '</table><form method="post" action="/reboot" data-confirm="Reboot now?">'
+    yield ('</table><p><a href="/api/diagnostics">Download diagnostics</a> <small>(one JSON '
+           'file for a bug report: versions, link counters and timing, the last 64 '
+           'exchanges with the meter; no key or password)</small></p>')
+    yield '<form method="post" action="/reboot" data-confirm="Reboot now?">'
     yield hidden_csrf(ctx, request) + '<button>Reboot</button></form>'
 
 
@@ -107,6 +110,19 @@ async def status_page(ctx, request):
 
 async def api_status(ctx, request):
     return status_dict(ctx), 200, {'Cache-Control': 'no-store'}
+
+
+async def api_diagnostics(ctx, request):
+    """Everything a first real user can attach to a bug report, as one file: what
+    /api/status shows plus the link's trace of the last exchanges (raw frames in hex;
+    requests carry their digest, never the MBK)."""
+    d = status_dict(ctx)
+    d['board'] = ctx.config.get('board')
+    d['exchanges'] = ctx.link.engine.diag.exchanges()
+    d['link_ms'] = ctx.link.now()
+    return d, 200, {'Cache-Control': 'no-store',
+                    'Content-Disposition': 'attachment; filename="%s-diagnostics.json"'
+                                           % ctx.config['hostname']}
 
 
 async def api_history(ctx, request):

@@ -48,6 +48,7 @@ GET /api/history dash api_history
 GET /api/history.csv dash api_history_csv
 GET /status dash status_page
 GET /api/status dash api_status
+GET /api/diagnostics dash api_diagnostics
 GET /login login login_page
 POST /login login login
 POST /logout login logout

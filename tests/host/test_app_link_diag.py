@@ -1,0 +1,62 @@
+# The real App against a slow simulated meter (550 ms turnaround, 150 ms pauses inside
+# answers, duplicates refused with 0x0C): readings keep coming, energies are consistent,
+# the status API shows the link's measured timing, and "download diagnostics" gives one
+# JSON file with the last 64 exchanges and no secret.
+import json
+import time
+
+from test_web_security import Running, Http
+from web_helpers import PASSWORD
+
+WIFI_PW = 'wifi-secret-0815'
+MQTT_PW = 'mqtt-secret-4711'
+
+
+def login(h):
+    tok = h.token('/login')
+    r = h.post('/login', {'password': PASSWORD, 'csrf': tok, 'next': '/'})
+    assert r.status in (302, 303), (r.status, r.text[:200])
+
+
+def test_slow_meter_readings_status_and_diagnostics(tmp_path):
+    app = Running(str(tmp_path), wifi_ssid='home', wifi_password=WIFI_PW,
+                  mqtt_password=MQTT_PW)
+    try:
+        meter = app.sim.pump.meter
+        meter.turnaround_ms = 550
+        meter.gap_ms = 150
+        n0 = len(app.stamps)
+        time.sleep(25)
+        got = len(app.stamps) - n0
+        assert got >= 8, (got, app.app.link.status())
+        h = Http(app.port)
+        login(h)
+        st = h.get('/api/status').json
+        d = st['link']['diag']
+        assert d['turnaround']['p50'] >= 500, d
+        assert d['timeout_ms'] >= 1500 and d['max_gap_ms'] >= 150, d
+        assert d['status_codes'].get('00', 0) >= 16
+        assert st['link']['link'] == 'ok'
+        page = h.get('/status')
+        assert page.status == 200 and '/api/diagnostics' in page.text
+        r = h.get('/api/diagnostics')
+        assert r.status == 200
+        assert 'attachment' in r.headers.get('content-disposition', '')
+        diag = r.json
+        assert diag['version'] and diag['board'] == 'host'
+        assert 24 <= len(diag['exchanges']) <= 64      # 64 once that many happened
+        assert diag['link']['counters']['rx'] >= 24
+        kinds = set(e['kind'] for e in diag['exchanges'])
+        assert 'poll' in kinds
+        text = r.text
+        for secret in (WIFI_PW, MQTT_PW, PASSWORD, 'ABCDEFGHIJKLMNOPQRST',
+                       '41 42 43 44 45 46 47 48'):
+            assert secret not in text, secret
+        now = h.get('/api/now').json
+        assert 'e_in' in json.dumps(now)
+        # unauthenticated: no diagnostics
+        anon = Http(app.port)
+        r = anon.get('/api/diagnostics')
+        assert r.status in (302, 303, 401), r.status
+    finally:
+        app.stop()
