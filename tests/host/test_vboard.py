@@ -285,6 +285,14 @@ def test_ota_bundle_is_accepted_by_the_app(board):
     status, body = web(board, '/login', form, {'Content-Type':
                                                'application/x-www-form-urlencoded'}, o)
     assert status == 200 and 'Wrong password' not in body, body[:300]
+
+    def reading():                                  # the reading, through the web UI
+        status, body = web(board, '/api/now', opener=o)
+        assert status == 200, body
+        now = json.loads(body)
+        return now if now['link'] == 'ok' and now['readings'] > 0 and now['r'] else None
+    now = wait_for(reading, 60, 'a reading in /api/now')
+    assert isinstance(now['r']['p_in'], int) and 200 < now['r']['u_l1'] < 260
     status, page = web(board, '/ota', opener=o)
     assert status == 200 and 'Update' in page
     tok = csrf_of(page)
