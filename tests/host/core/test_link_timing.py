@@ -222,3 +222,28 @@ def test_diagnostics_trace_has_64_exchanges_and_no_key():
     d = b.eng.status()['diag']
     assert d['turnaround']['p95'] >= 550 and d['max_gap_ms'] >= 150
     assert d['status_codes'].get('00', 0) > 40
+
+
+def test_a_frame_that_does_not_fit_is_dropped_whole_not_searched_for_alerts():
+    # a read answer (its data full of 00 00) arriving while a procedure write waits: the
+    # frame is length-consistent, so it is dropped as one piece and no alert is seen in it
+    from mep.engine import Engine
+    eng = Engine(b'ABCDEFGHIJKLMNOP')
+    eng.step(0)
+    eng.step(600)
+    eng.step(1200)                                  # powered up, idle
+    got = []
+    eng.submit(Job(None, PRIO_USER, got.append, proc=rq.EP39,
+                   params=b'\x04\x01\x06\x00\x01\x02\x03\x04\x05\x06'))
+    acts = eng.step(1300)
+    assert [a for a in acts if a[0] == 'write']
+    data = bytes(40)
+    n = len(data)
+    body = b'\x00' + bytes((n >> 8, n & 0xFF)) + data + bytes(8)
+    frame = bytes((len(body) >> 8, len(body) & 0xFF)) + body
+    eng.on_bytes(frame, 1360)
+    assert eng.c['alerts'] == 0 and eng.c['mismatched'] == 1
+    assert eng.state == 'wait-first' and not got
+    ack = b'\x00\x09\x00' + bytes(8)                # the write acknowledgement
+    eng.on_bytes(ack, 1380)
+    assert got and got[0].ok() and eng.c['alerts'] == 0
