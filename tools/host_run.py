@@ -32,6 +32,8 @@ def start_simulator(port, args):
         cmd += ['--alert-every', str(args.alert_every)]
     if args.sim_control:
         cmd += ['--control', args.sim_control]
+    cmd += ['--turnaround-ms', str(args.meter_turnaround), '--gap-ms', str(args.meter_gap),
+            '--baud', str(args.meter_baud)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=dict(os.environ, MEPSIM_MBK=DEMO_MBK))
     deadline = time.time() + 15
@@ -78,6 +80,12 @@ def main(argv=None):
     ap.add_argument('--alert-every', type=float, default=0,
                     help='let the simulator raise an alert this often (seconds)')
     ap.add_argument('--sim-control', help='HOST:PORT for the simulator control channel')
+    ap.add_argument('--meter-turnaround', type=float, default=20, metavar='MS',
+                    help='the simulated meter answers this long after a request (default 20)')
+    ap.add_argument('--meter-gap', type=float, default=0, metavar='MS',
+                    help='a pause this long inside every answer of the simulated meter')
+    ap.add_argument('--meter-baud', type=float, default=9600,
+                    help='pacing of the simulated meter\'s answers (default 9600)')
     ap.add_argument('--quiet', action='store_true', help='do not print every reading')
     args = ap.parse_args(argv)
 
