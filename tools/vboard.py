@@ -279,7 +279,7 @@ class VBoard:
         self._tail = b''              # recent output, to follow the REPL mode
         self._raw = False
         self._held = b''              # input held while the interpreter is not reading
-        self._last_in = b''
+        self._sigint_at = 0.0
         self._reset_seen = False
         self._after_ready = b''
         self._cr = False
@@ -371,10 +371,15 @@ class VBoard:
             if b == b'\x03' and not self._reading_repl() and self.proc is not None \
                     and not self._raw_restart:
                 self._held = b''          # a board's interrupt drops what was typed ahead
-                try:
-                    os.kill(self.proc.pid, signal.SIGINT)
-                except OSError:
-                    pass
+                # one SIGINT at a time: the unix port exits on a second one that arrives
+                # before it raised KeyboardInterrupt for the first
+                now = time.monotonic()
+                if now - self._sigint_at > 0.3:
+                    self._sigint_at = now
+                    try:
+                        os.kill(self.proc.pid, signal.SIGINT)
+                    except OSError:
+                        pass
                 continue
             self._held += b
         self._flush_held()
@@ -385,7 +390,6 @@ class VBoard:
                 n = os.write(self.m_mp, self._held)
             except OSError:
                 return
-            self._last_in = (self._last_in + self._held[:n])[-8:]
             self._held = self._held[n:]
 
     def _exited(self):
@@ -422,7 +426,7 @@ class VBoard:
                     return
                 fds = [self.m_port, self.m_mp]
                 try:
-                    r, _, _ = select.select(fds, [], [], 0.01)
+                    r, _, _ = select.select(fds, [], [], 0.01 if self._held else 0.1)
                 except (OSError, ValueError):
                     r = []
                 if self.m_mp in r:
