@@ -566,7 +566,7 @@ async def test_no_module_dropped_while_another_request_runs(tmp_path):
 
 def test_route_table():
     rs = routes()
-    assert len(rs) == 27 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
+    assert len(rs) == 28 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
     assert len(set((r[0], r[1]) for r in rs)) == len(rs)
     for m, path, mod, fn in rs:
         assert server.find(m, path) == [mod, fn]
