@@ -498,7 +498,8 @@ def upload(port, out_dir, manifest, info, force=False, batch=8):
             sent += sum(manifest['files'][r]['size'] for r in changed[i:i + batch])
             print('  [%d/%d files] %.1f / %.1f KB' % (done, len(changed), sent / 1024, send / 1024),
                   flush=True)
-    mpremote(port, ['fs', 'cp', os.path.join(out_dir, BOARD_MANIFEST), ':' + BOARD_MANIFEST])
+    if changed or stale:
+        mpremote(port, ['fs', 'cp', os.path.join(out_dir, BOARD_MANIFEST), ':' + BOARD_MANIFEST])
     return len(changed), send
 
 
@@ -577,7 +578,7 @@ def prompt_config(tmpdir, ask=input, secret=getpass.getpass, out=print, chip=Non
         else:
             raise FlashError('no valid %s after 3 tries' % key)
     for attempt in range(3):
-        pw = secret('Web password (8..128 characters, not shown): ')
+        pw = secret('Web password (10..128 characters, not shown): ')
         if pw != secret('Web password again: '):
             out('  the two passwords differ')
             continue
