@@ -162,8 +162,10 @@ def guarded_changes(ctx, changes, clear):
             if k in ('ota_key', 'session_secret', 'legacy_token'):
                 if v:
                     out.append(k)
-            elif v != vals[k] and not (isinstance(vals[k], bool) and v in (vals[k], 'on')) \
-                    and not (isinstance(v, str) and v.strip() == vals[k]):
+            elif isinstance(vals[k], bool):       # only opening up: switching on
+                if v in (True, 'on', 'true', '1') and not vals[k]:
+                    out.append(k)
+            elif not isinstance(v, str) or v.strip() != vals[k]:
                 out.append(k)
     return out
 

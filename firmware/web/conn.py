@@ -30,7 +30,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 SECURITY = (('Content-Security-Policy', CSP), ('X-Frame-Options', 'DENY'),
             ('X-Content-Type-Options', 'nosniff'), ('Referrer-Policy', 'same-origin'))
 REASON = {400: 'Bad Request', 408: 'Request Timeout', 411: 'Length Required',
-          414: 'URI Too Long', 431: 'Request Header Fields Too Large',
+          413: 'Payload Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
           503: 'Service Unavailable'}
 
 
@@ -234,8 +234,11 @@ def handler(app, streamed, log=None):
             limit = EXCHANGE_MS
             if n > MAX_BODY:
                 path = head[:head.find(b'\n')].split()[1].split(b'?')[0].decode()
-                if streamed(path):
-                    limit = STREAM_MS
+                if not streamed(path):
+                    await reply(reader, writer, 413, 'request body too large (max %d bytes)'
+                                % MAX_BODY)
+                    return
+                limit = STREAM_MS
             await asyncio.wait_for(app.handle_request(Body(head, rest, reader), writer),
                                    limit / 1000)
         except asyncio.CancelledError:   # the server stops: this connection just ends

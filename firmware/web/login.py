@@ -184,6 +184,10 @@ async def change_password(ctx, request):
     f = auth.safe_form(request)
     if f is None:
         return message(ctx, request, 'Password', 'Send the password form.', 400)
+    wait = retry_after(fails(request), client_addr(request))
+    if wait:
+        return message(ctx, request, 'Password', 'Too many wrong passwords: wait %d s.' % wait,
+                       429, ('/config', 'Back'))
     if not await ctx.config.check_password_async(f.get('old') or ''):
         failed(fails(request), client_addr(request))
         return message(ctx, request, 'Password', 'The current password is wrong.', 400,

@@ -517,6 +517,9 @@ def test_keys_and_public_switches_need_the_password(app):
     saved = [x for x in app.logs if x.startswith('web: settings saved')]
     assert saved and 'ota_key' in saved[0]
     assert not any(new_key in x for x in app.logs)
+    # closing up again needs no password
+    r = h.post('/config', {'csrf': h.token('/config'), 'hostname': 'mep-test', 'fast_mode': 'on'})
+    assert r.status == 200 and cfg['public_dashboard'] is False
     # the backup with secrets
     tok = h.token('/config')
     r = h.post('/config/backup', {'csrf': tok, 'secrets': 'on'})
