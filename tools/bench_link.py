@@ -119,6 +119,9 @@ async def bench(seconds, tcp, turnaround_ms, gap_ms=0, dup='seq', alert_every=0)
     task.cancel()
     if server is not None:
         server.close()
+    pump = getattr(port, 'pump', None)
+    if pump is not None:
+        pump.close()
     n = len(stamps) - first
     period = (stamps[-1] - stamps[first - 1]) / n * 1000
     nbytes = cycle_bytes()
