@@ -747,6 +747,8 @@ def flash(a):
     if a.config or (not info['config'] and sys.stdin.isatty() and ask(
             'The board has no config yet. Write one now? [Y/n] ').strip().lower() != 'n'):
         write_config(port, info)
+    elif not info['config']:
+        print('note: the board has no config yet (no WiFi, no MBK); write one with --config')
     failed = None
     try:
         install_packages(port, info, a.mip_index)
