@@ -19,6 +19,9 @@ def join(d, name):
     return name if d in ('', '.') else (d.rstrip('/') + '/' + name)
 
 
+_CONSOLE = ('p_in', 'p_out', 'u_l1', 'u_l2', 'u_l3', 'i_l1', 'i_l2', 'i_l3', 'freq')
+
+
 class App:
     def __init__(self, board=None, data_dir='/', mep_target=None, http_port=None, console=None,
                  log=print, supervise=True, heap_report_ms=0, http_host='0.0.0.0'):
@@ -229,6 +232,7 @@ class App:
             await sleep_ms(60000)
 
     async def _console(self):
+        # a short BT28 leaves values out of a reading: the console shows 0 for them
         sub = Subscription()
         self.poller.on_reading(sub)
         while True:
@@ -237,9 +241,8 @@ class App:
             tm = time.gmtime(r['time'] - epoch_offset())
             self.log('%02d:%02d:%02dZ  P %5d W import %5d W export  U %.1f/%.1f/%.1f V  I %.2f/%.2f/%.2f A'
                      '  %.3f Hz  E %.3f kWh  [%s, seq %d]'
-                     % (tm[3], tm[4], tm[5], r['p_in'], r['p_out'], r['u_l1'], r['u_l2'], r['u_l3'],
-                        r['i_l1'], r['i_l2'], r['i_l3'], r['freq'],
-                        (r['e_in'] or 0) / 1000, st['link'], st['seq']))
+                     % ((tm[3], tm[4], tm[5]) + tuple(r.get(k) or 0 for k in _CONSOLE) +
+                        ((r['e_in'] or 0) / 1000, st['link'], st['seq'])))
 
     async def _heap_report(self):
         """Opt-in (heap_report_ms): one 'HEAP free=.. alloc=.. readings=..' line per period,
