@@ -35,12 +35,13 @@ PROFILES = {
     # This project's own MEP drawer PCB (hardware/kicad). Checked against the KiCad netlist
     # by tests/host/test_board_netlist.py.
     'mepdrawer': {
-        'name': 'Open MEP drawer PCB rev A (ESP32-C3-MINI-1)',
+        'name': 'Open MEP drawer PCB rev B (ESP32-C3-MINI-1)',
         'chip': 'esp32c3',
         'uart': 1, 'rx': 6, 'tx': 7,
         'enable': 5, 'enable_active': 0,
         # GPIO4 drives the ON input of a TPS22917 load switch feeding the MAX3232 VCC:
-        # high = transceiver powered, low = off (a 100k pull-down keeps it off during boot).
+        # high = transceiver powered, low = off (a 3.3k pull-down keeps it off from power-on).
+        # GPIO5 has a pull-up to that supply: ENABLE stays off until the firmware drives it low.
         'driver_supply': 4,
         'led': 10, 'led_active': 1,
         'boot_button': 9, 'safe_active': 0,

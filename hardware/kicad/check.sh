@@ -6,8 +6,11 @@
 # 1. ERC on the schematic: fails on any error (warnings are reported).
 # 2. DRC on the board with schematic parity: fails on any error, any unconnected item or any
 #    parity issue (warnings are reported).
-# 3. Exports into hardware/kicad/build/: netlist, Gerbers + drill files (and a zip of them for
-#    the fab), BOM (CSV with Manufacturer and MPN columns), placement files, board images.
+# 3. Board checks KiCad's DRC does not make (board_check.py): no via in an SMD pad, outline within
+#    70 x 28 mm, the two M3 holes and J1 where the original has them, part sides and heights.
+# 4. Exports into hardware/kicad/build/: netlist, Gerbers + drill files (and a zip of them for
+#    the fab), BOM (CSV with Manufacturer and MPN columns), placement files, board images, and
+#    the 1:1 fit-test PDF (outline, holes, J1, part outlines and heights).
 # Exit status is non-zero when a check fails or an export is missing.
 set -eu
 
@@ -60,15 +63,22 @@ q kicad-cli pcb export svg -o "$OUT/$NAME-top.svg" --mode-single --page-size-mod
 q kicad-cli pcb export svg -o "$OUT/$NAME-bottom.svg" --mode-single --page-size-mode 2 --mirror \
     --exclude-drawing-sheet -l B.Cu,B.Mask,B.SilkS,Edge.Cuts "$PCB"
 q kicad-cli sch export svg -o "$OUT/" --exclude-drawing-sheet "$SCH"
+# 1:1 fit-test print: outline, holes, J1, every part's outline and height (User.Drawings), pads
+q kicad-cli pcb export pdf -o "$OUT/$NAME-fit-1to1.pdf" --mode-single --black-and-white \
+    --drill-shape-opt 2 -l Edge.Cuts,User.Drawings,F.Fab "$PCB"
+# vias in SMD pads, outline 70 x 28 mm, M3 holes, J1 position, part sides and heights
+if "$PY" "$HERE/board_check.py" "$PCB" >"$OUT/board_check.txt" 2>&1; then BOARD=ok; else BOARD=failed; fi
 # 3D render: needs an OpenGL context; optional (the SVGs above are the required images)
 if kicad-cli pcb render -o "$OUT/$NAME-render.png" --width 1600 --height 900 --zoom 1.3 "$PCB" \
         >"$OUT/render.log" 2>&1; then RENDER=yes; else RENDER="no (see build/render.log)"; fi
 
 # ---- evaluate ------------------------------------------------------------------------------
-KVER="$VERSION" "$PY" - "$OUT" "$NAME" "$RENDER" <<'EOF'
+KVER="$VERSION" "$PY" - "$OUT" "$NAME" "$RENDER" "$BOARD" <<'EOF'
 import csv, glob, json, os, sys, zipfile
-out, name, render = sys.argv[1], sys.argv[2], sys.argv[3]
+out, name, render, board = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 fail = []
+if board != 'ok':
+    fail.append('board checks (vias in pads / outline / holes / heights): see below')
 
 erc = json.load(open(os.path.join(out, 'erc.json')))
 ev = [v for s in erc.get('sheets', []) for v in s.get('violations', [])]
@@ -119,7 +129,7 @@ if no_mpn:
     fail.append('BOM lines without MPN: %s' % ', '.join(no_mpn))
 parts = sum(int(r['Quantity']) for r in rows)
 pos = [l for l in open(os.path.join(out, name + '-pos.csv')) if l.strip()][1:]
-for f in (name + '-top.svg', name + '-bottom.svg', name + '.net'):
+for f in (name + '-top.svg', name + '-bottom.svg', name + '.net', name + '-fit-1to1.pdf'):
     if not os.path.getsize(os.path.join(out, f)):
         fail.append('%s empty' % f)
 
@@ -131,7 +141,9 @@ if warn_types:
     print('  warnings by type: ' + ', '.join('%s %d' % kv for kv in sorted(warn_types.items())))
 print('  exports: %d Gerber/drill files (+ %s-gerbers.zip), BOM %d lines / %d parts, %d placements'
       % (len(gerbers), name, len(rows), parts, len(pos)))
-print('  images: %s-top.svg, %s-bottom.svg, schematic SVG, 3D render: %s' % (name, name, render))
+print('  board (board_check.py):')
+print(open(os.path.join(out, 'board_check.txt')).read().rstrip())
+print('  images: %s-top.svg, %s-bottom.svg, schematic SVG, %s-fit-1to1.pdf, 3D render: %s' % (name, name, name, render))
 print('  reports: build/erc.rpt, build/drc.rpt')
 if fail:
     print('FAILED: ' + '; '.join(fail))

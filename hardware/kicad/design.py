@@ -57,11 +57,34 @@ esp_nets = {
 _u1_pins = {ESP_PINS[k]: v for k, v in esp_nets.items()}
 _u1_pins.update({n: 'GND' for n in ESP_GND})
 
-# Board: 58 x 26 mm, origin of the outline at (100, 100) (KiCad page coordinates, mm).
-BOARD = (100.0, 100.0, 158.0, 126.0)
-# The module's antenna (rotated to point at -x, the left end) needs a copper keep-out to the board edge.
-ESP_AT = (111.5, 113.0, 90)
-ANTENNA_KEEPOUT = (100.0, 100.0, 105.8, 126.0)
+# Board: 70 x 28 mm like the original dabbler.dk rev 2.00 board (its outline, its two M3 holes and
+# the 28 x 8 mm cut-out in the lower edge), origin of the outline at (88, 98) (KiCad page
+# coordinates, mm). The right-hand end and the lower edge are where rev A had them, so J1 keeps its
+# absolute position (pin 1 21 mm from the right-hand end, 6 mm above the lower edge).
+BOARD = (88.0, 98.0, 158.0, 126.0)
+# Cut-out in the lower edge (9..37 mm from the left-hand end, 8 mm deep): the module's antenna
+# hangs over it, as the original's module antenna does.
+NOTCH = (97.0, 118.0, 125.0, 126.0)
+# Two M3 mounting holes, 5 mm from each end, 3 mm above the lower edge (the original's places).
+HOLES = [(93.0, 123.0), (153.0, 123.0)]
+HOLE_KEEPOUT = 2.9          # radius without copper tracks or parts: M3 head 5.5 mm + margin
+# The module, rotated so its antenna points down over the cut-out; the antenna starts at the
+# cut-out's edge (y = 118), so no board lies under it.
+ESP_AT = (111.0, 112.4, 180)
+# Copper keep-outs (both layers) along the cut-out edge beside the antenna.
+ANTENNA_KEEPOUTS = [(97.0, 116.6, 103.6, 118.0), (118.4, 116.6, 125.0, 118.0)]
+# Heights above the board (mm, datasheet maximum or nominal where no maximum is given). The
+# original's tallest top-side part (apart from the MEP header J1, the same part in the same place)
+# is its ESP32-WROOM-32 module: 3.10 +/- 0.15 mm. Top-side parts stay within that; taller parts go
+# on the back, as the original's buck module does. check.sh enforces both.
+TOP_MAX_HEIGHT = 3.25
+H = {'R0603': 0.55, 'C0603': 0.9, 'C0805': 1.35, 'C1206': 1.8, 'C1210': 2.7, 'SOD123': 1.35,
+     'SOD123F': 1.1, 'SMA': 2.44, 'SOT236': 1.45, 'SOIC16': 1.75, 'LED0603': 0.8}
+
+# EN (~SHDN) of the buck: VIN divider with hysteresis from +3V3, and a path from USB VBUS.
+#   R1 200k VIN->EN, R13 21.5k EN->GND, R15 110k +3V3->EN, R14 22k VBUS->EN.
+#   Meter only, output off: starts at 1.23 V x (1 + R1 / (R13 || R15)) ~ 14.9 V;
+#   running (+3V3 up): stops when VIN falls to ~8.9 V; USB only (VIN ~4.6 V, VBUS >= 4.4 V): EN > 2 V.
 
 PARTS = [
     # --- MEP connector: pin-out, footprint (2x3 right-angle header), rotation and position from the
@@ -71,68 +94,81 @@ PARTS = [
          fp='Connector_PinHeader_2.54mm:PinHeader_2x03_P2.54mm_Horizontal',
          mfr='Samtec', mpn='TSW-103-08-G-D-RA',
          pins={'1': 'GND', '2': 'MEP_RXD', '3': 'MEP_ENABLE', '4': 'MEP_PWR', '5': 'MEP_TXD', '6': None},
-         pos=(137.0, 120.0, 90),
+         pos=(137.0, 120.0, 90), h=2.54, h_note='the original J6 (same part, same place)',
          desc='MEP: 1 GND (term. 19), 2 RXD in = meter TXD (16A), 3 ENABLE (18), 4 +24V (16), 5 TXD out = meter RXD (17), 6 NC'),
-    # --- input protection and buck converter --------------------------------------------------
+    # --- input protection ------------------------------------------------------------------------
     dict(ref='D1', sym='Device:D_Schottky', value='B1100', fp='Diode_SMD:D_SMA',
          mfr='Diodes Incorporated', mpn='B1100-13-F', pins={'1': 'VIN', '2': 'MEP_PWR'},
-         pos=(151.3, 123.9, 180), desc='reverse-polarity protection, 100 V'),
-    dict(ref='D2', sym='Diode:SMAJ33A', value='SMAJ33A', fp='Diode_SMD:D_SMA',
-         mfr='Littelfuse', mpn='SMAJ33A', pins={'1': 'VIN', '2': 'GND'},
-         pos=(151.3, 120.2, 180), desc='TVS, 33 V stand-off'),
+         pos=(147.4, 118.3, 180), h=H['SMA'], desc='reverse-polarity protection, 100 V'),
+    dict(ref='D2', sym='Diode:SMAJ28A', value='SMAJ28A', fp='Diode_SMD:D_SMA',
+         mfr='Littelfuse', mpn='SMAJ28A', pins={'1': 'VIN', '2': 'GND'},
+         pos=(147.4, 114.7, 180), h=H['SMA'],
+         desc='TVS, 28 V stand-off, 45.4 V clamp at 8.8 A: below the 50 V input capacitors'),
     dict(ref='D3', sym='Device:D_Schottky', value='PMEG6010CEH', fp='Diode_SMD:D_SOD-123F',
          mfr='Nexperia', mpn='PMEG6010CEH,115', pins={'1': 'VIN', '2': 'VBUS'},
-         pos=(131.6, 101.6, 180), desc='USB VBUS into the buck; blocks back-feed into USB'),
-    cap('C1', '33u 50V', 'Capacitor_SMD:CP_Elec_6.3x7.7', 'EEE-FK1H330P', 'VIN', 'GND',
-        (153.9, 113.4, 90), 'bulk: WiFi bursts come from here', mfr='Panasonic', sym='Device:C_Polarized'),
-    cap('C2', '2.2u 50V', C1206, 'GRM31CR71H225KA88L', 'VIN', 'GND', (148.6, 114.0, 90)),
-    res('R1', '100k', 'RC0603FR-07100KL', 'VIN', 'BUCK_EN', (145.4, 112.6, 90)),
+         pos=(154.6, 112.3, 180), h=H['SOD123F'], desc='USB VBUS into the buck; blocks back-feed into USB'),
+    cap('C1', '33u 50V', 'Capacitor_SMD:CP_Elec_6.3x5.4', 'EEE-1HA330P', 'VIN', 'GND',
+        (152.0, 111.2, 90), 'bulk: WiFi bursts come from here (back side: 5.4 mm tall)', mfr='Panasonic',
+        sym='Device:C_Polarized'),
+    # --- buck converter: input caps, catch diode and bootstrap cap at the VIN/SW side of U2,
+    # feedback divider at FB ------------------------------------------------------------------------
     dict(ref='U2', sym='Regulator_Switching:LMR16006YQ', value='LMR16006XDDCR',
          fp='Package_TO_SOT_SMD:SOT-23-6', mfr='Texas Instruments', mpn='LMR16006XDDCR',
          pins={'5': 'VIN', '4': 'BUCK_EN', '2': 'GND', '1': 'BUCK_CB', '6': 'BUCK_SW', '3': 'BUCK_FB'},
-         pos=(147.6, 108.0, 0), desc='4-60 V in, 0.6 A, 0.7 MHz buck (X version: on-time stays above its minimum at 26 V in)'),
-    c100n('C3', 'BUCK_CB', 'BUCK_SW', (145.6, 103.4, 90), 'bootstrap'),
+         pos=(150.5, 104.9, 0), h=H['SOT236'],
+         desc='4-60 V in, 0.6 A, 0.7 MHz buck (X version: on-time stays above its minimum at 26 V in)'),
+    c100n('C14', 'VIN', 'GND', (154.05, 104.9, 0), 'buck input, next to VIN'),
+    cap('C2', '2.2u 50V', C1206, 'GRM31CR71H225KA88L', 'VIN', 'GND', (156.7, 105.4, 90)),
     dict(ref='D4', sym='Device:D_Schottky', value='PMEG6010CEH', fp='Diode_SMD:D_SOD-123F',
          mfr='Nexperia', mpn='PMEG6010CEH,115', pins={'1': 'BUCK_SW', '2': 'GND'},
-         pos=(147.6, 103.4, 90), desc='catch diode'),
+         pos=(154.5, 101.1, 0), h=H['SOD123F'], desc='catch diode'),
+    c100n('C3', 'BUCK_CB', 'BUCK_SW', (150.6, 101.2, 0), 'bootstrap'),
     dict(ref='L1', sym='Device:L', value='22u', fp='Inductor_SMD:L_Bourns-SRN4018',
          mfr='Bourns', mpn='SRN4018-220M', pins={'1': 'BUCK_SW', '2': '+3V3'},
-         pos=(152.6, 103.0, 0)),
-    res('R2', '33.2k', 'RC0603FR-0733K2L', '+3V3', 'BUCK_FB', (156.6, 103.0, 90), 'Vout = 0.765 V x (1 + R2/R3)'),
-    res('R3', '10k', 'RC0603FR-0710KL', 'BUCK_FB', 'GND', (156.6, 106.4, 90)),
-    cap('C4', '22u', C1206, 'GRM31CR61A226KE19L', '+3V3', 'GND', (152.6, 106.9, 0)),
-    cap('C5', '100u', C1210, 'GRM32ER60J107ME20L', '+3V3', 'GND', (145.9, 121.0, 90), '3V3 bulk'),
+         pos=(146.5, 101.0, 180), h=1.8),
+    res('R2', '33.2k', 'RC0603FR-0733K2L', '+3V3', 'BUCK_FB', (146.6, 104.8, 0), 'Vout = 0.765 V x (1 + R2/R3)'),
+    res('R3', '10k', 'RC0603FR-0710KL', 'BUCK_FB', 'GND', (146.6, 106.5, 180)),
+    cap('C4', '22u', C1206, 'GRM31CR61A226KE19L', '+3V3', 'GND', (146.4, 108.4, 0)),
+    cap('C5', '100u', C1210, 'GRM32ER60J107ME20L', '+3V3', 'GND', (146.4, 111.2, 0), '3V3 bulk'),
+    res('R1', '200k', 'RC0603FR-07200KL', 'VIN', 'BUCK_EN', (153.6, 107.2, 0), 'EN divider: on at ~15 V'),
+    res('R13', '21.5k', 'RC0603FR-0721K5L', 'BUCK_EN', 'GND', (153.6, 108.9, 0)),
+    res('R15', '110k', 'RC0603FR-07110KL', '+3V3', 'BUCK_EN', (150.2, 107.6, 0), 'EN hysteresis: off at ~9 V'),
+    res('R14', '22k', 'RC0603FR-0722KL', 'VBUS', 'BUCK_EN', (156.9, 109.6, 90), 'USB alone enables the buck'),
     # --- USB-C (native USB serial/JTAG) --------------------------------------------------------
     dict(ref='J2', sym='Connector:USB_C_Receptacle_USB2.0_16P', value='USB-C',
          fp='Connector_USB:USB_C_Receptacle_HRO_TYPE-C-31-M-12', mfr='Korean Hroparts Elec',
          mpn='TYPE-C-31-M-12',
          pins={'A1': 'GND', 'A12': 'GND', 'B1': 'GND', 'B12': 'GND', 'S1': 'GND',
                'A4': 'VBUS', 'A9': 'VBUS', 'B4': 'VBUS', 'B9': 'VBUS',
-               'A5': 'CC1', 'B5': 'CC2', 'A6': 'USB_DP', 'B6': 'USB_DP', 'A7': 'USB_DN', 'B7': 'USB_DN',
+               'A5': 'CC1', 'B5': 'CC2', 'A6': 'USB_DP_C', 'B6': 'USB_DP_C', 'A7': 'USB_DN_C', 'B7': 'USB_DN_C',
                'A8': None, 'B8': None},
-         pos=(123.55, 103.5, 180)),
-    res('R4', '5.1k', 'RC0603FR-075K1L', 'CC1', 'GND', (130.4, 105.4, 0)),
-    res('R5', '5.1k', 'RC0603FR-075K1L', 'CC2', 'GND', (130.4, 107.2, 0)),
+         pos=(93.8, 101.5, 180), h=3.2),
+    res('R4', '5.1k', 'RC0603FR-075K1L', 'CC1', 'GND', (96.4, 111.0, 90)),
+    res('R5', '5.1k', 'RC0603FR-075K1L', 'CC2', 'GND', (91.2, 111.0, 90)),
+    dict(ref='U5', sym='Power_Protection:USBLC6-2SC6', value='USBLC6-2SC6', fp='Package_TO_SOT_SMD:SOT-23-6',
+         mfr='STMicroelectronics', mpn='USBLC6-2SC6',
+         pins={'1': 'USB_DN_C', '6': 'USB_DN', '3': 'USB_DP_C', '4': 'USB_DP', '2': 'GND', '5': 'VBUS'},
+         pos=(101.0, 109.6, 0), h=H['SOT236'], desc='USB ESD protection (D+, D-, VBUS)'),
     # --- ESP32-C3 ----------------------------------------------------------------------------------
-    dict(ref='U1', sym='MEP:ESP32-C3-MINI-1', value='ESP32-C3-MINI-1-N4', fp='MEP:ESP32-C3-MINI-1',
-         mfr='Espressif Systems', mpn='ESP32-C3-MINI-1-N4', pins=_u1_pins,
-         pos=ESP_AT),
-    cap('C7', '10u', C0805, 'GRM21BR61A106KE19L', '+3V3', 'GND', (109.4, 121.2, 0), 'module supply'),
-    c100n('C8', '+3V3', 'GND', (109.4, 123.4, 0)),
-    res('R6', '10k', 'RC0603FR-0710KL', '+3V3', 'ESP_EN', (113.4, 121.4, 90), 'EN RC delay'),
-    cap('C6', '1u', C0603, 'GRM188R61E105KA12D', 'ESP_EN', 'GND', (115.4, 121.4, 90)),
+    dict(ref='U1', sym='MEP:ESP32-C3-MINI-1', value='ESP32-C3-MINI-1-H4', fp='MEP:ESP32-C3-MINI-1',
+         mfr='Espressif Systems', mpn='ESP32-C3-MINI-1-H4', pins=_u1_pins,
+         pos=ESP_AT, h=2.5, desc='-H4: 4 MB flash, 105 C; same footprint as the -N4'),
+    cap('C7', '10u', C0805, 'GRM21BR61A106KE19L', '+3V3', 'GND', (119.6, 115.0, 0), 'module supply'),
+    c100n('C8', '+3V3', 'GND', (122.3, 114.6, 90)),
+    res('R6', '10k', 'RC0603FR-0710KL', '+3V3', 'ESP_EN', (120.0, 109.1, 0), 'EN RC delay'),
+    cap('C6', '1u', C0603, 'GRM188R61E105KA12D', 'ESP_EN', 'GND', (120.0, 110.9, 0)),
     dict(ref='SW2', sym='Switch:SW_Push', value='RESET', fp='Button_Switch_SMD:SW_SPST_B3U-1000P',
-         mfr='Omron', mpn='B3U-1000P', pins={'1': 'ESP_EN', '2': 'GND'}, pos=(115.0, 124.6, 0)),
+         mfr='Omron', mpn='B3U-1000P', pins={'1': 'ESP_EN', '2': 'GND'}, pos=(120.6, 101.2, 0), h=1.6),
     dict(ref='SW1', sym='Switch:SW_Push', value='BOOT', fp='Button_Switch_SMD:SW_SPST_B3U-1000P',
-         mfr='Omron', mpn='B3U-1000P', pins={'1': 'BOOT', '2': 'GND'}, pos=(115.2, 103.0, 0),
+         mfr='Omron', mpn='B3U-1000P', pins={'1': 'BOOT', '2': 'GND'}, pos=(102.0, 101.2, 0), h=1.6,
          desc='BOOT / safe mode (IO9)'),
-    res('R7', '10k', 'RC0603FR-0710KL', '+3V3', 'BOOT', (110.0, 105.4, 0)),
-    res('R8', '10k', 'RC0603FR-0710KL', '+3V3', 'STRAP_IO8', (113.8, 105.4, 0)),
-    res('R9', '10k', 'RC0603FR-0710KL', '+3V3', 'STRAP_IO2', (106.8, 122.2, 90)),
-    res('R10', '1k', 'RC0603FR-071KL', 'LED', 'LED_A', (119.6, 114.4, 0)),
+    res('R7', '10k', 'RC0603FR-0710KL', '+3V3', 'BOOT', (105.9, 104.6, 270)),
+    res('R8', '10k', 'RC0603FR-0710KL', '+3V3', 'STRAP_IO8', (107.6, 104.6, 270)),
+    res('R9', '10k', 'RC0603FR-0710KL', '+3V3', 'STRAP_IO2', (119.4, 112.9, 180)),
+    res('R10', '1k', 'RC0603FR-071KL', 'LED', 'LED_A', (114.6, 104.6, 270)),
     dict(ref='D6', sym='Device:LED', value='green', fp='LED_SMD:LED_0603_1608Metric',
-         mfr='Wurth Elektronik', mpn='150060GS75000', pins={'1': 'GND', '2': 'LED_A'},
-         pos=(130.4, 109.3, 0), desc='status LED (IO10, active high)'),
+         mfr='Lite-On', mpn='LTST-C191KGKT', pins={'1': 'GND', '2': 'LED_A'},
+         pos=(114.6, 101.4, 270), h=H['LED0603'], desc='status LED (IO10, active high), ~1.4 mA'),
     # --- RS-232 transceiver and its supply switch -------------------------------------------------
     dict(ref='U3', sym='Interface_UART:MAX3232', value='MAX3232E', fp='Package_SO:SOIC-16_3.9x9.9mm_P1.27mm',
          mfr='Analog Devices (Maxim)', mpn='MAX3232EESE+',
@@ -140,33 +176,61 @@ PARTS = [
                '2': 'VP_232', '6': 'VN_232', '11': 'ENABLE_TTL', '14': 'ENABLE_232',
                '10': 'TXD_TTL', '7': 'MEP_TXD', '13': 'MEP_RXD', '12': 'RXD_TTL',
                '8': None, '9': None},
-         pos=(126.5, 117.5, 90), desc='SOIC-16 only (counterfeit DIP parts failed in the field)'),
-    c100n('C9', 'C1P', 'C1N', (123.3, 123.2, 0)),
-    c100n('C10', 'C2P', 'C2N', (126.5, 124.8, 0)),
-    c100n('C11', 'VP_232', 'GND', (123.3, 125.0, 0)),
-    c100n('C12', 'VN_232', 'GND', (129.7, 123.2, 0)),
-    c100n('C13', 'VCC_232', 'GND', (119.6, 117.0, 90)),
+         pos=(129.6, 104.2, 180), h=H['SOIC16'],
+         desc='SOIC-16 only (counterfeit DIP parts failed in the field)'),
+    # charge-pump capacitors on the back, under U3 (as on the original)
+    c100n('C9', 'C1P', 'C1N', (131.0, 107.2, 90)),
+    c100n('C10', 'C2P', 'C2N', (131.0, 103.6, 90)),
+    c100n('C11', 'VP_232', 'GND', (128.2, 107.2, 90)),
+    c100n('C12', 'VN_232', 'GND', (128.2, 103.6, 90)),
+    c100n('C13', 'VCC_232', 'GND', (124.4, 108.2, 90)),
     dict(ref='U4', sym='Power_Management:TPS22917DBV', value='TPS22917', fp='Package_TO_SOT_SMD:SOT-23-6',
          mfr='Texas Instruments', mpn='TPS22917DBVR',
-         pins={'1': '+3V3', '2': 'GND', '3': 'XCVR_ON', '4': None, '5': None, '6': 'VCC_232'},
-         pos=(120.4, 111.4, 0), desc='RS-232 transceiver supply switch: IO4 high = on'),
-    res('R11', '100k', 'RC0603FR-07100KL', 'XCVR_ON', 'GND', (124.6, 111.4, 90), 'transceiver off until firmware enables it'),
+         pins={'1': '+3V3', '2': 'GND', '3': 'XCVR_ON', '4': None, '5': 'XCVR_QOD', '6': 'VCC_232'},
+         pos=(121.0, 105.6, 0), h=H['SOT236'],
+         desc='RS-232 transceiver supply switch: IO4 high = on; QOD tied to VOUT discharges VCC_232 when off'),
+    res('R11', '3.3k', 'RC0603FR-073K3L', 'XCVR_ON', 'GND', (117.2, 104.6, 270),
+        'transceiver off from power-on until firmware enables it (wins against the 45k internal pull-up)'),
+    res('R17', '100', 'RC0603FR-07100RL', 'XCVR_QOD', 'VCC_232', (124.4, 104.7, 90),
+        'QOD: VCC_232 discharged through ~100 ohm while the switch is off'),
+    res('R16', '10k', 'RC0603FR-0710KL', 'VCC_232', 'ENABLE_TTL', (124.4, 101.6, 90),
+        'ENABLE off while IO5 floats: T1IN high = T1OUT low'),
     dict(ref='D5', sym='Device:D', value='1N4148W', fp='Diode_SMD:D_SOD-123',
          mfr='Diodes Incorporated', mpn='1N4148W-7-F', pins={'1': 'ENABLE_D', '2': 'ENABLE_232'},
-         pos=(129.8, 111.6, 180), desc='ENABLE: only the positive RS-232 level reaches the meter'),
-    res('R12', '100', 'RC0603FR-07100RL', 'ENABLE_D', 'MEP_ENABLE', (133.0, 109.6, 90)),
+         pos=(130.2, 118.0, 180), h=H['SOD123'], desc='ENABLE: only the positive RS-232 level reaches the meter'),
+    res('R12', '100', 'RC0603FR-07100RL', 'ENABLE_D', 'MEP_ENABLE', (133.9, 118.2, 90)),
+    # --- mounting holes (no copper) ------------------------------------------------------------------
+    dict(ref='H1', sym='Mechanical:MountingHole', value='M3', fp='MountingHole:MountingHole_3.2mm_M3_DIN965',
+         mfr='', mpn='', pins={}, pos=(HOLES[0][0], HOLES[0][1], 0), bom=False, h=0),
+    dict(ref='H2', sym='Mechanical:MountingHole', value='M3', fp='MountingHole:MountingHole_3.2mm_M3_DIN965',
+         mfr='', mpn='', pins={}, pos=(HOLES[1][0], HOLES[1][1], 0), bom=False, h=0),
     # --- test points -------------------------------------------------------------------------------
     dict(ref='TP1', sym='Connector:TestPoint', value='3V3', fp='TestPoint:TestPoint_Pad_D1.5mm',
-         mfr='', mpn='', pins={'1': '+3V3'}, pos=(108.0, 103.0, 0), bom=False),
+         mfr='', mpn='', pins={'1': '+3V3'}, pos=(91.0, 115.2, 0), bom=False, h=0),
     dict(ref='TP2', sym='Connector:TestPoint', value='GND', fp='TestPoint:TestPoint_Pad_D1.5mm',
-         mfr='', mpn='', pins={'1': 'GND'}, pos=(111.0, 103.0, 0), bom=False),
+         mfr='', mpn='', pins={'1': 'GND'}, pos=(95.0, 115.2, 0), bom=False, h=0),
     dict(ref='TP3', sym='Connector:TestPoint', value='RX', fp='TestPoint:TestPoint_Pad_D1.5mm',
-         mfr='', mpn='', pins={'1': 'RXD_TTL'}, pos=(119.2, 121.4, 0), bom=False),
+         mfr='', mpn='', pins={'1': 'RXD_TTL'}, pos=(127.2, 121.2, 0), bom=False, h=0),
     dict(ref='TP4', sym='Connector:TestPoint', value='TX', fp='TestPoint:TestPoint_Pad_D1.5mm',
-         mfr='', mpn='', pins={'1': 'TXD_TTL'}, pos=(119.2, 124.6, 0), bom=False),
+         mfr='', mpn='', pins={'1': 'TXD_TTL'}, pos=(127.2, 124.4, 0), bom=False, h=0),
     dict(ref='TP5', sym='Connector:TestPoint', value='ENABLE', fp='TestPoint:TestPoint_Pad_D1.5mm',
-         mfr='', mpn='', pins={'1': 'MEP_ENABLE'}, pos=(145.9, 124.6, 0), bom=False),
+         mfr='', mpn='', pins={'1': 'MEP_ENABLE'}, pos=(130.8, 123.0, 0), bom=False, h=0),
 ]
+
+# Parts on the back (flipped left-right about their position): the tall bulk capacitor and the
+# charge-pump capacitors under the transceiver, as on the original.
+BACK = {'C1', 'C9', 'C10', 'C11', 'C12'}
+_default_h = {C0603: H['C0603'], R0603: H['R0603'], C0805: H['C0805'], C1206: H['C1206'], C1210: H['C1210']}
+for _p in PARTS:
+    _p['side'] = 'B' if _p['ref'] in BACK else 'F'
+    if 'h' not in _p:
+        _p['h'] = _default_h.get(_p['fp'], None)
+    if _p['ref'] == 'C1':
+        _p['h'] = 5.4
+    if _p['ref'] == 'C2':
+        _p['h'] = H['C1206']
+    if _p['h'] is None:
+        raise SystemExit('design.py: no height for %s' % _p['ref'])
 
 # Nets routed with wide tracks.
 POWER_NETS = {'VIN', 'MEP_PWR', 'VBUS', '+3V3', 'BUCK_SW', 'VCC_232', 'GND'}

@@ -29,8 +29,8 @@ SYMDIR = os.environ.get('KICAD9_SYMBOL_DIR', '/usr/share/kicad/symbols')
 FPDIR = os.environ.get('KICAD9_FOOTPRINT_DIR', '/usr/share/kicad/footprints')
 LIBDIR = os.path.join(HERE, 'lib')
 TITLE = 'MEP drawer module (ESP32-C3)'
-REV = 'A'
-DATE = '2026-11-21'
+REV = 'B'
+DATE = '2026-11-26'
 
 
 def uid(*parts):
@@ -338,10 +338,10 @@ def write_schematic():
 
     # --- lay out the parts in rows ---
     groups = [
-        ['J1', 'D1', 'D2', 'C1', 'C2', 'R1', 'U2', 'C3', 'D4', 'L1', 'R2', 'R3', 'C4', 'C5'],
-        ['J2', 'R4', 'R5', 'D3', 'U4', 'R11', 'C13', 'U3', 'C9', 'C10', 'C11', 'C12', 'D5', 'R12'],
+        ['J1', 'D1', 'D2', 'C1', 'C2', 'C14', 'R1', 'R13', 'R15', 'R14', 'U2', 'C3', 'D4', 'L1', 'R2', 'R3', 'C4', 'C5'],
+        ['J2', 'R4', 'R5', 'U5', 'D3', 'U4', 'R11', 'R17', 'C13', 'R16', 'U3', 'C9', 'C10', 'C11', 'C12', 'D5', 'R12'],
         ['U1', 'C7', 'C8', 'R6', 'C6', 'SW2', 'SW1', 'R7', 'R8', 'R9', 'R10', 'D6',
-         'TP1', 'TP2', 'TP3', 'TP4', 'TP5'],
+         'TP1', 'TP2', 'TP3', 'TP4', 'TP5', 'H1', 'H2'],
     ]
     parts = {p['ref']: p for p in design.PARTS}
     x0, y0 = 25.4, 38.1
@@ -418,8 +418,9 @@ def write_schematic():
         '  1 GND = meter terminal 19 (MEP_COM_GND)    2 RXD into the module = terminal 16A (meter TXD)',
         '  3 ENABLE = terminal 18 (MEP_COM_ENABLE)    4 +24/+26 V = terminal 16 (MEP_PWR)',
         '  5 TXD out of the module = terminal 17 (meter RXD)    6 not connected',
-        'ENABLE: IO5 LOW -> T1OUT high (about +5.5 V) -> D5 -> meter ENABLE asserted.',
-        'IO4 HIGH switches the MAX3232 supply (VCC_232) on through U4; R11 keeps it off during boot.',
+        'ENABLE: IO5 LOW -> T1OUT high (about +5.5 V) -> D5 -> meter ENABLE asserted; R16 keeps IO5 high (ENABLE off) while it floats.',
+        'IO4 HIGH switches the MAX3232 supply (VCC_232) on through U4; R11 3.3k keeps it off from power-on (beats the 45k internal pull-up).',
+        'Buck EN: R1/R13 start it at ~15 V from the meter, R15 from +3V3 keeps it on down to ~9 V, R14 lets USB alone start it.',
         'Power budget: the meter supply allows about 1 W. See README.md.',
     ]
     for i, t in enumerate(notes):
@@ -551,5 +552,6 @@ if __name__ == '__main__':
             if (want is None and not (got or '').startswith('unconnected')) or (want and got != want):
                 raise SystemExit('netlist mismatch %s.%s: schematic %r, design %r' % (p['ref'], pin, got, want))
     failed = pcb.write_board(pads, stamps, pro)
-    write_images()
+    if not os.environ.get('MEP_NO_IMAGES'):
+        write_images()
     print('generated', NAME, '(UNROUTED: %s)' % ', '.join(failed) if failed else '')

@@ -50,6 +50,7 @@ def rot(px, py, deg):
 def build_footprint(part, pads_net, netids, stamps):
     ref = part['ref']
     x, y, r = part['pos']
+    back = part.get('side') == 'B'
     mod = load_fp(part['fp'])
     node = ['footprint', q(part['fp']), ['layer', q('F.Cu')], U(ref), ['at', num(x), num(y)] + ([num(r)] if r else [])]
     geo = []
@@ -95,6 +96,11 @@ def build_footprint(part, pads_net, netids, stamps):
                     cu.add(F)
                 if l in ('B.Cu', '*.Cu'):
                     cu.add(B)
+            if back:
+                # the footprint is flipped left-right about its position (pcbnew does it in
+                # fill_zones): mirrored offset, copper on the other side
+                bx = -bx
+                cu = {B if c == F else F for c in cu}
             drill = find(ch, 'drill')
             geo.append(dict(ref=ref, number=number, net=net, x=x + bx, y=y + by, w=w, h=h, layers=cu,
                             shape=ch[3], kind=ch[2], drill=drill))
@@ -197,8 +203,6 @@ def place_references(fps, allpads):
             box = (tx - w / 2, ty - h / 2, tx + w / 2, ty + h / 2)
             if box[0] < bx0 + 0.3 or box[2] > bx1 - 0.3 or box[1] < by0 + 0.3 or box[3] > by1 - 0.3:
                 continue
-            if design.ANTENNA_KEEPOUT[0] < box[2] and ref != 'U1':
-                pass
             n = sum(hit(box, p, 0.1) for p in pads) * 3 + sum(hit(box, s, 0.05) for s in silk) \
                 + sum(hit(box, t, 0.1) for t in texts) * 3
             if best is None or n < best[0]:
@@ -240,14 +244,24 @@ def write_board(pads_net, stamps, pro):
     for p in allpads:
         cls = netclass(p['net']) if p['net'] else 'sig'
         if p['kind'] == 'np_thru_hole':
-            R.add_circle('#hole', {F, B}, p['x'], p['y'], p['w'] / 2, 0.25)
+            if p['ref'].startswith('H'):      # mounting hole: nothing under the screw head
+                R.add_circle('#hole', {F, B}, p['x'], p['y'], design.HOLE_KEEPOUT, 0.0)
+            else:
+                R.add_circle('#hole', {F, B}, p['x'], p['y'], p['w'] / 2, 0.25)
             continue
         if p['shape'] == 'circle':
             R.add_circle(p['net'], p['layers'], p['x'], p['y'], p['w'] / 2, CLR[cls])
         else:
             R.add_rect(p['net'], p['layers'], p['x'], p['y'], p['w'], p['h'], CLR[cls])
-    kx0, ky0, kx1, ky1 = design.ANTENNA_KEEPOUT
-    R.add_rect('#keepout', {F, B}, (kx0 + kx1) / 2, (ky0 + ky1) / 2, kx1 - kx0, ky1 - ky0, 0.0)
+    for (kx0, ky0, kx1, ky1) in design.ANTENNA_KEEPOUTS:
+        R.add_rect('#keepout', {F, B}, (kx0 + kx1) / 2, (ky0 + ky1) / 2, kx1 - kx0, ky1 - ky0, 0.0)
+    # the module's underside inside its pad ring stays ground on the top layer (no signal tracks)
+    ux, uy, _ = design.ESP_AT
+    R.add_rect('GND', {F}, ux, uy, 11.0, 9.0, 0.0)
+    nx0, ny0, nx1, ny1 = design.NOTCH
+    R.add_rect('#edge', {F, B}, (nx0 + nx1) / 2, (ny0 + ny1) / 2 + 1, nx1 - nx0, ny1 - ny0 + 2, R.edge)
+    # no via anywhere inside a pad (any net, any side): solder would wick into it
+    R.set_pads(allpads, VIA_D / 2 + 0.05)
 
     usb_fanout(R, part_pos('J2'))
     failed = route_all(R, allpads)
@@ -271,25 +285,31 @@ def write_board(pads_net, stamps, pro):
         edge.append(['gr_arc', ['start', num(sx), num(sy)], ['mid', num(mx), num(my)], ['end', num(ex), num(ey)],
                      ['stroke', ['width', '0.1'], ['type', 'default']], ['layer', '"Edge.Cuts"'], U('arc', sx, sy)])
     k = rr * (1 - math.sqrt(0.5))
+    nx0, ny0, nx1, ny1 = design.NOTCH
     gl(bx0 + rr, by0, bx1 - rr, by0)
     ga(bx1 - rr, by0, bx1 - k, by0 + k, bx1, by0 + rr)
     gl(bx1, by0 + rr, bx1, by1 - rr)
     ga(bx1, by1 - rr, bx1 - k, by1 - k, bx1 - rr, by1)
-    gl(bx1 - rr, by1, bx0 + rr, by1)
+    # lower edge with the cut-out under the antenna (square inner corners, as the original)
+    gl(bx1 - rr, by1, nx1, by1)
+    gl(nx1, by1, nx1, ny0)
+    gl(nx1, ny0, nx0, ny0)
+    gl(nx0, ny0, nx0, by1)
+    gl(nx0, by1, bx0 + rr, by1)
     ga(bx0 + rr, by1, bx0 + k, by1 - k, bx0, by1 - rr)
     gl(bx0, by1 - rr, bx0, by0 + rr)
     ga(bx0, by0 + rr, bx0 + k, by0 + k, bx0 + rr, by0)
 
     # the meter's MEP socket slides onto J1's right-angle pins from the top edge: label the lane
-    texts = [('MEP', 139.5, 102.6, 'F.SilkS', False)]
+    texts = [('MEP', 139.5, 100.2, 'F.SilkS', False)]
     silk = []
     for t, x, y, layer, mirror in texts:
         silk.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', q(layer)], U('txt', t),
                      ['effects', ['font', ['size', '0.8', '0.8'], ['thickness', '0.12']]]])
     back = [
-        ('MEP drawer module rev A (ESP32-C3) - mep-firmware', 129.0, 110.0),
-        ('J1: 1 GND  2 RXD in  3 ENABLE  4 +24V  5 TXD out  6 NC', 129.0, 112.0),
-        ('USB-C: tools/flash.py  download mode: hold BOOT, tap RESET', 129.0, 114.0),
+        ('MEP drawer module rev B (ESP32-C3) - mep-firmware', 111.0, 100.0),
+        ('J1: 1 GND  2 RXD in  3 ENABLE  4 +24V  5 TXD out  6 NC', 111.0, 102.0),
+        ('USB-C: tools/flash.py  download mode: hold BOOT, tap RESET', 111.0, 104.0),
     ]
     for t, x, y in back:
         silk.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', q('B.SilkS')], U('btxt', t),
@@ -305,30 +325,83 @@ def write_board(pads_net, stamps, pro):
                       ['fill', 'yes', ['thermal_gap', '0.3'], ['thermal_bridge_width', '0.3'],
                        ['island_removal_mode', '0']],
                       ['polygon', ['pts'] + [['xy', num(a), num(b)] for a, b in outline]]])
-    ko = [(kx0, ky0), (kx1, ky0), (kx1, ky1), (kx0, ky1)]
-    zones.append(['zone', ['net', '0'], ['net_name', '""'], ['layers', '"F.Cu"', '"B.Cu"'], U('keepout'),
-                  ['name', q('antenna keep-out')], ['hatch', 'edge', '0.5'], ['connect_pads', ['clearance', '0']],
-                  ['min_thickness', '0.25'], ['filled_areas_thickness', 'no'],
-                  ['keepout', ['tracks', 'not_allowed'], ['vias', 'not_allowed'], ['pads', 'allowed'],
-                   ['copperpour', 'not_allowed'], ['footprints', 'allowed']],
-                  ['fill', ['thermal_gap', '0.5'], ['thermal_bridge_width', '0.5']],
-                  ['polygon', ['pts'] + [['xy', num(a), num(b)] for a, b in ko]]])
+    for n, (kx0, ky0, kx1, ky1) in enumerate(design.ANTENNA_KEEPOUTS):
+        ko = [(kx0, ky0), (kx1, ky0), (kx1, ky1), (kx0, ky1)]
+        zones.append(['zone', ['net', '0'], ['net_name', '""'], ['layers', '"F.Cu"', '"B.Cu"'], U('keepout', n),
+                      ['name', q('antenna keep-out')], ['hatch', 'edge', '0.5'], ['connect_pads', ['clearance', '0']],
+                      ['min_thickness', '0.25'], ['filled_areas_thickness', 'no'],
+                      ['keepout', ['tracks', 'not_allowed'], ['vias', 'not_allowed'], ['pads', 'not_allowed'],
+                       ['copperpour', 'not_allowed'], ['footprints', 'allowed']],
+                      ['fill', ['thermal_gap', '0.5'], ['thermal_bridge_width', '0.5']],
+                      ['polygon', ['pts'] + [['xy', num(a), num(b)] for a, b in ko]]])
 
     board = ['kicad_pcb', ['version', '20241229'], ['generator', '"pcbnew"'], ['generator_version', '"9.0"'],
              ['general', ['thickness', '1.6'], ['legacy_teardrops', 'no']], ['paper', '"A4"'],
              ['title_block', ['title', q('MEP drawer module (ESP32-C3)')], ['date', q('2026-11-21')],
-              ['rev', q('A')], ['company', q('mep-firmware project')]],
+              ['rev', q('B')], ['company', q('mep-firmware project')]],
              LAYERS, ['setup', ['pad_to_mask_clearance', '0'], ['allow_soldermask_bridges_in_footprints', 'no'],
                       ['tenting', 'front', 'back'], ['aux_axis_origin', num(bx0), num(by1)]],
-             ['net', '0', '""']] + [['net', str(netids[n]), q(n)] for n in nets] + fps + edge + silk + items + zones + [
+             ['net', '0', '""']] + [['net', str(netids[n]), q(n)] for n in nets] + fps + edge + silk + fit_drawing(fps) + items + zones + [
         ['embedded_fonts', 'no']]
     path = os.path.join(HERE, NAME + '.kicad_pcb')
     with open(path, 'w') as f:
         f.write(dump(board) + '\n')
-    fill_zones(path)
+    fill_zones(path, sorted(p['ref'] for p in design.PARTS if p.get('side') == 'B'))
     if failed:
         print('UNROUTED:', failed)
     return failed
+
+
+def fit_drawing(fps):
+    """The 1:1 fit-test drawing on User.Drawings: every part's courtyard with its reference and
+    height (back-side parts dashed), the mounting holes with the screw-head circle, J1's pins, a
+    10 mm scale bar and a title. check.sh prints it with the outline as a PDF."""
+    parts = {p['ref']: p for p in design.PARTS}
+    out = []
+    lay = q('Dwgs.User')
+
+    def text(t, x, y, size=0.6, key=None):
+        out.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', lay], U('fit', 'txt', key or t, x, y),
+                    ['effects', ['font', ['size', num(size), num(size)], ['thickness', num(size * 0.15)]]]])
+
+    def rect(x0, y0, x1, y1, dash, key):
+        out.append(['gr_rect', ['start', num(x0), num(y0)], ['end', num(x1), num(y1)],
+                    ['stroke', ['width', '0.1'], ['type', 'dash' if dash else 'solid']], ['fill', 'no'],
+                    ['layer', lay], U('fit', 'rect', key)])
+
+    for node in fps:
+        ref = unq(next(ch for ch in node if isinstance(ch, list) and ch[0] == 'property'
+                       and unq(ch[1]) == 'Reference')[2])
+        p = parts[ref]
+        if ref.startswith('TP'):
+            continue
+        _, (x0, y0, x1, y1) = _fp_silk_and_courtyard(node)
+        back = p.get('side') == 'B'
+        if back:
+            fx = p['pos'][0]
+            x0, x1 = 2 * fx - x1, 2 * fx - x0
+        if ref.startswith('H'):
+            cx, cy = p['pos'][0], p['pos'][1]
+            out.append(['gr_circle', ['center', num(cx), num(cy)], ['end', num(cx + 1.6), num(cy)],
+                        ['stroke', ['width', '0.1'], ['type', 'solid']], ['fill', 'no'], ['layer', lay],
+                        U('fit', 'hole', ref)])
+            out.append(['gr_circle', ['center', num(cx), num(cy)], ['end', num(cx + 2.75), num(cy)],
+                        ['stroke', ['width', '0.1'], ['type', 'dash']], ['fill', 'no'], ['layer', lay],
+                        U('fit', 'head', ref)])
+            text('M3', cx, cy, 0.8, key=ref)
+            continue
+        rect(x0, y0, x1, y1, back, ref)
+        label = '%s %.1f%s' % (ref, p['h'], ' B' if back else '')
+        text(label, (x0 + x1) / 2, (y0 + y1) / 2, 0.5 if (x1 - x0) < 3 else 0.6, key=ref)
+    bx0, by0, bx1, by1 = design.BOARD
+    text('MEP drawer PCB rev B, fit test: print at 100 % (actual size), cut along the outline', bx0 + 35, by0 - 6, 1.0)
+    text('boxes: part outlines, height in mm above the board; B / dashed = on the back; M3 holes with head', bx0 + 35, by0 - 4, 0.8)
+    text('J1 = MEP header (pins point to the upper edge)', bx0 + 35, by1 + 3, 0.8)
+    out.append(['gr_line', ['start', num(bx0), num(by1 + 6)], ['end', num(bx0 + 10), num(by1 + 6)],
+                ['stroke', ['width', '0.2'], ['type', 'solid']], ['layer', lay], U('fit', 'scale')])
+    text('10 mm', bx0 + 5, by1 + 7.2, 0.8)
+    text('70 x 28 mm', bx1 - 6, by1 + 6, 0.8)
+    return out
 
 
 LAYERS = ['layers', ['0', '"F.Cu"', 'signal'], ['2', '"B.Cu"', 'signal'],
@@ -343,14 +416,89 @@ LAYERS = ['layers', ['0', '"F.Cu"', 'signal'], ['2', '"B.Cu"', 'signal'],
           ['35', '"F.Fab"', 'user'], ['33', '"B.Fab"', 'user']]
 
 
-def fill_zones(path):
-    """Fill the pours with KiCad's own zone filler (pcbnew Python module) and save."""
+def fill_zones(path, back=()):
+    """Flip the back-side footprints, fill the pours and tie cut-off ground pieces (tie_gnd.py,
+    run with KiCad's Python for the pcbnew module), then save."""
+    py = os.environ.get('KICAD_PYTHON', '/usr/bin/python3')
+    subprocess.run([py, os.path.join(HERE, 'tie_gnd.py'), path] + list(back), check=True)
+
+
+def fit_drawing(fps):
+    """The 1:1 fit-test drawing on User.Drawings: every part's courtyard with its reference and
+    height (back-side parts dashed), the mounting holes with the screw-head circle, J1's pins, a
+    10 mm scale bar and a title. check.sh prints it with the outline as a PDF."""
+    parts = {p['ref']: p for p in design.PARTS}
+    out = []
+    lay = q('Dwgs.User')
+
+    def text(t, x, y, size=0.6, key=None):
+        out.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', lay], U('fit', 'txt', key or t, x, y),
+                    ['effects', ['font', ['size', num(size), num(size)], ['thickness', num(size * 0.15)]]]])
+
+    def rect(x0, y0, x1, y1, dash, key):
+        out.append(['gr_rect', ['start', num(x0), num(y0)], ['end', num(x1), num(y1)],
+                    ['stroke', ['width', '0.1'], ['type', 'dash' if dash else 'solid']], ['fill', 'no'],
+                    ['layer', lay], U('fit', 'rect', key)])
+
+    for node in fps:
+        ref = unq(next(ch for ch in node if isinstance(ch, list) and ch[0] == 'property'
+                       and unq(ch[1]) == 'Reference')[2])
+        p = parts[ref]
+        if ref.startswith('TP'):
+            continue
+        _, (x0, y0, x1, y1) = _fp_silk_and_courtyard(node)
+        back = p.get('side') == 'B'
+        if back:
+            fx = p['pos'][0]
+            x0, x1 = 2 * fx - x1, 2 * fx - x0
+        if ref.startswith('H'):
+            cx, cy = p['pos'][0], p['pos'][1]
+            out.append(['gr_circle', ['center', num(cx), num(cy)], ['end', num(cx + 1.6), num(cy)],
+                        ['stroke', ['width', '0.1'], ['type', 'solid']], ['fill', 'no'], ['layer', lay],
+                        U('fit', 'hole', ref)])
+            out.append(['gr_circle', ['center', num(cx), num(cy)], ['end', num(cx + 2.75), num(cy)],
+                        ['stroke', ['width', '0.1'], ['type', 'dash']], ['fill', 'no'], ['layer', lay],
+                        U('fit', 'head', ref)])
+            text('M3', cx, cy, 0.8, key=ref)
+            continue
+        rect(x0, y0, x1, y1, back, ref)
+        label = '%s %.1f%s' % (ref, p['h'], ' B' if back else '')
+        text(label, (x0 + x1) / 2, (y0 + y1) / 2, 0.5 if (x1 - x0) < 3 else 0.6, key=ref)
+    bx0, by0, bx1, by1 = design.BOARD
+    text('MEP drawer PCB rev B, fit test: print at 100 % (actual size), cut along the outline', bx0 + 35, by0 - 6, 1.0)
+    text('boxes: part outlines, height in mm above the board; B / dashed = on the back; M3 holes with head', bx0 + 35, by0 - 4, 0.8)
+    text('J1 = MEP header (pins point to the upper edge)', bx0 + 35, by1 + 3, 0.8)
+    out.append(['gr_line', ['start', num(bx0), num(by1 + 6)], ['end', num(bx0 + 10), num(by1 + 6)],
+                ['stroke', ['width', '0.2'], ['type', 'solid']], ['layer', lay], U('fit', 'scale')])
+    text('10 mm', bx0 + 5, by1 + 7.2, 0.8)
+    text('70 x 28 mm', bx1 - 6, by1 + 6, 0.8)
+    return out
+
+
+LAYERS = ['layers', ['0', '"F.Cu"', 'signal'], ['2', '"B.Cu"', 'signal'],
+          ['9', '"F.Adhes"', 'user', '"F.Adhesive"'], ['11', '"B.Adhes"', 'user', '"B.Adhesive"'],
+          ['13', '"F.Paste"', 'user'], ['15', '"B.Paste"', 'user'],
+          ['5', '"F.SilkS"', 'user', '"F.Silkscreen"'], ['7', '"B.SilkS"', 'user', '"B.Silkscreen"'],
+          ['1', '"F.Mask"', 'user'], ['3', '"B.Mask"', 'user'],
+          ['17', '"Dwgs.User"', 'user', '"User.Drawings"'], ['19', '"Cmts.User"', 'user', '"User.Comments"'],
+          ['21', '"Eco1.User"', 'user', '"User.Eco1"'], ['23', '"Eco2.User"', 'user', '"User.Eco2"'],
+          ['25', '"Edge.Cuts"', 'user'], ['27', '"Margin"', 'user'],
+          ['31', '"F.CrtYd"', 'user', '"F.Courtyard"'], ['29', '"B.CrtYd"', 'user', '"B.Courtyard"'],
+          ['35', '"F.Fab"', 'user'], ['33', '"B.Fab"', 'user']]
+
+
+def fill_zones(path, back=()):
+    """Flip the back-side footprints and fill the pours with KiCad's own code (pcbnew Python
+    module), then save."""
     code = ('import pcbnew,sys\n'
             'b=pcbnew.LoadBoard(sys.argv[1])\n'
+            'for ref in sys.argv[2:]:\n'
+            '    fp=b.FindFootprintByReference(ref)\n'
+            '    fp.Flip(fp.GetPosition(), pcbnew.FLIP_DIRECTION_LEFT_RIGHT)\n'
             'pcbnew.ZONE_FILLER(b).Fill(b.Zones())\n'
             'pcbnew.SaveBoard(sys.argv[1], b)\n')
     py = os.environ.get('KICAD_PYTHON', '/usr/bin/python3')
-    subprocess.run([py, '-c', code, path], check=True)
+    subprocess.run([py, '-c', code, path] + list(back), check=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -448,8 +596,10 @@ def usb_fanout(R, pos):
         x, y = bxy(lx, ly)
         R.vias.append((net, x, y, VIA_D))
         R.add_circle(net, {F, B}, x, y, VIA_D / 2, CLR[netclass(net)])
-    track('/USB_DP', F, [(-0.25, py), (-0.25, py + 1.545), (0.75, py + 1.545), (0.75, py)], 0.25)
-    track('/USB_DN', F, [(-0.75, py), (-0.75, py - 1.355), (0.25, py - 1.355), (0.25, py)], 0.25)
+    track('/USB_DP_C', F, [(-0.25, py), (-0.25, py + 1.545), (0.75, py + 1.545), (0.75, py)], 0.25)
+    track('/USB_DN_C', F, [(-0.75, py), (-0.75, py - 1.355), (0.25, py - 1.355), (0.25, py)], 0.25)
+    track('/CC1', F, [(-1.25, py), (-1.25, py - 1.2)], 0.25)
+    track('/CC2', F, [(1.75, py), (1.75, py - 1.2)], 0.25)
     track('/VBUS', F, [(-2.45, py), (-2.45, py - 1.855)], 0.4)
     track('/VBUS', F, [(2.45, py), (2.45, py - 1.855)], 0.4)
     via('/VBUS', -2.45, py - 1.855)
@@ -471,7 +621,7 @@ def route_all(R, allpads):
         ys = [p['y'] for p in pads]
         order.append(((max(xs) - min(xs)) + (max(ys) - min(ys)), net))
     order.sort()
-    prio = [n for n in ('/CC1', '/CC2', '/VBUS', '/USB_DP', '/USB_DN') if n in bynet]
+    prio = [n for n in ('/CC1', '/CC2', '/USB_DP_C', '/USB_DN_C', '/USB_DP', '/USB_DN', '/VBUS') if n in bynet]
     nets = prio + [n for _, n in order if n not in prio]
     failed = []
     # ground vias next to the SMD ground pads first (short, direct), then the signals
@@ -488,7 +638,7 @@ def route_net(R, net, pads, width=None):
     w = width or TRACK[cls]
     clr = CLR[cls]
     free = [~R.blocked(net, L, w / 2 + 0.05, clr) for L in (F, B)]
-    viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr))
+    viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr)) & ~R.inpad
     narrow = None
     # terminals: group pads by (ref, number) - e.g. the USB VBUS pins are separate terminals
     terms = {}
@@ -613,12 +763,13 @@ def gnd_drops(R, pads):
             free[L][j, i] = True
     done = set()
     for p in pads:
-        if B in p['layers'] or (p['ref'], p['number']) in done:
+        key = (p['ref'], p['number'], round(p['x'], 2), round(p['y'], 2))
+        if B in p['layers'] or key in done:
             continue
         if p['ref'] == 'U1' and p['number'] not in ('49',):
-            continue   # the module's ring GND pads join the pour and the centre pad vias
-        done.add((p['ref'], p['number']))
-        viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr))
+            continue   # the module's ring GND pads join the pour; each centre pad gets a via beside it
+        done.add(key)
+        viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr)) & ~R.inpad
         goal = viafree.copy()
         # new vias keep 1 mm from existing ones; existing ground vias are goals themselves
         for v in R.vias:
@@ -631,10 +782,7 @@ def gnd_drops(R, pads):
                 i, j = R.cell(v[1], v[2])
                 goal[j, i] = True
                 old.append((i, j))
-        for pp in pads:   # no via-in-pad except in the module's thermal pad
-            if not (pp['ref'] == 'U1' and pp['number'] == '49'):
-                for (L, i, j) in pad_cells(R, pp, {F}):
-                    goal[j, i] = False
+        goal &= ~R.inpad      # never a via in a pad, the module's centre pads included
         starts = pad_cells(R, p, {F})
         win = R._window(p['x'] - 4, p['y'] - 4, p['x'] + 4, p['y'] + 4)
         path = R.astar(starts, set(), free, np.zeros_like(viafree), (p['x'], p['y']), win, goal=goal)
@@ -657,7 +805,7 @@ def stitch(R, pitch=3.0):
     """Ground stitching vias wherever there is room (ties the two pours together)."""
     net = 'GND'
     clr = CLR['pwr'] + 0.1
-    viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr))
+    viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr)) & ~R.inpad
     bx0, by0, bx1, by1 = design.BOARD
     holes = [(o['g'][0], o['g'][1], max(o['g'][2], o['g'][3]) if o['kind'] == 'rect' else o['g'][2])
              for o in R.objs if o['layers'] == {F, B} and o['kind'] in ('rect', 'circ')]

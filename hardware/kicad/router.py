@@ -92,6 +92,16 @@ class Router:
         m[:, -ei:] = True
         return m
 
+    def set_pads(self, pads, r):
+        """inpad[j, i]: a via (radius r - margin) centred on this cell would touch a pad."""
+        self.inpad = np.zeros((self.ny, self.nx), bool)
+        for p in pads:
+            o = dict(kind='circ', g=(p['x'], p['y'], p['w'] / 2)) if p['shape'] == 'circle' else \
+                dict(kind='rect', g=(p['x'], p['y'], p['w'] / 2, p['h'] / 2))
+            i0, i1, j0, j1 = self._window(*self._bbox(o, r))
+            if i0 < i1 and j0 < j1:
+                self.inpad[j0:j1, i0:i1] |= self._dist(o, i0, i1, j0, j1) < r
+
     def cell(self, x, y):
         return int(round((x - self.x0) / self.g)), int(round((y - self.y0) / self.g))
 

@@ -90,6 +90,12 @@ class Netlist:
         return pins[0][1]
 
 
+def _ohms(value):
+    m = re.match(r'^([0-9.]+)\s*([kKmM]?)', value.replace('R', '.') if re.match(r'^[0-9]+R[0-9]*$', value) else value)
+    assert m, 'resistor value %r' % value
+    return float(m.group(1)) * {'': 1, 'k': 1e3, 'K': 1e3, 'm': 1e-3, 'M': 1e6}[m.group(2)]
+
+
 def _is(netlist, ref, part_prefix):
     return netlist.parts[ref]['part'].startswith(part_prefix)
 
@@ -203,7 +209,24 @@ def test_driver_supply_switch(profile, netlist, esp, xcvr):
     assert netlist.net_of(sw, 'VIN') == '+3V3'
     pulls = [r for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R'
              and netlist.other_side(r, p) == GND]
-    assert pulls, 'the switch input needs a pull-down so the transceiver stays off while the GPIO floats'
+    assert len(pulls) == 1, 'the switch input needs a pull-down so the transceiver stays off while the GPIO floats'
+    # the ESP32-C3 may enable its ~45k weak pull-up on the pin around reset: the pull-down must
+    # hold the ON input below 0.4 V against it (3.3 V x R / (R + 45k))
+    r = _ohms(netlist.parts[pulls[0]]['value'])
+    assert 3.3 * r / (r + 45e3) < 0.4, '%s %s loses against the internal pull-up' % (pulls[0], r)
+
+
+def test_enable_is_off_while_the_gpio_floats(profile, netlist, esp, xcvr):
+    # ENABLE is asserted by GPIO low (the driver inverts): a pull-up on the driver input keeps it
+    # deasserted from power-on until the firmware drives the pin, and pulls to the transceiver's
+    # own (switched) supply so it cannot feed the unpowered transceiver
+    net = gpio_net(netlist, esp, profile['enable'])
+    ups = [r for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R'
+           and netlist.other_side(r, p) in (netlist.net_of(xcvr, 'VCC'), '+3V3')]
+    assert ups, 'IO%d needs a pull-up (ENABLE off while the GPIO floats): %r' % (
+        profile['enable'], netlist.members(net))
+    assert netlist.other_side(ups[0], [p for r, p, _ in netlist.members(net) if r == ups[0]][0]) == \
+        netlist.net_of(xcvr, 'VCC'), 'pull-up to the switched transceiver supply'
 
 
 def test_status_led(profile, netlist, esp):
@@ -235,8 +258,19 @@ def test_strapping_and_usb(netlist, esp):
                    for r, p, _ in netlist.others(net, esp)), 'GPIO%d (strapping) must be pulled up' % n
     usb = netlist.refs('USB_C_Receptacle_USB2.0_16P')
     assert len(usb) == 1
-    assert {f for r, _, f in netlist.members(gpio_net(netlist, esp, 18)) if r == usb[0]} == {'D-'}
-    assert {f for r, _, f in netlist.members(gpio_net(netlist, esp, 19)) if r == usb[0]} == {'D+'}
+    for gpio, line in ((18, 'D-'), (19, 'D+')):
+        net = gpio_net(netlist, esp, gpio)
+        # straight to the receptacle, or through one pass-through line of an ESD array
+        # (its two pins of the same name, e.g. USBLC6 I/O1 pins 1 and 6)
+        esd = [(r, f) for r, _, f in netlist.others(net, esp) if r not in usb]
+        if esd:
+            assert len(esd) == 1, netlist.members(net)
+            r, f = esd[0]
+            nets = {n for (rr, p), n in netlist.pin_net.items() if rr == r
+                    and any(x == p and ff == f for _, x, ff in netlist.members(n) if _ == r)}
+            assert len(nets) == 2, 'ESD part %s line %s must pass through' % (r, f)
+            net = (nets - {net}).pop()
+        assert {f for r, _, f in netlist.members(net) if r == usb[0]} == {line}, netlist.members(net)
 
 
 def test_mep_connector_pinout(netlist, mep):
