@@ -17,6 +17,8 @@
 #   FROZEN_MANIFEST=PATH  freeze this manifest (e.g. firmware/manifest.py) instead of the
 #                         unix port's default one: the app's bytecode then lives in the binary
 #                         (on the device: in flash) instead of the heap
+#   PYTHON=EXE            the Python that runs MicroPython's build scripts (and the manifest:
+#                         firmware/manifest.py needs one with microdot, e.g. .venv/bin/python)
 #   JOBS=N                parallel make jobs (default 2)
 #
 # Needs a 32-bit cross compiler and C library (Debian/Ubuntu:
@@ -57,7 +59,7 @@ fi
 make -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 make -C "$SRC/ports/unix" -j"$JOBS" \
     BUILD="$BUILD" \
-    CROSS_COMPILE="$CROSS" \
+    CROSS_COMPILE="$CROSS" PYTHON="${PYTHON:-python3}" \
     MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 \
     MPY_LIB_DIR="$LIB" \
     CFLAGS_EXTRA="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2" \
