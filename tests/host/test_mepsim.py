@@ -156,7 +156,21 @@ def test_trailer_modes(cl, meter):
     assert out[-8:] == bytes(8)
 
 
+def test_duplicate_refused_with_0x0c_and_seq_plus_1(cl, meter):
+    # as seen on a real meter: the identical request again is refused, naming SEQ + 1
+    f = cl.frame(requests.full_read(requests.BT28))
+    first = frames.parse_response(cl.raw(f))
+    assert first.status == 0
+    exp = meter.expected_seq
+    again = frames.parse_response(cl.raw(f))
+    assert again.status == 0x0C and again.expected_seq() == exp
+    assert exp == (frames.parse_request(f).seq + 1) & 0xFFFFFFFF
+    assert meter.stats['replays'] == 1 and meter.expected_seq == exp
+    assert frames.parse_response(cl.call(requests.full_read(requests.BT28))).status == 0
+
+
 def test_replay_cache(cl, meter):
+    meter.dup_mode = 'replay'
     f = cl.frame(requests.full_read(requests.BT28))
     first = cl.raw(f)
     exp = meter.expected_seq
@@ -165,6 +179,26 @@ def test_replay_cache(cl, meter):
     assert again == first and meter.expected_seq == exp
     assert meter.stats['replays'] == 1
     assert frames.parse_response(cl.call(requests.full_read(requests.BT28))).status == 0
+
+
+def test_timing_options_pause_and_status_codes(cl, meter):
+    meter.gap_ms = 300
+    meter.gap_at = 10
+    f = cl.frame(requests.full_read(requests.BT21))
+    meter.rx(f, cl.t)
+    t = cl.t + len(f) * meter.byte_ms + meter.turnaround_ms
+    head = meter.tx(t + 10 * meter.byte_ms + 1)
+    assert len(head) == 10
+    assert meter.tx(t + 10 * meter.byte_ms + 250) == b''          # the pause
+    rest = meter.tx(t + 2000)
+    assert len(head + rest) == len(frames.parse_response(head + rest).raw)
+    meter.gap_ms = 0
+    cl.t = t + 3000
+    for code in (0x06, 0x10, 0x12):
+        meter.inject('status', 1, code=code)
+        assert cl.resp(requests.full_read(requests.BT21)).status == code
+    meter.auth_rate = 1.0
+    assert cl.resp(requests.full_read(requests.BT21)).status == 0x0B
 
 
 def test_status_choices(cl, meter):
@@ -325,6 +359,7 @@ def test_pacing_bt28(meter):
 # --- faults -----------------------------------------------------------------------------------
 
 def test_fault_silence(cl, meter):
+    meter.dup_mode = 'replay'           # the lost answer is served again from the cache
     meter.inject('silence')
     exp = meter.expected_seq
     f = cl.frame(requests.full_read(requests.BT21))
@@ -337,6 +372,7 @@ def test_fault_silence(cl, meter):
 
 
 def test_fault_partial(cl, meter):
+    meter.dup_mode = 'replay'
     meter.inject('partial', k=10)
     f = cl.frame(requests.full_read(requests.BT28))
     assert len(cl.raw(f)) == 10
@@ -346,6 +382,7 @@ def test_fault_partial(cl, meter):
 
 
 def test_fault_garbage(cl, meter):
+    meter.dup_mode = 'replay'
     meter.inject('garbage', count=2, n=5)
     for _ in range(2):
         out = cl.call(requests.full_read(requests.BT21))
