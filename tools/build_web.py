@@ -4,6 +4,8 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
 
   uplot.js.gz, uplot.css.gz   from node_modules/uplot/dist (already minified)
   app.js.gz, app.css.gz       from firmware/web/src (comments and indentation stripped)
+  settings.html.gz            pages the browser fills from the JSON API; {{v}} becomes a hash
+                              of the assets (their URLs change when they do)
 
   python tools/build_web.py [--skip-npm] [--check]
 
@@ -12,6 +14,7 @@ The gzip output is reproducible (mtime 0, no file name).
 """
 import argparse
 import gzip
+import hashlib
 import io
 import os
 import re
@@ -33,6 +36,13 @@ def minify_js(text):
             continue
         out.append(s)
     return '\n'.join(out) + '\n'
+
+
+PAGES = ('settings.html',)
+
+
+def minify_html(text):
+    return '\n'.join(s.strip() for s in text.splitlines() if s.strip()) + '\n'
 
 
 def minify_css(text):
@@ -68,8 +78,13 @@ def build(skip_npm=False):
         uplot_css = f.read()
     os.makedirs(OUT, exist_ok=True)
     sizes = {}
-    for name, data in (('uplot.js', uplot_js), ('uplot.css', uplot_css), ('app.js', app_js),
-                       ('app.css', app_css)):
+    v = hashlib.sha256(uplot_js + uplot_css + app_js + app_css).hexdigest()[:8]
+    pages = []
+    for name in PAGES:
+        with open(os.path.join(SRC, name), encoding='utf-8') as f:
+            pages.append((name, minify_html(f.read()).replace('{{v}}', v).encode()))
+    for name, data in [('uplot.js', uplot_js), ('uplot.css', uplot_css), ('app.js', app_js),
+                       ('app.css', app_css)] + pages:
         z = gz(data)
         path = os.path.join(OUT, name + '.gz')
         tmp = path + '.tmp'

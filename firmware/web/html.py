@@ -5,7 +5,7 @@ from web import auth
 from web.server import chunked, static_dir, ASSETS
 
 NAV = (('/', 'Dashboard'), ('/tinker', 'Tinker'), ('/config', 'Config'),
-       ('/ota', 'Update'), ('/status', 'Status'))
+       ('/settings', 'Settings'), ('/ota', 'Update'), ('/status', 'Status'))
 
 
 def app_version(ctx):

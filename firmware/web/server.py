@@ -60,6 +60,9 @@ GET /api/log tinker api_log
 GET /api/link tinker api_link
 POST /api/mep tinker api_mep
 GET /config cfg config_page
+GET /settings server settings_page
+GET /api/config cfgapi get_config
+POST /api/config cfgapi save_config
 POST /config cfg config_save
 GET /config/backup cfg backup
 POST /config/backup cfg backup_secrets
@@ -74,8 +77,8 @@ METHODS = ('GET', 'POST')
 
 # Modules the pages load that are dropped again once no request needs them (unless they
 # were already loaded when the requests began: then someone else uses them).
-DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.update', 'web.legacy_routes',
-        'web.html', 'legacy', 'metrics', 'ota', 'mep.tables')
+DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.update',
+        'web.legacy_routes', 'web.html', 'legacy', 'metrics', 'ota', 'mep.tables')
 STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them
 
@@ -248,6 +251,17 @@ def _columns(cols):
         yield ']'
         sep = ','
     yield '}'
+
+
+async def settings_page(ctx, request):
+    """A page built at build time (tools/build_web.py): the browser fills it from the API."""
+    path = static_dir() + '/settings.html.gz'
+    try:
+        f = open(path, 'rb')
+    except OSError:
+        return error(request, 404, 'page not built (run ./dev build-web)')
+    return send_file(path, content_type='text/html; charset=UTF-8', stream=f,
+                     compressed=True, max_age=0)
 
 
 async def api_now(ctx, request):

@@ -19,7 +19,7 @@ from web_helpers import Ctx, PASSWORD, SECRETS, csrf_of, make_bundle, unloading
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 STATE_ROUTES = {('POST', p) for p in ('/login', '/logout', '/setup', '/password', '/api/mep',
-                                      '/config', '/config/backup', '/config/restore',
+                                      '/config', '/config/backup', '/config/restore', '/api/config',
                                       '/api/ota', '/reboot')}
 LAZY = [n for n in server.DROP if n != 'mep.tables']      # mep.tables is the poller's
 
@@ -566,7 +566,7 @@ async def test_no_module_dropped_while_another_request_runs(tmp_path):
 
 def test_route_table():
     rs = routes()
-    assert len(rs) == 28 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
+    assert len(rs) == 31 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
     assert len(set((r[0], r[1]) for r in rs)) == len(rs)
     for m, path, mod, fn in rs:
         assert server.find(m, path) == [mod, fn]

@@ -81,7 +81,7 @@ def server():
     from tools import build_web
     static = os.path.join(ROOT, 'firmware', 'web', 'static')
     if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
-               ('uplot.js', 'uplot.css', 'app.js', 'app.css')):
+               ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.html')):
         build_web.build(skip_npm=True)
     d = tempfile.mkdtemp()
     s = Server(d)
@@ -260,3 +260,48 @@ def test_ended_session_returns_to_the_same_page_after_login(server, browser):
     browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
     wait(lambda: browser.current_url == base + '/tinker?x=1', 15, 'back on the page')
     wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#log details'), 15, 'polling again')
+
+
+def test_settings_sections_save_alone_and_keep_what_is_typed(server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/settings')
+    if '/login' in browser.current_url:             # run on its own: log in first
+        browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]'), 15,
+         'sections')
+    shot(browser, 'settings')
+    wifi = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="wifi"]')
+    mqtt = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
+    port = mqtt.find_element(By.NAME, 'mqtt_port')
+    port.clear()
+    port.send_keys('99999')
+    host = wifi.find_element(By.NAME, 'hostname')
+    host.clear()
+    host.send_keys('bad host!')
+    wifi.find_element(By.NAME, 'wifi_password').send_keys('typed-in-browser-1')
+    browser.execute_script("arguments[0].noValidate = true; arguments[1].noValidate = true;",
+                           wifi, mqtt)
+    wifi.find_element(By.CSS_SELECTOR, 'button').click()
+    err = wait(lambda: browser.find_element(By.ID, 'e-hostname').text, 10, 'hostname error')
+    assert 'letters' in err and 'hostname' not in err
+    assert wifi.find_element(By.NAME, 'wifi_password').get_attribute('value') == \
+        'typed-in-browser-1'
+    mqtt.find_element(By.CSS_SELECTOR, 'button').click()
+    err = wait(lambda: browser.find_element(By.ID, 'e-mqtt_port').text, 10, 'port error')
+    assert err == 'must be from 1 to 65535'
+    shot(browser, 'settings-errors', ((390, 844),))
+    assert server.ctx.config['mqtt_port'] != 99999
+    host.clear()
+    host.send_keys('browser-settings')
+    wifi.find_element(By.CSS_SELECTOR, 'button').click()
+    wait(lambda: 'Saved.' in browser.find_element(
+        By.CSS_SELECTOR, 'form.sect[data-id="wifi"] .smsg').text, 10, 'wifi saved')
+    assert server.ctx.config['hostname'] == 'browser-settings'
+    assert server.ctx.config['wifi_password'] == 'typed-in-browser-1'
+    assert browser.find_element(By.ID, 'restart').is_displayed()       # hostname: restart
+    # the MQTT section still shows what was typed there
+    mqtt = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
+    assert mqtt.find_element(By.NAME, 'mqtt_port').get_attribute('value') == '99999'
+    assert 'typed-in-browser-1' not in browser.page_source

@@ -3,7 +3,7 @@
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
   var meta = document.querySelector('meta[name=csrf]');
-  var csrf = meta ? meta.content : '';
+  var csrf = meta ? meta.content : '';      // pages built at build time get it from their API
   var page = document.body.getAttribute('data-page');
 
   // A session that ended (expired, logged out elsewhere, module restarted): log in again and
@@ -249,6 +249,111 @@
             (j.password_needed ? ' (it changes: ' + j.password_needed.join(', ') + ')' : ''));
         }, pw ? {'X-Confirm-Password': pw} : null);
       });
+    });
+  }
+
+  // ---- settings (static page, JSON API): one form per section, saved on its own -------------
+  function fieldHtml(f) {
+    var k = f.key, id = 'f-' + k, h = '<div class="f" id="w-' + k + '">', lab = '<b>' + esc(f.label) + '</b>';
+    if (f.type === 'bool') {
+      h += '<label class="chk"><input type="checkbox" name="' + k + '"' + (f.value ? ' checked' : '') + '> ' + lab + '</label>';
+    } else if (f.type === 'choice') {
+      h += '<label>' + lab + ' <select name="' + k + '">' + f.options.map(function (o) {
+        return '<option' + (o === f.value ? ' selected' : '') + '>' + esc(o) + '</option>';
+      }).join('') + '</select></label>';
+    } else if (f.type === 'alarms') {
+      h += '<label>' + lab + ' <textarea name="' + k + '" rows="3">' + esc(JSON.stringify(f.value)) + '</textarea></label>';
+    } else if (f.type === 'secret') {
+      h += '<label>' + lab + ' <small class="' + (f.set ? 'ok">set' : 'muted">not set') + '</small> <input type="password" name="' +
+        k + '" autocomplete="new-password" placeholder="' + (f.set ? 'empty: keep' : '') + '"></label>';
+      if (f.clearable) h += '<label class="chk"><input type="checkbox" name="clear_' + k + '"> clear</label>';
+    } else if (f.type === 'int') {
+      h += '<label>' + lab + ' <input type="number" name="' + k + '" value="' + esc(f.value) + '" min="' + f.min + '" max="' + f.max + '"></label>';
+    } else {
+      h += '<label>' + lab + ' <input name="' + k + '" value="' + esc(f.value) + '"></label>';
+    }
+    h += '<p class="err" id="e-' + k + '" hidden></p>';
+    if (f.help) h += '<small>' + esc(f.help) + '</small> ';
+    if (f.restart) h += '<small>Takes effect after a restart.</small>';
+    return h + '</div>';
+  }
+
+  function sectionForm(sec) {
+    var guarded = sec.fields.some(function (f) { return f.guarded; });
+    var h = '<form class="box sect" data-id="' + sec.id + '"><h2>' + esc(sec.title) + '</h2>' +
+      sec.fields.map(fieldHtml).join('');
+    if (guarded) h += '<div class="f"><label><b>Current web password</b> <input type="password" name="current_password" ' +
+      'autocomplete="current-password"></label><p class="err" id="e-current_password-' + sec.id + '" hidden></p>' +
+      '<small>Needed when a key, a public switch or the accepted host names change.</small></div>';
+    return h + '<button>Save ' + esc(sec.title) + '</button><p class="smsg"></p></form>';
+  }
+
+  function saveSection(form, sec) {
+    var values = {}, clear = [], msg = form.querySelector('.smsg');
+    sec.fields.forEach(function (f) {
+      var el = form.elements[f.key];
+      $('e-' + f.key).hidden = true;
+      if (f.type === 'bool') values[f.key] = el.checked;
+      else if (f.type === 'secret') {
+        if (el.value) values[f.key] = el.value;
+        var c = form.elements['clear_' + f.key];
+        if (c && c.checked) clear.push(f.key);
+      } else if (f.type === 'alarms') {
+        try { values[f.key] = JSON.parse(el.value || '[]'); } catch (e) { values[f.key] = el.value; }
+      } else values[f.key] = el.value;
+    });
+    var body = {section: sec.id, values: values, clear: clear}, pw = form.elements.current_password;
+    if (pw && pw.value) body.current_password = pw.value;
+    msg.className = 'smsg'; msg.textContent = 'saving...';
+    post('/api/config', JSON.stringify(body), 'application/json', function (st, j) {
+      if (st === 200) {
+        msg.className = 'smsg ok';
+        msg.textContent = 'Saved.' + (j.changed.length ? '' : ' (nothing changed)');
+        if (j.restart) $('restart').hidden = false;
+        if (pw) pw.value = '';
+        loadSettings(sec.id);
+        return;
+      }
+      msg.className = 'smsg err';
+      msg.textContent = j.error || ('HTTP ' + st);     // typed values stay in the form
+      var fl = j.fields || {};
+      for (var k in fl) {
+        var e = $('e-' + k) || $('e-' + k + '-' + sec.id);
+        if (e) { e.textContent = fl[k]; e.hidden = false; }
+      }
+    });
+  }
+
+  function loadSettings(only) {
+    getJSON('/api/config', function (j) {
+      if (!j || !j.sections) { set('smsg', 'could not load the settings'); return; }
+      csrf = j.csrf;
+      set('legacy', j.legacy_path);
+      set('smsg', '');
+      var box = $('sections');
+      j.sections.forEach(function (sec) {
+        var old = box.querySelector('form[data-id="' + sec.id + '"]');
+        if (only && old && sec.id !== only) return;          // other sections keep what is typed
+        var div = document.createElement('div');
+        div.innerHTML = sectionForm(sec);
+        var form = div.firstChild;
+        form.addEventListener('submit', function (ev) { ev.preventDefault(); saveSection(form, sec); });
+        if (old) {
+          var m = old.querySelector('.smsg');
+          form.querySelector('.smsg').className = m.className;
+          form.querySelector('.smsg').textContent = m.textContent;
+          box.replaceChild(form, old);
+        } else box.appendChild(form);
+      });
+    });
+  }
+
+  if (page === '/settings') {
+    loadSettings();
+    $('restartbtn').addEventListener('click', function () {
+      if (!window.confirm('Restart the module now?')) return;
+      fetch('/reboot', {method: 'POST', credentials: 'same-origin', headers: {'X-CSRF-Token': csrf}})
+        .then(function () { $('restart').innerHTML = '<p>Restarting: reload this page in about 20 seconds.</p>'; });
     });
   }
 
