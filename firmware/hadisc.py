@@ -29,8 +29,8 @@ LIVE = (
 ENERGY = (
     ('e_in', 'Energy import', 'energy', 'kWh', 'total_increasing'),
     ('e_out', 'Energy export', 'energy', 'kWh', 'total_increasing'),
-    ('eq_in', 'Reactive energy import', 'reactive_energy', 'kvarh', 'total_increasing'),
-    ('eq_out', 'Reactive energy export', 'reactive_energy', 'kvarh', 'total_increasing'),
+    ('eq_in', 'Reactive energy import', None, 'kvarh', 'total_increasing'),
+    ('eq_out', 'Reactive energy export', None, 'kvarh', 'total_increasing'),
 )
 # B/period: energy imported in the current local hour / day / month (resets at its start)
 PERIOD = (('h', 'Energy this hour'), ('d', 'Energy today'), ('m', 'Energy this month'))

@@ -141,8 +141,8 @@ def test_discovery_payloads_field_by_field():
         by_key[parts[3]] = json.loads(payload)
     expect = {'e_in': ('energy', 'kWh', 'total_increasing'),
               'e_out': ('energy', 'kWh', 'total_increasing'),
-              'eq_in': ('reactive_energy', 'kvarh', 'total_increasing'),
-              'eq_out': ('reactive_energy', 'kvarh', 'total_increasing'),
+              'eq_in': (None, 'kvarh', 'total_increasing'),
+              'eq_out': (None, 'kvarh', 'total_increasing'),
               'e_h': ('energy', 'kWh', 'total'), 'e_d': ('energy', 'kWh', 'total'),
               'e_m': ('energy', 'kWh', 'total'),
               'p_in': ('power', 'W', 'measurement'), 'p_out': ('power', 'W', 'measurement'),
