@@ -26,9 +26,10 @@ MAX_BODY = 8192
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
-# on every response (web/server.py adds them to Microdot's)
-SECURITY = (('Content-Security-Policy', CSP), ('X-Frame-Options', 'DENY'),
-            ('X-Content-Type-Options', 'nosniff'), ('Referrer-Policy', 'same-origin'))
+# on every response (web/server.py adds them to Microdot's); PAGE_SECURITY on HTML pages too
+# (not on the JSON the dashboard polls: ~300 bytes less each time)
+SECURITY = (('X-Content-Type-Options', 'nosniff'), ('Referrer-Policy', 'same-origin'))
+PAGE_SECURITY = (('Content-Security-Policy', CSP), ('X-Frame-Options', 'DENY'))
 REASON = {400: 'Bad Request', 408: 'Request Timeout', 411: 'Length Required',
           413: 'Payload Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
           503: 'Service Unavailable'}

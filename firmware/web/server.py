@@ -24,7 +24,7 @@ import compat
 import hmac_sha256
 from compat import ticks_ms
 from web import auth
-from web.conn import MAX_BODY, SECURITY    # forms, JSON, config backups (read into RAM)
+from web.conn import MAX_BODY, SECURITY, PAGE_SECURITY   # MAX_BODY: forms, JSON, backups
 
 MAX_OTA = 3 * 1024 * 1024  # app bundles (streamed to flash)
 STREAMED = ('/api/ota',)
@@ -352,6 +352,9 @@ def _secure(response):
     h = response.headers
     for k, v in SECURITY:
         h[k] = v
+    if h.get('Content-Type', '').startswith('text/html'):
+        for k, v in PAGE_SECURITY:
+            h[k] = v
     return response
 
 

@@ -250,14 +250,19 @@ def test_security_headers_on_every_response(app):
     seen.append(Http(app.port, host='evil.example').get('/'))         # 421
     seen.append(h.post('/reboot', {'csrf': 'wrong'}))                 # 403
     seen.append(Resp(h.raw(b'GET / HTTP/1.0\r\nX: ' + b'a' * 5000 + b'\r\n\r\n')))   # 431
+    pages = 0
     for r in seen:
         assert r.status, r.text
+        assert r.headers.get('x-content-type-options') == 'nosniff', r.status
+        assert r.headers.get('referrer-policy') == 'same-origin', r.status
+        if not r.headers.get('content-type', '').startswith('text/html'):
+            continue
+        pages += 1                              # every page: CSP and no framing
         csp = r.headers.get('content-security-policy', '')
         assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp, r.status
         assert "script-src 'self'" in csp and 'unsafe-inline' not in csp
-        assert r.headers.get('x-content-type-options') == 'nosniff', r.status
-        assert r.headers.get('referrer-policy') == 'same-origin', r.status
         assert r.headers.get('x-frame-options') == 'DENY', r.status
+    assert pages == 9, pages
 
 
 # --- 2: request limits, slow and silent clients, the connection cap ---------------------------
