@@ -1,12 +1,12 @@
 # host-only: never copied to the board. A MicroPython manifest that freezes the app into an
-# image, so its bytecode runs from flash and takes no heap (README, "A MicroPython image with the app frozen in"):
+# image, so its bytecode runs from flash and takes no heap (README, "A MicroPython image with
+# the app frozen in"):
 #
-#   make -C ports/esp32 BOARD=ESP32_GENERIC_C3 PYTHON=/path/to/mep/.venv/bin/python \
-#        FROZEN_MANIFEST=/path/to/mep/firmware/manifest.py
+#   make -C ports/esp32 BOARD=ESP32_GENERIC_C3 FROZEN_MANIFEST=/path/to/mep/firmware/manifest.py
 #
-# PYTHON: a Python with the project's dev dependencies (microdot is frozen from its pinned
-# package). Not frozen: boot.py and main.py (they stay files: an OTA update never replaces
-# them, they roll a bad one back), web/static (served as files), PC-only modules.
+# microdot is frozen from its pinned package in the project's venv (./dev setup). Not frozen:
+# boot.py and main.py (they stay files: an OTA update never replaces them, they roll a bad one
+# back), web/static (served as files) and PC-only modules.
 import os
 
 metadata(description="Open MEP firmware: reads NES/Echelon meters over the MEP port",
@@ -34,12 +34,27 @@ for _dir, _dirs, _files in os.walk("."):
                     continue
             module(_rel)
 
-try:
-    import microdot as _microdot
-except ImportError:
-    raise Exception("microdot is not installed for %s: give make PYTHON=.venv/bin/python of "
-                    "this project" % os.sys.executable)
+def _microdot_dir():
+    """The pinned microdot package: MICRODOT_DIR, else the project's venv beside firmware/
+    (MEP_VENV or .venv), else the Python running this manifest."""
+    d = os.environ.get("MICRODOT_DIR")
+    if d:
+        return d
+    venv = os.environ.get("MEP_VENV") or os.path.join("..", ".venv")
+    lib = os.path.join(venv, "lib")
+    for py in sorted(os.listdir(lib)) if os.path.isdir(lib) else ():
+        d = os.path.join(lib, py, "site-packages", "microdot")
+        if os.path.isdir(d):
+            return d
+    try:
+        import microdot
+    except ImportError:
+        raise Exception("microdot not found: run ./dev setup, or set MICRODOT_DIR to the "
+                        "microdot package folder of microdot==2.7.0")
+    return os.path.dirname(microdot.__file__)
+
+
+_md = _microdot_dir()
 for _name in ("__init__.py", "microdot.py", "helpers.py", "sse.py", "csrf.py"):  # tools/flash.py
-    _path = os.path.join(os.path.dirname(_microdot.__file__), _name)
-    if os.path.exists(_path):
-        module("microdot/" + _name, base_path=os.path.dirname(os.path.dirname(_path)))
+    if os.path.exists(os.path.join(_md, _name)):
+        module("microdot/" + _name, base_path=os.path.dirname(_md))
