@@ -348,8 +348,8 @@ def web_assets():
 
 
 def firmware_files(chip=None):
-    """[(path on the board, local source)] of firmware/; host-only files only for the 'host'
-    chip (a virtual board, tools/vboard.py), where they are its hardware."""
+    """[(path on the board, local source)] of firmware/, host-only files left out; for the
+    'host' chip (a virtual board, tools/vboard.py) HOST_ONLY (hw_host.py: its hardware) is in."""
     host = chip == 'host'
     web_assets()
     out = []
@@ -358,8 +358,10 @@ def firmware_files(chip=None):
         for name in sorted(filenames):
             src = os.path.join(dirpath, name)
             rel = os.path.relpath(src, FIRMWARE).replace(os.sep, '/')
-            if name.startswith('.') or name.endswith(('.pyc', '.pyi', '~')) or (not host and (
-                    name in HOST_ONLY or (name.endswith('.py') and _host_only(src)))):
+            if name.startswith('.') or name.endswith(('.pyc', '.pyi', '~')):
+                continue
+            if not (host and rel in HOST_ONLY) and (
+                    name in HOST_ONLY or (name.endswith('.py') and _host_only(src))):
                 continue
             out.append((rel, src))
     return out

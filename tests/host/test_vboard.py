@@ -211,6 +211,7 @@ def test_first_flash_from_clean_state(board):
     assert board_files(board) == []
     answers = '\n'.join(['', WIFI_PW, MBK, WEB_PW, WEB_PW]) + '\n'   # SSID empty: AP only
     out_dir = str(board.tmp / 'build')
+    board.first_flash_at = time.time()
     r, took = run_flash(['--port', board.port, '--config', '--out', out_dir], board.home,
                         answers)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -230,6 +231,12 @@ def test_first_flash_from_clean_state(board):
                  'config.json', flash.BOARD_MANIFEST):
         assert must in files
     assert not [f for f in files if f.endswith('.py') and f not in flash.AS_SOURCE]
+    for dirpath, _d, names in os.walk(flash.FIRMWARE):     # other host-only files stay off
+        for name in names:
+            src = os.path.join(dirpath, name)
+            rel = os.path.relpath(src, flash.FIRMWARE).replace(os.sep, '/')
+            if name.endswith('.py') and name != 'hw_host.py' and flash._host_only(src):
+                assert rel[:-3] + '.mpy' not in files, rel
     cfg = json.load(open(os.path.join(board.fs, 'config.json')))
     assert cfg['board'] == 'host' and cfg['mbk'] == MBK and cfg['wifi_password'] == WIFI_PW
     assert WEB_PW not in json.dumps(cfg)
@@ -253,14 +260,33 @@ def test_app_comes_up_after_the_hard_reset(board):
     assert status in (401, 403) and 'login' in body       # authenticated, on loopback
 
 
+def source_of(rel):
+    """The file in firmware/ a file on the board is built from (None: a dependency)."""
+    if rel.startswith('lib/'):
+        return None
+    src = os.path.join(flash.FIRMWARE, rel[:-4] + '.py' if rel.endswith('.mpy') else rel)
+    return src if os.path.exists(src) else None
+
+
 def test_second_flash_sends_nothing(board):
     before = {f: os.path.getmtime(os.path.join(board.fs, f)) for f in board_files(board)}
     r, took = run_flash(['--port', board.port, '--out', str(board.tmp / 'build')], board.home)
     assert r.returncode == 0, r.stdout + r.stderr
     n, kb, t_up, t_all = sent(r.stdout)
-    assert 'board is up to date' in r.stdout and n == 0 and kb == 0
+    m = re.search(r'^changed: (.*)$', r.stdout, re.M)
+    resent = m.group(1).split(', ') if m else []
+    assert len(resent) == n
+    # only a file whose source was edited since the first flash may go again (in a checkout
+    # that someone edits meanwhile); in a quiet checkout nothing is sent
+    for rel in resent:
+        src = source_of(rel)
+        assert src and os.path.getmtime(src) > board.first_flash_at, rel
+    if not resent:
+        assert 'board is up to date' in r.stdout and kb == 0
     firmware = json.load(open(os.path.join(str(board.tmp / 'build'), flash.BOARD_MANIFEST)))
-    ours = set(firmware['files']) | {flash.BOARD_MANIFEST}     # not the app's own data files
+    ours = set(firmware['files']) - set(resent)             # not the app's own data files
+    if not resent:
+        ours.add(flash.BOARD_MANIFEST)
     assert ours <= set(before)
     changed = [f for f in sorted(ours) if os.path.getmtime(os.path.join(board.fs, f)) != before[f]]
     assert changed == []
