@@ -16,7 +16,8 @@ MIN_TIME = 1600000000  # before this the clock is not set
 
 def days_from_civil(y, m, d):
     """Days since 1970-01-01 of a proleptic Gregorian date."""
-    y -= m <= 2
+    if m <= 2:
+        y -= 1
     era = (y if y >= 0 else y - 399) // 400
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
@@ -39,7 +40,10 @@ def civil_from_days(days):
 
 
 def _last_sunday(y, m):
-    last = days_from_civil(y + (m == 12), 1 if m == 12 else m + 1, 1) - 1
+    if m == 12:
+        last = days_from_civil(y + 1, 1, 1) - 1
+    else:
+        last = days_from_civil(y, m + 1, 1) - 1
     return last - (last + 4) % 7          # 1970-01-01 was a Thursday
 
 
