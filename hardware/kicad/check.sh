@@ -65,7 +65,7 @@ q kicad-cli pcb export svg -o "$OUT/$NAME-bottom.svg" --mode-single --page-size-
 q kicad-cli sch export svg -o "$OUT/" --exclude-drawing-sheet "$SCH"
 # 1:1 fit-test print: outline, holes, J1, every part's outline and height (User.Drawings), pads
 q kicad-cli pcb export pdf -o "$OUT/$NAME-fit-1to1.pdf" --mode-single --black-and-white \
-    --drill-shape-opt 2 -l Edge.Cuts,User.Drawings,F.Fab "$PCB"
+    --drill-shape-opt 2 -l Edge.Cuts,User.Drawings "$PCB"
 # vias in SMD pads, outline 70 x 28 mm, M3 holes, J1 position, part sides and heights
 if "$PY" "$HERE/board_check.py" "$PCB" >"$OUT/board_check.txt" 2>&1; then BOARD=ok; else BOARD=failed; fi
 # 3D render: needs an OpenGL context; optional (the SVGs above are the required images)

@@ -307,9 +307,9 @@ def write_board(pads_net, stamps, pro):
         silk.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', q(layer)], U('txt', t),
                      ['effects', ['font', ['size', '0.8', '0.8'], ['thickness', '0.12']]]])
     back = [
-        ('MEP drawer module rev B (ESP32-C3) - mep-firmware', 111.0, 100.0),
-        ('J1: 1 GND  2 RXD in  3 ENABLE  4 +24V  5 TXD out  6 NC', 111.0, 102.0),
-        ('USB-C: tools/flash.py  download mode: hold BOOT, tap RESET', 111.0, 104.0),
+        ('MEP drawer module rev B (ESP32-C3) - mep-firmware', 124.0, 111.4),
+        ('J1: 1 GND  2 RXD in  3 ENABLE  4 +24V  5 TXD out  6 NC', 124.0, 113.0),
+        ('download mode: hold BOOT, tap RESET', 124.0, 114.6),
     ]
     for t, x, y in back:
         silk.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', q('B.SilkS')], U('btxt', t),
@@ -391,6 +391,17 @@ def fit_drawing(fps):
             text('M3', cx, cy, 0.8, key=ref)
             continue
         rect(x0, y0, x1, y1, back, ref)
+        if ref == 'J1':       # its pins, where the meter's socket goes
+            for pad in findall(node, 'pad'):
+                at = find(pad, 'at')
+                fx, fy, fr = p['pos']
+                dx, dy = rot(float(at[1]), float(at[2]), fr)
+                out.append(['gr_circle', ['center', num(fx + dx), num(fy + dy)],
+                            ['end', num(fx + dx + 0.8), num(fy + dy)],
+                            ['stroke', ['width', '0.1'], ['type', 'solid']], ['fill', 'no'], ['layer', lay],
+                            U('fit', 'j1', unq(pad[1]))])
+                if unq(pad[1]) == '1':
+                    text('1', fx + dx - 1.4, fy + dy, 0.8, key='j1pin1')
         label = '%s %.1f%s' % (ref, p['h'], ' B' if back else '')
         text(label, (x0 + x1) / 2, (y0 + y1) / 2, 0.5 if (x1 - x0) < 3 else 0.6, key=ref)
     bx0, by0, bx1, by1 = design.BOARD
@@ -462,6 +473,17 @@ def fit_drawing(fps):
             text('M3', cx, cy, 0.8, key=ref)
             continue
         rect(x0, y0, x1, y1, back, ref)
+        if ref == 'J1':       # its pins, where the meter's socket goes
+            for pad in findall(node, 'pad'):
+                at = find(pad, 'at')
+                fx, fy, fr = p['pos']
+                dx, dy = rot(float(at[1]), float(at[2]), fr)
+                out.append(['gr_circle', ['center', num(fx + dx), num(fy + dy)],
+                            ['end', num(fx + dx + 0.8), num(fy + dy)],
+                            ['stroke', ['width', '0.1'], ['type', 'solid']], ['fill', 'no'], ['layer', lay],
+                            U('fit', 'j1', unq(pad[1]))])
+                if unq(pad[1]) == '1':
+                    text('1', fx + dx - 1.4, fy + dy, 0.8, key='j1pin1')
         label = '%s %.1f%s' % (ref, p['h'], ' B' if back else '')
         text(label, (x0 + x1) / 2, (y0 + y1) / 2, 0.5 if (x1 - x0) < 3 else 0.6, key=ref)
     bx0, by0, bx1, by1 = design.BOARD
