@@ -16,6 +16,8 @@
 # - CurrentDateTime is the reading's time (UTC, "YYYY-MM-DDThh:mm:ss.000Z"), so it changes
 #   with every poll; CurrentDateTimeString is the same moment as "YYYY-MM-DD hh:mm:ss".
 
+from tz import civil_from_days
+
 FW_INFO = {'name': 'MEP open firmware', 'by': 'MEP open firmware contributors',
            'version': '0.1.0'}
 
@@ -31,25 +33,11 @@ def _ri(x):
     return -int(-x + 0.5)
 
 
-def _days_to_date(days):
-    # proleptic Gregorian date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return (y + 1 if m <= 2 else y), m, d
-
-
 def utc_parts(t):
     t = int(t)
     days = t // 86400
     s = t - days * 86400
-    y, m, d = _days_to_date(days)
+    y, m, d = civil_from_days(days)
     return y, m, d, s // 3600, (s // 60) % 60, s % 60
 
 

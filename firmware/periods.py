@@ -1,5 +1,5 @@
-# Energy imported this hour, today and this month, in local time (tz_offset_min + dst), for
-# MQTT / Home Assistant. Each period's start value (the meter's e_in at the period start) is
+# Energy imported this hour, today and this month, in local time (the configured zone, see
+# rule() and tz.py), for MQTT / Home Assistant. Each period's start value (the meter's e_in at the period start) is
 # taken live at the first reading of a new period, when the reading before it was recent,
 # and kept in a small file so a reboot within the period keeps it. When it is not known
 # (booted mid-period without a saved value, clock not set, readings missing around the
@@ -14,67 +14,55 @@ GAP_S = 120          # a start value is exact enough if the previous reading is 
 MIN_TIME = 1600000000  # before this the clock is not set
 
 
-def days_from_civil(y, m, d):
-    """Days since 1970-01-01 of a proleptic Gregorian date."""
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
+def _clock(sec):
+    return '%d:%02d' % (sec // 3600, sec // 60 % 60)
 
 
-def civil_from_days(days):
-    """(y, m, d) of a day number since 1970-01-01."""
-    z = days + 719468
-    era = (z if z >= 0 else z - 146096) // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    y = yoe + era * 400
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return (y + 1 if m <= 2 else y), m, d
+def rule(cfg):
+    """The time zone: the 'timezone' setting (a name or POSIX rule, see tz.py) when there is
+    one, else a rule made of tz_offset_min and dst ('eu': summer time from 01:00 UTC on the
+    last Sunday of March to 01:00 UTC on the last Sunday of October)."""
+    name = _opt(cfg, 'timezone')
+    if name:
+        return name
+    off = int(_opt(cfg, 'tz_offset_min', 0) or 0) * 60
+    std = '%s%s' % ('-' if off > 0 else '+', _clock(abs(off)))
+    if _opt(cfg, 'dst', 'none') == 'eu' and off >= -3600:
+        return 'STD%sDST,M3.5.0/%s,M10.5.0/%s' % (std, _clock(3600 + off), _clock(7200 + off))
+    return 'STD' + std
 
 
-def _last_sunday(y, m):
-    if m == 12:
-        last = days_from_civil(y + 1, 1, 1) - 1
-    else:
-        last = days_from_civil(y, m + 1, 1) - 1
-    return last - (last + 4) % 7          # 1970-01-01 was a Thursday
+def zone(cfg):
+    """tz.Zone of the configured time zone (kept while the settings stay the same)."""
+    r = rule(cfg)
+    z = _ZONE[0]
+    if z is None or z.name != r:
+        from tz import Zone
+        z = _ZONE[0] = Zone(r)
+    return z
+
+
+_ZONE = [None]
 
 
 def utc_offset(cfg, t):
-    """Seconds local time is ahead of UTC at unix time t (EU summer time when dst == 'eu':
-    from 01:00 UTC on the last Sunday of March to 01:00 UTC on the last Sunday of
-    October)."""
-    off = int(_opt(cfg, 'tz_offset_min', 0) or 0) * 60
-    if _opt(cfg, 'dst', 'none') == 'eu':
-        y = civil_from_days(t // 86400)[0]
-        if _last_sunday(y, 3) * 86400 + 3600 <= t < _last_sunday(y, 10) * 86400 + 3600:
-            off += 3600
-    return off
+    """Seconds local time is ahead of UTC at unix time t."""
+    return zone(cfg).offset(t)
 
 
 def period_start(cfg, key, t):
     """UTC unix time at which the local hour ('h'), day ('d') or month ('m') holding t
     began."""
-    off = utc_offset(cfg, t)
-    local = t + off
+    z = zone(cfg)
     if key == 'h':
-        return t - local % 3600
-    day = local // 86400
-    if key == 'm':
-        y, m, d = civil_from_days(day)
-        day -= d - 1
-    start = day * 86400
-    return start - utc_offset(cfg, start - off)
+        return z.hour_start(t)
+    if key == 'd':
+        return z.day_start(t)
+    return z.month_start(t)
 
 
 def iso(t):
+    from tz import civil_from_days
     y, m, d = civil_from_days(t // 86400)
     s = t % 86400
     return '%04d-%02d-%02dT%02d:%02d:%02d+00:00' % (y, m, d, s // 3600, s // 60 % 60, s % 60)

@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 
 import periods
-from periods import Periods, period_start, utc_offset, days_from_civil, civil_from_days
+from periods import Periods, period_start, utc_offset
 
 CPH = zoneinfo.ZoneInfo('Europe/Copenhagen')
 CFG = {'tz_offset_min': 60, 'dst': 'eu'}
@@ -16,14 +16,6 @@ CFG = {'tz_offset_min': 60, 'dst': 'eu'}
 
 def utc(*a):
     return calendar.timegm(datetime.datetime(*a).timetuple())
-
-
-def test_civil_days_round_trip():
-    for d in range(-800000, 800000, 997):
-        y, m, day = civil_from_days(d)
-        assert days_from_civil(y, m, day) == d
-        assert datetime.date(1970, 1, 1) + datetime.timedelta(days=d) == \
-            datetime.date(y, m, day) if 1 <= y <= 9999 else True
 
 
 def test_offset_follows_the_eu_rule_like_zoneinfo():
@@ -38,6 +30,11 @@ def test_offset_follows_the_eu_rule_like_zoneinfo():
     assert utc_offset(CFG, utc(2025, 10, 26, 0, 59, 59)) == 7200
     assert utc_offset(CFG, utc(2025, 10, 26, 1)) == 3600
     assert utc_offset({'tz_offset_min': 330, 'dst': 'none'}, utc(2025, 7, 1)) == 19800
+    assert utc_offset({'tz_offset_min': -300, 'dst': 'none'}, utc(2025, 7, 1)) == -18000
+    assert utc_offset({'tz_offset_min': 0, 'dst': 'eu'}, utc(2025, 7, 1)) == 3600
+    # a configured zone name wins over the offset settings
+    ny = {'timezone': 'Europe/London', 'tz_offset_min': 60, 'dst': 'eu'}
+    assert utc_offset(ny, utc(2025, 1, 10)) == 0 and utc_offset(ny, utc(2025, 7, 1)) == 3600
 
 
 @pytest.mark.parametrize('key', ['h', 'd', 'm'])
