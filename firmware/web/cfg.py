@@ -2,17 +2,14 @@
 # Secrets are never rendered: a secret field shows "set"/"not set" and an empty field keeps
 # the stored value. A save that fails keeps the secrets typed into it (in RAM, for this
 # session only, never shown again) and stores them with the next save that succeeds.
-# Changing a GUARDED setting, restoring a backup that changes one and downloading a backup
-# with the secrets need the current web password (with the login back-off of web/login.py).
+# Changing a GUARDED setting (web/guard.py), restoring a backup that changes one and
+# downloading a backup with the secrets need the current web password.
 import json
 from web.html import page, esc, hidden_csrf
 from web import auth, server
+from web.guard import CLEARABLE, GUARDED, guarded_changes, password_ok
 
 HIDDEN = ('web_password_hash',)          # changed with its own form
-CLEARABLE = ('wifi_password', 'mbk', 'mqtt_password', 'smtp_password', 'session_secret',
-             'legacy_token')
-GUARDED = ('ota_key', 'session_secret', 'legacy_token', 'public_dashboard', 'legacy_public',
-           'web_hosts', 'mqtt_commands')
 PW_FIELD = 'current_password'
 MBK_HELP = ('The MBK looks like hex but is 20 ASCII characters (each character is one key '
             'byte, e.g. 3A7F...); the same key written as 40 hex digits is accepted too.')
@@ -148,43 +145,6 @@ def pending(ctx, request):
     """{secret key: value typed in a failed save} of this session."""
     p = getattr(ctx, 'web_pending', None)
     return p[1] if p and p[0] == auth.session_id(ctx, request) else {}
-
-
-def guarded_changes(ctx, changes, clear):
-    """The GUARDED settings that `changes` / `clear` would change."""
-    vals = ctx.config.values
-    out = []
-    for k in GUARDED:
-        if k in clear:
-            out.append(k)
-        elif k in changes:
-            v = changes[k]
-            if k in ('ota_key', 'session_secret', 'legacy_token'):
-                if v:
-                    out.append(k)
-            elif isinstance(vals[k], bool):       # only opening up: switching on
-                if v in (True, 'on', 'true', '1') and not vals[k]:
-                    out.append(k)
-            elif not isinstance(v, str) or v.strip() != vals[k]:
-                out.append(k)
-    return out
-
-
-async def password_ok(ctx, request, pw):
-    """None when `pw` is the web password, else the error text (failures back off)."""
-    from web import login
-    st = login.fails(request)
-    addr = login.client_addr(request)
-    wait = login.retry_after(st, addr)
-    if wait:
-        return 'Too many wrong passwords: wait %d s.' % wait
-    if not isinstance(pw, str) or not pw:
-        return 'Enter the current web password to change these settings.'
-    if not await ctx.config.check_password_async(pw):
-        login.failed(st, addr)
-        ctx.log('web: wrong password for a protected change from %s' % addr)
-        return 'The current web password is wrong.'
-    return None
 
 
 def _changed(before, after):

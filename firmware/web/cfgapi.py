@@ -10,8 +10,8 @@
 #      -> 400 {'error': text, 'fields': {key: message in words}}: nothing of it is saved
 #      -> 403 {'error': text, 'fields': {'current_password': ...}}: password needed or wrong
 # Only the keys of the named section are taken; an empty secret keeps the stored value.
-from web import auth, server
-from web.cfg import GUARDED, CLEARABLE, guarded_changes, password_ok
+from web import auth
+from web.guard import GUARDED, CLEARABLE, guarded_changes, password_ok
 
 # id, title, keys (one text table: tuples of tuples cost more heap)
 SECTIONS = """

@@ -1,68 +1,10 @@
 # /login, /logout, /setup (first password), /password (change it). Routes: web/server.py.
 #
-# Failed logins back off per client address: the first FREE_FAILS are free, then each further
-# attempt waits twice as long as the one before (2 s, 4 s, ... up to MAX_WAIT_S) after the last
-# failure. There is no limit for all clients together, so a client that has not failed is never
-# kept from logging in. At most MAX_CLIENTS addresses are remembered (the one whose last failure
-# is oldest is forgotten first), FORGET_S after its last failure an address starts afresh. The
-# state is plain data kept on the app (request.app.login_fails) so that it outlives this module,
-# which is dropped between requests.
+# Failed logins back off per client address (web/guard.py).
 from microdot import redirect
-from compat import ticks_ms, ticks_diff
 from web import auth
+from web.guard import fails, retry_after, failed, client_addr
 from web.html import page, esc, hidden_csrf, message
-
-FREE_FAILS = 3
-MAX_WAIT_S = 300
-FORGET_S = 900
-MAX_CLIENTS = 16
-
-
-def fails(request):
-    """{address: [failures, ticks of the last one]} of this app."""
-    app = request.app
-    st = getattr(app, 'login_fails', None)
-    if st is None:
-        st = app.login_fails = {}
-    return st
-
-
-def _wait_s(n):
-    return 0 if n < FREE_FAILS else min(MAX_WAIT_S, 2 << (n - FREE_FAILS))
-
-
-def retry_after(st, addr, now=None):
-    """Seconds this address has to wait, or 0 when a login attempt is allowed now."""
-    e = st.get(addr)
-    if e is None:
-        return 0
-    since = ticks_diff(ticks_ms() if now is None else now, e[1])
-    if since < 0 or since >= FORGET_S * 1000:
-        del st[addr]
-        return 0
-    left = _wait_s(e[0]) * 1000 - since
-    return (left + 999) // 1000 if left > 0 else 0
-
-
-def failed(st, addr, now=None):
-    now = ticks_ms() if now is None else now
-    if addr not in st and len(st) >= MAX_CLIENTS:
-        oldest = None
-        for a in st:
-            if oldest is None or ticks_diff(st[oldest][1], st[a][1]) > 0:
-                oldest = a
-        del st[oldest]
-    e = st.get(addr)
-    if e is None:
-        st[addr] = [1, now]
-    else:
-        e[0] += 1
-        e[1] = now
-
-
-def client_addr(request):
-    a = request.client_addr
-    return a[0] if isinstance(a, (tuple, list)) else str(a)
 
 
 def local_path(n):

@@ -77,8 +77,9 @@ METHODS = ('GET', 'POST')
 
 # Modules the pages load that are dropped again once no request needs them (unless they
 # were already loaded when the requests began: then someone else uses them).
-DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.update',
-        'web.legacy_routes', 'web.html', 'legacy', 'metrics', 'ota', 'mep.tables')
+DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.guard',
+        'web.update', 'web.legacy_routes', 'web.html', 'legacy', 'metrics', 'ota',
+        'mep.tables')
 STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them
 

@@ -64,8 +64,8 @@ async def _downgrade(ctx, request, new):
     if not pw:
         return ('version %s is older than the running %s: confirm the downgrade with the web '
                 'password' % (new, run))
-    from web import cfg
-    why = await cfg.password_ok(ctx, request, pw)
+    from web import guard
+    why = await guard.password_ok(ctx, request, pw)
     if why:
         return 'downgrade to %s not confirmed: %s' % (new, why)
     ctx.log('web: downgrade from %s to %s confirmed with the password' % (run, new))

@@ -131,7 +131,7 @@ async def test_first_run_setup(tmp_path):
 
 
 async def test_login_ok_wrong_and_back_off(tmp_path):
-    from web import login
+    from web import guard as login
     ctx, c, _ = await start(tmp_path, login=False)
     try:
         r = await c.get('/tinker')
@@ -503,14 +503,16 @@ async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
             r = await c.get(u)
             assert r.status_code == 200, (u, r.status_code)
             assert loaded_pages() == [], u
-        # modules loaded before the request (web.cfg and the web.html it imports) stay loaded
+        # modules loaded before the request (web.cfg and the web.guard and web.html it imports)
+        # stay loaded
         from web import cfg
         r = await c.get('/config')
         assert r.status_code == 200 and sys.modules['web.cfg'] is cfg and web.cfg is cfg
         r = await c.get('/ota')
         assert r.status_code == 200 and sys.modules['web.cfg'] is cfg
-        assert loaded_pages() == ['web.cfg', 'web.html']
+        assert loaded_pages() == ['web.cfg', 'web.guard', 'web.html']
         compat.unload('web.cfg')
+        compat.unload('web.guard')
         compat.unload('web.html')
         assert loaded_pages() == []
     finally:
@@ -581,7 +583,7 @@ def test_route_table():
 
 
 def test_login_back_off_per_client_and_bounded():
-    from web import login
+    from web import guard as login
     st = {}
     t = 1000000
     for i in range(20):
