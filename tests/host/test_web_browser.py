@@ -283,19 +283,19 @@ def test_settings_sections_save_alone_and_keep_what_is_typed(server, browser):
     wifi.find_element(By.NAME, 'wifi_password').send_keys('typed-in-browser-1')
     browser.execute_script("arguments[0].noValidate = true; arguments[1].noValidate = true;",
                            wifi, mqtt)
-    wifi.find_element(By.CSS_SELECTOR, 'button').click()
+    wifi.find_element(By.CSS_SELECTOR, 'button.save').click()
     err = wait(lambda: browser.find_element(By.ID, 'e-hostname').text, 10, 'hostname error')
     assert 'letters' in err and 'hostname' not in err
     assert wifi.find_element(By.NAME, 'wifi_password').get_attribute('value') == \
         'typed-in-browser-1'
-    mqtt.find_element(By.CSS_SELECTOR, 'button').click()
+    mqtt.find_element(By.CSS_SELECTOR, 'button.save').click()
     err = wait(lambda: browser.find_element(By.ID, 'e-mqtt_port').text, 10, 'port error')
     assert err == 'must be from 1 to 65535'
     shot(browser, 'settings-errors', ((390, 844),))
     assert server.ctx.config['mqtt_port'] != 99999
     host.clear()
     host.send_keys('browser-settings')
-    wifi.find_element(By.CSS_SELECTOR, 'button').click()
+    wifi.find_element(By.CSS_SELECTOR, 'button.save').click()
     wait(lambda: 'Saved.' in browser.find_element(
         By.CSS_SELECTOR, 'form.sect[data-id="wifi"] .smsg').text, 10, 'wifi saved')
     assert server.ctx.config['hostname'] == 'browser-settings'
@@ -305,3 +305,40 @@ def test_settings_sections_save_alone_and_keep_what_is_typed(server, browser):
     mqtt = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
     assert mqtt.find_element(By.NAME, 'mqtt_port').get_attribute('value') == '99999'
     assert 'typed-in-browser-1' not in browser.page_source
+
+
+def test_settings_alarm_editor(server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/settings')
+    if '/login' in browser.current_url:
+        browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
+    form = wait(lambda: browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="alarms"]'),
+                15, 'alarms section')
+    assert not form.find_elements(By.TAG_NAME, 'textarea')       # an editor, not JSON
+    form.find_element(By.CSS_SELECTOR, 'button.add-alarm').click()
+    form.find_element(By.CSS_SELECTOR, 'button.add-alarm').click()
+    rows = form.find_elements(By.CSS_SELECTOR, '.alarm')
+    assert len(rows) == 2
+    rows[1].find_element(By.CSS_SELECTOR, 'button.del-alarm').click()
+    row = form.find_element(By.CSS_SELECTOR, '.alarm')
+    from selenium.webdriver.support.ui import Select
+    Select(row.find_element(By.CSS_SELECTOR, 'select[data-a="kind"]')).select_by_value(
+        'export_above')
+    th = row.find_element(By.CSS_SELECTOR, 'input[data-a="threshold"]')
+    th.clear()
+    th.send_keys('-5')
+    browser.execute_script("arguments[0].noValidate = true;", form)
+    form.find_element(By.CSS_SELECTOR, 'button.save').click()
+    err = wait(lambda: browser.find_element(By.ID, 'e-alarms').text, 10, 'alarm error')
+    assert 'alarm 1' in err and 'threshold' in err and 'alarms' not in err.replace('alarm 1', '')
+    assert server.ctx.config['alarms'] == []
+    th.clear()
+    th.send_keys('2500')
+    form.find_element(By.CSS_SELECTOR, 'button.save').click()
+    wait(lambda: server.ctx.config['alarms'], 10, 'alarms saved')
+    a = server.ctx.config['alarms']
+    assert len(a) == 1 and a[0]['kind'] == 'export_above' and a[0]['threshold'] == 2500
+    assert a[0]['enabled'] is True
+    shot(browser, 'settings-alarms', ((390, 844),))

@@ -262,7 +262,8 @@
         return '<option' + (o === f.value ? ' selected' : '') + '>' + esc(o) + '</option>';
       }).join('') + '</select></label>';
     } else if (f.type === 'alarms') {
-      h += '<label>' + lab + ' <textarea name="' + k + '" rows="3">' + esc(JSON.stringify(f.value)) + '</textarea></label>';
+      h += '<b>' + esc(f.label) + '</b><div class="alarms" data-max="' + f.max_items + '">' +
+        (f.value || []).map(alarmRow).join('') + '</div><button type="button" class="add-alarm">Add an alarm</button>';
     } else if (f.type === 'secret') {
       h += '<label>' + lab + ' <small class="' + (f.set ? 'ok">set' : 'muted">not set') + '</small> <input type="password" name="' +
         k + '" autocomplete="new-password" placeholder="' + (f.set ? 'empty: keep' : '') + '"></label>';
@@ -278,6 +279,45 @@
     return h + '</div>';
   }
 
+  // alarms: one row each, in words (kinds and units from alarms.py)
+  var KINDS = [['power_above', 'Power above', 'W'], ['energy_today_above', 'Energy today above', 'Wh'],
+    ['export_above', 'Export above', 'W']];
+  function num(name, label, v, unit) {
+    return '<label>' + label + ' <input type="number" min="0" step="any" data-a="' + name + '" value="' +
+      esc(v == null ? '' : v) + '">' + (unit ? '<small>' + unit + '</small>' : '') + '</label>';
+  }
+  function alarmRow(a) {
+    a = a || {kind: 'power_above', threshold: 5000, seconds: 60, hysteresis: 0, repeat_min: 60, enabled: true};
+    var unit = 'W';
+    KINDS.forEach(function (k) { if (k[0] === a.kind) unit = k[2]; });
+    return '<div class="alarm"><label>Alarm when <select data-a="kind">' + KINDS.map(function (k) {
+      return '<option value="' + k[0] + '"' + (k[0] === a.kind ? ' selected' : '') + '>' + k[1] + ' (' + k[2] + ')</option>';
+    }).join('') + '</select></label>' + num('threshold', 'Threshold', a.threshold, unit) +
+      num('seconds', 'for at least', a.seconds, 's') + num('hysteresis', 'Hysteresis', a.hysteresis, unit) +
+      num('repeat_min', 'Repeat after', a.repeat_min, 'min') +
+      '<label class="chk"><input type="checkbox" data-a="enabled"' + (a.enabled === false ? '' : ' checked') +
+      '> on</label><button type="button" class="del-alarm">Remove</button></div>';
+  }
+  function alarmValues(box) {
+    return Array.prototype.map.call(box.querySelectorAll('.alarm'), function (row) {
+      var d = {};
+      Array.prototype.forEach.call(row.querySelectorAll('[data-a]'), function (el) {
+        var k = el.getAttribute('data-a');
+        d[k] = el.type === 'checkbox' ? el.checked : (el.tagName === 'SELECT' ? el.value :
+          (el.value === '' ? null : Number(el.value)));
+      });
+      return d;
+    });
+  }
+  document.addEventListener('click', function (ev) {
+    var t = ev.target;
+    if (t.classList.contains('add-alarm')) {
+      var box = t.previousSibling;
+      if (box.children.length >= Number(box.getAttribute('data-max'))) return;
+      box.insertAdjacentHTML('beforeend', alarmRow(null));
+    } else if (t.classList.contains('del-alarm')) t.parentNode.parentNode.removeChild(t.parentNode);
+  });
+
   function sectionForm(sec) {
     var guarded = sec.fields.some(function (f) { return f.guarded; });
     var h = '<form class="box sect" data-id="' + sec.id + '"><h2>' + esc(sec.title) + '</h2>' +
@@ -285,7 +325,7 @@
     if (guarded) h += '<div class="f"><label><b>Current web password</b> <input type="password" name="current_password" ' +
       'autocomplete="current-password"></label><p class="err" id="e-current_password-' + sec.id + '" hidden></p>' +
       '<small>Needed when a key, a public switch or the accepted host names change.</small></div>';
-    return h + '<button>Save ' + esc(sec.title) + '</button><p class="smsg"></p></form>';
+    return h + '<button class="save">Save ' + esc(sec.title) + '</button><p class="smsg"></p></form>';
   }
 
   function saveSection(form, sec) {
@@ -299,7 +339,7 @@
         var c = form.elements['clear_' + f.key];
         if (c && c.checked) clear.push(f.key);
       } else if (f.type === 'alarms') {
-        try { values[f.key] = JSON.parse(el.value || '[]'); } catch (e) { values[f.key] = el.value; }
+        values[f.key] = alarmValues(form.querySelector('.alarms'));
       } else values[f.key] = el.value;
     });
     var body = {section: sec.id, values: values, clear: clear}, pw = form.elements.current_password;
