@@ -124,7 +124,10 @@ def host_names(ctx):
         if n:
             out.append(n)
     w = getattr(ctx, 'wifi', None)
-    ip = w.ip() if w is not None else None
+    try:
+        ip = w.ip() if w is not None else None
+    except OSError:                  # the interface is going up or down
+        ip = None
     if ip:
         out.append(ip)
     if getattr(ctx, 'chip', None) == 'host':
