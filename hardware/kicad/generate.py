@@ -5,8 +5,9 @@
                                             module for /usr/bin/python3 or $KICAD_PYTHON)
 
 Steps: write the project-local library (ESP32-C3-MINI-1 symbol and footprint, drawn from the module
-datasheet's dimensions), the schematic (every pin gets a short wire and a net label, so the
-schematic reads as a list of nets), export its netlist with kicad-cli, place the footprints
+datasheet's dimensions), the schematic (symbols placed by function so the signal flows left to
+right; nets drawn as wires wherever a wire fits without touching another net or crossing a symbol,
+a net label where it does not, and each net's name on one pin), export its netlist with kicad-cli, place the footprints
 (copied from KiCad's standard libraries), route every net with the small grid router in
 router.py, add the ground pours and let KiCad's pcbnew fill them. The outputs are committed; run
 this again only when design.py changes, then run check.sh.
@@ -64,16 +65,16 @@ def esp_symbol(name='ESP32-C3-MINI-1'):
     y = 25.4
     for n in left:
         kind = 'power_in' if n == '3V3' else 'input' if n == 'EN' else 'bidirectional'
-        pin(kind, -15.24, y, 0, n, design.ESP_PINS[n])
+        pin(kind, 15.24, y, 180, n, design.ESP_PINS[n])
         y -= 2.54 if n != 'EN' else 5.08
     right = [('IO18', 'IO18/USB_D-'), ('IO19', 'IO19/USB_D+'), ('RXD0', 'RXD0/IO20'), ('TXD0', 'TXD0/IO21')]
     y = 25.4
     for key, label in right:
-        pin('bidirectional', 15.24, y, 180, label, design.ESP_PINS[key])
+        pin('bidirectional', -15.24, y, 0, label, design.ESP_PINS[key])
         y -= 2.54
     y -= 2.54
     for n in design.ESP_NC:
-        pin('no_connect', 15.24, y, 180, 'NC', n)
+        pin('no_connect', -15.24, y, 0, 'NC', n)
         y -= 2.54
     bottom = y
     for i, n in enumerate(design.ESP_GND):
@@ -279,8 +280,12 @@ def write_schematic():
         key = key or ref
         props = []
         bx0, by0, bx1, by1 = sym_bbox(s)
-        ra = ref_at or (x + bx1 + 1.27, y - by1 + 1.27)
-        va = val_at or (x + bx1 + 1.27, y - by1 + 3.81)
+        if len(sym_pins(s)) >= 6:      # ICs and connectors: name above the body, clear of the pins
+            ra = ref_at or (x + bx0, y - by1 - 5.08)
+            va = val_at or (x + bx0, y - by1 - 2.54)
+        else:
+            ra = ref_at or (x + bx1 + 1.27, y - by1 + 1.27)
+            va = val_at or (x + bx1 + 1.27, y - by1 + 3.81)
 
         def prop(k, v, at, hide, justify=None):
             eff = ['effects', ['font', ['size', '1.27', '1.27']]]
@@ -336,82 +341,208 @@ def write_schematic():
     def noconnect(x, y):
         items.append(['no_connect', ['at', num(x), num(y)], U('sch', 'nc', x, y)])
 
-    # --- lay out the parts in rows ---
-    groups = [
-        ['J1', 'D1', 'D2', 'C1', 'C2', 'C14', 'R1', 'R13', 'R15', 'R14', 'U2', 'C3', 'D4', 'L1', 'R2', 'R3', 'C4', 'C5'],
-        ['J2', 'R4', 'R5', 'U5', 'D3', 'U4', 'R11', 'R17', 'C13', 'R16', 'U3', 'C9', 'C10', 'C11', 'C12', 'D5', 'R12'],
-        ['U1', 'C7', 'C8', 'R6', 'C6', 'SW2', 'SW1', 'R7', 'R8', 'R9', 'R10', 'D6',
-         'TP1', 'TP2', 'TP3', 'TP4', 'TP5', 'H1', 'H2'],
-    ]
-    parts = {p['ref']: p for p in design.PARTS}
-    x0, y0 = 25.4, 38.1
-    cx, cy = x0, y0
-    row_h = 0
-    page_w = 560.0
-    placements = {}
-    for g in groups:
-        for ref in g:
-            p = parts[ref]
-            s = getsym(p['sym'])
-            pins = sym_pins(s)
-            bx0, by0, bx1, by1 = sym_bbox(s)
-            lw = max([len(n or '') for n in p['pins'].values()] + [3]) * 1.1 + 6
-            left = min([bx0] + [pp[0] for pp in pins.values()]) - lw
-            right = max([bx1] + [pp[0] for pp in pins.values()]) + lw + 8
-            top = max([by1] + [pp[1] for pp in pins.values()]) + lw * 0.6 + 5
-            bottom = min([by0] + [pp[1] for pp in pins.values()]) - lw * 0.6 - 3
-            w, h = right - left, top - bottom
-            if cx + w > page_w:
-                cx = x0
-                cy += row_h + 7.62
-                row_h = 0
-            sx, sy = snap(cx - left), snap(cy + top)
-            placements[ref] = (sx, sy)
-            cx += w + 5.08
-            row_h = max(row_h, h)
-        cx = x0
-        cy += row_h + 12.7
-        row_h = 0
-    page_h = cy
+    # --- placement by function: power path along the top, USB -> module -> transceiver -> MEP
+    # connector below it, so the wires show the signal flow (schematic mm, y down; 180 = flipped) ---
+    SCH = {
+        # power in, protection, buck converter
+        'D1': (52, 60, 180), 'D2': (66, 72, 0), 'C1': (78, 70, 0), 'C2': (86, 70, 0), 'C14': (94, 70, 0),
+        'R1': (104, 70, 0), 'R13': (112, 82, 0), 'R15': (112, 46, 0), 'R14': (100, 46, 0),
+        'U2': (135, 62, 0), 'C3': (157, 58, 0), 'D4': (168, 76, 0), 'L1': (174, 60, 0),
+        'R2': (186, 60, 0), 'R3': (186, 76, 0), 'C4': (198, 70, 0), 'C5': (206, 70, 0),
+        # USB
+        'J2': (40, 150, 0), 'R4': (66, 112, 0), 'R5': (72, 112, 0), 'U5': (88, 152, 0), 'D3': (80, 122, 180),
+        # module and its parts
+        'U1': (142, 160, 0), 'C7': (112, 188, 0), 'C8': (120, 188, 0), 'R6': (168, 126, 0), 'C6': (174, 144, 0),
+        'SW2': (188, 140, 0), 'SW1': (182, 196, 0), 'R7': (174, 186, 0), 'R8': (166, 186, 0),
+        'R9': (166, 144, 0), 'R10': (190, 172, 0), 'D6': (202, 180, 180),
+        # transceiver, its supply switch, MEP connector
+        'U4': (190, 112, 0), 'R11': (172, 108, 0), 'R17': (212, 116, 0), 'C13': (242, 116, 0), 'R16': (200, 150, 0),
+        'U3': (232, 160, 0), 'C9': (202, 140, 0), 'C10': (264, 140, 0), 'C11': (272, 150, 0), 'C12': (280, 156, 0),
+        'D5': (268, 162, 180), 'R12': (282, 160, 0), 'J1': (300, 168, 0),
+        # test points and holes
+        'TP1': (40, 196, 0), 'TP2': (50, 196, 0), 'TP3': (60, 196, 0), 'TP4': (70, 196, 0), 'TP5': (80, 196, 0),
+        'H1': (100, 200, 0), 'H2': (110, 200, 0),
+    }
+    missing = [p['ref'] for p in design.PARTS if p['ref'] not in SCH]
+    if missing:
+        raise SystemExit('generate.py: no schematic place for %s' % ', '.join(missing))
+    placements = {ref: (snap(x), snap(y)) for ref, (x, y, r) in SCH.items()}
+    srot = {ref: r for ref, (x, y, r) in SCH.items()}
+    page_w, page_h = 330.0, 212.0
 
-    flagged = set()
-    flag_nets = {'GND', '+3V3', 'VIN'}
     for p in design.PARTS:
-        ref = p['ref']
-        sx, sy = placements[ref]
         fields = [('Manufacturer', p.get('mfr', '')), ('MPN', p.get('mpn', ''))]
         if p.get('desc'):
             fields.append(('Description', p['desc']))
+        sx, sy = placements[p['ref']]
+        place_symbol(p['sym'], p['ref'], p['value'], sx, sy, srot[p['ref']], fields, p['fp'], in_bom=p.get('bom', True))
+
+    # --- pins: connection point E, stub end L (2.54 mm outwards), net -------------------------
+    flag_nets = {'GND', '+3V3', 'VIN'}
+    pinrecs = []          # dict(ref, number, net, E, L, direction, kind)
+    bodies = []           # symbol bounding boxes (schematic coordinates)
+    for p in design.PARTS:
+        ref = p['ref']
+        sx, sy = placements[ref]
         s = getsym(p['sym'])
-        place_symbol(p['sym'], ref, p['value'], sx, sy, 0, fields, p['fp'], in_bom=p.get('bom', True))
+        bx0, by0, bx1, by1 = sym_bbox(s)
+        flip = srot[ref] == 180
+        if flip:
+            bx0, by0, bx1, by1 = -bx1, -by1, -bx0, -by0
+        bodies.append((sx + bx0, sy - by1, sx + bx1, sy - by0))
         pins = sym_pins(s)
         done = set()
         for number, net in p['pins'].items():
             px, py, ang, kind, pname = pins[number]
-            ex, ey = sx + px, sy - py
+            if flip:
+                px, py, ang = -px, -py, (ang + 180) % 360
+            ex, ey = round(sx + px, 4), round(sy - py, 4)
             if (ex, ey) in done:
                 continue          # stacked pins (same net) share one wire
             done.add((ex, ey))
-            if net is None:
-                if kind != 'no_connect':
-                    noconnect(ex, ey)
-                continue
             d = {0: (-1, 0), 180: (1, 0), 90: (0, 1), 270: (0, -1)}[ang]
             direction = {(-1, 0): 'left', (1, 0): 'right', (0, 1): 'down', (0, -1): 'up'}[d]
-            lx, ly = ex + d[0] * G, ey + d[1] * G
-            wire(ex, ey, lx, ly)
-            if net in ('GND', '+3V3'):
-                power(net, lx, ly, direction)
-            else:
-                label(net, lx, ly, direction)
-            if net in flag_nets and net not in flagged:
-                flagged.add(net)
-                fx, fy = lx + d[0] * G, ly + d[1] * G
-                wire(lx, ly, fx, fy)
-                power('PWR_FLAG', fx, fy, direction)
+            pinrecs.append(dict(ref=ref, number=number, net=net, E=(ex, ey), d=d,
+                                L=(round(ex + d[0] * G, 4), round(ey + d[1] * G, 4)), direction=direction,
+                                kind=kind))
         for number, (px, py, ang, kind, pname) in pins.items():
             if number not in p['pins'] and kind != 'no_connect' and not (p['ref'] == 'U1'):
                 raise SystemExit('%s pin %s (%s) has no net in design.py' % (ref, number, pname))
+
+    # segments already drawn: (net, (x1, y1), (x2, y2)); stubs first, then the power flags
+    segs = [(r['net'], r['E'], r['L']) for r in pinrecs if r['net'] is not None]
+    flag_at = {}
+    for r in pinrecs:
+        if r['net'] in flag_nets and r['net'] not in flag_at:
+            f = (r['L'][0] + r['d'][0] * G, r['L'][1] + r['d'][1] * G)
+            flag_at[r['net']] = (r, f)
+            segs.append((r['net'], r['L'], f))
+    points = [(r['net'], r['E']) for r in pinrecs] + [(r['net'], r['L']) for r in pinrecs if r['net']]
+
+    def on_seg(pt, a, b):
+        (x, y), (x1, y1), (x2, y2) = pt, a, b
+        if abs(x1 - x2) < 1e-6:
+            return abs(x - x1) < 1e-6 and min(y1, y2) - 1e-6 <= y <= max(y1, y2) + 1e-6
+        return abs(y - y1) < 1e-6 and min(x1, x2) - 1e-6 <= x <= max(x1, x2) + 1e-6
+
+    def overlap(a, b, c, d):
+        """collinear overlap of two axis-parallel segments (more than a point)"""
+        if abs(a[0] - b[0]) < 1e-6 and abs(c[0] - d[0]) < 1e-6 and abs(a[0] - c[0]) < 1e-6:
+            lo, hi = max(min(a[1], b[1]), min(c[1], d[1])), min(max(a[1], b[1]), max(c[1], d[1]))
+            return hi - lo > 1e-6
+        if abs(a[1] - b[1]) < 1e-6 and abs(c[1] - d[1]) < 1e-6 and abs(a[1] - c[1]) < 1e-6:
+            lo, hi = max(min(a[0], b[0]), min(c[0], d[0])), min(max(a[0], b[0]), max(c[0], d[0]))
+            return hi - lo > 1e-6
+        return False
+
+    def seg_ok(net, a, b, extra):
+        if abs(a[0] - b[0]) > 1e-6 and abs(a[1] - b[1]) > 1e-6:
+            return False
+        for n, pt in points:
+            if n != net and on_seg(pt, a, b):
+                return False
+        for n, c, d in segs + extra:
+            if n == net:
+                if overlap(a, b, c, d):
+                    return False       # no doubled wires of the same net either
+                continue
+            if overlap(a, b, c, d) or on_seg(c, a, b) or on_seg(d, a, b) or on_seg(a, c, d) or on_seg(b, c, d):
+                return False
+        x0, x1 = min(a[0], b[0]), max(a[0], b[0])
+        y0, y1 = min(a[1], b[1]), max(a[1], b[1])
+        for (bx0, by0, bx1, by1) in bodies:   # wires stay outside every symbol (and its pins)
+            if x0 < bx1 + 0.6 and x1 > bx0 - 0.6 and y0 < by1 + 0.6 and y1 > by0 - 0.6:
+                return False
+        return True
+
+    def path_ok(net, pts, extra):
+        new = []
+        for a, b in zip(pts, pts[1:]):
+            if a == b:
+                continue
+            if not seg_ok(net, a, b, extra + new):
+                return None
+            new.append((net, a, b))
+        return new
+
+    def candidates(P, Q):
+        out = [[P, (Q[0], P[1]), Q], [P, (P[0], Q[1]), Q]]
+        for k in range(0, 12):
+            for sgn in (1, -1):
+                mx = snap((P[0] + Q[0]) / 2) + sgn * k * 1.27
+                my = snap((P[1] + Q[1]) / 2) + sgn * k * 1.27
+                out.append([P, (mx, P[1]), (mx, Q[1]), Q])
+                out.append([P, (P[0], my), (Q[0], my), Q])
+        return out
+
+    wired = set()
+    why = {}
+    MAXLEN = 60.0
+    bynet = {}
+    for r in pinrecs:
+        if r['net'] and r['net'] not in ('GND', '+3V3'):
+            bynet.setdefault(r['net'], []).append(r)
+    labelled = set()
+    for net in sorted(bynet, key=lambda n: len(bynet[n])):
+        rs = bynet[net]
+        labelled.add(id(rs[0]))          # every net keeps its name on one pin
+        if len(rs) < 2:
+            continue
+        tree = [rs[0]['L']]
+        rest = rs[1:]
+        new = []
+        while rest:
+            opts = sorted(((abs(r['L'][0] - t[0]) + abs(r['L'][1] - t[1]), k, r, t)
+                           for k, r in enumerate(rest) for t in tree), key=lambda x: (x[0], x[1]))
+            dist, _, r, t = opts[0]
+            got = None
+            if dist <= MAXLEN:
+                for cand in sorted(candidates(r['L'], t), key=lambda c: sum(abs(a[0] - b[0]) + abs(a[1] - b[1])
+                                                                          for a, b in zip(c, c[1:]))):
+                    got = path_ok(net, cand, new)
+                    if got is not None:
+                        break
+            rest.remove(r)
+            if got is None:
+                labelled.add(id(r))           # too far or blocked: this pin gets a label
+                why.setdefault(net, []).append('%s.%s' % (r['ref'], r['number']))
+                continue
+            new += got
+            for _, a, b in got:
+                tree += [a, b]
+        segs.extend(new)
+        points.extend((net, pt) for _, a, b in new for pt in (a, b))
+        if new:
+            wired.add(net)
+
+    # --- emit: stubs, wires, junctions, labels / power symbols, flags, no-connects ----------------
+    for r in pinrecs:
+        if r['net'] is None:
+            if r['kind'] != 'no_connect':
+                noconnect(*r['E'])
+            continue
+        wire(r['E'][0], r['E'][1], r['L'][0], r['L'][1])
+        if r['net'] in ('GND', '+3V3'):
+            power(r['net'], r['L'][0], r['L'][1], r['direction'])
+        elif id(r) in labelled:
+            label(r['net'], r['L'][0], r['L'][1], r['direction'])
+    for net, (r, f) in flag_at.items():
+        wire(r['L'][0], r['L'][1], f[0], f[1])
+        power('PWR_FLAG', f[0], f[1], r['direction'])
+    ends = {}
+    for net, a, b in segs:
+        if net in wired and not any(a == r['E'] for r in pinrecs):
+            wire(a[0], a[1], b[0], b[1])
+        for pt in (a, b):
+            ends[(net, pt)] = ends.get((net, pt), 0) + 1
+    for (net, pt), n in ends.items():
+        if n >= 3:
+            items.append(['junction', ['at', num(pt[0]), num(pt[1])], ['diameter', '0'], ['color', '0', '0', '0', '0'],
+                          U('sch', 'junction', pt[0], pt[1])])
+    print('schematic: %d of %d nets drawn with wires; %d pins reach their net by a label only'
+          % (len(wired), len(bynet), sum(len(v) for v in why.values())))
+    if os.environ.get('MEP_SCH_DEBUG'):
+        print(why)
 
     notes = [
         'MEP connector J1 (pin-out of the original dabbler.dk module J6; NOT the official numbering):',
