@@ -10,7 +10,8 @@
 #      -> 400 {'error': text, 'fields': {key: message in words}}: nothing of it is saved
 #      -> 403 {'error': text, 'fields': {'current_password': ...}}: password needed or wrong
 # Only the keys of the named section are taken; an empty secret keeps the stored value.
-from web import auth
+from microdot import send_file
+from web import auth, server
 from web.guard import GUARDED, CLEARABLE, guarded_changes, password_ok
 
 # id, title, keys (one text table: tuples of tuples cost more heap)
@@ -126,3 +127,14 @@ async def save_config(ctx, request):
         ctx.log('web: protected settings changed with the password: %s' % ', '.join(guarded))
     return {'ok': True, 'changed': changed,
             'restart': any(k in RESTART for k in changed)}, 200, {'Cache-Control': 'no-store'}
+
+
+async def settings_page(ctx, request):
+    """The page built at build time (tools/build_web.py): the browser fills it from the API."""
+    path = server.static_dir() + '/settings.html.gz'
+    try:
+        f = open(path, 'rb')
+    except OSError:
+        return server.error(request, 404, 'page not built (run ./dev build-web)')
+    return send_file(path, content_type='text/html; charset=UTF-8', stream=f,
+                     compressed=True, max_age=0)

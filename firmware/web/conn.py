@@ -30,9 +30,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 # (not on the JSON the dashboard polls: ~300 bytes less each time)
 SECURITY = (('X-Content-Type-Options', 'nosniff'), ('Referrer-Policy', 'same-origin'))
 PAGE_SECURITY = (('Content-Security-Policy', CSP), ('X-Frame-Options', 'DENY'))
-REASON = {400: 'Bad Request', 408: 'Request Timeout', 411: 'Length Required',
-          413: 'Payload Too Large', 414: 'URI Too Long', 431: 'Request Header Fields Too Large',
-          503: 'Service Unavailable'}
 
 
 class Body:
@@ -70,24 +67,6 @@ class Body:
             return await asyncio.wait_for(self.reader.read(n), READ_MS / 1000)
         except asyncio.TimeoutError:
             raise OSError(110, 'the upload stalled')
-
-
-class _Writer:
-    """awrite/aclose on CPython's StreamWriter (MicroPython's Stream has them)."""
-
-    def __init__(self, w):
-        self.w = w
-
-    def get_extra_info(self, name):
-        return self.w.get_extra_info(name)
-
-    async def awrite(self, b):
-        self.w.write(b)
-        await self.w.drain()
-
-    async def aclose(self):
-        self.w.close()
-        await self.w.wait_closed()
 
 
 async def _read(reader, t0):
@@ -176,8 +155,8 @@ async def reply(reader, writer, status, text):
     """A short plain-text answer from this layer; then what the client still sends is
     read for a moment, so that closing does not reset the connection before it is read."""
     body = (text + '\n').encode()
-    hdr = ['HTTP/1.0 %d %s\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: %d\r\n'
-           'Cache-Control: no-store\r\nConnection: close\r\n' % (status, REASON[status], len(body))]
+    hdr = ['HTTP/1.0 %d Refused\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: '
+           '%d\r\nCache-Control: no-store\r\nConnection: close\r\n' % (status, len(body))]
     if status == 503:
         hdr.append('Retry-After: 2\r\n')
     for k, v in SECURITY:
@@ -199,8 +178,9 @@ def handler(app, streamed, log=None):
     busy = app.conn_stats = [0, 0, 0]
 
     async def conn(reader, writer):
-        if not hasattr(writer, 'awrite'):
-            writer = _Writer(writer)
+        if not hasattr(writer, 'awrite'):              # CPython
+            from web.cpywriter import Writer
+            writer = Writer(writer)
         t0 = ticks_ms()
         if busy[0] >= MAX_CONN:
             busy[2] += 1

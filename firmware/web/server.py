@@ -60,7 +60,7 @@ GET /api/log tinker api_log
 GET /api/link tinker api_link
 POST /api/mep tinker api_mep
 GET /config cfg config_page
-GET /settings server settings_page
+GET /settings cfgapi settings_page
 GET /api/config cfgapi get_config
 POST /api/config cfgapi save_config
 POST /config cfg config_save
@@ -255,17 +255,6 @@ def _columns(cols):
         yield ']'
         sep = ','
     yield '}'
-
-
-async def settings_page(ctx, request):
-    """A page built at build time (tools/build_web.py): the browser fills it from the API."""
-    path = static_dir() + '/settings.html.gz'
-    try:
-        f = open(path, 'rb')
-    except OSError:
-        return error(request, 404, 'page not built (run ./dev build-web)')
-    return send_file(path, content_type='text/html; charset=UTF-8', stream=f,
-                     compressed=True, max_age=0)
 
 
 async def api_now(ctx, request):
