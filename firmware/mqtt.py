@@ -199,11 +199,11 @@ class Mqtt:
         self._ev.set()
 
     def publish_reading(self, reading):
+        if not self.enabled():
+            return
         per = self.periods
         if per is not None:
             per.feed(reading)
-        if not self.enabled():
-            return
         iv = int(_opt(self.cfg, 'mqtt_interval_s', 0) or 0) * 1000
         now = ticks_ms()
         if iv and self._last_pub is not None and ticks_diff(now, self._last_pub) < iv - iv // 10:
