@@ -7,8 +7,10 @@ GPIO plan (must match firmware/boards.py, profile 'mepdrawer'; checked by
 tests/host/test_board_netlist.py against the exported netlist):
   IO6  <- MAX3232 R1OUT   MEP RX (meter TXD, connector pin 2)
   IO7  -> MAX3232 T2IN    MEP TX (to meter RXD, connector pin 5)
-  IO5  -> MAX3232 T1IN    ENABLE, through T1OUT, diode D5 and R12 to connector pin 3 (GPIO low = enabled)
-  IO4  -> TPS22917 ON     RS-232 transceiver supply switch (GPIO high = transceiver powered)
+  IO5  -> MAX3232 T1IN    ENABLE, through T1OUT, diode D5 and R12 to connector pin 3 (GPIO low = enabled;
+                          R16 pull-up to the transceiver supply: off while the GPIO floats)
+  IO4  -> TPS22917 ON     RS-232 transceiver supply switch (GPIO high = transceiver powered; R11 3.3k
+                          pull-down: off from power-on, against the chip's ~45k weak pull-up)
   IO10 -> R10 -> LED D6   status LED, active high
   IO9  <- SW1 BOOT        active low (strapping pin; also the firmware's safe-mode button)
   IO18/IO19               USB D-/D+ (native USB serial/JTAG)

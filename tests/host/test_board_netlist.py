@@ -280,3 +280,44 @@ def test_mep_connector_pinout(netlist, mep):
     pwr = netlist.pin_net[(mep, '4')]
     diodes = [(r, p, f) for r, p, f in netlist.members(pwr) if r != mep]
     assert len(diodes) == 1 and netlist.parts[diodes[0][0]]['part'].startswith('D') and diodes[0][2] == 'A'
+
+
+# ---------------------------------------------------------------- board file checks (check.sh)
+
+def _board_check(tmp_path, edit=None):
+    sys.path.insert(0, KICAD)
+    import board_check
+    text = open(os.path.join(KICAD, 'mep-drawer.kicad_pcb')).read()
+    if edit:
+        text = edit(text)
+    path = tmp_path / 'board.kicad_pcb'
+    path.write_text(text)
+    return board_check.main(str(path))
+
+
+def test_board_passes_its_mechanical_checks(tmp_path, capsys):
+    assert _board_check(tmp_path) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'in SMD pads: 0' in out and 'outline: 70.00 x 28.00 mm' in out and 'M3 holes: 2' in out
+
+
+def test_board_check_catches_a_via_in_a_pad(tmp_path, capsys):
+    # a via on the module's 3V3 pad (U1 pin 3): the rev A fault
+    sys.path.insert(0, KICAD)
+    import board_check
+    from sexpr import parse, findall, find, unq
+    board = parse(open(os.path.join(KICAD, 'mep-drawer.kicad_pcb')).read())
+    u1 = next(fp for fp in findall(board, 'footprint')
+              if any(unq(p[1]) == 'Reference' and unq(p[2]) == 'U1' for p in findall(fp, 'property')))
+    pad = next(p for p in board_check.pads_of(u1) if p['number'] == '3')
+    via = '\n\t(via (at %.3f %.3f) (size 0.6) (drill 0.3) (layers "F.Cu" "B.Cu") (net 0))\n' % (pad['x'], pad['y'] + 0.3)
+    assert _board_check(tmp_path, lambda t: t.rstrip()[:-1] + via + ')\n') == 1
+    assert 'via(s) in SMD pads: U1.3' in capsys.readouterr().out
+
+
+def test_board_check_catches_a_wider_outline(tmp_path, capsys):
+    def widen(text):
+        assert '(start 158 99)\n\t\t(end 158 125)' in text
+        return text.replace('(start 158 99)\n\t\t(end 158 125)', '(start 159 99)\n\t\t(end 159 125)')
+    assert _board_check(tmp_path, widen) == 1
+    assert 'outline 71.00 x 28.00 mm is outside 70 x 28 mm' in capsys.readouterr().out
