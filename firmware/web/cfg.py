@@ -182,7 +182,8 @@ async def config_save(ctx, request):
         ctx.web_pending = [sid, keep] if keep and sid else None
         return page(ctx, request, 'Settings', '/config',
                     _body(ctx, request, form, errors), status=400)
-    ctx.web_pending = None
+    if kept:                             # stored now (another session's stay kept)
+        ctx.web_pending = None
     done = _changed(before, ctx.config.values)
     ctx.log('web: settings saved (%s)' % (', '.join(sorted(done)) or 'nothing changed'))
     if guarded:

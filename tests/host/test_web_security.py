@@ -572,6 +572,10 @@ def test_failed_save_keeps_the_typed_secrets(app):
     r = other.post('/config', {'csrf': other.token('/config'), 'hostname': 'mep-test2',
                                'fast_mode': 'on'})
     assert r.status == 200 and app.app.config['mqtt_password'] == ''
+    # and logging out drops them
+    assert app.app.web_pending is not None
+    h.post('/logout', {'csrf': h.token('/config')})
+    assert app.app.web_pending is None
 
 
 # --- 8: OTA downgrades -------------------------------------------------------------------------
