@@ -164,8 +164,8 @@ async def reply(reader, writer, status, text):
     hdr.append('\r\n')
     try:
         await asyncio.wait_for(writer.awrite(''.join(hdr).encode() + body), 2)
-        for _ in range(8):                  # at most 8 reads of 0.1 s
-            if not await asyncio.wait_for(reader.read(512), 0.1):
+        for _ in range(1 if status == 503 else 8):   # reads of at most 0.1 s (a 503 holds
+            if not await asyncio.wait_for(reader.read(512), 0.1):   # its socket briefly)
                 break
     except Exception:       # the client is gone or does not read: nothing more to do
         pass
