@@ -128,6 +128,8 @@ async def read_request(reader, t0):
         if not b:
             return None
         buf += b
+    if buf.find(b'\n') > MAX_LINE:
+        return 414, 'request line too long (max %d bytes)' % MAX_LINE
     if end > MAX_HEAD + 4:
         return 431, 'request headers too large (max %d bytes)' % MAX_HEAD
     head = buf[:end]

@@ -605,3 +605,53 @@ def test_login_back_off_per_client_and_bounded():
         login.failed(st, 'y%d' % (i % 6), t + i)
     assert login.retry_after(st, 'fresh', t + 40) == 0
     assert login.retry_after(st, 'x', t + login.FORGET_S * 1000 + 1) == 0 and 'x' not in st
+
+
+async def _read_request(data, eof=True):
+    """web/conn.read_request() on a real asyncio StreamReader fed with `data`."""
+    from web import conn
+    r = asyncio.StreamReader()
+    r.feed_data(data)
+    if eof:
+        r.feed_eof()
+    return await conn.read_request(r, compat.ticks_ms())
+
+
+async def test_request_limits_at_their_edges():
+    from web import conn
+    req = b'GET /x HTTP/1.1\r\nHost: h\r\n'
+    pad = conn.MAX_HEAD - len(req) - len(b'X: \r\n\r\n')
+    r = await _read_request(req + b'X: ' + b'a' * pad + b'\r\n\r\n')        # exactly at the limit
+    assert len(r) == 3 and r[2] == 0 and len(r[0]) == conn.MAX_HEAD
+    r = await _read_request(req + b'X: ' + b'a' * (pad + 600) + b'\r\n\r\n')
+    assert r[0] == 431
+    lines = b''.join(b'H%d: v\r\n' % i for i in range(conn.MAX_HEADERS - 1))   # + Host
+    assert len(await _read_request(req + lines + b'\r\n')) == 3
+    r = await _read_request(req + lines + b'One: more\r\n\r\n')
+    assert r[0] == 431 and 'header lines' in r[1]
+    line = b'GET /' + b'a' * (conn.MAX_LINE - 20) + b' HTTP/1.1\r\n'
+    assert len(await _read_request(line + b'\r\n')) == 3
+    r = await _read_request(b'GET /' + b'a' * conn.MAX_LINE + b' HTTP/1.1\r\n\r\n')
+    assert r[0] == 414
+    r = await _read_request(b'POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello+extra')
+    assert r[1] == b'hello' and r[2] == 5                       # the body, nothing after it
+    for bad, code in ((b'Content-Length: -1', 400), (b'Content-Length: 1e3', 400),
+                      (b'Content-Length: 12345678901', 400), (b'Transfer-Encoding: chunked', 411),
+                      (b'no colon here', 400)):
+        r = await _read_request(b'POST /x HTTP/1.1\r\n' + bad + b'\r\n\r\n')
+        assert r[0] == code, bad
+    assert await _read_request(b'GET /x HTT') is None           # the client went away
+    assert (await _read_request(b'GARBAGE\r\n\r\n'))[0] == 400
+    r = await _read_request(b'POST /x HTTP/1.1\r\nContent-Length: 9\r\n\r\nabc')
+    assert r is None                                            # body cut short
+
+
+def test_next_is_a_local_path_or_slash():
+    from web.login import local_path
+    for ok in ('/', '/config', '/config?tab=mqtt&x=1', '/tinker#log', '/a/b/c', '/%C3%A6'):
+        assert local_path(ok) == ok, ok
+    for bad in ('', 'config', '//evil.example', '/\\evil.example', '\\\\evil', '/\t/evil',
+                '/%09/evil', '/%0a/evil', '/%2f/evil', '/%2F%2Fevil', '/%5cevil', '/x%00y',
+                'https://evil.example', 'javascript:alert(1)', ' /x', '/x y', '/\n', '/x\r\n',
+                '/' + 'a' * 600, None, 5, '/%20/evil'):
+        assert local_path(bad) == '/', bad
