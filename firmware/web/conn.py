@@ -82,8 +82,17 @@ async def _read(reader, t0):
 def _length(head):
     """Content-Length of the head (0 without one), or (status, text) for a head refused."""
     lines = head.split(b'\n')
-    if len(lines[0].split()) != 3:
+    p = lines[0].split()
+    if len(p) != 3 or not p[2].startswith(b'HTTP/'):
         return 400, 'malformed request line'
+    try:
+        head.decode()
+        i = p[1].find(b'%')
+        while i >= 0:                      # Microdot's URL decoding raises on a bad escape
+            int(p[1][i + 1:i + 3], 16)
+            i = p[1].find(b'%', i + 3)
+    except (UnicodeError, ValueError):
+        return 400, 'malformed request (not UTF-8, or a bad %-escape in the URL)'
     if len(lines) - 3 > MAX_HEADERS:
         return 431, 'too many header lines (max %d)' % MAX_HEADERS
     n = 0
