@@ -85,7 +85,7 @@ H = {'R0603': 0.55, 'C0603': 0.9, 'C0805': 1.35, 'C1206': 1.8, 'C1210': 2.7, 'SO
 
 # EN (~SHDN) of the buck: VIN divider with hysteresis from +3V3, and a path from USB VBUS.
 #   R1 200k VIN->EN, R13 21.5k EN->GND, R15 110k +3V3->EN, R14 22k VBUS->EN.
-#   Meter only, output off: starts at 1.23 V x (1 + R1 / (R13 || R15)) ~ 14.9 V;
+#   Meter only, output off: starts at 1.25 V x (1 + R1 / (R13 || R15)) ~ 15 V;
 #   running (+3V3 up): stops when VIN falls to ~8.9 V; USB only (VIN ~4.6 V, VBUS >= 4.4 V): EN > 2 V.
 
 PARTS = [
@@ -120,10 +120,10 @@ PARTS = [
          pos=(150.5, 104.9, 0), h=H['SOT236'],
          desc='4-60 V in, 0.6 A, 0.7 MHz buck (X version: on-time stays above its minimum at 26 V in)'),
     c100n('C14', 'VIN', 'GND', (154.05, 104.9, 0), 'buck input, next to VIN'),
-    cap('C2', '2.2u 50V', C1206, 'GRM31CR71H225KA88L', 'VIN', 'GND', (156.7, 105.4, 90)),
+    cap('C2', '2.2u 50V', C1206, 'GRM31CR71H225KA88L', 'VIN', 'GND', (156.7, 105.7, 90)),
     dict(ref='D4', sym='Device:D_Schottky', value='PMEG6010CEH', fp='Diode_SMD:D_SOD-123F',
          mfr='Nexperia', mpn='PMEG6010CEH,115', pins={'1': 'BUCK_SW', '2': 'GND'},
-         pos=(154.5, 101.1, 0), h=H['SOD123F'], desc='catch diode'),
+         pos=(154.3, 102.2, 0), h=H['SOD123F'], desc='catch diode'),
     c100n('C3', 'BUCK_CB', 'BUCK_SW', (150.6, 101.2, 0), 'bootstrap'),
     dict(ref='L1', sym='Device:L', value='22u', fp='Inductor_SMD:L_Bourns-SRN4018',
          mfr='Bourns', mpn='SRN4018-220M', pins={'1': 'BUCK_SW', '2': '+3V3'},
