@@ -90,7 +90,7 @@ class App:
         """MQTT, alarms and e-mail: the app runs without them if a module is missing."""
         try:
             from mqtt import Mqtt
-            from periods import Periods
+            from ha import Periods
             self.mqtt = Mqtt(self.config, lambda: self.poller.info, log=self.log,
                              on_command=self._command, sys_fn=self._mqtt_sys,
                              periods=Periods(self.config, join(self.data_dir, 'periods.json')))

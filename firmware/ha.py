@@ -31,6 +31,7 @@
 # configs are built by hadisc.py, which mqtt.py imports only while it sends them.
 import json
 from binascii import unhexlify
+from compat import unload
 
 
 ENERGY_KEYS = ('e_in', 'e_out', 'eq_in', 'eq_out')
@@ -140,6 +141,63 @@ def reading_messages(cfg, base, r, last_energy, period=None):
     if period and last_energy.get('period') != period:
         last_energy['period'] = period
         yield base + '/period', json.dumps(period), True
+
+
+class Periods:
+    """Energy imported this hour / today / this month (B/period). Per reading only compares
+    the time with the bounds it holds; periods.py (with tz.py) is imported to compute new
+    bounds when a period ends (or the time zone settings change) and dropped again."""
+
+    def __init__(self, cfg, path=None):
+        self.cfg = cfg
+        self.path = path
+        self.st = None          # {key: [start, end, e0 or None, iso start]}
+        self._prev = None       # (time, e_in) of the previous reading
+        self._zkey = None
+
+    def feed(self, r):
+        t = r.get('time')
+        e = r.get('e_in')
+        if t is None or e is None or t < 1600000000:     # clock not set yet
+            return
+        t = int(t)
+        cfg = self.cfg
+        zkey = (_opt(cfg, 'timezone'), _opt(cfg, 'tz_offset_min'), _opt(cfg, 'dst'))
+        st = self.st
+        if zkey != self._zkey:
+            self._zkey = zkey
+            if st is not None:
+                st = {}
+        if st is None or len(st) < 3 or any(not (v[0] <= t < v[1]) for v in st.values()):
+            self.st = self._roll(st, t, e)
+        self._prev = (t, e)
+
+    def _roll(self, st, t, e):
+        import sys
+        mine = [n for n in ('periods', 'tz') if n not in sys.modules]
+        try:
+            import periods
+            return periods.roll(self.cfg, st, self.path, self._prev, t, e)
+        finally:
+            unload(*mine)
+
+    def values(self, r):
+        """{'h': Wh, 'h0': iso start, 'd': .., ..} for reading r: the known periods only;
+        None if none is known."""
+        t = r.get('time')
+        e = r.get('e_in')
+        if t is None or e is None or not self.st:
+            return None
+        out = None
+        for k in ('h', 'd', 'm'):
+            v = self.st.get(k)
+            if v is None or v[2] is None or not (v[0] <= t < v[1]):
+                continue
+            if out is None:
+                out = {}
+            out[k] = int(round(e - v[2]))
+            out[k + '0'] = v[3]
+        return out
 
 
 def parse_command(payload):

@@ -1,10 +1,13 @@
 # Energy imported this hour, today and this month, in local time (the configured zone, see
-# rule() and tz.py), for MQTT / Home Assistant. Each period's start value (the meter's e_in at the period start) is
-# taken live at the first reading of a new period, when the reading before it was recent,
-# and kept in a small file so a reboot within the period keeps it. When it is not known
-# (booted mid-period without a saved value, clock not set, readings missing around the
-# boundary) that period is not reported until the next one begins: a guess is never
-# published. The file is written at most once per hour.
+# rule() and tz.py), for MQTT / Home Assistant. ha.Periods (resident) does the per-reading
+# work with the period bounds it holds; this module (and tz.py) is imported only when a
+# period ends or at the first reading, to compute the next bounds, and dropped again.
+# Each period's start value (the meter's e_in at the period start) is taken live at the
+# first reading of a new period, when the reading before it was recent, and kept in a small
+# file so a reboot within the period keeps it. When it is not known (booted mid-period
+# without a saved value, clock not set, readings missing around the boundary) that period is
+# not reported until the next one begins: a guess is never published. The file is written
+# at most once per hour.
 import json
 
 from config import opt as _opt
@@ -68,71 +71,51 @@ def iso(t):
     return '%04d-%02d-%02dT%02d:%02d:%02d+00:00' % (y, m, d, s // 3600, s // 60 % 60, s % 60)
 
 
-class Periods:
-    def __init__(self, cfg, path=None):
-        self.cfg = cfg
-        self.path = path
-        self.st = {}            # key -> [start, e_in at start or None (not known)]
-        self._prev = None       # (time, e_in) of the previous reading
-        if path:
-            try:
-                with open(path) as f:
-                    d = json.load(f)
-                for k in KEYS:
-                    v = d.get(k)
-                    if isinstance(v, list) and len(v) == 2:
-                        self.st[k] = v
-            except (OSError, ValueError):
-                pass
+def period_end(cfg, key, start):
+    """UTC unix time at which the period that began at start ends (the next one begins)."""
+    z = zone(cfg)
+    if key == 'h':
+        return z.hour_start(start + 3600 + 1800)
+    if key == 'd':
+        return z.day_start(start + 26 * 3600)
+    return z.month_start(start + 32 * 86400)
 
-    def feed(self, r):
-        t = r.get('time')
-        e = r.get('e_in')
-        if t is None or e is None or t < MIN_TIME:
-            return
-        t = int(t)
-        prev = self._prev
-        self._prev = (t, e)
-        changed = False
+
+def load(path):
+    """The saved bounds: {key: [start, end, e0, iso start]} (empty when none)."""
+    st = {}
+    try:
+        with open(path) as f:
+            d = json.load(f)
         for k in KEYS:
-            start = period_start(self.cfg, k, t)
-            cur = self.st.get(k)
-            if cur is not None and cur[0] == start:
-                continue
-            e0 = None
-            if prev is not None and prev[0] < start and start - prev[0] <= GAP_S:
-                e0 = prev[1]            # the last value of the previous period
-            elif prev is not None and prev[0] == start:
-                e0 = prev[1]
-            self.st[k] = [start, e0]
-            changed = changed or e0 is not None
-        if changed:
-            self._save()
+            v = d.get(k)
+            if isinstance(v, list) and len(v) == 4:
+                st[k] = v
+    except (OSError, ValueError, TypeError, AttributeError):
+        pass
+    return st
 
-    def _save(self):
-        if not self.path:
-            return
+
+def roll(cfg, st, path, prev, t, e):
+    """New bounds for every period that does not hold t (st None: first call, read the
+    file). prev: (time, e_in) of the reading before, or None. Returns the new st."""
+    if st is None:
+        st = load(path) if path else {}
+    changed = False
+    for k in KEYS:
+        cur = st.get(k)
+        if cur is not None and cur[0] <= t < cur[1]:
+            continue
+        start = period_start(cfg, k, t)
+        e0 = None
+        if prev is not None and start - GAP_S <= prev[0] <= start:
+            e0 = prev[1]                # the last value of the previous period
+        st[k] = [start, period_end(cfg, k, start), e0, iso(start)]
+        changed = changed or e0 is not None
+    if changed and path:
         try:
             import atomic
-            atomic.write(self.path, json.dumps(self.st))
+            atomic.write(path, json.dumps(st))
         except Exception:
             pass
-
-    def values(self, r):
-        """{'h': Wh, 'h0': iso start, ...} for reading r, the known periods only; None if
-        none is known."""
-        t = r.get('time')
-        e = r.get('e_in')
-        if t is None or e is None:
-            return None
-        out = None
-        for k in KEYS:
-            cur = self.st.get(k)
-            if cur is None or cur[1] is None or cur[0] > t or \
-                    period_start(self.cfg, k, int(t)) != cur[0]:
-                continue
-            if out is None:
-                out = {}
-            out[k] = int(round(e - cur[1]))
-            out[k + '0'] = iso(cur[0])
-        return out
+    return st

@@ -796,9 +796,8 @@ async def test_publish_interval_thins_out_state_messages(broker, subs):
 
 
 async def test_period_energy_topic(broker, subs, tmp_path):
-    from periods import Periods
     cfg = make_cfg(broker.port, tz_offset_min=60, dst='eu')
-    per = Periods(cfg, str(tmp_path / 'periods.json'))
+    per = ha.Periods(cfg, str(tmp_path / 'periods.json'))
     m = mqtt.Mqtt(cfg, lambda: INFO, log=lambda s: None, periods=per)
     s = new_sub(subs, broker.port, 'mep/dev1/period')
     t0 = 1700002800 - 1       # 2023-11-14 22:59:59 UTC = 23:59:59 local (CET)

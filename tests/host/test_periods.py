@@ -8,7 +8,8 @@ import zoneinfo
 import pytest
 
 import periods
-from periods import Periods, period_start, utc_offset
+from ha import Periods
+from periods import period_start, period_end, utc_offset
 
 CPH = zoneinfo.ZoneInfo('Europe/Copenhagen')
 CFG = {'tz_offset_min': 60, 'dst': 'eu'}
@@ -99,4 +100,58 @@ def test_unset_clock_and_missing_energy_are_ignored():
     assert feed(p, 1000, 5) is None
     p.feed({'time': utc(2025, 1, 1), 'e_in': None})
     assert p.values({'time': None, 'e_in': 5}) is None
-    assert p.st == {}
+    assert not p.st
+
+
+@pytest.mark.parametrize('key', ['h', 'd', 'm'])
+def test_period_end_is_the_next_start(key):
+    t = utc(2024, 1, 1, 0, 17)
+    while t < utc(2026, 1, 1):
+        start = period_start(CFG, key, t)
+        end = period_end(CFG, key, start)
+        assert start <= t < end
+        assert period_start(CFG, key, end) == end and period_start(CFG, key, end - 1) == start
+        t += 5 * 3600 + 1234
+
+
+def test_helpers_are_loaded_only_when_a_period_ends(monkeypatch):
+    """Per reading nothing is imported; at a boundary periods.py and tz.py come and go."""
+    import sys
+    import compat
+    import periods as _p, tz as _tz
+    monkeypatch.setattr(compat, 'UNLOAD', True)
+    monkeypatch.setitem(sys.modules, 'periods', _p)      # put back afterwards
+    monkeypatch.setitem(sys.modules, 'tz', _tz)
+    del sys.modules['periods'], sys.modules['tz']
+    p = Periods(CFG)
+    t = utc(2025, 6, 10, 10, 59, 50)
+    imports = []
+    real = __builtins__['__import__'] if isinstance(__builtins__, dict) else __builtins__.__import__
+
+    def spy(name, *a, **kw):
+        if name in ('periods', 'tz'):
+            imports.append(name)
+        return real(name, *a, **kw)
+    monkeypatch.setattr('builtins.__import__', spy)
+    feed(p, t, 100)                                   # first reading: bounds computed
+    assert 'periods' in imports and 'periods' not in sys.modules and 'tz' not in sys.modules
+    imports.clear()
+    for i in range(1, 9):
+        feed(p, t + i, 100 + i)                       # same hour: nothing imported
+    assert imports == []
+    v = feed(p, t + 10, 110)                          # 11:00 UTC: a new hour
+    assert 'periods' in imports and v['h'] == 2      # from the reading at 10:59:58
+    assert 'periods' not in sys.modules and 'tz' not in sys.modules
+
+
+def test_time_zone_change_recomputes_the_bounds():
+    cfg = dict(CFG)
+    p = Periods(cfg)
+    t = utc(2025, 6, 10, 21, 59, 59)                  # 23:59:59 in Copenhagen (summer)
+    feed(p, t, 100)
+    v = feed(p, t + 1, 101)
+    assert v['d0'] == '2025-06-10T22:00:00+00:00'
+    cfg['timezone'] = 'Europe/London'                 # midnight is an hour later now
+    v = feed(p, t + 2, 102)
+    assert v is None or 'd' not in v                  # its start value is not known
+    assert p.st['d'][0] == utc(2025, 6, 9, 23)
