@@ -322,7 +322,7 @@ class Mqtt:
                 self._addr = (host, ai[0] if isinstance(ai, tuple) else host)
             s = await open_tcp(self._addr[1], port, self.connect_timeout * 1000)
         except Exception as e:
-            self._failed('cannot reach', e)
+            self._failed('TCP connect to', e)
             return False
         c = None
         try:
@@ -350,7 +350,6 @@ class Mqtt:
             if ack[3]:
                 raise MQTTRefused(ack[3])
             b.settimeout(self.io_timeout)
-            user = _opt(cfg, 'mqtt_user') or None
             c = self.factory(base.replace('/', '-'), self._addr[1], port=port, user=user,
                              password=None, keepalive=self.keepalive)
             c.sock = b
