@@ -122,27 +122,31 @@ async def setup(ctx, request):
     return redirect('/')
 
 
+def _answer(ctx, request, text, status=400):
+    """The password form's answer: JSON for the settings page (fetch with X-CSRF-Token),
+    a page for a plain form post."""
+    if request.headers.get('X-CSRF-Token'):
+        return ({'ok': True, 'note': text} if status == 200 else {'error': text}), status
+    return message(ctx, request, 'Password', text, status, ('/config', 'Back'))
+
+
 async def change_password(ctx, request):
     f = auth.safe_form(request)
     if f is None:
-        return message(ctx, request, 'Password', 'Send the password form.', 400)
+        return _answer(ctx, request, 'Send the password form.')
     wait = retry_after(fails(request), client_addr(request))
     if wait:
-        return message(ctx, request, 'Password', 'Too many wrong passwords: wait %d s.' % wait,
-                       429, ('/config', 'Back'))
+        return _answer(ctx, request, 'Too many wrong passwords: wait %d s.' % wait, 429)
     if not await ctx.config.check_password_async(f.get('old') or ''):
         failed(fails(request), client_addr(request))
-        return message(ctx, request, 'Password', 'The current password is wrong.', 400,
-                       ('/config', 'Back'))
+        return _answer(ctx, request, 'The current password is wrong.')
     if f.get('new') != f.get('new2'):
-        return message(ctx, request, 'Password', 'The two new passwords differ.', 400,
-                       ('/config', 'Back'))
+        return _answer(ctx, request, 'The two new passwords differ.')
     err = await ctx.config.set_password_async(f.get('new') or '')
     if err:
-        return message(ctx, request, 'Password', err['web_password_hash'], 400,
-                       ('/config', 'Back'))
+        return _answer(ctx, request, err['web_password_hash'])
     ctx.config.save()
     auth.end_all_sessions(ctx)        # every other browser has to log in again
     ctx.log('web: password changed (all sessions ended)')
     request.g.set_session = auth.make_session(ctx)
-    return message(ctx, request, 'Password', 'Password changed.', 200, ('/config', 'Back'))
+    return _answer(ctx, request, 'Password changed.', 200)

@@ -342,3 +342,33 @@ def test_settings_alarm_editor(server, browser):
     assert len(a) == 1 and a[0]['kind'] == 'export_above' and a[0]['threshold'] == 2500
     assert a[0]['enabled'] is True
     shot(browser, 'settings-alarms', ((390, 844),))
+
+
+def test_settings_password_and_backup_forms(server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.get(base + '/settings')
+    if '/login' in browser.current_url:
+        browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect'), 15, 'sections')
+    tok = browser.find_element(By.CSS_SELECTOR, 'input.csrf').get_attribute('value')
+    assert len(tok) == 32                          # the backup form can be posted
+
+    def change(old, new):
+        f = browser.find_element(By.ID, 'pwform')
+        for name, v in (('old', old), ('new', new), ('new2', new)):
+            e = f.find_element(By.NAME, name)
+            e.clear()
+            e.send_keys(v)
+        f.find_element(By.CSS_SELECTOR, 'button').click()
+        return wait(lambda: browser.find_element(By.ID, 'pwmsg').text, 15, 'password answer')
+    assert change('not the password', 'browser-new-pw-1') == 'The current password is wrong.'
+    wait(lambda: browser.execute_script("document.getElementById('pwmsg').textContent='';"
+                                        "return true;"), 5, 'reset')
+    assert change(PASSWORD, 'browser-new-pw-1') == 'Password changed.'
+    assert server.ctx.config.check_password('browser-new-pw-1')
+    browser.get(base + '/settings')                # still logged in (a new session)
+    wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect'), 15, 'sections again')
+    assert change('browser-new-pw-1', PASSWORD) == 'Password changed.'
+    assert server.ctx.config.check_password(PASSWORD)

@@ -236,7 +236,7 @@
   }
 
   // ---- settings restore ---------------------------------------------------------------
-  if (page === '/config') {
+  if (page === '/config' || page === '/settings') {
     $('restore').addEventListener('submit', function (ev) {
       ev.preventDefault();
       var f = $('rfile').files[0];
@@ -368,6 +368,7 @@
     getJSON('/api/config', function (j) {
       if (!j || !j.sections) { set('smsg', 'could not load the settings'); return; }
       csrf = j.csrf;
+      Array.prototype.forEach.call(document.querySelectorAll('input.csrf'), function (e) { e.value = csrf; });
       set('legacy', j.legacy_path);
       set('smsg', '');
       var box = $('sections');
@@ -390,6 +391,18 @@
 
   if (page === '/settings') {
     loadSettings();
+    $('pwform').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var f = ev.target, m = $('pwmsg');
+      var body = ['old', 'new', 'new2'].map(function (k) {
+        return k + '=' + encodeURIComponent(f.elements[k].value);
+      }).join('&');
+      post('/password', body, 'application/x-www-form-urlencoded', function (st, j) {
+        m.className = st === 200 ? 'ok' : 'err';
+        m.textContent = st === 200 ? j.note : (j.error || 'HTTP ' + st);
+        if (st === 200) f.reset();
+      });
+    });
     $('restartbtn').addEventListener('click', function () {
       if (!window.confirm('Restart the module now?')) return;
       fetch('/reboot', {method: 'POST', credentials: 'same-origin', headers: {'X-CSRF-Token': csrf}})
