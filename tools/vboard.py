@@ -46,6 +46,7 @@ READY_MARK = b'\x1b]vboard-boot-done\x07'    # printed once boot.py (and main.py
 SOFT_REBOOT = b'MPY: soft reboot\r\n'
 RAW_BANNER = b'raw REPL; CTRL-B to exit'
 PROMPT = b'>>> '
+OUT_MAX = 1 << 20      # output kept for a program that has the port open but reads slowly
 
 
 def micropython_cmd():
@@ -223,10 +224,12 @@ class VBoard:
 
     def start(self):
         os.makedirs(self.fs, exist_ok=True)
-        self.m_port, self.s_port = os.openpty()
-        tty.setraw(self.s_port)      # 8-bit clean both ways, as a USB serial adapter
+        self.m_port, s_port = os.openpty()
+        tty.setraw(s_port)           # 8-bit clean both ways, as a USB serial adapter
         os.set_blocking(self.m_port, False)
-        self.port = os.ttyname(self.s_port)
+        self.port = os.ttyname(s_port)
+        os.close(s_port)             # the port is 'open' while a program has it open
+        self._out = bytearray()      # output waiting for the program on the port to read it
         self._spawn(hard=True)
         self._thread = threading.Thread(target=self._pump, name='vboard', daemon=True)
         self._thread.start()
@@ -237,12 +240,11 @@ class VBoard:
         if self._thread is not None:
             self._thread.join(5)
         self._kill()
-        for fd in (getattr(self, 'm_port', None), getattr(self, 's_port', None)):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        if getattr(self, 'm_port', None) is not None:
+            try:
+                os.close(self.m_port)
+            except OSError:
+                pass
 
     def hard_reset(self):
         """Like pressing RESET (or a power cycle): restart, boot.py and main.py."""
@@ -323,12 +325,30 @@ class VBoard:
                 self.console.flush()
             except (OSError, ValueError):
                 pass
-        try:
-            os.write(self.m_port, bytes(out))
-        except BlockingIOError:
-            pass
-        except OSError:
-            pass
+        if self._connected():
+            # like USB serial: nothing is lost while a program has the port open (it may
+            # read slowly); with nobody listening the output is gone, as from a UART
+            self._out += out
+            if len(self._out) > OUT_MAX:
+                del self._out[:len(self._out) - OUT_MAX]
+            self._write_out()
+
+    def _connected(self):
+        p = select.poll()
+        p.register(self.m_port, select.POLLOUT)
+        ev = p.poll(0)          # nothing at all: open, its input queue full
+        return not (ev and ev[0][1] & select.POLLHUP)
+
+    def _write_out(self):
+        while self._out:
+            try:
+                n = os.write(self.m_port, self._out[:4096])
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._out = bytearray()
+                return
+            del self._out[:n]
 
     def _from_board(self, data):
         if RESET_MARK in data or (self._tail + data).find(RESET_MARK) >= 0:
@@ -424,11 +444,18 @@ class VBoard:
                 p = self.proc
                 if p is None:
                     return
-                fds = [self.m_port, self.m_mp]
+                connected = self._connected()
+                if not connected:
+                    self._out = bytearray()
+                # the port only while a program has it open (else it reports a hang-up)
+                fds = [self.m_port, self.m_mp] if connected else [self.m_mp]
                 try:
-                    r, _, _ = select.select(fds, [], [], 0.01 if self._held else 0.1)
+                    r, w, _ = select.select(fds, [self.m_port] if connected and self._out
+                                            else [], [], 0.01 if self._held else 0.1)
                 except (OSError, ValueError):
-                    r = []
+                    r = w = []
+                if w:
+                    self._write_out()
                 if self.m_mp in r:
                     try:
                         data = os.read(self.m_mp, 4096)

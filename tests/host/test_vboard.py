@@ -185,6 +185,15 @@ def test_soft_and_hard_reset_like_a_board(tmp_path):
         n = len(log.read_bytes())
         s.write(b'print(6 * 7)\r')
         wait_for(lambda: b'42\r\n>>> ' in log.read_bytes()[n:], 20, 'an answer')
+        # a program that reads slowly loses nothing (as with USB serial)
+        s.reset_input_buffer()
+        s.write(b"print('ab' * 40000)\r")
+        time.sleep(1.5)
+        got = b''
+        t0 = time.monotonic()
+        while not got.endswith(b'>>> ') and time.monotonic() - t0 < 20:
+            got += s.read(4096)
+        assert got.count(b'ab') >= 40000 and b'ab' * 40000 + b'\r\n>>> ' in got
         n = len(log.read_bytes())
         s.write(b'\x04')                          # soft reset from the friendly REPL
         wait_for(lambda: re.search(b'MPY: soft reboot\r\nboot ran\r\nmain ran',
