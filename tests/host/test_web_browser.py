@@ -81,7 +81,7 @@ def server():
     from tools import build_web
     static = os.path.join(ROOT, 'firmware', 'web', 'static')
     if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
-               ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.html')):
+               ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'settings.html')):
         build_web.build(skip_npm=True)
     d = tempfile.mkdtemp()
     s = Server(d)

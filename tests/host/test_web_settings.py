@@ -119,3 +119,6 @@ def test_settings_page_is_built_and_needs_a_login(app):
     assert 'data-page="/settings"' in page and '{{v}}' not in page
     assert '/static/app.js?v=' in page and 'id="sections"' in page
     assert "frame-ancestors 'none'" in r.headers['content-security-policy']
+    assert '/static/settings.js?v=' in page
+    r = h.get('/static/settings.js')
+    assert r.status == 200 and b'/api/config' in gzip.decompress(r.body)

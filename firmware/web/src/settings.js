@@ -1,0 +1,166 @@
+// MEP module web UI: the settings page (settings.html), filled from /api/config. Loaded after
+// app.js, whose helpers it uses (window.mep).
+(function () {
+  'use strict';
+  var mep = window.mep, $ = mep.$, esc = mep.esc, set = mep.set, post = mep.post,
+    getJSON = mep.getJSON, page = mep.page;
+  if (page !== '/settings') return;
+
+  // ---- settings (static page, JSON API): one form per section, saved on its own -------------
+  function fieldHtml(f) {
+    var k = f.key, id = 'f-' + k, h = '<div class="f" id="w-' + k + '">', lab = '<b>' + esc(f.label) + '</b>';
+    if (f.type === 'bool') {
+      h += '<label class="chk"><input type="checkbox" name="' + k + '"' + (f.value ? ' checked' : '') + '> ' + lab + '</label>';
+    } else if (f.type === 'choice') {
+      h += '<label>' + lab + ' <select name="' + k + '">' + f.options.map(function (o) {
+        return '<option' + (o === f.value ? ' selected' : '') + '>' + esc(o) + '</option>';
+      }).join('') + '</select></label>';
+    } else if (f.type === 'alarms') {
+      h += '<b>' + esc(f.label) + '</b><div class="alarms" data-max="' + f.max_items + '">' +
+        (f.value || []).map(alarmRow).join('') + '</div><button type="button" class="add-alarm">Add an alarm</button>';
+    } else if (f.type === 'secret') {
+      h += '<label>' + lab + ' <small class="' + (f.set ? 'ok">set' : 'muted">not set') + '</small> <input type="password" name="' +
+        k + '" autocomplete="new-password" placeholder="' + (f.set ? 'empty: keep' : '') + '"></label>';
+      if (f.clearable) h += '<label class="chk"><input type="checkbox" name="clear_' + k + '"> clear</label>';
+    } else if (f.type === 'int') {
+      h += '<label>' + lab + ' <input type="number" name="' + k + '" value="' + esc(f.value) + '" min="' + f.min + '" max="' + f.max + '"></label>';
+    } else {
+      h += '<label>' + lab + ' <input name="' + k + '" value="' + esc(f.value) + '"></label>';
+    }
+    h += '<p class="err" id="e-' + k + '" hidden></p>';
+    if (f.help) h += '<small>' + esc(f.help) + '</small> ';
+    if (f.restart) h += '<small>Takes effect after a restart.</small>';
+    return h + '</div>';
+  }
+
+  // alarms: one row each, in words (kinds and units from alarms.py)
+  var KINDS = [['power_above', 'Power above', 'W'], ['energy_today_above', 'Energy today above', 'Wh'],
+    ['export_above', 'Export above', 'W']];
+  function num(name, label, v, unit) {
+    return '<label>' + label + ' <input type="number" min="0" step="any" data-a="' + name + '" value="' +
+      esc(v == null ? '' : v) + '">' + (unit ? '<small>' + unit + '</small>' : '') + '</label>';
+  }
+  function alarmRow(a) {
+    a = a || {kind: 'power_above', threshold: 5000, seconds: 60, hysteresis: 0, repeat_min: 60, enabled: true};
+    var unit = 'W';
+    KINDS.forEach(function (k) { if (k[0] === a.kind) unit = k[2]; });
+    return '<div class="alarm"><label>Alarm when <select data-a="kind">' + KINDS.map(function (k) {
+      return '<option value="' + k[0] + '"' + (k[0] === a.kind ? ' selected' : '') + '>' + k[1] + ' (' + k[2] + ')</option>';
+    }).join('') + '</select></label>' + num('threshold', 'Threshold', a.threshold, unit) +
+      num('seconds', 'for at least', a.seconds, 's') + num('hysteresis', 'Hysteresis', a.hysteresis, unit) +
+      num('repeat_min', 'Repeat after', a.repeat_min, 'min') +
+      '<label class="chk"><input type="checkbox" data-a="enabled"' + (a.enabled === false ? '' : ' checked') +
+      '> on</label><button type="button" class="del-alarm">Remove</button></div>';
+  }
+  function alarmValues(box) {
+    return Array.prototype.map.call(box.querySelectorAll('.alarm'), function (row) {
+      var d = {};
+      Array.prototype.forEach.call(row.querySelectorAll('[data-a]'), function (el) {
+        var k = el.getAttribute('data-a');
+        d[k] = el.type === 'checkbox' ? el.checked : (el.tagName === 'SELECT' ? el.value :
+          (el.value === '' ? null : Number(el.value)));
+      });
+      return d;
+    });
+  }
+  document.addEventListener('click', function (ev) {
+    var t = ev.target;
+    if (t.classList.contains('add-alarm')) {
+      var box = t.previousSibling;
+      if (box.children.length >= Number(box.getAttribute('data-max'))) return;
+      box.insertAdjacentHTML('beforeend', alarmRow(null));
+    } else if (t.classList.contains('del-alarm')) t.parentNode.parentNode.removeChild(t.parentNode);
+  });
+
+  function sectionForm(sec) {
+    var guarded = sec.fields.some(function (f) { return f.guarded; });
+    var h = '<form class="box sect" data-id="' + sec.id + '"><h2>' + esc(sec.title) + '</h2>' +
+      sec.fields.map(fieldHtml).join('');
+    if (guarded) h += '<div class="f"><label><b>Current web password</b> <input type="password" name="current_password" ' +
+      'autocomplete="current-password"></label><p class="err" id="e-current_password-' + sec.id + '" hidden></p>' +
+      '<small>Needed when a key, a public switch or the accepted host names change.</small></div>';
+    return h + '<button class="save">Save ' + esc(sec.title) + '</button><p class="smsg"></p></form>';
+  }
+
+  function saveSection(form, sec) {
+    var values = {}, clear = [], msg = form.querySelector('.smsg');
+    sec.fields.forEach(function (f) {
+      var el = form.elements[f.key];
+      $('e-' + f.key).hidden = true;
+      if (f.type === 'bool') values[f.key] = el.checked;
+      else if (f.type === 'secret') {
+        if (el.value) values[f.key] = el.value;
+        var c = form.elements['clear_' + f.key];
+        if (c && c.checked) clear.push(f.key);
+      } else if (f.type === 'alarms') {
+        values[f.key] = alarmValues(form.querySelector('.alarms'));
+      } else values[f.key] = el.value;
+    });
+    var body = {section: sec.id, values: values, clear: clear}, pw = form.elements.current_password;
+    if (pw && pw.value) body.current_password = pw.value;
+    msg.className = 'smsg'; msg.textContent = 'saving...';
+    post('/api/config', JSON.stringify(body), 'application/json', function (st, j) {
+      if (st === 200) {
+        msg.className = 'smsg ok';
+        msg.textContent = 'Saved.' + (j.changed.length ? '' : ' (nothing changed)');
+        if (j.restart) $('restart').hidden = false;
+        if (pw) pw.value = '';
+        loadSettings(sec.id);
+        return;
+      }
+      msg.className = 'smsg err';
+      msg.textContent = j.error || ('HTTP ' + st);     // typed values stay in the form
+      var fl = j.fields || {};
+      for (var k in fl) {
+        var e = $('e-' + k) || $('e-' + k + '-' + sec.id);
+        if (e) { e.textContent = fl[k]; e.hidden = false; }
+      }
+    });
+  }
+
+  function loadSettings(only) {
+    getJSON('/api/config', function (j) {
+      if (!j || !j.sections) { set('smsg', 'could not load the settings'); return; }
+      mep.setCsrf(j.csrf);
+      Array.prototype.forEach.call(document.querySelectorAll('input.csrf'), function (e) { e.value = j.csrf; });
+      set('legacy', j.legacy_path);
+      set('smsg', '');
+      var box = $('sections');
+      j.sections.forEach(function (sec) {
+        var old = box.querySelector('form[data-id="' + sec.id + '"]');
+        if (only && old && sec.id !== only) return;          // other sections keep what is typed
+        var div = document.createElement('div');
+        div.innerHTML = sectionForm(sec);
+        var form = div.firstChild;
+        form.addEventListener('submit', function (ev) { ev.preventDefault(); saveSection(form, sec); });
+        if (old) {
+          var m = old.querySelector('.smsg');
+          form.querySelector('.smsg').className = m.className;
+          form.querySelector('.smsg').textContent = m.textContent;
+          box.replaceChild(form, old);
+        } else box.appendChild(form);
+      });
+    });
+  }
+
+  if (page === '/settings') {
+    loadSettings();
+    $('pwform').addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var f = ev.target, m = $('pwmsg');
+      var body = ['old', 'new', 'new2'].map(function (k) {
+        return k + '=' + encodeURIComponent(f.elements[k].value);
+      }).join('&');
+      post('/password', body, 'application/x-www-form-urlencoded', function (st, j) {
+        m.className = st === 200 ? 'ok' : 'err';
+        m.textContent = st === 200 ? j.note : (j.error || 'HTTP ' + st);
+        if (st === 200) f.reset();
+      });
+    });
+    $('restartbtn').addEventListener('click', function () {
+      if (!window.confirm('Restart the module now?')) return;
+      fetch('/reboot', {method: 'POST', credentials: 'same-origin', headers: {'X-CSRF-Token': mep.csrf()}})
+        .then(function () { $('restart').innerHTML = '<p>Restarting: reload this page in about 20 seconds.</p>'; });
+    });
+  }
+})();
