@@ -43,6 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_FS = os.path.join(ROOT, 'build', 'vboard', 'fs')
 RESET_MARK = b'\x1b]vboard-hard-reset\x07'   # printed by machine.reset() in the board
 READY_MARK = b'\x1b]vboard-boot-done\x07'    # printed once boot.py (and main.py) finished
+STARTED_MARK = b'\x1b]vboard-started\x07'    # printed once Ctrl-C can interrupt (SIGINT)
+INTR_AFTER_S = 0.05     # Ctrl-C becomes SIGINT once the interpreter is this long not reading
 SOFT_REBOOT = b'MPY: soft reboot\r\n'
 RAW_BANNER = b'raw REPL; CTRL-B to exit'
 PROMPT = b'>>> '
@@ -70,7 +72,9 @@ def parse_size(text):
 # '/', machine.reset() becomes a hard reset of the virtual board, then boot.py (and main.py
 # on a hard reset or a soft reset from the friendly REPL) run as on a board.
 STARTUP = r'''
-import os, sys
+import sys
+sys.stdout.write(%(started)r)
+import os
 def _vb_setup():
     os.umount('/')
     os.mount(os.VfsPosix(%(fs)r), '/')
@@ -267,7 +271,7 @@ class VBoard:
         a[3] = termios.ICANON
         termios.tcsetattr(s_mp, termios.TCSANOW, a)
         self.s_mp = s_mp
-        code = STARTUP % {'fs': self.fs, 'frozen': self.frozen, 'reset': RESET_MARK.decode(),
+        code = STARTUP % {'started': STARTED_MARK.decode(), 'fs': self.fs, 'frozen': self.frozen, 'reset': RESET_MARK.decode(),
                           'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode()}
         cmd = [self.cmd]
         if self.heapsize:
@@ -282,6 +286,9 @@ class VBoard:
         self._raw = False
         self._held = b''              # input held while the interpreter is not reading
         self._sigint_at = 0.0
+        self._started = False         # its Ctrl-C handler is in place
+        self._intr = False            # a Ctrl-C waiting to be delivered
+        self._cooked_since = None     # since when it has not been reading its REPL
         self._reset_seen = False
         self._after_ready = b''
         self._cr = False
@@ -351,6 +358,9 @@ class VBoard:
             del self._out[:n]
 
     def _from_board(self, data):
+        if STARTED_MARK in data:
+            self._started = True
+            data = data.replace(STARTED_MARK, b'')
         if RESET_MARK in data or (self._tail + data).find(RESET_MARK) >= 0:
             self._reset_seen = True
             data = data.replace(RESET_MARK, b'')
@@ -388,21 +398,39 @@ class VBoard:
     def _from_port(self, data):
         for i in range(len(data)):
             b = data[i:i + 1]
-            if b == b'\x03' and not self._reading_repl() and self.proc is not None \
-                    and not self._raw_restart:
+            if b == b'\x03' and not (self._booted and not self._raw_restart and
+                                     self._reading_repl()):
+                # not at its REPL: an interrupt for the running code (decided in _interrupt)
+                self._intr = True
                 self._held = b''          # a board's interrupt drops what was typed ahead
-                # one SIGINT at a time: the unix port exits on a second one that arrives
-                # before it raised KeyboardInterrupt for the first
-                now = time.monotonic()
-                if now - self._sigint_at > 0.3:
-                    self._sigint_at = now
-                    try:
-                        os.kill(self.proc.pid, signal.SIGINT)
-                    except OSError:
-                        pass
                 continue
             self._held += b
         self._flush_held()
+
+    def _interrupt(self):
+        """Deliver a pending Ctrl-C: as a character once the REPL reads again, else as SIGINT
+        when the interpreter has been running code for INTR_AFTER_S (not just between two
+        REPL lines, where the unix port has no handler and SIGINT would kill it)."""
+        now = time.monotonic()
+        if self._reading_repl():
+            self._cooked_since = None
+            if self._intr and self._booted and not self._raw_restart:
+                self._intr = False
+                self._held = b'\x03' + self._held
+            return
+        if self._cooked_since is None:
+            self._cooked_since = now
+        if not self._intr or not self._started or now - self._cooked_since < INTR_AFTER_S:
+            return
+        self._intr = False
+        # one SIGINT at a time: the unix port exits on a second one that arrives before it
+        # raised KeyboardInterrupt for the first
+        if now - self._sigint_at > 0.3 and self.proc is not None:
+            self._sigint_at = now
+            try:
+                os.kill(self.proc.pid, signal.SIGINT)
+            except OSError:
+                pass
 
     def _flush_held(self):
         if self._held and self._booted and not self._raw_restart and self._reading_repl():
@@ -451,7 +479,8 @@ class VBoard:
                 fds = [self.m_port, self.m_mp] if connected else [self.m_mp]
                 try:
                     r, w, _ = select.select(fds, [self.m_port] if connected and self._out
-                                            else [], [], 0.01 if self._held else 0.1)
+                                            else [], [], 0.01 if self._held or self._intr
+                                            else 0.1)
                 except (OSError, ValueError):
                     r = w = []
                 if w:
@@ -470,6 +499,7 @@ class VBoard:
                         data = b''
                     if data:
                         self._from_port(data)
+                self._interrupt()
                 self._flush_held()
                 if p.poll() is not None:
                     self._exited()
