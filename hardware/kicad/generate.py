@@ -345,10 +345,10 @@ def write_schematic():
     # connector below it, so the wires show the signal flow (schematic mm, y down; 180 = flipped) ---
     SCH = {
         # power in, protection, buck converter
-        'D1': (52, 60, 180), 'D2': (66, 72, 0), 'C1': (78, 70, 0), 'C2': (86, 70, 0), 'C14': (94, 70, 0),
-        'R1': (104, 70, 0), 'R13': (112, 82, 0), 'R15': (112, 46, 0), 'R14': (100, 46, 0),
-        'U2': (135, 62, 0), 'C3': (157, 58, 0), 'D4': (168, 76, 0), 'L1': (174, 60, 0),
-        'R2': (186, 60, 0), 'R3': (186, 76, 0), 'C4': (198, 70, 0), 'C5': (206, 70, 0),
+        'D1': (52, 60, 180), 'D2': (66, 72, 0), 'C1': (78, 70, 0), 'C2': (90, 70, 0), 'C14': (102, 70, 0),
+        'R1': (112, 70, 0), 'R13': (120, 82, 0), 'R15': (120, 46, 0), 'R14': (108, 46, 0),
+        'U2': (144, 62, 0), 'C3': (166, 58, 0), 'D4': (177, 76, 0), 'L1': (184, 60, 0),
+        'R2': (197, 60, 0), 'R3': (197, 76, 0), 'C4': (210, 70, 0), 'C5': (220, 70, 0),
         # USB
         'J2': (40, 150, 0), 'R4': (66, 112, 0), 'R5': (72, 112, 0), 'U5': (88, 152, 0), 'D3': (80, 122, 180),
         # module and its parts
@@ -357,8 +357,8 @@ def write_schematic():
         'R9': (166, 144, 0), 'R10': (190, 172, 0), 'D6': (202, 180, 180),
         # transceiver, its supply switch, MEP connector
         'U4': (190, 112, 0), 'R11': (172, 108, 0), 'R17': (212, 116, 0), 'C13': (242, 116, 0), 'R16': (200, 150, 0),
-        'U3': (232, 160, 0), 'C9': (202, 140, 0), 'C10': (264, 140, 0), 'C11': (272, 150, 0), 'C12': (280, 156, 0),
-        'D5': (268, 162, 180), 'R12': (282, 160, 0), 'J1': (300, 168, 0),
+        'U3': (232, 160, 0), 'C9': (205, 141, 0), 'C10': (264, 140, 0), 'C11': (274, 150, 0), 'C12': (294, 150, 0),
+        'D5': (268, 162.56, 180), 'R12': (286, 164, 0), 'J1': (314, 168, 0),
         # test points and holes
         'TP1': (40, 196, 0), 'TP2': (50, 196, 0), 'TP3': (60, 196, 0), 'TP4': (70, 196, 0), 'TP5': (80, 196, 0),
         'H1': (100, 200, 0), 'H2': (110, 200, 0),
@@ -368,7 +368,7 @@ def write_schematic():
         raise SystemExit('generate.py: no schematic place for %s' % ', '.join(missing))
     placements = {ref: (snap(x), snap(y)) for ref, (x, y, r) in SCH.items()}
     srot = {ref: r for ref, (x, y, r) in SCH.items()}
-    page_w, page_h = 330.0, 212.0
+    page_w, page_h = 345.0, 212.0
 
     for p in design.PARTS:
         fields = [('Manufacturer', p.get('mfr', '')), ('MPN', p.get('mpn', ''))]
@@ -412,7 +412,8 @@ def write_schematic():
     # segments already drawn: (net, (x1, y1), (x2, y2)); stubs first, then the power flags
     segs = [(r['net'], r['E'], r['L']) for r in pinrecs if r['net'] is not None]
     flag_at = {}
-    for r in pinrecs:
+    prefer = {('C4', '1'), ('C4', '2'), ('C1', '1')}       # power flags where there is room
+    for r in sorted(pinrecs, key=lambda r: (r['ref'], r['number']) not in prefer):
         if r['net'] in flag_nets and r['net'] not in flag_at:
             f = (r['L'][0] + r['d'][0] * G, r['L'][1] + r['d'][1] * G)
             flag_at[r['net']] = (r, f)
