@@ -346,8 +346,12 @@ def check_entities(ha, report):
 
 @pytest.fixture
 def work():
+    """Working directory (HA config, logs, firmware data); MEP_KEEP_HA=1 keeps it."""
     d = tempfile.mkdtemp(prefix='mep-ha-')
     yield d
+    if not os.environ.get('MEP_KEEP_HA'):
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_real_home_assistant(work):
@@ -496,6 +500,7 @@ def test_real_home_assistant(work):
         assert report['silence']['link'] in ('no answer', 'starting'), report['silence']
     finally:
         print('\nHOME ASSISTANT REPORT ' + json.dumps(report, indent=1, default=str))
+        print('logs: %s (kept with MEP_KEEP_HA=1)' % work)
         if spy is not None:
             spy.close()
         if watcher is not None and watcher.poll() is None:
