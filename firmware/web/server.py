@@ -24,7 +24,7 @@ import compat
 import hmac_sha256
 from compat import ticks_ms
 from web import auth
-from web.conn import MAX_BODY, SECURITY, PAGE_SECURITY   # MAX_BODY: forms, JSON, backups
+from web.conn import MAX_BODY, MAX_HEAD, SECURITY, PAGE_SECURITY   # MAX_BODY: forms, JSON
 
 MAX_OTA = 3 * 1024 * 1024  # app bundles (streamed to flash)
 STREAMED = ('/api/ota',)
@@ -354,7 +354,7 @@ def _secure(response):
 def create_app(ctx):
     Request.max_content_length = MAX_OTA
     Request.max_body_length = MAX_BODY
-    Request.max_readline = 2048
+    Request.max_readline = MAX_HEAD + 2     # web/conn.py holds the head to MAX_HEAD
     app = Microdot()
     ctx.web_boot_host = ctx.config['hostname'].lower()
 
