@@ -64,7 +64,8 @@ def _field(ctx, f, posted, err, kept):
 
 def _body(ctx, request, posted=None, errors=None, note=None):
     errors = errors or {}
-    yield '<h1>Settings</h1>'
+    yield ('<h1>Settings</h1><p>The same settings by section, each saved on its own: '
+           '<a href="/settings">Settings</a>.</p>')
     if note:
         yield '<p class="ok">%s</p>' % esc(note)
     if errors:
