@@ -7,7 +7,7 @@
 #   power_above         p_in (W) > threshold for `seconds`
 #   export_above        p_out (W) > threshold for `seconds`
 #   energy_today_above  imported energy since local midnight (kWh) > threshold; the day
-#                       is UTC shifted by the configured tz_offset_min. After a reboot the
+#                       begins at local midnight in the configured time zone. After a reboot the
 #                       energy imported earlier today comes from the history on flash
 #                       (energy_since, Store.energy_since), so a reboot does not reset it.
 # An alarm switches on once the value stayed above the threshold for `seconds` (any
@@ -35,7 +35,7 @@ def _f(a, key, default=0):
 
 class Alarms:
     def __init__(self, cfg, tz_offset_s=None, energy_since=None):
-        """tz_offset_s: fixed offset for 'today' (default: cfg tz_offset_min, read live);
+        """tz_offset_s: fixed offset for 'today' (default: the configured time zone);
         energy_since(t): Wh imported since unix time t, from the history (None: unknown)."""
         self.cfg = cfg
         self.tz = tz_offset_s
@@ -44,6 +44,7 @@ class Alarms:
         self._day = None
         self._e0 = None
         self._midnight = None  # set on the first day after boot: energy_since() still to ask
+        self._span = None      # (start, end) of the current local day, UTC
 
     def _list(self):
         try:
@@ -69,11 +70,22 @@ class Alarms:
         t = r.get('time')
         if t is None:
             return
-        tz = self.tz if self.tz is not None else int(_opt(self.cfg, 'tz_offset_min', 0)) * 60
-        day = (int(t) + tz) // 86400
+        if self.tz is not None:
+            day = (int(t) + self.tz) // 86400
+            midnight = day * 86400 - self.tz
+        else:
+            # the configured time zone, daylight saving included; worked out once a day
+            t = int(t)
+            span = self._span
+            if span is None or not span[0] <= t < span[1]:
+                from periods import zone
+                z = zone(self.cfg)
+                start = z.day_start(t)
+                span = self._span = (start, z.day_start(start + 93600))
+            midnight = day = span[0]
         if day != self._day and r.get('e_in') is not None:
             boot = self._day is None and self.energy_since is not None
-            self._midnight = day * 86400 - tz if boot else None
+            self._midnight = midnight if boot else None
             self._day = day
             self._e0 = r['e_in']
 

@@ -52,6 +52,15 @@ def _v_hosts(v):
     return None if len(v) <= 200 else 'must be at most 200 characters'
 
 
+def _v_tz(v):
+    import tz
+    try:
+        tz.rule_of(v)
+    except tz.TzError:
+        return 'unknown time zone: use a name such as Europe/Copenhagen, or a POSIX TZ rule'
+    return None
+
+
 def _v_topic(v):
     if not v or len(v) > 64 or v[0] == '/' or v[-1] == '/' or '//' in v:
         return 'must be 1..64 characters without leading, trailing or double "/"'
@@ -196,8 +205,9 @@ SCHEMA = (
     ('poll_bt23_ms', 'int', 1000, 'Energy poll interval (ms)', 'BT23 energy registers.', (0, 3600000)),
     ('poll_bt28_ms', 'int', 1000, 'Power poll interval (ms)', 'BT28 instantaneous values.', (0, 3600000)),
     ('fast_mode', 'bool', False, 'Fast mode', 'Poll back-to-back, ignoring the intervals.', None),
-    ('tz_offset_min', 'int', 60, 'Time zone offset (min)', 'Standard time offset from UTC in minutes.', (-720, 840)),
-    ('dst', 'choice', 'eu', 'Daylight saving', 'eu: +1 h from the last Sunday of March to the last of October.', ('eu', 'none')),
+    ('timezone', 'str', 'Europe/Copenhagen', 'Time zone', 'A name such as Europe/Copenhagen, Europe/Vienna or '
+     'Europe/Zurich (daylight saving included), or a POSIX TZ rule. Days, hours and months of the charts, '
+     'alarms and Home Assistant start at local time.', _v_tz),
     ('ntp_server', 'str', 'pool.ntp.org', 'NTP server', 'Empty: no NTP.', _v_host_opt),
     ('ota_key', 'secret', '', 'OTA key', 'HMAC key (hex) for signed update bundles.', _v_hexkey),
     ('mqtt_enabled', 'bool', False, 'MQTT', 'Publish readings to an MQTT broker.', None),

@@ -17,22 +17,9 @@ GAP_S = 120          # a start value is exact enough if the previous reading is 
 MIN_TIME = 1600000000  # before this the clock is not set
 
 
-def _clock(sec):
-    return '%d:%02d' % (sec // 3600, sec // 60 % 60)
-
-
 def rule(cfg):
-    """The time zone: the 'timezone' setting (a name or POSIX rule, see tz.py) when there is
-    one, else a rule made of tz_offset_min and dst ('eu': summer time from 01:00 UTC on the
-    last Sunday of March to 01:00 UTC on the last Sunday of October)."""
-    name = _opt(cfg, 'timezone')
-    if name:
-        return name
-    off = int(_opt(cfg, 'tz_offset_min', 0) or 0) * 60
-    std = '%s%s' % ('-' if off > 0 else '+', _clock(abs(off)))
-    if _opt(cfg, 'dst', 'none') == 'eu' and off >= -3600:
-        return 'STD%sDST,M3.5.0/%s,M10.5.0/%s' % (std, _clock(3600 + off), _clock(7200 + off))
-    return 'STD' + std
+    """The configured time zone: a name or a POSIX rule (see tz.py)."""
+    return _opt(cfg, 'timezone') or 'Europe/Copenhagen'
 
 
 def zone(cfg):

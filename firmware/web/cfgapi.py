@@ -18,7 +18,7 @@ from web.guard import GUARDED, CLEARABLE, guarded_changes, password_ok
 SECTIONS = """
 wifi|WiFi and network|hostname wifi_ssid wifi_password ap_password ntp_server
 meter|Meter|mbk board poll_bt23_ms poll_bt28_ms fast_mode
-time|Time|tz_offset_min dst
+time|Time|timezone
 mqtt|MQTT and Home Assistant|mqtt_enabled mqtt_host mqtt_port mqtt_tls mqtt_user mqtt_password \
 mqtt_prefix mqtt_device_id mqtt_per_value mqtt_raw mqtt_commands mqtt_interval_s ha_discovery \
 ha_prefix device_name

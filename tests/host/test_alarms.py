@@ -104,7 +104,7 @@ def test_energy_today_and_midnight():
 def test_energy_today_survives_a_reboot_through_the_history(tmp_path):
     from store import Store
     cfg = cfg_with(alarm('energy_today_above', threshold=3.0, seconds=0, hysteresis=0),
-                   tz_offset_min=120)
+                   timezone='<+02>-2')       # UTC+2, no daylight saving
     midnight = 1717200000 - 7200          # 2024-06-01 00:00 at UTC+2
     t0 = midnight - 1800                  # half an hour before local midnight
     st = Store(str(tmp_path), 60)

@@ -133,7 +133,7 @@ BAD = [
     ('hostname', 12), ('wifi_password', 'short'), ('ap_password', 'elevenchars'),
     ('mbk', 'toolongtobeanmbk-123456'), ('mbk', 'short'), ('board', 'nosuchboard'),
     ('poll_bt23_ms', -1), ('poll_bt28_ms', 'fast'), ('poll_bt28_ms', True),
-    ('fast_mode', 'maybe'), ('tz_offset_min', 841), ('tz_offset_min', -721), ('dst', 'us'),
+    ('fast_mode', 'maybe'), ('timezone', 'Europe/Nowhere'), ('timezone', 'CET'), ('timezone', 5),
     ('ntp_server', 'bad host!'), ('ota_key', 'nothex' * 8), ('ota_key', 'ab' * 8),
     ('session_secret', 'zz'), ('mqtt_port', 0), ('mqtt_port', 65536), ('mqtt_port', 1.5),
     ('mqtt_prefix', 'a/#'), ('mqtt_prefix', '/lead'), ('mqtt_device_id', 'a b'),
@@ -183,7 +183,7 @@ def test_valid_updates_and_form_coercion(path):
     alarms = [{'kind': 'power_above', 'threshold': '3000', 'seconds': 60},
               {'kind': 'energy_today_above', 'threshold': 12000.5, 'enabled': 'off'}]
     errors = c.update({'mqtt_port': '8883', 'mqtt_tls': 'on', 'fast_mode': 1,
-                       'mbk': '5354' + '0' * 36, 'alarms': alarms, 'tz_offset_min': -300,
+                       'mbk': '5354' + '0' * 36, 'alarms': alarms, 'timezone': 'Europe/Vienna',
                        'smtp_to': 'a@b.dk, c@d.org', 'ntp_server': '192.168.1.1'})
     assert errors == {}
     assert c['mqtt_port'] == 8883 and c['mqtt_tls'] is True and c['fast_mode'] is True
@@ -304,14 +304,14 @@ def test_corrupt_main_loads_valid_backup(path):
 def test_unknown_keys_dropped_and_invalid_values_reset(path):
     with open(path, 'w') as f:
         json.dump({'hostname': 'ok-host', 'mqtt_port': 'abc', 'board': 'nope', 'colour': 'blue',
-                   'tz_offset_min': 5000, 'alarms': [{'kind': 'x'}]}, f)
+                   'timezone': 'Mars/Olympus', 'alarms': [{'kind': 'x'}]}, f)
     c = fresh(path)
     assert c.fallback is False
     assert c['hostname'] == 'ok-host'
     assert c['mqtt_port'] == 1883 and c['board'] == boards.DEFAULT and c['alarms'] == []
-    assert c['tz_offset_min'] == 60
+    assert c['timezone'] == 'Europe/Copenhagen'
     assert 'colour' in c.warning and 'colour' not in c.values
-    for k in ('mqtt_port', 'board', 'tz_offset_min', 'alarms'):
+    for k in ('mqtt_port', 'board', 'timezone', 'alarms'):
         assert k in c.warning
 
 

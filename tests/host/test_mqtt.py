@@ -796,7 +796,7 @@ async def test_publish_interval_thins_out_state_messages(broker, subs):
 
 
 async def test_period_energy_topic(broker, subs, tmp_path):
-    cfg = make_cfg(broker.port, tz_offset_min=60, dst='eu')
+    cfg = make_cfg(broker.port, timezone='Europe/Copenhagen')
     per = ha.Periods(cfg, str(tmp_path / 'periods.json'))
     m = mqtt.Mqtt(cfg, lambda: INFO, log=lambda s: None, periods=per)
     s = new_sub(subs, broker.port, 'mep/dev1/period')

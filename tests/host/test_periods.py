@@ -1,4 +1,4 @@
-# Energy this hour / today / this month (periods.py): local time with EU summer time, the
+# Energy this hour / today / this month (periods.py): local time in the configured zone, the
 # start value taken live or kept over a reboot, never a guess.
 import calendar
 import datetime
@@ -12,7 +12,7 @@ from ha import Periods
 from periods import period_start, period_end, utc_offset
 
 CPH = zoneinfo.ZoneInfo('Europe/Copenhagen')
-CFG = {'tz_offset_min': 60, 'dst': 'eu'}
+CFG = {'timezone': 'Europe/Copenhagen'}
 
 
 def utc(*a):
@@ -30,12 +30,12 @@ def test_offset_follows_the_eu_rule_like_zoneinfo():
     assert utc_offset(CFG, utc(2025, 3, 30, 1)) == 7200
     assert utc_offset(CFG, utc(2025, 10, 26, 0, 59, 59)) == 7200
     assert utc_offset(CFG, utc(2025, 10, 26, 1)) == 3600
-    assert utc_offset({'tz_offset_min': 330, 'dst': 'none'}, utc(2025, 7, 1)) == 19800
-    assert utc_offset({'tz_offset_min': -300, 'dst': 'none'}, utc(2025, 7, 1)) == -18000
-    assert utc_offset({'tz_offset_min': 0, 'dst': 'eu'}, utc(2025, 7, 1)) == 3600
-    # a configured zone name wins over the offset settings
-    ny = {'timezone': 'Europe/London', 'tz_offset_min': 60, 'dst': 'eu'}
-    assert utc_offset(ny, utc(2025, 1, 10)) == 0 and utc_offset(ny, utc(2025, 7, 1)) == 3600
+    # other zones by name or POSIX rule
+    assert utc_offset({'timezone': '<+0530>-5:30'}, utc(2025, 7, 1)) == 19800
+    assert utc_offset({'timezone': 'EST5EDT,M3.2.0,M11.1.0'}, utc(2025, 1, 7)) == -18000
+    ldn = {'timezone': 'Europe/London'}
+    assert utc_offset(ldn, utc(2025, 1, 10)) == 0 and utc_offset(ldn, utc(2025, 7, 1)) == 3600
+    assert utc_offset({}, utc(2025, 7, 1)) == 7200          # the default: Europe/Copenhagen
 
 
 @pytest.mark.parametrize('key', ['h', 'd', 'm'])
