@@ -62,7 +62,7 @@ class App:
         # the PC under CPython, 5 minutes (3.6 KB) on the ESP32-WROOM; the MicroPython unix
         # port keeps the WROOM size (its heap is the point)
         big = self.chip == 'esp32c3' or (self.chip == 'host' and mem_free() is None)
-        self.store = Store(data_dir, 900 if big else 300)
+        self.store = Store(data_dir, 900 if big else 300, cfg=self.config)
         self._store_warning = self.store.load()
         self.poller.on_reading(self.store.add)
         self.mqtt = None

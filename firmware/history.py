@@ -4,8 +4,15 @@
 #
 # Bucket = net power (p_in - p_out) min/avg/max in units of P_UNIT W (int16, saturating at
 # +-65 kW) and import/export energy in Wh (uint32) from the e_in/e_out counter deltas.
-# Buckets are keyed by UTC time: bucket index = time // period, slot = index % size; the
-# day level uses UTC days. avg is the mean of the samples, not time weighted.
+# Buckets are keyed by time: bucket index = time // period (minute, hour: UTC), slot =
+# index % size. The day level is cut at local midnight when History has a `cfg` (its
+# 'timezone', see periods.zone(); without one, UTC days): its index is the local day number
+# (local time // 86400) and a bucket's time is the UTC time of that local midnight, so a day
+# is 23 or 25 hours long when daylight saving starts or ends. The resident part only keeps
+# the bounds of the current local day; periods.py and tz.py are imported when a day ends (or
+# the zone changes) and dropped again. Day records written before (UTC days) keep their
+# index and read as the local day of the same number; a zone change relabels likewise.
+# avg is the mean of the samples, not time weighted.
 # Clock policy (closed buckets are never rewritten, never duplicated):
 # - time before 2020 or after 2099: dropped (clock not set); the energy baseline stays, so
 #   the energy goes to the next accepted reading.
@@ -50,6 +57,7 @@ import os
 import struct
 import time
 from binascii import crc32
+import sys
 from compat import epoch_offset, sleep_ms, unload
 
 P_UNIT = 2
@@ -135,8 +143,8 @@ class Level:
             avg = _clamp(round(self.sum / self.cnt / P_UNIT), -32767, 32767)
         return (self.lo, avg, self.hi, self.ein, self.eout)
 
-    def add(self, t, p, de_in, de_out):
-        i = t // self.period
+    def add(self, i, p, de_in, de_out):
+        """Aggregate into bucket i (the index of the reading's time)."""
         if i > self.head:  # newer bucket: close the open one; skipped ones stay empty
             if self.head < 0:  # fresh start: the first save rewrites the whole window
                 self.wlo = i - self.n + 1
@@ -162,8 +170,7 @@ class Level:
         if de_out:
             self.eout = min(self.eout + de_out, _EMAX)
 
-    def rebase(self, t):
-        i = t // self.period
+    def rebase(self, i):
         if i <= self.head:  # buckets i.. are dropped; the file's are never read again
             self.pend = [x for x in self.pend if x[0] < i]
             if i < self.wlo:
@@ -230,17 +237,18 @@ class Level:
         except OSError:
             return b''
 
-    def rows(self, start=None, end=None):
+    def rows(self, start=None, end=None, z=None):
         """(time, p_min, p_avg, p_max, e_in, e_out) of the non-empty buckets, oldest first,
-        start <= time < end; powers in W (None when the bucket has energy only)."""
+        start <= time < end; powers in W (None when the bucket has energy only). With a
+        tz.Zone z (local days) a bucket's time is the UTC time of its local midnight."""
         h = self.head
         if h < 0:
             return
         per, n = self.period, self.n
         i = h - n + 1
         if start is not None:
-            i = max(i, int(-(-start // per)))
-        last = h if end is None else min(h, int(-(-end // per)) - 1)
+            i = max(i, int(-(-(z.local(start) if z else start) // per)))
+        last = h if end is None else min(h, int(-(-(z.local(end) if z else end) // per)) - 1)
         i = max(i, 0)
         while i <= last:
             if i < self.wlo:  # from the file, a chunk at a time
@@ -255,6 +263,8 @@ class Level:
                 if v is None or (v[0] == EMPTY and not v[3] and not v[4]):
                     continue
                 t = (i + k) * per
+                if z:
+                    t = z.from_local(t)
                 if v[0] == EMPTY:
                     yield (t, None, None, None, v[3], v[4])
                 else:
@@ -263,11 +273,14 @@ class Level:
 
 
 class History:
-    def __init__(self, path, sizes=None):
+    def __init__(self, path, sizes=None, cfg=None):
         """`path`: the old single-file name (e.g. history.bin, converted when found); the
         files are <path without .bin>.state/.minute/.hour/.day. `sizes`: optional
-        (minutes, hours, days) bucket counts (default 1440, 744, 366)."""
+        (minutes, hours, days) bucket counts (default 1440, 744, 366). `cfg`: settings (a
+        Config or dict) whose 'timezone' cuts the days at local midnight (None: UTC)."""
         self.path = path
+        self.cfg = cfg
+        self._day = None  # [start, end, index, zone rule] of the current local day
         base = path[:-4] if path.endswith('.bin') else path
         self.state_path = base + '.state'
         self.levels = []
@@ -291,6 +304,43 @@ class History:
         self._base = [None, None]  # last e_in / e_out counter value (int Wh)
         self._bt = [0, 0]  # time of that value
         self._drop0 = None  # time of the first reading of a streak dropped as too old
+
+    def zone(self):
+        """tz.Zone of the configured time zone, or None (UTC days). periods.py and tz.py
+        are dropped again unless they were loaded before; the Zone keeps working."""
+        if self.cfg is None:
+            return None
+        mine = [n for n in ('periods', 'tz') if n not in sys.modules]
+        try:
+            import periods
+            return periods.zone(self.cfg)
+        except ValueError:           # a zone the settings should have refused: UTC days
+            self.warning = 'time zone not understood; days are cut at UTC midnight'
+            return None
+        finally:
+            unload(*mine)
+
+    def day_index(self, t):
+        """Index of the day bucket holding unix time t (local day number with a cfg)."""
+        if self.cfg is None:
+            return t // 86400
+        d = self._day
+        try:
+            r = self.cfg['timezone']
+        except KeyError:
+            r = None
+        if d is None or not d[0] <= t < d[1] or d[3] != r:
+            z = self.zone()
+            if z is None:
+                a = t - t % 86400
+                d = self._day = [a, a + 86400, t // 86400, r]
+            else:
+                a = z.day_start(t)
+                d = self._day = [a, z.day_start(a + 26 * 3600), z.local(a) // 86400, r]
+        return d[2]
+
+    def _index(self, lv, t):
+        return self.day_index(t) if lv.period == 86400 else t // lv.period
 
     def level(self, name):
         for lv in self.levels:
@@ -336,7 +386,7 @@ class History:
                 self.dropped += 1
                 return False
             for lv in self.levels:
-                lv.rebase(t)
+                lv.rebase(self._index(lv, t))
             self._rebases += 1
             self._reset_state()
             self.warning = 'clock moved back by more than a day; newer history discarded'
@@ -349,7 +399,7 @@ class History:
             self.t_last = t
         full = False
         for lv in self.levels:
-            lv.add(t, p, de_in, de_out)
+            lv.add(self._index(lv, t), p, de_in, de_out)
             if len(lv.pend) > PEND_MAX:
                 full = True
         self.dirty = True
@@ -369,7 +419,9 @@ class History:
                     lv.pend = lv.pend[-PEND_MAX:]
 
     def rows(self, level, start=None, end=None):
-        return self.level(level).rows(start, end)
+        """Generator of the level's rows (Level.rows), with bucket times of local days."""
+        lv = self.level(level)
+        return lv.rows(start, end, self.zone() if lv.period == 86400 else None)
 
     # ---- persistence ----
     def _state(self, seq):
@@ -490,7 +542,9 @@ class History:
     def to_csv(self, level, start=None, end=None):
         """Generator of CSV lines (with '\\n'): header, then one line per non-empty bucket.
         time = bucket start (UTC unix seconds), utc = the same as ISO 8601."""
-        rows = self.rows(level, start, end)
+        return self._csv(self.rows(level, start, end))
+
+    def _csv(self, rows):
         off = epoch_offset()
         yield 'time,utc,p_min_w,p_avg_w,p_max_w,e_in_wh,e_out_wh\n'
         for r in rows:
@@ -502,10 +556,13 @@ class History:
         """Generator of text chunks that together form one JSON object:
         {"level", "period", "columns", "rows": [[time, p_min, p_avg, p_max, e_in, e_out], ...]}."""
         lv = self.level(level)
+        return self._json(lv, self.rows(level, start, end))
+
+    def _json(self, lv, rows):
         yield '{"level":"%s","period":%d,"columns":["%s"],"rows":[' % (
             lv.name, lv.period, '","'.join(COLUMNS))
         sep = ''
-        for r in lv.rows(start, end):
+        for r in rows:
             yield '%s[%d,%s,%s,%s,%d,%d]' % (sep, r[0], _j(r[1]), _j(r[2]), _j(r[3]), r[4], r[5])
             sep = ','
         yield ']}'

@@ -17,10 +17,12 @@ def join(data_dir, name):
 
 
 class Store:
-    def __init__(self, data_dir, ring_capacity=900, history_sizes=None, ring_fields=RING_FIELDS):
-        """`ring_fields`: the reading fields the ring keeps (None: all of ring.FIELDS)."""
+    def __init__(self, data_dir, ring_capacity=900, history_sizes=None, ring_fields=RING_FIELDS,
+                 cfg=None):
+        """`ring_fields`: the reading fields the ring keeps (None: all of ring.FIELDS).
+        `cfg`: settings whose 'timezone' cuts the history's days (None: UTC days)."""
         self.ring = Ring(ring_capacity, ring_fields)
-        self.history = History(join(data_dir, HISTORY_FILE), history_sizes)
+        self.history = History(join(data_dir, HISTORY_FILE), history_sizes, cfg)
 
     def load(self):
         """Reload the saved history (never raises). Returns a warning text or None."""
