@@ -156,7 +156,8 @@ class Mqtt:
         self.sys_fn = sys_fn
         self.periods = periods
         self.io_timeout = 0.25     # s, every send/receive
-        self.connect_timeout = 5   # s, TCP connect and CONNACK (async); TLS handshake blocks
+        self.connect_timeout = 5   # s, TCP connect and CONNACK (async)
+        self.tls_timeout = 2       # s, the TLS handshake (it blocks the loop, at most this)
         self.idle_ms = 200         # incoming messages are polled at least this often
         self.keepalive = KEEPALIVE # s
         self.q = []
@@ -327,7 +328,7 @@ class Mqtt:
         c = None
         try:
             if _opt(cfg, 'mqtt_tls', False):
-                s = _tls(s, host, self.connect_timeout)
+                s = _tls(s, host, self.tls_timeout)
             b = _Bounded(s, self.io_timeout)
             user = _opt(cfg, 'mqtt_user') or None
             b.write(connect_packet(base.replace('/', '-'), self.keepalive, base + '/status',
