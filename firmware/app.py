@@ -157,6 +157,24 @@ class App:
         if self.supervisor is not None:
             d.update(self.supervisor.mem_info())
             d['last_reboot'] = self.supervisor.last_reboot
+        d['time'] = unix_time()
+        ntp = getattr(self, 'ntp', None)
+        if self.chip == 'host':
+            d['clock'] = 'computer clock'
+        elif ntp is not None and ntp.synced:
+            d['clock'] = 'NTP (%s)' % ntp.host
+        else:
+            d['clock'] = 'not synchronised yet'
+        wifi = getattr(self, 'wifi', None)
+        if wifi is not None:
+            w = {'mode': getattr(wifi, 'mode', None), 'ssid': self.config['wifi_ssid']}
+            try:
+                w['ip'] = wifi.ip()
+                if wifi.sta.isconnected():
+                    w['rssi'] = wifi.sta.status('rssi')
+            except Exception:
+                pass
+            d['wifi'] = w
         return d
 
     def apply_config(self, changes):
@@ -217,7 +235,7 @@ class App:
         self.wifi = wifi
         mode = await wifi.up(c['wifi_ssid'], c['wifi_password'], c['ap_password'])
         self.log('network: %s %s' % (mode, wifi.ip()))
-        ntp = Ntp(machine.RTC(), c['ntp_server'])
+        ntp = self.ntp = Ntp(machine.RTC(), c['ntp_server'])
         while True:
             try:
                 if mode == 'sta':

@@ -4,8 +4,9 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
 
   uplot.js.gz, uplot.css.gz   from node_modules/uplot/dist (already minified)
   app.js.gz, app.css.gz,      from firmware/web/src (comments and indentation stripped)
-  settings.js.gz
-  settings.html.gz            pages the browser fills from the JSON API; {{v}} becomes a hash
+  settings.js.gz, dashboard.js.gz, status.js.gz
+  settings.html.gz, dashboard.html.gz, status.html.gz
+                              pages the browser fills from the JSON API; {{v}} becomes a hash
                               of the assets (their URLs change when they do)
 
   python tools/build_web.py [--skip-npm] [--check]
@@ -39,7 +40,8 @@ def minify_js(text):
     return '\n'.join(out) + '\n'
 
 
-PAGES = ('settings.html',)
+PAGES = ('settings.html', 'dashboard.html', 'status.html')
+SCRIPTS = ('settings.js', 'dashboard.js', 'status.js')
 
 
 def minify_html(text):
@@ -73,21 +75,24 @@ def build(skip_npm=False):
         app_js = minify_js(f.read()).encode()
     with open(os.path.join(SRC, 'app.css'), encoding='utf-8') as f:
         app_css = minify_css(f.read()).encode()
-    with open(os.path.join(SRC, 'settings.js'), encoding='utf-8') as f:
-        settings_js = minify_js(f.read()).encode()
+    scripts = []
+    for name in SCRIPTS:
+        with open(os.path.join(SRC, name), encoding='utf-8') as f:
+            scripts.append((name, minify_js(f.read()).encode()))
     with open(os.path.join(UPLOT, 'uPlot.iife.min.js'), 'rb') as f:
         uplot_js = f.read()
     with open(os.path.join(UPLOT, 'uPlot.min.css'), 'rb') as f:
         uplot_css = f.read()
     os.makedirs(OUT, exist_ok=True)
     sizes = {}
-    v = hashlib.sha256(uplot_js + uplot_css + app_js + app_css + settings_js).hexdigest()[:8]
+    v = hashlib.sha256(uplot_js + uplot_css + app_js + app_css +
+                       b''.join(d for _n, d in scripts)).hexdigest()[:8]
     pages = []
     for name in PAGES:
         with open(os.path.join(SRC, name), encoding='utf-8') as f:
             pages.append((name, minify_html(f.read()).replace('{{v}}', v).encode()))
     for name, data in [('uplot.js', uplot_js), ('uplot.css', uplot_css), ('app.js', app_js),
-                       ('app.css', app_css), ('settings.js', settings_js)] + pages:
+                       ('app.css', app_css)] + scripts + pages:
         z = gz(data)
         path = os.path.join(OUT, name + '.gz')
         tmp = path + '.tmp'

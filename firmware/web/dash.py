@@ -1,44 +1,32 @@
-# Dashboard and status pages and their JSON (/api/status, /api/history, /api/history.csv).
-# /api/now and /api/recent, polled by the dashboard, are served by web/server.py.
-from web.html import page, esc, hidden_csrf, app_version
+# Dashboard and status pages (static, built by tools/build_web.py from web/src) and their JSON
+# (/api/status, /api/history, /api/history.csv). /api/now and /api/recent, polled by the
+# dashboard, are served by web/server.py.
+from microdot import send_file
 from web import server
 
 LEVELS = ('minute', 'hour', 'day')
 
 
-def _dash_body(ctx):
-    yield ('<section class="big"><div><small>Net power</small><b id="p_net">-</b> W</div>'
-           '<div><small>Import</small><b id="p_in">-</b> W</div>'
-           '<div><small>Export</small><b id="p_out">-</b> W</div></section>'
-           '<p class="link">Link: <b id="link">-</b> <span id="lerr" class="err"></span> '
-           '<small id="age"></small></p>'
-           '<table class="ph"><thead><tr><th></th><th>L1</th><th>L2</th><th>L3</th></tr></thead>'
-           '<tbody>')
-    for key, label, unit in (('p_in', 'Import', 'W'), ('p_out', 'Export', 'W'),
-                             ('u', 'Voltage', 'V'), ('i', 'Current', 'A'),
-                             ('pf', 'Power factor', '')):
-        yield '<tr><th>%s%s</th>' % (label, ' <small>%s</small>' % unit if unit else '')
-        for ph in ('1', '2', '3'):
-            yield '<td id="%s_l%s">-</td>' % (key, ph)
-        yield '</tr>'
-    yield ('</tbody></table><table class="kv"><tr><th>Frequency</th><td><span id="freq">-'
-           '</span> Hz</td></tr><tr><th>Energy import</th><td><span id="e_in">-</span> kWh</td>'
-           '</tr><tr><th>Energy export</th><td><span id="e_out">-</span> kWh</td></tr>'
-           '<tr><th>Reactive import</th><td><span id="eq_in">-</span> kvarh</td></tr>'
-           '<tr><th>Reactive export</th><td><span id="eq_out">-</span> kvarh</td></tr>'
-           '<tr><th>Meter</th><td id="meter">-</td></tr></table>'
-           '<div class="tabs" id="tabs"><button data-r="hour" class="on">1 h</button>'
-           '<button data-r="day">24 h</button><button data-r="month">31 d</button>'
-           '<button data-r="year">12 months</button></div>'
-           '<div id="chart" class="chart"></div><p><small>Downloads: '
-           '<a href="/api/history.csv?level=minute">minutes</a> '
-           '<a href="/api/history.csv?level=hour">hours</a> '
-           '<a href="/api/history.csv?level=day">days</a> (CSV)</small></p>')
+def static_page(request, name):
+    """A page built at build time (tools/build_web.py, pre-gzipped): the browser fills it from
+    the JSON API."""
+    path = server.static_dir() + '/' + name + '.gz'
+    try:
+        f = open(path, 'rb')
+    except OSError:
+        return server.error(request, 404, 'page not built (run ./dev build-web)')
+    return send_file(path, content_type='text/html; charset=UTF-8', stream=f, compressed=True,
+                     max_age=0)
+
+
+def _version(ctx):
+    v = ctx.version
+    return v() if callable(v) else v
 
 
 def status_dict(ctx):
     import ota
-    d = {'version': app_version(ctx), 'chip': ctx.chip, 'sys': ctx.sysinfo(),
+    d = {'version': _version(ctx), 'chip': ctx.chip, 'sys': ctx.sysinfo(),
          'link': ctx.link.status(), 'warnings': ctx.warnings(),
          'poller': {'readings': ctx.poller.readings, 'errors': ctx.poller.errors,
                     'last_error': ctx.poller.last_error, 'cycle_ms': ctx.poller.cycle_ms},
@@ -51,35 +39,6 @@ def status_dict(ctx):
     except Exception:
         d['ota'] = None
     return d
-
-
-def _kv(d, prefix=''):
-    for k in d:
-        v = d[k]
-        if isinstance(v, dict):
-            for p in _kv(v, prefix + k + '.'):
-                yield p
-        else:
-            yield '<tr><th>%s</th><td>%s</td></tr>' % (esc(prefix + k), esc(
-                '-' if v is None else v))
-
-
-def _status_body(ctx, request, d):
-    yield '<h1>Status</h1>'
-    w = d.pop('warnings')
-    if w:
-        yield '<ul class="warn">'
-        for x in w:
-            yield '<li>%s</li>' % esc(x)
-        yield '</ul>'
-    yield '<table class="kv">'
-    for p in _kv(d):
-        yield p
-    yield ('</table><p><a href="/api/diagnostics">Download diagnostics</a> <small>(one JSON '
-           'file for a bug report: versions, link counters and timing, the last 64 '
-           'exchanges with the meter; no key or password)</small></p>')
-    yield '<form method="post" action="/reboot" data-confirm="Reboot now?">'
-    yield hidden_csrf(ctx, request) + '<button>Reboot</button></form>'
 
 
 def _level(request):
@@ -99,13 +58,11 @@ def _since(request):
 
 
 async def dashboard(ctx, request):
-    return page(ctx, request, 'Dashboard', '/', _dash_body(ctx), charts=True)
+    return static_page(request, 'dashboard.html')
 
 
 async def status_page(ctx, request):
-    # status_dict() imports: run it now, not while the page streams (see web/server.py)
-    d = status_dict(ctx)
-    return page(ctx, request, 'Status', '/status', _status_body(ctx, request, d))
+    return static_page(request, 'status.html')
 
 
 async def api_status(ctx, request):

@@ -33,7 +33,7 @@ LEGACY = ('/getDashDataWS', '/metrics')
 DASH = ('/', '/api/now', '/api/recent', '/api/history', '/api/history.csv')
 CACHE_S = 31536000
 STATIC_TYPES = {'js': 'application/javascript', 'css': 'text/css'}
-ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js')
+ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'dashboard.js', 'status.js')
 CHUNK = 1024
 
 JSON_PATHS = ('/config/restore',)
@@ -238,7 +238,8 @@ def now_dict(ctx):
         if v is not None:
             info[k] = str(v).strip()
     return {'r': out or None, 'link': st.link, 'error': st.last_error or ctx.poller.last_error,
-            'cycle_ms': ctx.poller.cycle_ms, 'readings': ctx.poller.readings, 'info': info}
+            'cycle_ms': ctx.poller.cycle_ms, 'readings': ctx.poller.readings, 'info': info,
+            'tz': ctx.config.get('timezone') or 'Europe/Copenhagen'}
 
 
 def _columns(cols):

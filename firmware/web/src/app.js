@@ -1,4 +1,5 @@
-// MEP module web UI: dashboard, tinkering, settings restore, OTA upload. No framework.
+// MEP module web UI: shared helpers, tinkering, settings restore, OTA upload. No framework.
+// The dashboard, status and settings pages have their own scripts (dashboard.js, ...).
 (function () {
   'use strict';
   var $ = function (id) { return document.getElementById(id); };
@@ -40,132 +41,11 @@
   // for the scripts of single pages (settings.js)
   window.mep = {$: $, esc: esc, set: set, post: post, getJSON: getJSON, page: page,
     setCsrf: function (t) { csrf = t; }, csrf: function () { return csrf; }};
-  function fmt(v, d) { return v == null ? '-' : Number(v).toFixed(d); }
 
   document.addEventListener('submit', function (ev) {
     var m = ev.target.getAttribute('data-confirm');
     if (m && !window.confirm(m)) ev.preventDefault();
   });
-
-  // ---- dashboard ----------------------------------------------------------------------
-  var plot = null, range = 'hour', lastT = 0, rec = null;
-
-  function showNow(j) {
-    if (!j) { set('link', 'no connection to the module'); return; }
-    var r = j.r || {};
-    set('link', j.link);
-    set('lerr', j.error || '');
-    if (r.p_in != null) set('p_net', fmt(r.p_in - r.p_out, 0));
-    set('p_in', fmt(r.p_in, 0));
-    set('p_out', fmt(r.p_out, 0));
-    for (var k = 1; k <= 3; k++) {
-      set('p_in_l' + k, fmt(r['p_in_l' + k], 0));
-      set('p_out_l' + k, fmt(r['p_out_l' + k], 0));
-      set('u_l' + k, fmt(r['u_l' + k], 1));
-      set('i_l' + k, fmt(r['i_l' + k], 2));
-      set('pf_l' + k, fmt(r['pf_l' + k], 3));
-    }
-    set('freq', fmt(r.freq, 3));
-    ['e_in', 'e_out', 'eq_in', 'eq_out'].forEach(function (k) {
-      set(k, r[k] == null ? '-' : (r[k] / 1000).toFixed(3));
-    });
-    var i = j.info || {};
-    set('meter', [i.manufacturer, i.model, i.serial, i.fw && 'fw ' + i.fw].filter(Boolean).join(' '));
-    if (r.time) set('age', 'reading ' + Math.max(0, Math.round(Date.now() / 1000 - r.time)) + ' s ago');
-  }
-
-  function draw(data, series) {
-    var box = $('chart');
-    if (!box || !window.uPlot) return;
-    var w = box.clientWidth || 300;
-    if (plot) { plot.destroy(); plot = null; }
-    var s = [{}];
-    series.forEach(function (x) { s.push({label: x[0], stroke: x[1], width: 1.5,
-      fill: x[2] || undefined, paths: x[3] ? uPlot.paths.bars({size: [0.7]}) : undefined}); });
-    plot = new uPlot({width: w, height: Math.min(320, Math.round(w * 0.6)), series: s,
-      axes: [{}, {size: 60}], legend: {live: true}}, data, box);
-  }
-
-  // Last hour: the module keeps only the last minutes at poll resolution in RAM (/api/recent);
-  // the rest of the hour comes from the minute history (net average split into import and
-  // export). While the page is open, new readings are appended at poll resolution.
-  function loadHour() {
-    var since = Math.floor(Date.now() / 1000) - 3600;
-    getJSON('/api/history?level=minute&since=' + since, function (h) {
-      getJSON('/api/recent', function (j) {
-        if (!j || !j.time) return;
-        var first = j.time.length ? j.time[0] : Infinity, t = [], pi = [], po = [];
-        ((h && h.rows) || []).forEach(function (row) {
-          if (row[0] + 60 > first || row[2] == null) return;
-          t.push(row[0] + 30); pi.push(Math.max(row[2], 0)); po.push(Math.max(-row[2], 0));
-        });
-        rec = {time: t.concat(j.time), p_in: pi.concat(j.p_in), p_out: po.concat(j.p_out)};
-        lastT = j.time.length ? j.time[j.time.length - 1] : 0;
-        draw([rec.time, rec.p_in, rec.p_out.map(function (v) { return v == null ? null : -v; })],
-          [['Import W', '#c0392b', 'rgba(192,57,43,.08)'], ['Export W', '#27ae60', 'rgba(39,174,96,.08)']]);
-      });
-    });
-  }
-
-  function moreHour() {
-    if (range !== 'hour' || !rec || !plot) return;
-    getJSON('/api/recent?since=' + lastT, function (j) {
-      if (!j || !j.time || !j.time.length) return;
-      rec.time = rec.time.concat(j.time);
-      rec.p_in = rec.p_in.concat(j.p_in);
-      rec.p_out = rec.p_out.concat(j.p_out);
-      var cut = 0, old = lastT - 3600;
-      while (cut < rec.time.length && rec.time[cut] < old) cut++;
-      if (cut > 0) { rec.time = rec.time.slice(cut); rec.p_in = rec.p_in.slice(cut); rec.p_out = rec.p_out.slice(cut); }
-      lastT = rec.time[rec.time.length - 1];
-      plot.setData([rec.time, rec.p_in, rec.p_out.map(function (v) { return v == null ? null : -v; })]);
-    });
-  }
-
-  function loadHistory(level, span, energy) {
-    getJSON('/api/history?level=' + level, function (j) {
-      if (!j || !j.rows) return;
-      var from = Date.now() / 1000 - span, c = [[], [], [], [], [], []];
-      j.rows.forEach(function (row) {
-        if (row[0] < from) return;
-        for (var k = 0; k < 6; k++) c[k].push(row[k]);
-      });
-      if (energy) {
-        draw([c[0], c[4].map(function (v) { return v / 1000; }), c[5].map(function (v) { return -v / 1000; })],
-          [['Import kWh', '#c0392b', 'rgba(192,57,43,.5)', 1], ['Export kWh', '#27ae60', 'rgba(39,174,96,.5)', 1]]);
-      } else {
-        draw([c[0], c[2], c[1], c[3]], [['Net avg W', '#2c3e50'], ['min W', '#95a5a6'], ['max W', '#e67e22']]);
-      }
-    });
-  }
-
-  function loadChart() {
-    if (range === 'hour') loadHour();
-    else if (range === 'day') loadHistory('minute', 86400);
-    else if (range === 'month') loadHistory('hour', 31 * 86400);
-    else loadHistory('day', 366 * 86400, true);
-  }
-
-  if (page === '/') {
-    var tick = function () { getJSON('/api/now', showNow); };
-    tick();
-    setInterval(tick, 1000);
-    setInterval(moreHour, 5000);
-    $('tabs').addEventListener('click', function (ev) {
-      var r = ev.target.getAttribute('data-r');
-      if (!r) return;
-      range = r;
-      Array.prototype.forEach.call($('tabs').children, function (b) { b.className = b === ev.target ? 'on' : ''; });
-      loadChart();
-    });
-    var ready = function () { if (window.uPlot) loadChart(); else setTimeout(ready, 100); };
-    ready();
-    var rt;
-    window.addEventListener('resize', function () {
-      clearTimeout(rt);
-      rt = setTimeout(function () { if (plot) plot.setSize({width: $('chart').clientWidth, height: Math.min(320, Math.round($('chart').clientWidth * 0.6))}); }, 200);
-    });
-  }
 
   // ---- tinkering -------------------------------------------------------------------------
   function split(label, d, keys) {
