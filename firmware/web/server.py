@@ -225,6 +225,8 @@ def _round(k, v):
 
 
 def now_dict(ctx):
+    """The latest reading and link state (/api/now: 'tz' is the configured time zone, for the
+    dashboard's dates)."""
     r = ctx.poller.latest
     out = {}
     if r:
@@ -259,7 +261,9 @@ def _columns(cols):
 
 
 async def api_now(ctx, request):
-    return now_dict(ctx), 200, {'Cache-Control': 'no-store'}
+    d = now_dict(ctx)
+    d['login'] = bool(auth.logged_in(ctx, request))   # the public dashboard hides the rest
+    return d, 200, {'Cache-Control': 'no-store'}
 
 
 async def api_recent(ctx, request):

@@ -81,7 +81,8 @@ def server():
     from tools import build_web
     static = os.path.join(ROOT, 'firmware', 'web', 'static')
     if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
-               ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'settings.html')):
+               ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'settings.html',
+                'dashboard.js', 'dashboard.html', 'status.js', 'status.html')):
         build_web.build(skip_npm=True)
     d = tempfile.mkdtemp()
     s = Server(d)
@@ -149,13 +150,13 @@ def test_login_and_dashboard(server, browser):
     assert len(browser.find_element(By.ID, 'e_in').text.split('.')[1]) == 3
     assert 'NES' in browser.find_element(By.ID, 'meter').text
     time.sleep(3)   # a few ring points for the 1 h chart
-    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="hour"]').click()
+    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="p1h"]').click()
     js = ("var c=document.querySelector('#chart canvas'); if(!c) return 0;"
           "var d=c.getContext('2d').getImageData(0,0,c.width,c.height).data,n=0;"
           "for(var i=3;i<d.length;i+=4){if(d[i])n++;} return n;")
     wait(lambda: browser.execute_script(js) > 500, 15, 'drawn chart')
     shot(browser, 'dashboard')
-    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="day"]').click()
+    browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="p24h"]').click()
     time.sleep(1)
     assert browser.execute_script(js) > 0
 

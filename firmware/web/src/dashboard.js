@@ -40,6 +40,14 @@
     if (!j) { set('link', 'no connection to the module'); return; }
     var r = j.r || {};
     setZone(j.tz);
+    if (j.login === false && !document.getElementById('loginlink')) {   // public dashboard
+      Array.prototype.forEach.call(document.querySelectorAll('header nav a'), function (a) {
+        if (a.getAttribute('href') !== '/') a.hidden = true;
+      });
+      var a = document.createElement('a');
+      a.id = 'loginlink'; a.href = '/login?next=/'; a.textContent = 'Log in';
+      document.querySelector('header nav').appendChild(a);
+    }
     if (r.time) now = r.time;
     set('link', j.link);
     set('lerr', j.error || '');
