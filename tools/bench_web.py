@@ -11,7 +11,9 @@ meter simulator and prints:
 """
 import argparse
 import asyncio
+import gzip
 import os
+import re
 import sys
 import tempfile
 import time
@@ -24,7 +26,6 @@ for p in (os.path.join(ROOT, 'tests', 'host', 'shim'), ROOT, os.path.join(ROOT, 
 
 from web_helpers import Ctx  # noqa: E402
 from web.server import create_app  # noqa: E402
-from web import html  # noqa: E402
 
 
 async def http_get(port, path):
@@ -62,16 +63,20 @@ async def main(a):
 
     # first load with a cold cache, the order a browser fetches in
     t0 = time.monotonic()
-    st, _h, body, wire = await http_get(port, '/')
+    st, h, body, wire = await http_get(port, '/')
+    if st != 200:
+        raise SystemExit('dashboard page missing (HTTP %d): run tools/build_web.py first' % st)
+    if h.get('content-encoding') == 'gzip':
+        body = gzip.decompress(body)
     total = wire
     parts = ['HTML %d' % wire]
-    v = html.asset_version()
-    for name in ('uplot.css', 'app.css', 'uplot.js', 'app.js'):
-        st, h, b, n = await http_get(port, '/static/%s?v=%s' % (name, v))
+    # the assets the page names, in its order (stylesheets, then scripts)
+    for url in re.findall(r'(?:href|src)="(/static/[^"]+)"', body.decode()):
+        st, h, b, n = await http_get(port, url)
         if st != 200:
-            print('asset %s missing: run tools/build_web.py first' % name)
+            print('asset %s missing: run tools/build_web.py first' % url)
         total += n
-        parts.append('%s %d' % (name, n))
+        parts.append('%s %d' % (url.split('/')[-1].split('?')[0], n))
     st, h, b, n = await http_get(port, '/api/now')
     total += n
     ttfv = time.monotonic() - t0
