@@ -131,6 +131,29 @@ class _Bounded:
         self.s.close()
 
 
+async def connack(b, packet, timeout_ms):
+    """Send CONNECT `packet` on the _Bounded socket b and wait for the CONNACK without
+    blocking the loop. Raises MQTTRefused(code) when the broker says no, OSError otherwise."""
+    b.write(packet)
+    b.setblocking(False)
+    ack = b''
+    t0 = ticks_ms()
+    while len(ack) < 4:
+        d = b.read(4 - len(ack))
+        if d == b'':
+            raise OSError(104, 'connection closed by the broker')
+        if d:
+            ack += d
+            continue
+        if ticks_diff(ticks_ms(), t0) > timeout_ms:
+            raise OSError(110, 'no CONNACK from the broker')
+        await sleep_ms(20)
+    if ack[0] != 0x20 or ack[1] != 2:
+        raise OSError(71, 'not an MQTT broker (bad CONNACK)')
+    if ack[3]:
+        raise MQTTRefused(ack[3])
+
+
 def _umqtt(*args, **kw):
     from umqtt.simple import MQTTClient
     return MQTTClient(*args, **kw)
@@ -331,25 +354,10 @@ class Mqtt:
                 s = _tls(s, host, self.tls_timeout)
             b = _Bounded(s, self.io_timeout)
             user = _opt(cfg, 'mqtt_user') or None
-            b.write(connect_packet(base.replace('/', '-'), self.keepalive, base + '/status',
-                                   'offline', user, _opt(cfg, 'mqtt_password', '')))
-            b.setblocking(False)
-            ack = b''
-            t0 = ticks_ms()
-            while len(ack) < 4:
-                d = b.read(4 - len(ack))
-                if d == b'':
-                    raise OSError(104, 'connection closed by the broker')
-                if d:
-                    ack += d
-                    continue
-                if ticks_diff(ticks_ms(), t0) > self.connect_timeout * 1000:
-                    raise OSError(110, 'no CONNACK from the broker')
-                await sleep_ms(20)
-            if ack[0] != 0x20 or ack[1] != 2:
-                raise OSError(71, 'not an MQTT broker (bad CONNACK)')
-            if ack[3]:
-                raise MQTTRefused(ack[3])
+            await connack(b, connect_packet(base.replace('/', '-'), self.keepalive,
+                                            base + '/status', 'offline', user,
+                                            _opt(cfg, 'mqtt_password', '')),
+                          self.connect_timeout * 1000)
             b.settimeout(self.io_timeout)
             c = self.factory(base.replace('/', '-'), self._addr[1], port=port, user=user,
                              password=None, keepalive=self.keepalive)
