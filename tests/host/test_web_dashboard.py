@@ -234,3 +234,27 @@ def test_csv_export_links(running, browser):
     first = text.splitlines()[1].split(',')
     local = datetime.datetime.fromtimestamp(int(first[0]), CPH)
     assert (local.hour, local.minute) == (0, 0)     # day rows begin at local midnight
+
+
+def test_public_dashboard_shows_only_itself_and_a_login_link(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    import tempfile
+    r = Running(str(tmp_path), public_dashboard=True)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+              '--disable-dev-shm-usage', '--user-data-dir=' + tempfile.mkdtemp()):
+        opts.add_argument(a)
+    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    try:
+        drv.get('http://127.0.0.1:%d/' % r.port)
+        wait(lambda: drv.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power value')
+        wait(lambda: drv.find_elements(By.ID, 'loginlink'), 5, 'login link')
+        shown = [a.get_attribute('href').split(str(r.port))[1]
+                 for a in drv.find_elements(By.CSS_SELECTOR, 'header nav a') if a.is_displayed()]
+        assert shown == ['/', '/login?next=/'], shown
+    finally:
+        drv.quit()
+        r.stop()

@@ -88,10 +88,11 @@
     }};
   }
   function timeAxis() {
-    return {values: function (u, v) {
+    return {values: function (u, v, ax, space, incr) {
       return v.map(function (t) {
         if (t == null) return '';
         var p = parts(t);
+        if (incr < 60) return show(t, 'hms', {hour: '2-digit', minute: '2-digit', second: '2-digit'});
         return p[3] === 0 && t % 60 === 0 ? show(t, 'dm', {day: 'numeric', month: 'short'}) :
           show(t, 'hm', {hour: '2-digit', minute: '2-digit'});
       });
