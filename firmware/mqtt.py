@@ -50,10 +50,13 @@ def _str(x):
 
 
 def connect_packet(client_id, keepalive, will_topic, will_msg, user=None, password=None):
-    """MQTT 3.1.1 CONNECT (clean session, will QoS 0 retained)."""
-    flags = 0x02 | 0x04 | 0x20
+    """MQTT 3.1.1 CONNECT (clean session, will QoS 0 retained unless will_topic is None)."""
+    flags = 0x02
     body = _str('MQTT') + bytes((4, 0, keepalive >> 8, keepalive & 0xFF))
-    payload = _str(client_id) + _str(will_topic) + _str(will_msg)
+    payload = _str(client_id)
+    if will_topic:
+        flags |= 0x04 | 0x20
+        payload += _str(will_topic) + _str(will_msg)
     if user:
         flags |= 0xC0
         payload += _str(user) + _str(password or '')

@@ -9,6 +9,8 @@ from compat import ticks_ms, ticks_diff, sleep_ms, epoch_offset
 
 NTP_DELTA = 2208988800  # seconds from 1900 (NTP) to 1970 (unix)
 AUTH_WPA2 = 3
+# network.WLAN.scan()'s security codes (ESP32 port), in words
+SECURITY = 'open WEP WPA WPA2 WPA/WPA2 WPA2-Enterprise WPA3 WPA2/WPA3 WAPI OWE'.split()
 
 
 def ap_ssid(network):
@@ -75,6 +77,37 @@ class Wifi:
         self.sta.active(False)
         self.start_ap(None, ap_password)
         return 'ap'
+
+    def scan(self, limit=20):
+        """Networks in reach, strongest first: [{'ssid', 'rssi', 'security'}], one entry per
+        name, hidden ones left out. Blocks for about 2 s (the radio listens on every
+        channel): only on request."""
+        sta = self.sta
+        was = sta.active()
+        if not was:
+            sta.active(True)
+        try:
+            found = sta.scan()      # [(ssid bytes, bssid, channel, RSSI, security, hidden)]
+        finally:
+            if not was:
+                sta.active(False)
+        best = {}
+        for t in found:
+            try:
+                name = bytes(t[0]).decode()
+            except UnicodeError:
+                continue
+            if not name or (len(t) > 5 and t[5]):
+                continue
+            if name not in best or t[3] > best[name][0]:
+                best[name] = (t[3], t[4])
+        out = []
+        for name in best:
+            rssi, sec = best[name]
+            out.append({'ssid': name, 'rssi': rssi,
+                        'security': SECURITY[sec] if 0 <= sec < len(SECURITY) else str(sec)})
+        out.sort(key=lambda d: -d['rssi'])
+        return out[:limit]
 
     def ip(self):
         n = self.network

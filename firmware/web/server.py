@@ -63,6 +63,8 @@ GET /config cfg config_page
 GET /settings cfgapi settings_page
 GET /api/config cfgapi get_config
 POST /api/config cfgapi save_config
+POST /api/mqtt/test nettest mqtt_test
+POST /api/wifi/scan nettest wifi_scan
 POST /config cfg config_save
 GET /config/backup cfg backup
 POST /config/backup cfg backup_secrets
@@ -78,6 +80,7 @@ METHODS = ('GET', 'POST')
 # Modules the pages load that are dropped again once no request needs them (unless they
 # were already loaded when the requests began: then someone else uses them).
 DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.guard',
+        'web.nettest',
         'web.update', 'web.legacy_routes', 'web.html', 'legacy', 'metrics', 'ota',
         'mep.tables')
 STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
