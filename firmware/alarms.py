@@ -33,6 +33,20 @@ def _f(a, key, default=0):
         return default
 
 
+def _day_span(cfg, t):
+    """(start, end) in UTC of the local day holding t. periods/tz are loaded for this and
+    dropped again (unless something else had them loaded)."""
+    import sys
+    mine = [n for n in ('periods', 'tz') if n not in sys.modules]
+    try:
+        from periods import zone
+        z = zone(cfg)
+        start = z.day_start(t)
+        return (start, z.day_start(start + 93600))
+    finally:
+        unload(*mine)
+
+
 class Alarms:
     def __init__(self, cfg, tz_offset_s=None, energy_since=None):
         """tz_offset_s: fixed offset for 'today' (default: the configured time zone);
@@ -78,10 +92,7 @@ class Alarms:
             t = int(t)
             span = self._span
             if span is None or not span[0] <= t < span[1]:
-                from periods import zone
-                z = zone(self.cfg)
-                start = z.day_start(t)
-                span = self._span = (start, z.day_start(start + 93600))
+                span = self._span = _day_span(self.cfg, t)
             midnight = day = span[0]
         if day != self._day and r.get('e_in') is not None:
             boot = self._day is None and self.energy_since is not None
