@@ -4,8 +4,8 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
 
   uplot.js.gz, uplot.css.gz   from node_modules/uplot/dist (already minified)
   app.js.gz, app.css.gz,      from firmware/web/src (comments and indentation stripped)
-  settings.js.gz, dashboard.js.gz, status.js.gz
-  settings.html.gz, dashboard.html.gz, status.html.gz
+  settings.js.gz, dashboard.js.gz, status.js.gz, ota.js.gz
+  settings.html.gz, dashboard.html.gz, status.html.gz, ota.html.gz
                               pages the browser fills from the JSON API; {{v}} becomes a hash
                               of the assets (their URLs change when they do)
 
@@ -40,8 +40,8 @@ def minify_js(text):
     return '\n'.join(out) + '\n'
 
 
-PAGES = ('settings.html', 'dashboard.html', 'status.html')
-SCRIPTS = ('settings.js', 'dashboard.js', 'status.js')
+PAGES = ('settings.html', 'dashboard.html', 'status.html', 'ota.html')
+SCRIPTS = ('settings.js', 'dashboard.js', 'status.js', 'ota.js')
 
 
 def minify_html(text):

@@ -66,7 +66,9 @@ async def status_page(ctx, request):
 
 
 async def api_status(ctx, request):
-    return status_dict(ctx), 200, {'Cache-Control': 'no-store'}
+    d = status_dict(ctx)
+    d['csrf'] = server.auth.csrf_token(ctx, request)   # for the update page's upload
+    return d, 200, {'Cache-Control': 'no-store'}
 
 
 async def api_diagnostics(ctx, request):

@@ -33,7 +33,8 @@ LEGACY = ('/getDashDataWS', '/metrics')
 DASH = ('/', '/api/now', '/api/recent', '/api/history', '/api/history.csv')
 CACHE_S = 31536000
 STATIC_TYPES = {'js': 'application/javascript', 'css': 'text/css'}
-ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'dashboard.js', 'status.js')
+ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'dashboard.js', 'status.js',
+          'ota.js')
 CHUNK = 1024
 
 JSON_PATHS = ('/config/restore',)

@@ -2,33 +2,10 @@
 # chunks (never whole in RAM), is verified there, and is applied at the next boot. A bundle
 # older than the running version (a downgrade) is refused unless the upload carries the web
 # password (header X-Confirm-Password).
-from web.html import page, esc, hidden_csrf, message, app_version
+from web.html import message, app_version
 from web import server
 
 CHUNK = 1024
-
-
-def _ota_status(ctx):
-    import ota
-    try:
-        return ota.status(ota.Fs(ctx.data_dir or '/'))
-    except Exception:
-        return None
-
-
-def _body(ctx, request, st):
-    yield ('<h1>Update</h1><p>Running version <b>%s</b> on %s. Upload an app bundle made by '
-           '<code>tools/bundle.py</code> and signed with this device\'s OTA key. It is checked '
-           'completely before anything is replaced and applied at the next reboot.</p>'
-           % (esc(app_version(ctx)), esc(ctx.chip)))
-    if st:
-        yield '<p>Last update: %s</p>' % esc(', '.join('%s: %s' % (k, st[k]) for k in st))
-    yield ('<form id="ota" class="box"><input type="file" id="ofile" accept=".bin"><label>'
-           'Web password (only to install an older version) <input type="password" id="opw" '
-           'autocomplete="current-password"></label><button>Upload</button></form>'
-           '<progress id="oprog" max="100" value="0" hidden></progress>'
-           '<p id="omsg"></p><form method="post" action="/reboot" id="reboot" hidden>%s'
-           '<button>Reboot now</button></form>' % hidden_csrf(ctx, request))
 
 
 async def _drain(stream, left):
@@ -73,8 +50,9 @@ async def _downgrade(ctx, request, new):
 
 
 async def ota_page(ctx, request):
-    # the import in _ota_status() runs now, not while the page streams (see web/server.py)
-    return page(ctx, request, 'Update', '/ota', _body(ctx, request, _ota_status(ctx)))
+    """The page built at build time (web/src/ota.html): filled from /api/status."""
+    from web.dash import static_page
+    return static_page(request, 'ota.html')
 
 
 async def ota_upload(ctx, request):

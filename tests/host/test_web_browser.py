@@ -82,7 +82,8 @@ def server():
     static = os.path.join(ROOT, 'firmware', 'web', 'static')
     if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
                ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'settings.html',
-                'dashboard.js', 'dashboard.html', 'status.js', 'status.html')):
+                'dashboard.js', 'dashboard.html', 'status.js', 'status.html', 'ota.js',
+                'ota.html')):
         build_web.build(skip_npm=True)
     d = tempfile.mkdtemp()
     s = Server(d)
@@ -218,10 +219,14 @@ def test_ota_upload(server, browser, tmp_path):
         with open(paths[name], 'wb') as f:
             f.write(data)
     browser.get(base + '/ota')
+    v = server.ctx.version
+    wait(lambda: browser.find_element(By.ID, 'version').text == (v() if callable(v) else v), 10,
+         'running version')
     browser.find_element(By.ID, 'ofile').send_keys(paths['bad.bin'])
     browser.find_element(By.CSS_SELECTOR, '#ota button').click()
     wait(lambda: 'damaged' in browser.find_element(By.ID, 'omsg').text, 20, 'refusal')
     browser.get(base + '/ota')
+    wait(lambda: browser.find_element(By.ID, 'version').text != '-', 10, 'running version')
     browser.find_element(By.ID, 'ofile').send_keys(paths['good.bin'])
     browser.find_element(By.CSS_SELECTOR, '#ota button').click()
     wait(lambda: 'applied at reboot' in browser.find_element(By.ID, 'omsg').text, 20, 'accepted')

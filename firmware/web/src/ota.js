@@ -1,0 +1,20 @@
+// MEP module web UI: the update page (ota.html): version and last update from /api/status (with
+// the CSRF token the upload in app.js needs). Loaded after app.js (window.mep).
+(function () {
+  'use strict';
+  var mep = window.mep, $ = mep.$, set = mep.set;
+  if (mep.page !== '/ota') return;
+  mep.getJSON('/api/status', function (d, st) {
+    if (!d || st !== 200) { set('omsg', 'The module does not answer.'); return; }
+    mep.setCsrf(d.csrf);
+    Array.prototype.forEach.call(document.querySelectorAll('input.csrf'), function (e) { e.value = d.csrf; });
+    set('version', d.version);
+    set('chip', d.chip);
+    var o = d.ota;
+    if (o) {
+      $('last').hidden = false;
+      set('last', 'Last update: ' + (o.result === 'updated' ? 'updated to version ' + o.version :
+        o.result === 'rolled back' ? 'version ' + (o.version || '?') + ' was rolled back' + (o.why ? ' (' + o.why + ')' : '') : o.result));
+    }
+  });
+})();
