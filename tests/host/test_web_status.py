@@ -73,6 +73,10 @@ def test_status_page_in_words(running):
             d = json.loads(r.read())
         assert d['link']['diag']['turnaround']['samples'] > 0 and d['exchanges']
         shot(drv, 'status')
+        drv.find_element(By.ID, 'restart').click()
+        drv.switch_to.alert.accept()
+        wait(lambda: 'restarts' in drv.find_element(By.ID, 'rmsg').text, 10, 'restart answer')
+        assert running.app.reboot_requested
         drv.set_window_size(390, 844)
         drv.get(base + '/status')
         wait(lambda: 'Memory' in drv.find_element(By.ID, 'status').text, 15, 'status on a phone')

@@ -68,9 +68,16 @@
   function load() {
     getJSON('/api/status', function (d, st) {
       if (!d || st !== 200) { set('smsg', 'The module does not answer' + (d && d.error ? ': ' + d.error : '') + '.'); return; }
+      if (d.csrf) mep.setCsrf(d.csrf);
       render(d);
     });
   }
   load();
   setInterval(load, 5000);
+  $('restart').addEventListener('click', function () {
+    if (!window.confirm('Restart the module now?')) return;
+    fetch('/reboot', {method: 'POST', credentials: 'same-origin', headers: {'X-CSRF-Token': mep.csrf()}})
+      .then(function (r) { set('rmsg', r.ok ? 'The module restarts; this page comes back by itself.' : 'Not restarted (HTTP ' + r.status + ').'); })
+      .catch(function () { set('rmsg', 'The module does not answer.'); });
+  });
 })();
