@@ -7,7 +7,8 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
   settings.js.gz, dashboard.js.gz, status.js.gz, ota.js.gz
   settings.html.gz, dashboard.html.gz, status.html.gz, ota.html.gz
                               pages the browser fills from the JSON API; {{v}} becomes a hash
-                              of the assets (their URLs change when they do)
+                              of the assets (their URLs change when they do), {{tz}}
+                              the time zone names of firmware/tz.py as <option>s
 
   python tools/build_web.py [--skip-npm] [--check]
 
@@ -53,6 +54,16 @@ def minify_css(text):
     return '\n'.join(s.strip() for s in text.splitlines() if s.strip()) + '\n'
 
 
+def tz_options():
+    """<option>s of the time zone names the firmware knows (firmware/tz.py), for {{tz}}."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        '_tz_names', os.path.join(ROOT, 'firmware', 'tz.py'))
+    tz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tz)
+    return ''.join('<option value="%s">' % n for n in tz.names())
+
+
 def gz(data):
     buf = io.BytesIO()
     with gzip.GzipFile(filename='', mode='wb', fileobj=buf, compresslevel=9, mtime=0) as f:
@@ -90,7 +101,8 @@ def build(skip_npm=False):
     pages = []
     for name in PAGES:
         with open(os.path.join(SRC, name), encoding='utf-8') as f:
-            pages.append((name, minify_html(f.read()).replace('{{v}}', v).encode()))
+            pages.append((name, minify_html(f.read()).replace('{{v}}', v)
+                          .replace('{{tz}}', tz_options()).encode()))
     for name, data in [('uplot.js', uplot_js), ('uplot.css', uplot_css), ('app.js', app_js),
                        ('app.css', app_css)] + scripts + pages:
         z = gz(data)

@@ -25,9 +25,15 @@
     } else if (f.type === 'int') {
       h += '<label>' + lab + ' <input type="number" name="' + k + '" value="' + esc(f.value) + '" min="' + f.min + '" max="' + f.max + '"></label>';
     } else {
-      h += '<label>' + lab + ' <input name="' + k + '" value="' + esc(f.value) + '"></label>';
+      // the time zone: names to choose from (built into the page from tz.py), or a POSIX rule
+      var list = k === 'timezone' ? ' list="tzlist" autocomplete="off"' :
+        (k === 'wifi_ssid' ? ' list="ssidlist" autocomplete="off"' : '');
+      h += '<label>' + lab + ' <input name="' + k + '" value="' + esc(f.value) + '"' + list + '></label>';
     }
     h += '<p class="err" id="e-' + k + '" hidden></p>';
+    if (k === 'wifi_ssid') h += '<div><button type="button" class="scan sm">Scan for networks</button> ' +
+      '<small>Scanning pauses meter reading for about 2 s.</small><p class="scanmsg" role="status"></p>' +
+      '<datalist id="ssidlist"></datalist><div class="nets"></div></div>';
     if (f.help) h += '<small>' + esc(f.help) + '</small> ';
     if (f.restart) h += '<small>Takes effect after a restart.</small>';
     return h + '</div>';
@@ -76,10 +82,45 @@
     var guarded = sec.fields.some(function (f) { return f.guarded; });
     var h = '<form class="box sect" data-id="' + sec.id + '"><h2>' + esc(sec.title) + '</h2>' +
       sec.fields.map(fieldHtml).join('');
+    if (sec.id === 'mqtt') h += '<div class="f"><button type="button" class="mqtest">Test MQTT connection</button> ' +
+      '<small>With the values typed above (an empty password: the stored one, for the stored broker and user).</small>' +
+      '<p class="mqmsg" role="status"></p></div>';
     if (guarded) h += '<div class="f"><label><b>Current web password</b> <input type="password" name="current_password" ' +
       'autocomplete="current-password"></label><p class="err" id="e-current_password-' + sec.id + '" hidden></p>' +
       '<small>Needed when a key, a public switch or the accepted host names change.</small></div>';
     return h + '<button class="save">Save ' + esc(sec.title) + '</button><p class="smsg"></p></form>';
+  }
+
+  // ---- "Test MQTT connection" and the WiFi scan: /api/mqtt/test, /api/wifi/scan -------------
+  function testMqtt(form) {
+    var m = form.querySelector('.mqmsg'), e = form.elements, body = {};
+    ['mqtt_host', 'mqtt_port', 'mqtt_user', 'mqtt_password'].forEach(function (k) { body[k] = e[k].value; });
+    body.mqtt_tls = e.mqtt_tls.checked;
+    m.className = 'mqmsg muted'; m.textContent = 'testing...';
+    post('/api/mqtt/test', JSON.stringify(body), 'application/json', function (st, j) {
+      m.className = 'mqmsg ' + (st === 200 && j.ok ? 'ok' : 'err');
+      m.textContent = st === 200 ? j.message : (j.error || 'HTTP ' + st);
+    });
+  }
+  function scanWifi(form) {
+    var m = form.querySelector('.scanmsg'), nets = form.querySelector('.nets');
+    m.className = 'scanmsg muted'; m.textContent = 'scanning...'; nets.innerHTML = '';
+    post('/api/wifi/scan', '', 'application/json', function (st, j) {
+      if (st !== 200) { m.className = 'scanmsg err'; m.textContent = j.error || 'HTTP ' + st; return; }
+      var n = j.networks || [];
+      m.className = 'scanmsg'; m.textContent = n.length ? n.length + ' network(s): click one to use it' : 'no networks found';
+      $('ssidlist').innerHTML = n.map(function (x) { return '<option value="' + esc(x.ssid) + '">'; }).join('');
+      nets.innerHTML = n.map(function (x, i) {
+        return '<button type="button" class="net sm" data-i="' + i + '">' + esc(x.ssid) + ' <small>' + x.rssi +
+          ' dBm, ' + esc(x.security) + '</small></button>';
+      }).join('');
+      Array.prototype.forEach.call(nets.querySelectorAll('.net'), function (b) {
+        b.addEventListener('click', function () {
+          form.elements.wifi_ssid.value = n[Number(b.getAttribute('data-i'))].ssid;
+          form.elements.wifi_password.focus();
+        });
+      });
+    });
   }
 
   function saveSection(form, sec) {
@@ -133,6 +174,9 @@
         div.innerHTML = sectionForm(sec);
         var form = div.firstChild;
         form.addEventListener('submit', function (ev) { ev.preventDefault(); saveSection(form, sec); });
+        var tb = form.querySelector('.mqtest'), sb = form.querySelector('.scan');
+        if (tb) tb.addEventListener('click', function () { testMqtt(form); });
+        if (sb) sb.addEventListener('click', function () { scanWifi(form); });
         if (old) {
           var m = old.querySelector('.smsg');
           form.querySelector('.smsg').className = m.className;
