@@ -5,7 +5,7 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
   uplot.js.gz, uplot.css.gz   from node_modules/uplot/dist (already minified)
   app.js.gz, app.css.gz,      from firmware/web/src (comments and indentation stripped)
   settings.js.gz, dashboard.js.gz, status.js.gz, ota.js.gz
-  settings.html.gz, dashboard.html.gz, status.html.gz, ota.html.gz
+  settings.html.gz, dashboard.html.gz, status.html.gz, ota.html.gz, tinker.html.gz
                               pages the browser fills from the JSON API; {{v}} becomes a hash
                               of the assets (their URLs change when they do), {{tz}}
                               the time zone names of firmware/tz.py as <option>s
@@ -41,7 +41,7 @@ def minify_js(text):
     return '\n'.join(out) + '\n'
 
 
-PAGES = ('settings.html', 'dashboard.html', 'status.html', 'ota.html')
+PAGES = ('settings.html', 'dashboard.html', 'status.html', 'ota.html', 'tinker.html')
 SCRIPTS = ('settings.js', 'dashboard.js', 'status.js', 'ota.js')
 
 
@@ -62,6 +62,27 @@ def tz_options():
     tz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tz)
     return ''.join('<option value="%s">' % n for n in tz.names())
+
+
+# the tinker page's predefined reads: label, table, (offset, count) or None for a full read
+PRESETS = (('BT01', 'BT01', None), ('BT21', 'BT21', None), ('BT23 0/16', 'BT23', (0, 16)),
+           ('BT28', 'BT28', None), ('BT52', 'BT52', None), ('ET03', 'ET03', None),
+           ('ET11', 'ET11', None), ('ET13', 'ET13', None), ('ET50', 'ET50', None),
+           ('BT08', 'BT08', None))
+
+
+def preset_buttons():
+    """The tinker page's preset buttons ({{presets}}), messages made by firmware/mep/requests.py."""
+    fw = os.path.join(ROOT, 'firmware')
+    if fw not in sys.path:
+        sys.path.append(fw)
+    from mep import requests as rq
+    out = []
+    for label, table, part in PRESETS:
+        t = getattr(rq, table)
+        msg = rq.partial_read(t, part[0], part[1]) if part else rq.full_read(t)
+        out.append('<button type="button" data-hex="%s">%s</button>' % (msg.hex(), label))
+    return ''.join(out)
 
 
 def gz(data):
@@ -102,7 +123,8 @@ def build(skip_npm=False):
     for name in PAGES:
         with open(os.path.join(SRC, name), encoding='utf-8') as f:
             pages.append((name, minify_html(f.read()).replace('{{v}}', v)
-                          .replace('{{tz}}', tz_options()).encode()))
+                          .replace('{{tz}}', tz_options())
+                          .replace('{{presets}}', preset_buttons()).encode()))
     for name, data in [('uplot.js', uplot_js), ('uplot.css', uplot_css), ('app.js', app_js),
                        ('app.css', app_css)] + scripts + pages:
         z = gz(data)

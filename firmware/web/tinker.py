@@ -3,14 +3,8 @@ from binascii import hexlify, unhexlify
 from mep import requests as rq
 from mep import tables
 from mep.jobs import PRIO_USER
-from web.html import page, esc
 from web import auth, server
 
-PRESETS = (('BT01', rq.full_read(rq.BT01)), ('BT21', rq.full_read(rq.BT21)),
-           ('BT23 0/16', rq.partial_read(rq.BT23, 0, 16)), ('BT28', rq.full_read(rq.BT28)),
-           ('BT52', rq.full_read(rq.BT52)), ('ET03', rq.full_read(rq.ET03)),
-           ('ET11', rq.full_read(rq.ET11)), ('ET13', rq.full_read(rq.ET13)),
-           ('ET50', rq.full_read(rq.ET50)), ('BT08', rq.full_read(rq.BT08)))
 MAX_HEX = 1200
 
 
@@ -100,20 +94,11 @@ def entry_view(ctx, e, decode=True):
     return d
 
 
-def _body(ctx, request):
-    yield ('<h1>Tinker</h1><form id="mep" class="box"><label>Message (hex, without LEN, SEQ '
-           'and digest) <input name="hex" id="hex" autocomplete="off" spellcheck="false" '
-           'placeholder="30 0001 0200"></label><label class="chk"><input type="checkbox" '
-           'name="confirm" id="confirm"> I know this writes to the meter</label>'
-           '<button>Send</button></form><p class="presets">')
-    for name, msg in PRESETS:
-        yield '<button type="button" data-hex="%s">%s</button>' % (_hex(msg), esc(name))
-    yield ('</p><div id="result"></div><h2>Link</h2><div id="linkst"></div>'
-           '<h2>Exchange log</h2><div id="log"></div>')
-
-
 async def tinker_page(ctx, request):
-    return page(ctx, request, 'Tinker', '/tinker', _body(ctx, request))
+    """The page built at build time (web/src/tinker.html, its presets made by
+    tools/build_web.py from mep/requests.py); the browser fills it from /api/link, /api/log."""
+    from web.dash import static_page
+    return static_page(request, 'tinker.html')
 
 
 async def api_log(ctx, request):
@@ -138,7 +123,9 @@ def _log_json(ctx, entries, count):
 
 
 async def api_link(ctx, request):
-    return jsonable(ctx.link.status()), 200, {'Cache-Control': 'no-store'}
+    d = jsonable(ctx.link.status())
+    d['csrf'] = auth.csrf_token(ctx, request)     # for the page's POST /api/mep
+    return d, 200, {'Cache-Control': 'no-store'}
 
 
 async def api_mep(ctx, request):

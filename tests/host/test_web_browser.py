@@ -83,7 +83,7 @@ def server():
     if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
                ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'settings.html',
                 'dashboard.js', 'dashboard.html', 'status.js', 'status.html', 'ota.js',
-                'ota.html')):
+                'ota.html', 'tinker.html')):
         build_web.build(skip_npm=True)
     d = tempfile.mkdtemp()
     s = Server(d)

@@ -89,6 +89,7 @@
     });
     getJSON('/api/link', function (s) {
       if (!s) return;
+      if (s.csrf) csrf = s.csrf;
       var a = s.alert || {}, q = (s.queue || []).map(function (x) { return x.prio + ': ' + x.desc; });
       $('linkst').innerHTML = fields({link: s.link, state: s.state, last_error: s.last_error || '-',
         SEQ: s.seq, PSEQ: s.pseq, current: s.current || '-', queue: q.length ? q.join('; ') : 'empty',
