@@ -66,7 +66,6 @@ GET /api/config cfgapi get_config
 POST /api/config cfgapi save_config
 POST /api/mqtt/test nettest mqtt_test
 POST /api/wifi/scan nettest wifi_scan
-POST /config cfg config_save
 GET /config/backup cfg backup
 POST /config/backup cfg backup_secrets
 POST /config/restore cfg restore

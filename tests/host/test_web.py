@@ -20,8 +20,8 @@ from web_helpers import Ctx, PASSWORD, SECRETS, csrf_of, make_bundle, unloading
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 STATE_ROUTES = {('POST', p) for p in ('/login', '/logout', '/setup', '/password', '/api/mep',
-                                      '/config', '/config/backup', '/config/restore', '/api/config',
-                                      '/api/ota', '/reboot')}
+                                      '/config/backup', '/config/restore', '/api/config',
+                                      '/api/mqtt/test', '/api/wifi/scan', '/api/ota', '/reboot')}
 LAZY = [n for n in server.DROP if n != 'mep.tables']      # mep.tables is the poller's
 
 
@@ -122,7 +122,7 @@ async def test_first_run_setup(tmp_path):
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1x',
                                                              'password2': 'abcdefgh1x'}))
         assert r.status_code == 302 and 'mep_s' in c.cookies
-        assert (await c.get('/config')).status_code == 200
+        assert (await c.get('/api/config')).status_code == 200
         assert ctx.config.check_password('abcdefgh1x')
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'x' * 9,
                                                              'password2': 'x' * 9}))
@@ -179,16 +179,16 @@ async def test_session_cookie_flags_and_tampering(tmp_path):
                'abc.' + nonce + '.' + sig]
         for v in bad:
             c.cookies['mep_s'] = v
-            r = await c.get('/config')
+            r = await c.get('/settings')
             assert r.status_code == 302, v
             assert (await c.get('/api/log')).status_code == 401
         old = auth.make_session(ctx, now=1000)   # expired long ago
         c.cookies['mep_s'] = old
-        assert (await c.get('/config')).status_code == 302
+        assert (await c.get('/settings')).status_code == 302
         c.cookies['mep_s'] = good
-        assert (await c.get('/config')).status_code == 200
+        assert (await c.get('/settings')).status_code == 200
         ctx.config.set_password('another password')   # a new password ends the sessions
-        assert (await c.get('/config')).status_code == 302
+        assert (await c.get('/settings')).status_code == 302
     finally:
         ctx.stop()
 
@@ -222,7 +222,7 @@ async def test_limits(tmp_path):
     ctx, c, tok = await start(tmp_path)
     try:
         big = 'hex=' + '30' * MAX_BODY
-        for path in ('/api/mep', '/config', '/config/restore', '/login'):
+        for path in ('/api/mep', '/api/config', '/config/restore', '/login'):
             r = await c.post(path, headers=dict(FORM, **{'X-CSRF-Token': tok}), body=big)
             assert r.status_code == 413, (path, r.text)
         r = await c.request('POST', '/api/ota', headers={'X-CSRF-Token': tok,
@@ -266,14 +266,22 @@ async def test_bad_input_gets_400_with_a_message(tmp_path):
         assert r.status_code == 400
         r = await c.post('/config/restore', headers=dict(h), body={'mqtt_port': 'abc'})
         assert r.status_code == 400 and 'mqtt_port' in r.json['fields']
-        r = await c.post('/config', headers=dict(FORM, **h), body='hostname=%zz')
-        assert r.status_code == 400 and 'url-encoded' in r.text
-        r = await c.post('/config', headers=dict(FORM, **h), body=enc(
-            {'hostname': 'bad host!', 'alarms': '[{', 'mqtt_port': '99999'}))
-        assert r.status_code == 400 and 'Alarms (alarms): not valid JSON' in r.text
-        r = await c.post('/config', headers=dict(FORM, **h), body=enc(
-            {'hostname': 'bad host!', 'mqtt_port': '99999'}))
-        assert r.status_code == 400 and 'hostname' in r.text and 'from 1 to 65535' in r.text
+        js = dict(h, **{'Content-Type': 'application/json'})
+        r = await c.post('/api/config', headers=dict(js), body='{"section": "wifi", "val')
+        assert r.status_code == 400 and r.json['error']
+        r = await c.post('/api/config', headers=dict(js), body='[1]')
+        assert r.status_code == 400 and 'send JSON' in r.json['error']
+        r = await c.post('/api/config', headers=dict(h), body={
+            'section': 'alarms', 'values': {'alarms': '[{'}})
+        assert r.status_code == 400 and r.json['fields']['alarms']
+        r = await c.post('/api/config', headers=dict(h), body={
+            'section': 'wifi', 'values': {'hostname': 'bad host!'}})
+        assert r.status_code == 400 and 'letters' in r.json['fields']['hostname']
+        r = await c.post('/api/config', headers=dict(h), body={
+            'section': 'mqtt', 'values': {'mqtt_port': '99999'}})
+        assert r.status_code == 400 and r.json['fields']['mqtt_port'] == 'must be from 1 to 65535'
+        r = await c.post('/config', headers=dict(FORM, **h), body=enc({'hostname': 'x'}))
+        assert r.status_code == 405               # the old form's address takes no posts
         assert ctx.config['hostname'] == 'mep-test'
         r = await c.post('/api/ota', headers=dict(h))
         assert r.status_code == 400 and 'empty upload' in r.json['error']
@@ -298,7 +306,7 @@ async def test_secrets_never_in_a_response(tmp_path):
         await ctx.wait_reading()
         h = {'X-CSRF-Token': tok}
         seen = []
-        gets = ['/', '/tinker', '/config', '/ota', '/status', '/api/now', '/api/status',
+        gets = ['/', '/tinker', '/api/config', '/ota', '/status', '/api/now', '/api/status',
                 '/api/recent', '/api/history?level=minute', '/api/history.csv?level=day',
                 '/api/log', '/api/link', '/config/backup', '/login', '/getDashDataWS', '/metrics',
                 '/static/app.js']
@@ -306,8 +314,12 @@ async def test_secrets_never_in_a_response(tmp_path):
             r = await c.get(u)
             seen.append((u, r.status_code, r.body, str(r.headers)))
         posts = [('/api/mep', {'hex': '30 0001 0200'}),
-                 ('/config', enc({'csrf': tok, 'wifi_password': 'short', 'hostname': 'x y'})),
-                 ('/config', enc({'csrf': tok, 'hostname': 'mep-test', 'mqtt_host': ''})),
+                 ('/api/config', {'section': 'wifi', 'values': {
+                     'wifi_password': 'short', 'hostname': 'x y'}}),
+                 ('/api/config', {'section': 'mqtt', 'values': {
+                     'mqtt_enabled': True, 'mqtt_host': ''}}),
+                 ('/api/mqtt/test', {'mqtt_host': '127.0.0.1', 'mqtt_port': 1,
+                                     'mqtt_user': 'u', 'mqtt_password': ''}),
                  ('/config/restore', {'mbk': 'not-a-valid-mbk', 'wifi_password': 'x'}),
                  ('/config/backup', enc({'csrf': tok})), ('/api/ota', b'MEPOTA1 garbage\n'),
                  ('/password', enc({'csrf': tok, 'old': 'wrong', 'new': 'a', 'new2': 'a'}))]
@@ -423,14 +435,22 @@ async def test_dashboard_values_and_mep_read(tmp_path):
 async def test_config_round_trip(tmp_path):
     ctx, c, tok = await start(tmp_path)
     try:
-        r = await c.get('/config')
-        assert 'looks like hex but is 20 ASCII characters' in r.text
-        assert re.search(r'name="mbk" value=""', r.text)
-        form = {'csrf': tok, 'hostname': 'meter-2', 'poll_bt28_ms': '2000', 'fast_mode': 'on',
-                'mqtt_port': '1884', 'wifi_password': '', 'mbk': '', 'alarms': '[]',
-                'board': ctx.config['board'], 'dst': 'eu', 'clear_smtp_password': 'on'}
-        r = await c.post('/config', headers=dict(FORM), body=enc(form))
-        assert r.status_code == 200 and 'Saved.' in r.text, r.text
+        r = await c.get('/config')                  # the old page's address leads to the new one
+        assert r.status_code == 302 and r.headers['Location'] == '/settings'
+        j = (await c.get('/api/config')).json
+        mbk = [f for s in j['sections'] for f in s['fields'] if f['key'] == 'mbk'][0]
+        assert mbk['set'] is True and 'value' not in mbk
+        for section, values in (
+                ('wifi', {'hostname': 'meter-2', 'wifi_password': ''}),
+                ('meter', {'poll_bt28_ms': '2000', 'fast_mode': True, 'mbk': '',
+                           'board': ctx.config['board']}),
+                ('mqtt', {'mqtt_port': '1884'}), ('alarms', {'alarms': []})):
+            r = await c.post('/api/config', headers={'X-CSRF-Token': tok},
+                             body={'section': section, 'values': values})
+            assert r.status_code == 200 and r.json['ok'] is True, r.text
+        r = await c.post('/api/config', headers={'X-CSRF-Token': tok},
+                         body={'section': 'mail', 'values': {}, 'clear': ['smtp_password']})
+        assert r.status_code == 200, r.text
         assert ctx.config['hostname'] == 'meter-2' and ctx.config['poll_bt28_ms'] == 2000
         assert ctx.config['fast_mode'] is True and ctx.config['public_dashboard'] is False
         assert ctx.config['wifi_password'] == SECRETS['wifi_password']   # empty = keep
@@ -443,7 +463,7 @@ async def test_config_round_trip(tmp_path):
         r = await c.post('/password', headers=dict(FORM), body=enc(
             {'csrf': tok, 'old': PASSWORD, 'new': 'new password 1', 'new2': 'new password 1'}))
         assert r.status_code == 200 and ctx.config.check_password('new password 1')
-        assert (await c.get('/config')).status_code == 200       # the new session cookie
+        assert (await c.get('/api/config')).status_code == 200   # the new session cookie
     finally:
         ctx.stop()
 
@@ -500,24 +520,22 @@ async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
         r = await c.post('/api/mep', headers={'X-CSRF-Token': tok,
                                               'Content-Type': 'application/json'}, body='{"hex":')
         assert r.status_code == 400 and loaded_pages() == []     # dropped after an error too
-        gets = ('/', '/status', '/config', '/ota', '/api/status', '/api/log', '/api/link',
+        gets = ('/', '/status', '/settings', '/ota', '/api/status', '/api/log', '/api/link',
                 '/api/history?level=hour', '/api/history.csv?level=day', '/config/backup',
                 '/getDashDataWS', '/metrics', '/login')
         for u in gets + gets:
             r = await c.get(u)
             assert r.status_code == 200, (u, r.status_code)
             assert loaded_pages() == [], u
-        # modules loaded before the request (web.cfg and the web.guard and web.html it imports)
-        # stay loaded
+        # modules loaded before the request (web.cfg and the web.guard it imports) stay loaded
         from web import cfg
-        r = await c.get('/config')
+        r = await c.get('/config/backup')
         assert r.status_code == 200 and sys.modules['web.cfg'] is cfg and web.cfg is cfg
         r = await c.get('/ota')
         assert r.status_code == 200 and sys.modules['web.cfg'] is cfg
-        assert loaded_pages() == ['web.cfg', 'web.guard', 'web.html']
+        assert loaded_pages() == ['web.cfg', 'web.guard']
         compat.unload('web.cfg')
         compat.unload('web.guard')
-        compat.unload('web.html')
         assert loaded_pages() == []
     finally:
         ctx.stop()
@@ -558,7 +576,7 @@ async def test_no_module_dropped_while_another_request_runs(tmp_path):
             if 'web.login' in sys.modules:
                 break
         assert 'web.login' in sys.modules
-        r = await c.get('/config')
+        r = await c.get('/config/backup')
         assert r.status_code == 200
         assert 'web.cfg' in sys.modules and 'web.login' in sys.modules
         gate.set()
@@ -572,7 +590,7 @@ async def test_no_module_dropped_while_another_request_runs(tmp_path):
 
 def test_route_table():
     rs = routes()
-    assert len(rs) == 31 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
+    assert len(rs) == 32 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
     assert len(set((r[0], r[1]) for r in rs)) == len(rs)
     for m, path, mod, fn in rs:
         assert server.find(m, path) == [mod, fn]
