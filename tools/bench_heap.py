@@ -7,8 +7,8 @@
 Runs firmware/app.py unchanged under a unix-port binary with -X heapsize: the link and poller
 talk to tools.mepsim over TCP, a browser logs in (first run: /setup) and requests every page
 and API round after round (dashboard, status, tinker with a raw MEP read, settings page and a
-settings save, backup, OTA page and a signed update upload, history export, the legacy
-endpoints); with --mqtt the app publishes to a local mosquitto. The app is started with
+settings save over its JSON API, backup, OTA page and a signed update upload, history export,
+the legacy endpoints); with --mqtt the app publishes to a local mosquitto. The app is started with
 heap_report_ms, so it prints 'HEAP free=.. alloc=.. readings=..' (after gc.collect())
 periodically; this tool prints the lowest free heap, free heap after warm-up vs at the end,
 readings, HTTP and MQTT counts, and PASS/FAIL.
@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import html.parser
 import http.client
 import json
 import urllib.parse
@@ -320,59 +319,16 @@ class AppOutput(threading.Thread):
         return self.samples[-1][3] if self.samples else 0
 
 
-class ConfigForm(html.parser.HTMLParser):
-    """The fields of the settings form (<form action="/config">) as a browser would send them
-    unchanged: inputs with their value, ticked checkboxes, the selected option, textareas."""
-
-    def __init__(self):
-        html.parser.HTMLParser.__init__(self)
-        self.fields = []
-        self._in = False
-        self._select = self._text = None
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == 'form':
-            self._in = a.get('action') == '/config'
-        if not self._in or 'name' not in a and tag != 'option':
-            return
-        if tag == 'input':
-            t = a.get('type', 'text')
-            if t == 'checkbox':
-                if 'checked' in a:
-                    self.fields.append((a['name'], 'on'))
-            elif t not in ('file', 'submit'):
-                self.fields.append((a['name'], a.get('value') or ''))
-        elif tag == 'select':
-            self._select = [a['name'], None, None]
-        elif tag == 'option' and self._select is not None:
-            self._opt = 'selected' in a
-            self._opt_text = ''
-        elif tag == 'textarea':
-            self._text = [a['name'], '']
-
-    def handle_data(self, data):
-        if self._text is not None:
-            self._text[1] += data
-        elif self._select is not None and hasattr(self, '_opt_text'):
-            self._opt_text += data
-
-    def handle_endtag(self, tag):
-        if tag == 'form':
-            self._in = False
-        elif tag == 'option' and self._select is not None and hasattr(self, '_opt_text'):
-            if self._select[1] is None:
-                self._select[1] = self._opt_text
-            if self._opt:
-                self._select[2] = self._opt_text
-            del self._opt_text
-        elif tag == 'select' and self._select is not None:
-            name, first, chosen = self._select
-            self.fields.append((name, chosen if chosen is not None else (first or '')))
-            self._select = None
-        elif tag == 'textarea' and self._text is not None:
-            self.fields.append(tuple(self._text))
-            self._text = None
+def settings_save(api, section):
+    """The body the settings page posts to /api/config when `section` of the /api/config answer
+    `api` is saved unchanged: every field's value as shown, secrets empty (kept)."""
+    for sec in api['sections']:
+        if sec['id'] == section:
+            values = {}
+            for f in sec['fields']:
+                values[f['key']] = '' if f.get('secret') else f.get('value')
+            return {'section': section, 'values': values, 'clear': []}
+    raise KeyError(section)
 
 
 class Browser:
@@ -421,6 +377,15 @@ class Browser:
             self.csrf = m.group(1).decode()
         return st, data
 
+    def api_token(self):
+        """(status, /api/config answer): the settings as the settings page loads them, and
+        the CSRF token that comes with them."""
+        st, data, _ = self.request('GET', '/api/config')
+        j = json.loads(data) if st == 200 else None
+        if j:
+            self.csrf = j['csrf']
+        return st, j
+
     def log_in(self, password):
         """First run: set the web password on /setup (that logs in); else log in on /login."""
         st, data = self.token_from('/setup')
@@ -437,7 +402,7 @@ def soak_plan(legacy_token):
     """What one round of the soak requests, logged in: every page and API, the legacy
     endpoints, a settings save, a raw MEP read from the tinker page and an OTA upload."""
     gets = ['/', '/api/now', '/api/recent', '/api/history', '/api/history.csv', '/status',
-            '/api/status', '/tinker', '/api/log', '/api/link', '/config', '/config/backup',
+            '/api/status', '/tinker', '/api/log', '/api/link', '/settings', '/config/backup',
             '/ota', '/%s/getDashDataWS' % legacy_token, '/%s/metrics' % legacy_token]
     plan = []
     for i, g in enumerate(gets):
@@ -445,7 +410,7 @@ def soak_plan(legacy_token):
         if i == 4:
             plan.append(('POST', '/api/mep'))
         if i == 9:
-            plan.append(('POST', '/config'))
+            plan.append(('POST', '/api/config'))
     plan.append(('POST', '/api/ota'))
     return plan
 
@@ -495,13 +460,14 @@ def http_soak(port, n, state, password=None, legacy_token=None, ota=None, pace=N
         try:
             if method == 'GET':
                 st, data, _ = web.request('GET', path)
-            elif path == '/config':
-                st, page = web.token_from('/config')
-                form = ConfigForm()
-                form.feed(page.decode('utf-8', 'replace'))
-                st, data, _ = web.form('/config', [kv for kv in form.fields if kv[0] != 'csrf'])
-                if st == 200 and b'Saved.' not in data:
-                    st = 422      # the form came back with errors
+            elif path == '/api/config':            # the settings page saves its MQTT section
+                st, api = web.api_token()
+                data = b''
+                if st == 200:
+                    st, data, _ = web.request('POST', path, json.dumps(settings_save(api, 'mqtt')),
+                                              'application/json')
+                    if st == 200 and not json.loads(data).get('ok'):
+                        st = 422
             elif path == '/api/mep':
                 st, data, _ = web.request('POST', path, json.dumps({'hex': MEP_READ_HEX}),
                                           'application/json')

@@ -8,25 +8,20 @@ from tools import bench_heap as bh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-FORM = '''<form method="post" action="/logout"><input type="hidden" name="csrf" value="aa"></form>
-<form method="post" action="/config"><input type="hidden" name="csrf" value="bb">
-<label>Host <input name="hostname" value="mep-1"></label>
-<label><input type="checkbox" name="fast_mode" checked></label>
-<label><input type="checkbox" name="mqtt_enabled"></label>
-<label>Board <select name="board"><option>esp32</option><option selected>host</option></select></label>
-<label>Zone <select name="tz"><option>UTC</option><option>CET</option></select></label>
-<label>Alarms <textarea name="alarms" rows="3">[{"kind": "x"}]</textarea></label>
-<label>Key <input type="password" name="mbk" value=""></label>
-<input type="file" name="f"></form>
-<form method="post" action="/password"><input type="password" name="old"></form>'''
+API = {'csrf': 'bb', 'legacy_path': '/t0k', 'sections': [
+    {'id': 'wifi', 'title': 'WiFi', 'fields': [
+        {'key': 'hostname', 'type': 'str', 'secret': False, 'value': 'mep-1'}]},
+    {'id': 'mqtt', 'title': 'MQTT', 'fields': [
+        {'key': 'mqtt_enabled', 'type': 'bool', 'secret': False, 'value': False},
+        {'key': 'mqtt_port', 'type': 'int', 'secret': False, 'value': 1883},
+        {'key': 'mqtt_password', 'type': 'secret', 'secret': True, 'set': True}]}]}
 
 
-def test_config_form_sends_what_a_browser_sends():
-    f = bh.ConfigForm()
-    f.feed(FORM)
-    assert f.fields == [('csrf', 'bb'), ('hostname', 'mep-1'), ('fast_mode', 'on'),
-                        ('board', 'host'), ('tz', 'UTC'), ('alarms', '[{"kind": "x"}]'),
-                        ('mbk', '')]
+def test_settings_save_sends_what_the_settings_page_sends():
+    assert bh.settings_save(API, 'mqtt') == {
+        'section': 'mqtt', 'clear': [],
+        'values': {'mqtt_enabled': False, 'mqtt_port': 1883, 'mqtt_password': ''}}
+    assert bh.settings_save(API, 'wifi')['values'] == {'hostname': 'mep-1'}
 
 
 def test_parse_size():
@@ -38,10 +33,10 @@ def test_parse_size():
 def test_soak_plan_covers_pages_posts_and_legacy():
     plan = bh.soak_plan('t0k')
     paths = [p for _, p in plan]
-    for p in ('/', '/config', '/tinker', '/ota', '/api/history.csv', '/t0k/getDashDataWS',
+    for p in ('/', '/settings', '/tinker', '/ota', '/api/history.csv', '/t0k/getDashDataWS',
               '/t0k/metrics'):
         assert p in paths
-    assert {p for m, p in plan if m == 'POST'} == {'/config', '/api/mep', '/api/ota'}
+    assert {p for m, p in plan if m == 'POST'} == {'/api/config', '/api/mep', '/api/ota'}
 
 
 def test_pinned_port_is_64_bit():

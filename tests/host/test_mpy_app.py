@@ -95,7 +95,7 @@ def test_web_logged_in_every_page(tree, tmp_path):
     try:
         app.wait_readings(3)
         web = bh.Browser(app.http_port)
-        st, data, _ = web.request('GET', '/config')
+        st, data, _ = web.request('GET', '/settings')
         assert st in (302, 303)                               # not logged in: sent away
         web.log_in(PASSWORD)                                  # first run: /setup
         st, data, _ = web.request('GET', '/api/now')
@@ -111,22 +111,24 @@ def test_web_logged_in_every_page(tree, tmp_path):
                 bad.append((path, st, data[:120]))
         assert not bad, bad
         # a settings save goes through App.apply_config: the new poll period is in force
-        st, page = web.token_from('/config')
-        form = bh.ConfigForm()
-        form.feed(page.decode())
-        fields = dict(form.fields)
-        assert 'poll_bt28_ms' in fields and 'mqtt_host' in fields, sorted(fields)
-        fields['poll_bt28_ms'] = '3000'
-        st, data, _ = web.form('/config', [kv for kv in fields.items() if kv[0] != 'csrf'])
-        assert st == 200 and b'Saved.' in data, data[:300]
+        st, api = web.api_token()
+        assert st == 200, api
+        body = bh.settings_save(api, 'meter')
+        assert 'poll_bt28_ms' in body['values'] and body['values']['mbk'] == '', body
+        body['values']['poll_bt28_ms'] = '3000'
+        st, data, _ = web.request('POST', '/api/config', json.dumps(body), 'application/json')
+        assert st == 200 and json.loads(data)['changed'] == ['poll_bt28_ms'], data[:300]
         st, data, _ = web.request('GET', '/config/backup')
         assert st == 200 and json.loads(data)['poll_bt28_ms'] == 3000
         # a POST without the CSRF token is refused
         web.csrf = None
-        st, _, _ = web.form('/config', [('poll_bt28_ms', '1000')])
+        body['values']['poll_bt28_ms'] = '1000'
+        st, _, _ = web.request('POST', '/api/config', json.dumps(body), 'application/json')
         assert st in (400, 403)
+        st, data, _ = web.request('GET', '/config/backup')
+        assert json.loads(data)['poll_bt28_ms'] == 3000
         # a signed update bundle is received and verified
-        web.token_from('/ota')
+        web.api_token()                                       # the CSRF token again
         st, data, _ = web.request('POST', '/api/ota', bh.ota_bundle(tree[0], app.secrets['ota_key']),
                                   'application/octet-stream')
         assert st == 200 and json.loads(data)['ok'] is True, data[:300]
