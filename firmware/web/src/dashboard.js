@@ -88,7 +88,7 @@
     }};
   }
   function timeAxis() {
-    return {values: function (u, v, ax, space, incr) {
+    return {space: 90, values: function (u, v, ax, space, incr) {
       return v.map(function (t) {
         if (t == null) return '';
         var p = parts(t);
