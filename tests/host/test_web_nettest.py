@@ -77,6 +77,23 @@ def test_mqtt_test_in_words_against_a_real_broker(app, broker):
     assert 'mep-test-' in broker.read_log()
 
 
+def test_mqtt_test_with_tls(app, tmp_path):
+    from mqtt_broker import make_cert
+    b = Broker(users={'mep': MQTT_PW}, tls=make_cert(str(tmp_path))).start()
+    try:
+        h = logged_in(app)
+        tok = csrf(h)
+        r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=b.port, mqtt_tls=True,
+                      mqtt_user='mep', mqtt_password=MQTT_PW)
+        assert r.json['result'] == 'connected' and 'with TLS' in r.json['message'], r.text
+        r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=b.port, mqtt_tls=False,
+                      mqtt_user='mep', mqtt_password=MQTT_PW)         # TLS forgotten
+        assert r.json['ok'] is False and r.json['result'] == 'no answer', r.text
+        assert 'does it need TLS?' in r.json['message']
+    finally:
+        b.close()
+
+
 def test_mqtt_test_uses_the_stored_password_only_for_the_stored_broker(app, broker):
     h = logged_in(app)
     tok = csrf(h)
@@ -128,8 +145,17 @@ def test_mqtt_test_waits_for_a_silent_server_without_blocking_the_link(app):
         h = logged_in(app)
         tok = csrf(h)
         t0 = time.monotonic()
+        second = []
+
+        def again():                 # while the first test waits: one at a time
+            time.sleep(1)
+            second.append(mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=1883))
+        t2 = threading.Thread(target=again)
+        t2.start()
         r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=srv.getsockname()[1])
         t1 = time.monotonic()
+        t2.join(10)
+        assert second[0].status == 429 and 'already running' in second[0].json['error']
         assert r.json['result'] == 'no answer' and 'no MQTT answer' in r.json['message'], r.text
         assert 2.9 < t1 - t0 < 6
         gap = app.max_gap(t0, t1)
