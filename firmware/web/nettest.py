@@ -78,6 +78,11 @@ async def mqtt_test(ctx, request):
     return _answer(ok, result, msg + ('' if ok else note))
 
 
+def _refused(where):
+    return False, 'no broker', 'No MQTT broker at %s: the connection was refused (wrong ' \
+                               'port, or the broker is not running).' % where
+
+
 async def _try(host, port, tls, user, pw):
     """(ok, result, message) of one connection attempt."""
     import socket
@@ -97,13 +102,14 @@ async def _try(host, port, tls, user, pw):
         if e.args and e.args[0] == 110:
             return False, 'no answer', 'No answer from %s within %d s.' % (
                 where, TIMEOUT_MS // 1000)
-        return False, 'no broker', 'No MQTT broker at %s: the connection was refused ' \
-                                   '(wrong port, or the broker is not running).' % where
+        return _refused(where)
     try:
         if tls:
             try:
                 s = mqtt._tls(s, host, 2)
             except Exception as e:   # noqa: BLE001 - ssl errors differ by port
+                if isinstance(e, OSError) and e.args and e.args[0] == 111:
+                    return _refused(where)
                 return False, 'tls failure', 'TLS failed with %s (%s): does the broker ' \
                     'speak TLS on this port?' % (where, type(e).__name__)
         b = mqtt._Bounded(s, 0.25)
@@ -122,6 +128,8 @@ async def _try(host, port, tls, user, pw):
             if n == 110:
                 return False, 'no answer', 'Connected to %s but no MQTT answer within %d s.' \
                     % (where, TIMEOUT_MS // 1000)
+            if n == 111:          # MicroPython learns of a refused connect on the first write
+                return _refused(where)
             if n == 71:
                 return False, 'not mqtt', '%s answered, but not as an MQTT broker.' % where
             return False, 'no answer', '%s closed the connection without an MQTT answer%s.' \

@@ -138,6 +138,44 @@ def test_web_logged_in_every_page(tree, tmp_path):
         app.close()
 
 
+def test_settings_network_helpers_on_micropython(tree, tmp_path):
+    """The settings page's MQTT connection test (against mosquitto with a password file) and
+    WiFi scan (none on this port) run on MicroPython, with the link polling on."""
+    broker = Broker(users={'mep': 'mpy-broker-pw-1'})
+    broker.start()
+    app = MpyApp(str(tmp_path), tree[0], [])
+    try:
+        app.wait_readings(3)
+        web = bh.Browser(app.http_port)
+        web.log_in(PASSWORD)
+        assert web.api_token()[0] == 200
+
+        def test(**kw):
+            st, data, _ = web.request('POST', '/api/mqtt/test', json.dumps(kw),
+                                      'application/json')
+            assert st == 200, data[:300]
+            return json.loads(data)
+        r = test(mqtt_host='127.0.0.1', mqtt_port=broker.port, mqtt_user='mep',
+                 mqtt_password='mpy-broker-pw-1')
+        assert r['ok'] is True and r['result'] == 'connected', r
+        r = test(mqtt_host='127.0.0.1', mqtt_port=broker.port, mqtt_user='mep',
+                 mqtt_password='wrong-pw-1')
+        assert r['result'] == 'refused' and 'wrong user name or password' in r['message'], r
+        r = test(mqtt_host='127.0.0.1', mqtt_port=bh.free_port())
+        assert r['result'] == 'no broker', r
+        r = test(mqtt_host='no-such-broker.invalid', mqtt_port=1883)
+        assert r['result'] == 'host not found', r
+        st, data, _ = web.request('POST', '/api/wifi/scan', b'', 'application/json')
+        assert st == 501 and json.loads(data)['error'] == 'no WiFi on this board'
+        n = app.out.readings()
+        app.wait_readings(n + 2)
+        assert app.proc.poll() is None
+        assert not [x for x in app.out.notes if 'MemoryError' in x], app.out.notes
+    finally:
+        app.close()
+        broker.close()
+
+
 def _mqtt(tree, tmp_path, lib):
     broker = Broker()
     broker.start()
