@@ -92,7 +92,7 @@ async def _try(host, port, tls, user, pw):
     try:
         ai = socket.getaddrinfo(host, port)[0][-1]
         ip = ai[0] if isinstance(ai, tuple) else host
-    except Exception:   # noqa: BLE001 - gaierror on CPython, OSError(-202) on the ESP32
+    except OSError:     # socket.gaierror on CPython, OSError(-202) on the ESP32
         return False, 'host not found', 'Host not found: %s. Check the name or use the ' \
                                         'IP address.' % host
     t0 = ticks_ms()
@@ -107,7 +107,7 @@ async def _try(host, port, tls, user, pw):
         if tls:
             try:
                 s = mqtt._tls(s, host, 2)
-            except Exception as e:   # noqa: BLE001 - ssl errors differ by port
+            except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
                 if isinstance(e, OSError) and e.args and e.args[0] == 111:
                     return _refused(where)
                 return False, 'tls failure', 'TLS failed with %s (%s): does the broker ' \
@@ -143,7 +143,7 @@ async def _try(host, port, tls, user, pw):
     finally:
         try:
             s.close()
-        except Exception:   # noqa: BLE001
+        except OSError:
             pass
 
 
