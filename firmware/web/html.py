@@ -4,8 +4,8 @@ import os
 from web import auth
 from web.server import chunked, static_dir, ASSETS
 
-NAV = (('/', 'Dashboard'), ('/tinker', 'Tinker'), ('/config', 'Config'),
-       ('/settings', 'Settings'), ('/ota', 'Update'), ('/status', 'Status'))
+NAV = (('/', 'Dashboard'), ('/tinker', 'Tinker'), ('/settings', 'Settings'),
+       ('/ota', 'Update'), ('/status', 'Status'))
 
 
 def app_version(ctx):

@@ -127,7 +127,7 @@ def _answer(ctx, request, text, status=400):
     a page for a plain form post."""
     if request.headers.get('X-CSRF-Token'):
         return ({'ok': True, 'note': text} if status == 200 else {'error': text}), status
-    return message(ctx, request, 'Password', text, status, ('/config', 'Back'))
+    return message(ctx, request, 'Password', text, status, ('/settings', 'Back'))
 
 
 async def change_password(ctx, request):

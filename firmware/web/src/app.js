@@ -120,7 +120,7 @@
   }
 
   // ---- settings restore ---------------------------------------------------------------
-  if (page === '/config' || page === '/settings') {
+  if (page === '/settings') {
     $('restore').addEventListener('submit', function (ev) {
       ev.preventDefault();
       var f = $('rfile').files[0];
