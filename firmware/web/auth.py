@@ -96,17 +96,14 @@ def session_id(ctx, request):
 
 
 def end_session(ctx, value):
-    """Logout: the session of this cookie value is no longer accepted (and the secrets kept
-    from its failed settings save, web/cfg.py, are dropped)."""
+    """Logout: the session of this cookie value is no longer accepted."""
     e = _entry(ctx, value)
     if e is not None:
         _live(ctx).remove(e)
-        ctx.web_pending = None
 
 
 def end_all_sessions(ctx):
     _live(ctx).clear()
-    ctx.web_pending = None
 
 
 def logged_in(ctx, request):

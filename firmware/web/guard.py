@@ -2,7 +2,7 @@
 #
 # GUARDED settings open the module up or decide who may change it (keys, public switches, the
 # names it answers to): changing them needs the current web password. Used by the login and
-# password forms (web/login.py), the settings form (web/cfg.py), the settings API
+# password forms (web/login.py), the settings backup and restore (web/cfg.py), the settings API
 # (web/cfgapi.py) and the update page (downgrades); none of it needs the page code.
 #
 # Failed passwords back off per client address: the first FREE_FAILS are free, then each
