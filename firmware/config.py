@@ -23,10 +23,12 @@ def _run(mod, fn, args):
 def _call(mod, fn, *args):
     """mod.fn(*args); afterwards cfgschema/cfgpw are dropped again (compat.unload). The
     import runs in _run's frame, which is gone by then, so nothing on the stack holds them."""
+    import sys
+    tz = 'tz' not in sys.modules           # the time zone check loads tz.py: drop it too
     try:
         return _run(mod, fn, args)
     finally:
-        unload('cfgschema', 'cfgpw')
+        unload('cfgschema', 'cfgpw', 'tz') if tz else unload('cfgschema', 'cfgpw')
 
 
 class Config:

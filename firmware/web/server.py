@@ -82,7 +82,7 @@ METHODS = ('GET', 'POST')
 DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.guard',
         'web.nettest',
         'web.update', 'web.legacy_routes', 'web.html', 'legacy', 'metrics', 'ota',
-        'mep.tables')
+        'mep.tables', 'tz', 'periods')
 STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them
 
