@@ -24,6 +24,7 @@ from mep.engine import Settings                 # noqa: E402
 from mep.poller import Poller                   # noqa: E402
 from mep import requests as rq                  # noqa: E402
 from tools.mepsim import Meter                  # noqa: E402
+from tools.mepsim.answers import track          # noqa: E402
 from tools.mepsim.serve import SimPort, serve_tcp   # noqa: E402
 
 KEY = b'ABCDEFGHIJKLMNOP'
@@ -36,39 +37,6 @@ def cycle_bytes():
     bt28_req = 2 + len(rq.full_read(rq.BT28)) + 12
     bt28_resp = 2 + 1 + 2 + 220 + 8
     return bt23_req + bt23_resp + bt28_req + bt28_resp
-
-
-def count_wrong(meter, link, poller):
-    """Wrap the simulator and the submit paths so that every successful job is checked
-    against the table its response really answered. Returns the counters (a dict)."""
-    answered = {}
-    out = {'ok': 0, 'wrong': 0}
-    send = meter._send
-
-    def _send(resp, t, what, msg):
-        if msg is not None:
-            answered[bytes(resp)] = msg.table
-        return send(resp, t, what, msg)
-    meter._send = _send
-    submit = link.engine.submit
-
-    def _submit(job):
-        done = job.done
-
-        def _done(j):
-            r = j.response
-            if r is not None and r.status == 0 and j.info is not None:
-                out['ok'] += 1
-                if answered.get(bytes(r.raw), -1) != j.info.table:
-                    out['wrong'] += 1
-            if done is not None:
-                done(j)
-        job.done = _done
-        return submit(job)
-    link.engine.submit = _submit
-    link.engine.alerts.submit = _submit
-    poller.submit = _submit
-    return out
 
 
 async def bench(seconds, tcp, turnaround_ms, gap_ms=0, dup='seq', alert_every=0):
@@ -97,7 +65,7 @@ async def bench(seconds, tcp, turnaround_ms, gap_ms=0, dup='seq', alert_every=0)
                 energy['bad'] += 1
             energy['last'] = e
     poller.on_reading(on_reading)
-    wrong = count_wrong(meter, link, poller)
+    wrong = track(meter, link.engine, poller)
     task = asyncio.create_task(link.run())
     t0 = time.monotonic()
     while len(stamps) < 3 and time.monotonic() - t0 < 60:
@@ -140,7 +108,7 @@ async def bench(seconds, tcp, turnaround_ms, gap_ms=0, dup='seq', alert_every=0)
     print('meter pauses         %d ms inside every answer; duplicates: %s' % (gap_ms, dup))
     print('readings per minute  %.1f' % (n * 60 / (stamps[-1] - stamps[first - 1])))
     print('wrong decodes        %d of %d answers taken (responses of another table)'
-          % (wrong['wrong'], wrong['ok']))
+          % (len(wrong['wrong']), wrong['ok']))
     print('energy backwards     %d published' % energy['bad'])
     print('alerts answered      %d of %d, latency max %s ms'
           % (meter.alerts_answered, meter.alerts_sent,

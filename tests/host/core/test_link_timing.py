@@ -247,3 +247,22 @@ def test_a_frame_that_does_not_fit_is_dropped_whole_not_searched_for_alerts():
     ack = b'\x00\x09\x00' + bytes(8)                # the write acknowledgement
     eng.on_bytes(ack, 1380)
     assert got and got[0].ok() and eng.c['alerts'] == 0
+
+
+def test_the_wrong_decode_check_sees_an_engine_that_does_not_match():
+    # the engine as it was before (no matching, no draining of duplicates, a fixed 500 ms
+    # wait) against a slow replaying meter: answers get taken for another table's request,
+    # and the bench's check reports them
+    b = Bench(turnaround_ms=700)
+    b.meter.dup_mode = 'replay'
+    eng = b.eng
+    eng._mismatch = lambda job, resp: None
+    eng.timeout_ms = lambda attempt=1: 500
+    respond = eng._response
+
+    def no_drain(resp, now):
+        eng.job.attempts = 1
+        respond(resp, now)
+    eng._response = no_drain
+    b.run(60000)
+    assert b.wrong, b.eng.status()['counters']

@@ -4,6 +4,7 @@
 from mep.engine import Engine, Settings
 from mep.poller import Poller
 from mepsim import Meter
+from mepsim.answers import track
 
 KEY = b'ABCDEFGHIJKLMNOP'
 EPOCH = 1763700000
@@ -24,37 +25,16 @@ class Bench:
         self.written = []              # every frame the engine wrote, with its time
         self.inflight = []             # (arrival time at the meter, bytes)
         self.line_log = []             # ('enable'|'driver', value, t)
-        # Which table each response the meter sent answered, to catch a response taken as
-        # the answer to another table's request ("wrong decodes").
-        self.answered = {}             # response bytes -> table of the request it answers
-        self.wrong = []                # (job description, table the response answered)
-        self.jobs_ok = 0
-        send = self.meter._send
+        self.track = track(self.meter, self.eng, self.poller)   # wrong decodes
 
-        def _send(resp, t, what, msg):
-            if msg is not None:
-                self.answered[bytes(resp)] = msg.table
-            return send(resp, t, what, msg)
-        self.meter._send = _send
-        submit = self.eng.submit
+    @property
+    def wrong(self):
+        """Responses taken as the answer to another table's request (must stay empty)."""
+        return self.track['wrong']
 
-        def _submit(job):
-            done = job.done
-
-            def _done(j):
-                r = j.response
-                if r is not None and r.status == 0 and j.info is not None:
-                    self.jobs_ok += 1
-                    got = self.answered.get(bytes(r.raw), -1)
-                    if got != j.info.table:
-                        self.wrong.append((j.describe(), got))
-                if done is not None:
-                    done(j)
-            job.done = _done
-            return submit(job)
-        self.eng.submit = _submit
-        self.poller.submit = _submit
-        self.eng.alerts.submit = _submit
+    @property
+    def jobs_ok(self):
+        return self.track['ok']
 
     def wall(self):
         return EPOCH + self.t // 1000
