@@ -24,11 +24,12 @@ def _call(mod, fn, *args):
     """mod.fn(*args); afterwards cfgschema/cfgpw are dropped again (compat.unload). The
     import runs in _run's frame, which is gone by then, so nothing on the stack holds them."""
     import sys
-    tz = 'tz' not in sys.modules           # the time zone check loads tz.py: drop it too
+    # the time zone check loads tz.py: drop it too, unless it was loaded before
+    drop = ('cfgschema', 'cfgpw', 'tz') if 'tz' not in sys.modules else ('cfgschema', 'cfgpw')
     try:
         return _run(mod, fn, args)
     finally:
-        unload('cfgschema', 'cfgpw', 'tz') if tz else unload('cfgschema', 'cfgpw')
+        unload(*drop)
 
 
 class Config:

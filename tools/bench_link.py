@@ -78,11 +78,9 @@ async def bench(seconds, tcp, turnaround_ms, gap_ms=0, dup='seq', alert_every=0)
     while time.monotonic() < t_end:
         await asyncio.sleep(0.05)
         if next_alert is not None and time.monotonic() >= next_alert:
-            meter.alert(port.pump.now() if hasattr(port, 'pump') else None)
-            kick = getattr(getattr(port, 'pump', None), 'kick', None) or \
-                getattr(getattr(server, 'pump', None), 'kick', None)
-            if kick:
-                kick()
+            pump = getattr(port, 'pump', None) or server.pump    # in-process or TCP
+            meter.alert(pump.now())
+            pump.kick()
             next_alert += alert_every
     task.cancel()
     if server is not None:

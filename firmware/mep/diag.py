@@ -32,6 +32,7 @@ class Diag:
         self.turn = array('H', [0] * SAMPLES)
         self.n_turn = 0              # samples ever taken
         self.max_turn = 0
+        self._p95 = (0, None)        # (n_turn it was computed at, value)
         self.max_gap = 0             # longest pause seen inside a frame
         self.status = array('H', [0] * (MAX_STATUS + 2))    # last slot: unknown
         self.trace = bytearray(TRACE * _REC)
@@ -76,12 +77,22 @@ class Diag:
 
     # --- reading ---------------------------------------------------------------------------
 
-    def percentile(self, p):
+    def percentile(self, p, s=None):
+        """The p-th percentile of the kept turnarounds (None while fewer than MIN_SAMPLES);
+        `s`: the samples already sorted."""
         n = min(self.n_turn, SAMPLES)
         if n < MIN_SAMPLES:
             return None
-        s = sorted(self.turn[:n])
+        if s is None:
+            s = sorted(self.turn[:n])
         return s[min(n - 1, (n * p) // 100)]
+
+    def p95(self):
+        """percentile(95), sorted again only after a new sample: the link asks before
+        every transmission."""
+        if self._p95[0] != self.n_turn:
+            self._p95 = (self.n_turn, self.percentile(95))
+        return self._p95[1]
 
     def summary(self):
         hist = {}
@@ -91,7 +102,8 @@ class Diag:
                 hist['%02x' % i] = st[i]
         if st[MAX_STATUS + 1]:
             hist['other'] = st[MAX_STATUS + 1]
-        return {'turnaround': {'p50': self.percentile(50), 'p95': self.percentile(95),
+        s = sorted(self.turn[:min(self.n_turn, SAMPLES)])
+        return {'turnaround': {'p50': self.percentile(50, s), 'p95': self.percentile(95, s),
                                'max': self.max_turn if self.n_turn else None,
                                'samples': self.n_turn},
                 'max_gap_ms': self.max_gap, 'status_codes': hist}

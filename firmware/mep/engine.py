@@ -196,7 +196,7 @@ class Engine:
     def timeout_ms(self, attempt=1):
         """The wait for the first response bytes of transmission number `attempt`."""
         s = self.s
-        p95 = self.diag.percentile(95)
+        p95 = self.diag.p95()
         if p95 is None:
             t = s.first_timeout_ms << (attempt - 1)
         else:
