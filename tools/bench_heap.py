@@ -370,12 +370,12 @@ class Browser:
         body = urllib.parse.urlencode(list(fields) + [('csrf', self.csrf or '')])
         return self.request('POST', path, body, 'application/x-www-form-urlencoded')
 
-    def token_from(self, path):
-        st, data, _ = self.request('GET', path)
-        m = re.search(rb'name="csrf" value="([0-9a-fA-F]+)"', data)
-        if m:
-            self.csrf = m.group(1).decode()
-        return st, data
+    def session(self):
+        """/api/session as the login and setup pages read it (it carries the CSRF token)."""
+        st, data, _ = self.request('GET', '/api/session')
+        j = json.loads(data) if st == 200 else {}
+        self.csrf = j.get('csrf', self.csrf)
+        return j
 
     def api_token(self):
         """(status, /api/config answer): the settings as the settings page loads them, and
@@ -388,11 +388,9 @@ class Browser:
 
     def log_in(self, password):
         """First run: set the web password on /setup (that logs in); else log in on /login."""
-        st, data = self.token_from('/setup')
-        if b'name="password2"' in data:
+        if not self.session().get('has_password', True):
             st, data, _ = self.form('/setup', [('password', password), ('password2', password)])
         else:
-            self.token_from('/login')
             st, data, _ = self.form('/login', [('password', password)])
         if st not in (302, 303) or 'mep_s' not in self.cookies:
             raise OSError('log-in failed: HTTP %d %r' % (st, data[:200]))

@@ -4,8 +4,9 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
 
   uplot.js.gz, uplot.css.gz   from node_modules/uplot/dist (already minified)
   app.js.gz, app.css.gz,      from firmware/web/src (comments and indentation stripped)
-  settings.js.gz, dashboard.js.gz, status.js.gz, ota.js.gz
-  settings.html.gz, dashboard.html.gz, status.html.gz, ota.html.gz, tinker.html.gz
+  settings.js.gz, dashboard.js.gz, status.js.gz, ota.js.gz, login.js.gz
+  settings.html.gz, dashboard.html.gz, status.html.gz, ota.html.gz, tinker.html.gz,
+  login.html.gz, setup.html.gz
                               pages the browser fills from the JSON API; {{v}} becomes a hash
                               of the assets (their URLs change when they do), {{tz}}
                               the time zone names of firmware/tz.py as <option>s
@@ -41,8 +42,9 @@ def minify_js(text):
     return '\n'.join(out) + '\n'
 
 
-PAGES = ('settings.html', 'dashboard.html', 'status.html', 'ota.html', 'tinker.html')
-SCRIPTS = ('settings.js', 'dashboard.js', 'status.js', 'ota.js')
+PAGES = ('settings.html', 'dashboard.html', 'status.html', 'ota.html', 'tinker.html',
+         'login.html', 'setup.html')
+SCRIPTS = ('settings.js', 'dashboard.js', 'status.js', 'ota.js', 'login.js')
 
 
 def minify_html(text):

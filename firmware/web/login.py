@@ -1,10 +1,16 @@
-# /login, /logout, /setup (first password), /password (change it). Routes: web/server.py.
+# /login, /logout, /setup (first password), /password (change it), /api/session.
+# Routes: web/server.py.
 #
-# Failed logins back off per client address (web/guard.py).
+# The login and first-run pages are static (web/src/login.html, setup.html, built by
+# tools/build_web.py). They take the CSRF token from GET /api/session and post JSON with the
+# X-CSRF-Token header; the url-encoded form (field "csrf") is accepted as well. Every answer
+# is JSON, except that a plain form post (no X-CSRF-Token header) that succeeds is redirected
+# to where it leads. Failed logins back off per client address (web/guard.py).
 from microdot import redirect
 from web import auth
 from web.guard import fails, retry_after, failed, client_addr
-from web.html import page, esc, hidden_csrf, message
+
+NO_STORE = {'Cache-Control': 'no-store'}
 
 
 def local_path(n):
@@ -26,127 +32,155 @@ def local_path(n):
     return n
 
 
-def _next(request):
+def _body(request):
+    """The posted JSON object or url-encoded form, or None (no body, malformed, not an
+    object)."""
+    try:
+        j = request.json
+    except ValueError:
+        return None
+    if j is not None:
+        return j if isinstance(j, dict) else None
+    return auth.safe_form(request)
+
+
+def _text(f, k):
+    v = f.get(k)
+    return v if isinstance(v, str) else ''
+
+
+def _next(request, body):
+    """Where a login leads: 'next' of the body or of the query string, local paths only."""
     n = request.args.get('next') or ''
-    f = auth.safe_form(request)
-    if f and f.get('next'):
-        n = f.get('next')
+    if body and body.get('next'):
+        n = body.get('next')
     return local_path(n)
 
 
-def _login_form(ctx, request, msg=None, status=200):
-    body = ['<h1>Log in</h1>']
-    if msg:
-        body.append('<p class="err">%s</p>' % esc(msg))
-    body.append('<form method="post" action="/login" class="box">%s'
-                '<input type="hidden" name="next" value="%s">'
-                '<label>Password <input type="password" name="password" autocomplete='
-                '"current-password" required autofocus></label><button>Log in</button></form>'
-                % (hidden_csrf(ctx, request), esc(_next(request))))
-    return page(ctx, request, 'Log in', '/login', body, status=status)
+def _fetch(request):
+    """The pages' fetch() calls send X-CSRF-Token; a plain form post does not."""
+    return bool(request.headers.get('X-CSRF-Token'))
 
 
-def _setup_form(ctx, request, msg=None, status=200):
-    body = ['<h1>Set the web password</h1><p>This module has no web password yet. Choose one '
-            '(10 to 128 characters); it protects the settings, the update page and the raw '
-            'meter access.</p>']
-    if msg:
-        body.append('<p class="err">%s</p>' % esc(msg))
-    body.append('<form method="post" action="/setup" class="box">%s'
-                '<label>New password <input type="password" name="password" minlength="10" '
-                'autocomplete="new-password" required></label>'
-                '<label>Repeat <input type="password" name="password2" minlength="10" '
-                'autocomplete="new-password" required></label><button>Save</button></form>'
-                % hidden_csrf(ctx, request))
-    return page(ctx, request, 'Setup', '/setup', body, status=status)
+def _err(text, status, field=None, headers=None):
+    d = {'error': text}
+    if field:
+        d['field'] = field
+    h = NO_STORE
+    if headers:
+        h = dict(NO_STORE)
+        h.update(headers)
+    return d, status, h
+
+
+def _done(request, where):
+    """Success: {"ok": true, "next": where} for fetch(), a redirect for a plain form post."""
+    if _fetch(request):
+        return {'ok': True, 'next': where}, 200, NO_STORE
+    return redirect(where)
+
+
+def _static(request, name):
+    from web.dash import static_page
+    return static_page(request, name)
+
+
+async def session(ctx, request):
+    """GET /api/session: what the login and setup pages need (public)."""
+    return {'csrf': auth.csrf_token(ctx, request), 'has_password': auth.has_password(ctx),
+            'logged_in': bool(auth.logged_in(ctx, request))}, 200, NO_STORE
 
 
 async def login_page(ctx, request):
     if not auth.has_password(ctx):
         return redirect('/setup')
-    return _login_form(ctx, request)
+    return _static(request, 'login.html')
 
 
 async def login(ctx, request):
     if not auth.has_password(ctx):
+        if _fetch(request):
+            d = _err('No web password is set yet: set one first.', 409)
+            d[0]['next'] = '/setup'
+            return d
         return redirect('/setup')
     st = fails(request)
     addr = client_addr(request)
     wait = retry_after(st, addr)
     if wait:
-        r = _login_form(ctx, request, 'Too many failed logins: wait %d s.' % wait, 429)
-        r[2]['Retry-After'] = str(wait)
-        return r
-    f = auth.safe_form(request)
+        d = _err('Too many failed logins: wait %d s.' % wait, 429,
+                 headers={'Retry-After': str(wait)})
+        d[0]['retry_after'] = wait
+        return d
+    f = _body(request)
     if f is None or not isinstance(f.get('password'), str):
-        return _login_form(ctx, request, 'Send the login form (field "password").', 400)
+        return _err('Send the password: JSON {"password": ..., "next": ...} or the login form.',
+                    400, 'password')
     if await ctx.config.check_password_async(f.get('password')):
         st.pop(addr, None)
         request.g.set_session = auth.make_session(ctx)
         ctx.log('web: login from %s' % addr)
-        return redirect(_next(request))
+        return _done(request, _next(request, f))
     failed(st, addr)
     ctx.log('web: failed login from %s' % addr)
-    return _login_form(ctx, request, 'Wrong password.', 401)
+    return _err('Wrong password.', 401, 'password')
 
 
 async def logout(ctx, request):
+    """Ends this browser's session on the device (the cookie is no longer accepted)."""
     auth.end_session(ctx, request.cookies.get(auth.SESSION))
     request.g.set_session = ''
-    return redirect('/login' if auth.has_password(ctx) else '/')
+    ctx.log('web: logout from %s' % client_addr(request))
+    return _done(request, '/login' if auth.has_password(ctx) else '/')
 
 
 async def setup_page(ctx, request):
     if auth.has_password(ctx):
         return redirect('/login')
-    return _setup_form(ctx, request)
+    return _static(request, 'setup.html')
 
 
 async def setup(ctx, request):
     if auth.has_password(ctx):
-        return message(ctx, request, 'Setup', 'A web password is already set; change it '
-                       'on the Config page after logging in.', 409, ('/login', 'Log in'))
-    f = auth.safe_form(request)
+        d = _err('A web password is already set: log in and change it in the settings.', 409)
+        d[0]['next'] = '/login'
+        return d
+    f = _body(request)
     if f is None or not isinstance(f.get('password'), str):
-        return _setup_form(ctx, request, 'Send the form (fields "password", "password2").',
-                           400)
+        return _err('Send the new password twice: JSON {"password": ..., "password2": ...} '
+                    'or the setup form.', 400, 'password')
     if f.get('password') != f.get('password2'):
-        return _setup_form(ctx, request, 'The two passwords differ.', 400)
+        return _err('The two passwords differ.', 400, 'password2')
     err = await ctx.config.set_password_async(f.get('password'))
     if err:
-        return _setup_form(ctx, request, err['web_password_hash'], 400)
+        return _err(err['web_password_hash'], 400, 'password')
     ctx.config.save()
     auth.end_all_sessions(ctx)
     ctx.log('web: password set (first run)')
     request.g.set_session = auth.make_session(ctx)
-    return redirect('/')
-
-
-def _answer(ctx, request, text, status=400):
-    """The password form's answer: JSON for the settings page (fetch with X-CSRF-Token),
-    a page for a plain form post."""
-    if request.headers.get('X-CSRF-Token'):
-        return ({'ok': True, 'note': text} if status == 200 else {'error': text}), status
-    return message(ctx, request, 'Password', text, status, ('/settings', 'Back'))
+    return _done(request, '/')
 
 
 async def change_password(ctx, request):
-    f = auth.safe_form(request)
+    """POST /password (the settings page): JSON {"ok": true, "note": ...} or {"error": ...};
+    fields old, new, new2 as JSON or a url-encoded form."""
+    f = _body(request)
     if f is None:
-        return _answer(ctx, request, 'Send the password form.')
+        return _err('Send the password form (fields "old", "new", "new2").', 400)
     wait = retry_after(fails(request), client_addr(request))
     if wait:
-        return _answer(ctx, request, 'Too many wrong passwords: wait %d s.' % wait, 429)
-    if not await ctx.config.check_password_async(f.get('old') or ''):
+        return _err('Too many wrong passwords: wait %d s.' % wait, 429,
+                    headers={'Retry-After': str(wait)})
+    if not await ctx.config.check_password_async(_text(f, 'old')):
         failed(fails(request), client_addr(request))
-        return _answer(ctx, request, 'The current password is wrong.')
-    if f.get('new') != f.get('new2'):
-        return _answer(ctx, request, 'The two new passwords differ.')
-    err = await ctx.config.set_password_async(f.get('new') or '')
+        return _err('The current password is wrong.', 400, 'old')
+    if _text(f, 'new') != _text(f, 'new2'):
+        return _err('The two new passwords differ.', 400, 'new2')
+    err = await ctx.config.set_password_async(_text(f, 'new'))
     if err:
-        return _answer(ctx, request, err['web_password_hash'])
+        return _err(err['web_password_hash'], 400, 'new')
     ctx.config.save()
     auth.end_all_sessions(ctx)        # every other browser has to log in again
     ctx.log('web: password changed (all sessions ended)')
     request.g.set_session = auth.make_session(ctx)
-    return _answer(ctx, request, 'Password changed.', 200)
+    return {'ok': True, 'note': 'Password changed.'}, 200, NO_STORE

@@ -28,13 +28,13 @@ from web.conn import MAX_BODY, MAX_HEAD, SECURITY, PAGE_SECURITY   # MAX_BODY: f
 
 MAX_OTA = 3 * 1024 * 1024  # app bundles (streamed to flash)
 STREAMED = ('/api/ota',)
-PUBLIC = ('/login', '/setup', '/logout', '/getDashDataWS', '/metrics')
+PUBLIC = ('/login', '/setup', '/logout', '/api/session', '/getDashDataWS', '/metrics')
 LEGACY = ('/getDashDataWS', '/metrics')
 DASH = ('/', '/api/now', '/api/recent', '/api/history', '/api/history.csv')
 CACHE_S = 31536000
 STATIC_TYPES = {'js': 'application/javascript', 'css': 'text/css'}
 ASSETS = ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'dashboard.js', 'status.js',
-          'ota.js')
+          'ota.js', 'login.js')
 CHUNK = 1024
 
 JSON_PATHS = ('/config/restore',)
@@ -51,6 +51,7 @@ GET /status dash status_page
 GET /api/status dash api_status
 GET /api/diagnostics dash api_diagnostics
 GET /login login login_page
+GET /api/session login session
 POST /login login login
 POST /logout login logout
 GET /setup login setup_page
@@ -81,7 +82,7 @@ METHODS = ('GET', 'POST')
 # were already loaded when the requests began: then someone else uses them).
 DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.guard',
         'web.nettest',
-        'web.update', 'web.legacy_routes', 'web.html', 'legacy', 'metrics', 'ota',
+        'web.update', 'web.legacy_routes', 'legacy', 'metrics', 'ota',
         'mep.tables', 'tz', 'periods')
 STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them

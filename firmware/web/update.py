@@ -2,10 +2,15 @@
 # chunks (never whole in RAM), is verified there, and is applied at the next boot. A bundle
 # older than the running version (a downgrade) is refused unless the upload carries the web
 # password (header X-Confirm-Password).
-from web.html import message, app_version
 from web import server
 
 CHUNK = 1024
+
+
+def app_version(ctx):
+    """ctx.version: an attribute or (the App's) method."""
+    v = ctx.version
+    return v() if callable(v) else v
 
 
 async def _drain(stream, left):
@@ -100,5 +105,5 @@ async def ota_upload(ctx, request):
 async def reboot(ctx, request):
     ctx.log('web: reboot requested')
     ctx.reboot()
-    return message(ctx, request, 'Reboot', 'The module restarts now; this page can be '
-                   'reloaded in about 20 seconds.', 200, ('/', 'Dashboard'))
+    return {'ok': True, 'note': 'The module restarts now; reload the page in about 20 '
+                                'seconds.'}, 200, {'Cache-Control': 'no-store'}

@@ -16,7 +16,7 @@ import compat
 import web
 from web.server import create_app, MAX_BODY, MAX_OTA
 from web import auth, server
-from web_helpers import Ctx, PASSWORD, SECRETS, csrf_of, make_bundle, unloading
+from web_helpers import Ctx, PASSWORD, SECRETS, make_bundle, unloading
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 STATE_ROUTES = {('POST', p) for p in ('/login', '/logout', '/setup', '/password', '/api/mep',
@@ -97,9 +97,16 @@ async def raw_request(app, data):
     return w.data
 
 
+async def token(c):
+    """The CSRF token as the login and setup pages get it (GET /api/session)."""
+    r = await c.get('/api/session')
+    assert r.status_code == 200 and r.headers['Cache-Control'] == 'no-store', r.text
+    return r.json['csrf']
+
+
 async def do_login(c, password=PASSWORD):
-    r = await c.get('/login')
-    tok = csrf_of(r.text)
+    """A plain form post (the login form without its script): redirected on success."""
+    tok = await token(c)
     r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': password}))
     assert r.status_code == 302, r.text
     return tok
@@ -111,14 +118,34 @@ async def test_first_run_setup(tmp_path):
         r = await c.get('/config')
         assert r.status_code == 302 and r.headers['Location'] == '/setup'
         assert (await c.get('/api/log')).status_code == 401
-        r = await c.get('/setup')
-        tok = csrf_of(r.text)
+        assert (await c.get('/login')).headers['Location'] == '/setup'
+        r = await c.get('/setup')                  # the static page (tools/build_web.py)
+        assert r.status_code == 200 and b'name="password2"' in gzip.decompress(r.body)
+        r = await c.get('/api/session')
+        assert r.json['has_password'] is False and r.json['logged_in'] is False
+        tok = r.json['csrf']
+        assert len(c.cookies['mep_c']) == 16           # set with the token
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1x',
                                                              'password2': 'abcdefgh2x'}))
-        assert r.status_code == 400 and 'differ' in r.text
+        assert r.status_code == 400 and 'differ' in r.json['error']
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'short1234',
                                                              'password2': 'short1234'}))
         assert r.status_code == 400 and '10 to 128 characters' in r.text
+        # the page's way: JSON with the token in X-CSRF-Token, the field named in the answer
+        js = {'X-CSRF-Token': tok, 'Content-Type': 'application/json'}
+        r = await c.post('/setup', headers=dict(js), body={'password': 'abcdefgh1x',
+                                                           'password2': 'abcdefgh2x'})
+        assert r.status_code == 400 and r.json == {'error': 'The two passwords differ.',
+                                                   'field': 'password2'}
+        r = await c.post('/setup', headers=dict(js), body={'password': 'x' * 9,
+                                                           'password2': 'x' * 9})
+        assert r.status_code == 400 and r.json['field'] == 'password', r.json
+        assert '10 to 128 characters' in r.json['error']
+        r = await c.post('/setup', headers=dict(js), body='{"password": ')
+        assert r.status_code == 400 and 'error' in r.json
+        r = await c.post('/setup', headers=dict(js), body=['abcdefgh1x', 'abcdefgh1x'])
+        assert r.status_code == 400 and 'error' in r.json
+        assert 'mep_s' not in c.cookies and not ctx.config['web_password_hash']
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1x',
                                                              'password2': 'abcdefgh1x'}))
         assert r.status_code == 302 and 'mep_s' in c.cookies
@@ -127,6 +154,27 @@ async def test_first_run_setup(tmp_path):
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'x' * 9,
                                                              'password2': 'x' * 9}))
         assert r.status_code == 409 and ctx.config.check_password('abcdefgh1x')
+        r = await c.post('/setup', headers=dict(js), body={'password': 'y' * 12,
+                                                           'password2': 'y' * 12})
+        assert r.status_code == 409 and r.json['next'] == '/login'
+        assert ctx.config.check_password('abcdefgh1x')
+        assert (await c.get('/setup')).headers['Location'] == '/login'
+        r = await c.get('/api/session')
+        assert r.json == {'csrf': tok, 'has_password': True, 'logged_in': True}
+    finally:
+        ctx.stop()
+
+
+async def test_first_run_setup_as_the_page_posts_it(tmp_path):
+    ctx, c, _ = await start(tmp_path, login=False, password=None)
+    try:
+        tok = await token(c)
+        r = await c.post('/setup', headers={'X-CSRF-Token': tok, 'Content-Type': 'application/json'},
+                         body={'password': 'abcdefgh1x', 'password2': 'abcdefgh1x'})
+        assert r.status_code == 200 and r.json == {'ok': True, 'next': '/'}
+        assert r.headers['Cache-Control'] == 'no-store' and 'mep_s' in c.cookies
+        assert (await c.get('/api/config')).status_code == 200
+        assert ctx.config.check_password('abcdefgh1x')
     finally:
         ctx.stop()
 
@@ -137,17 +185,23 @@ async def test_login_ok_wrong_and_back_off(tmp_path):
     try:
         r = await c.get('/tinker')
         assert r.status_code == 302 and r.headers['Location'].startswith('/login')
-        tok = csrf_of((await c.get('/login')).text)
+        r = await c.get('/login')                  # the static page (tools/build_web.py)
+        assert r.status_code == 200 and b'/static/login.js' in gzip.decompress(r.body)
+        tok = await token(c)
         for _ in range(login.FREE_FAILS):
             r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'nope'}))
-            assert r.status_code == 401 and 'Wrong password' in r.text
+            assert r.status_code == 401 and r.json['error'] == 'Wrong password.'
         r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
         assert r.status_code == 429 and int(r.headers['Retry-After']) > 0
+        assert r.json['retry_after'] == int(r.headers['Retry-After'])
+        assert 'Too many failed logins: wait' in r.json['error']
         assert 'mep_s' not in c.cookies
-        c2 = client(c.app)   # same address: also waits
-        t2 = csrf_of((await c2.get('/login')).text)
-        r = await c2.post('/login', headers=dict(FORM), body=enc({'csrf': t2, 'password': PASSWORD}))
-        assert r.status_code == 429
+        c2 = client(c.app)   # same address: also waits, the page's JSON way too
+        t2 = await token(c2)
+        r = await c2.post('/login', headers={'X-CSRF-Token': t2, 'Content-Type': 'application/json'},
+                          body={'password': PASSWORD, 'next': '/status'})
+        assert r.status_code == 429 and int(r.headers['Retry-After']) > 0
+        assert 'mep_s' not in c2.cookies
         ctx2, c3, _ = await start(tmp_path / 'b', login=False)
         await do_login(c3)
         r = await c3.get('/tinker')
@@ -155,8 +209,44 @@ async def test_login_ok_wrong_and_back_off(tmp_path):
         cookie = [h for h in c3.cookies.items() if h[0] == 'mep_s'][0][1]
         ctx2.stop()
         assert len(cookie.split('.')) == 3
-        r = await c3.post('/login', headers=dict(FORM), body='csrf=' + csrf_of((await c3.get('/login')).text))
-        assert r.status_code == 400 and 'password' in r.text
+        r = await c3.post('/login', headers=dict(FORM), body='csrf=' + await token(c3))
+        assert r.status_code == 400 and 'password' in r.json['error']
+    finally:
+        ctx.stop()
+
+
+async def test_login_and_logout_as_the_pages_post_them(tmp_path):
+    ctx, c, _ = await start(tmp_path, login=False)
+    try:
+        r = await c.get('/api/session')
+        assert r.json['has_password'] is True and r.json['logged_in'] is False
+        js = {'X-CSRF-Token': r.json['csrf'], 'Content-Type': 'application/json'}
+        r = await c.post('/login', headers=dict(js), body={'password': 'nope', 'next': '/status'})
+        assert r.status_code == 401 and r.json == {'error': 'Wrong password.', 'field': 'password'}
+        for bad in ('{"password": ', '["x"]', '{"password": 12}', '{}'):
+            r = await c.post('/login', headers=dict(js), body=bad)
+            assert r.status_code == 400 and 'password' in r.json['error'], bad
+        r = await c.post('/login', headers={'Content-Type': 'application/json'},
+                         body={'password': PASSWORD})          # no token: refused
+        assert r.status_code == 403 and 'mep_s' not in c.cookies
+        # the next the module answers is a local path, whatever the page sent
+        r = await c.post('/login', headers=dict(js), body={'password': PASSWORD,
+                                                          'next': '//evil.example/x'})
+        assert r.status_code == 200 and r.json == {'ok': True, 'next': '/'}
+        r = await c.post('/login?next=/tinker', headers=dict(js), body={'password': PASSWORD})
+        assert r.json['next'] == '/tinker'
+        r = await c.post('/login', headers=dict(js), body={'password': PASSWORD,
+                                                          'next': '/settings?tab=mqtt'})
+        assert r.status_code == 200 and r.json == {'ok': True, 'next': '/settings?tab=mqtt'}
+        assert r.headers['Cache-Control'] == 'no-store'
+        assert (await c.get('/api/session')).json['logged_in'] is True
+        cookie = c.cookies['mep_s']
+        r = await c.post('/logout', headers=dict(js), body={})
+        assert r.status_code == 200 and r.json == {'ok': True, 'next': '/login'}
+        assert 'mep_s' not in c.cookies
+        c.cookies['mep_s'] = cookie                 # the old cookie replayed: ended on the device
+        assert (await c.get('/api/config')).status_code == 401
+        assert (await c.get('/api/session')).json['logged_in'] is False
     finally:
         ctx.stop()
 
@@ -167,8 +257,7 @@ async def test_session_cookie_flags_and_tampering(tmp_path):
     try:
         app = create_app(ctx)
         c = client(app)
-        r = await c.get('/login')
-        tok = csrf_of(r.text)
+        tok = await token(c)
         r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
         sc = [h for h in r.headers['Set-Cookie'] if h.startswith('mep_s=')][0]
         assert 'HttpOnly' in sc and 'SameSite=Strict' in sc and 'Max-Age=' in sc
@@ -543,7 +632,7 @@ async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
 
 async def test_polled_json_needs_no_page_module(tmp_path):
     ctx, c, tok = await start(tmp_path)
-    blocked = ('web.dash', 'web.html')
+    blocked = ('web.dash', 'web.login')
     try:
         assert await ctx.wait_reading()
         for n in blocked:
@@ -590,7 +679,7 @@ async def test_no_module_dropped_while_another_request_runs(tmp_path):
 
 def test_route_table():
     rs = routes()
-    assert len(rs) == 32 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
+    assert len(rs) == 33 and all(len(r) == 4 and r[0] in server.METHODS for r in rs)
     assert len(set((r[0], r[1]) for r in rs)) == len(rs)
     for m, path, mod, fn in rs:
         assert server.find(m, path) == [mod, fn]

@@ -5,6 +5,7 @@
 # settings, typed secrets kept over a failed save, OTA downgrades, the private legacy
 # endpoints, password length and hashing that does not stall the link.
 import binascii
+import gzip
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from apphost import write_config
-from web_helpers import PASSWORD, csrf_of, make_bundle
+from web_helpers import PASSWORD, make_bundle
 
 MEP_KEY = b'ABCDEFGHIJKLMNOP'      # the digest key of apphost.DEMO_MBK
 
@@ -195,8 +196,11 @@ class Http:
     def post(self, path, body=b'', **kw):
         return self.req('POST', path, body, **kw)
 
-    def token(self, path='/login'):
-        return csrf_of(self.get(path).text)
+    def token(self):
+        """The CSRF token as the login and setup pages get it."""
+        r = self.get('/api/session')
+        assert r.status == 200, r.text
+        return r.json['csrf']
 
     def login(self, password=PASSWORD, next_path=None):
         f = {'csrf': self.token(), 'password': password}
@@ -220,6 +224,8 @@ def test_host_header_is_one_of_the_modules_names(tmp_path):
         evil = Http(app.port, host='rebind.evil.example')
         r = evil.get('/setup')
         assert r.status == 421 and 'not reached by the name' in r.text
+        r = evil.get('/api/session')
+        assert r.status == 421 and 'csrf' not in r.json
         r = evil.post('/setup', {'password': 'attacker-pw-123', 'password2': 'attacker-pw-123'})
         assert r.status == 421 and not app.app.config['web_password_hash']
         r = evil.get('/api/now')
@@ -232,9 +238,11 @@ def test_host_header_is_one_of_the_modules_names(tmp_path):
         assert raw.startswith(b'HTTP/1.0 421')
         # the first password can be set through a proper name
         h = Http(app.port, host='mep-test.local')
-        tok = h.token('/setup')
-        r = h.post('/setup', {'csrf': tok, 'password': 'owner-pw-1234', 'password2': 'owner-pw-1234'})
-        assert r.status == 302 and app.app.config.check_password('owner-pw-1234')
+        tok = h.token()
+        r = h.post('/setup', json.dumps({'password': 'owner-pw-1234', 'password2': 'owner-pw-1234'}),
+                   headers={'Content-Type': 'application/json', 'X-CSRF-Token': tok})
+        assert r.status == 200 and r.json['next'] == '/'
+        assert app.app.config.check_password('owner-pw-1234')
     finally:
         app.stop()
 
@@ -390,12 +398,12 @@ def test_connection_cap_503_and_the_link_keeps_polling(app):
     # the slots come free again: a normal request is served
     end = time.monotonic() + conn.REQUEST_MS / 1000 + 3
     while time.monotonic() < end:
-        r = Http(app.port).get('/login')
+        r = Http(app.port).get('/api/session')
         if r.status == 200:
             break
         time.sleep(0.2)
     print('served again after %.2f s' % (time.monotonic() - t1))
-    assert r.status == 200 and 'Log in' in r.text
+    assert r.status == 200 and len(r.json['csrf']) == 32
 
 
 # --- 3: next= ---------------------------------------------------------------------------------
@@ -407,11 +415,15 @@ def test_login_next_only_local_paths(app):
         h = Http(app.port)
         r = h.login(next_path=bad)
         assert r.status == 302 and r.headers['location'] == '/', (bad, r.headers['location'])
-    # GET /login?next=/%09/host (as in the report)
+        h = Http(app.port)                        # the login page's way: JSON, next answered
+        r = h.post('/login', json.dumps({'password': PASSWORD, 'next': bad}),
+                   headers={'Content-Type': 'application/json', 'X-CSRF-Token': h.token()})
+        assert r.status == 200 and r.json['next'] == '/', (bad, r.json)
+    # GET /login?next=/%09/host (as in the report): the page is static, the POST decides
     h = Http(app.port)
-    page = h.get('/login?next=/%09/evil.example/path').text
-    assert 'evil.example' not in page
-    r = h.post('/login', {'csrf': csrf_of(page), 'password': PASSWORD})
+    page = gzip.decompress(h.get('/login?next=/%09/evil.example/path').body).decode()
+    assert 'Log in' in page and 'evil.example' not in page
+    r = h.post('/login?next=/%09/evil.example/path', {'csrf': h.token(), 'password': PASSWORD})
     assert r.headers['location'] == '/'
 
 
@@ -419,8 +431,8 @@ def test_expired_session_goes_to_login_and_back(app):
     h = Http(app.port)
     r = h.get('/settings?tab=mqtt')
     assert r.status == 302 and r.headers['location'] == '/login?next=/settings%3Ftab%3Dmqtt'
-    page = h.get(r.headers['location']).text
-    r = h.post('/login', {'csrf': csrf_of(page), 'password': PASSWORD,
+    assert h.get(r.headers['location']).status == 200
+    r = h.post('/login', {'csrf': h.token(), 'password': PASSWORD,
                           'next': '/settings?tab=mqtt'})
     assert r.status == 302 and r.headers['location'] == '/settings?tab=mqtt'
     assert h.get('/settings?tab=mqtt').status == 200
@@ -439,6 +451,10 @@ def test_failed_logins_elsewhere_never_block_the_owner(app):
         assert codes[0] == 401 and codes[-1] == 429, codes
     r = bad.post('/login', {'csrf': tok, 'password': PASSWORD})
     assert r.status == 429 and int(r.headers['retry-after']) > 0
+    r = bad.post('/login', json.dumps({'password': PASSWORD}),
+                 headers={'Content-Type': 'application/json', 'X-CSRF-Token': tok})
+    assert r.status == 429 and r.json['retry_after'] == int(r.headers['retry-after']) > 0
+    assert 'mep_s' not in bad.cookies
     owner = Http(app.port, src='127.0.0.1')
     r = owner.login()
     assert r.status == 302 and 'mep_s' in owner.cookies
@@ -467,6 +483,13 @@ def test_sessions_revocable_and_not_mintable(app):
     assert r.status == 302 and 'mep_s' not in a.cookies
     a.cookies['mep_s'] = old_a                      # the cookie kept and replayed
     assert a.get('/settings').status == 302
+    d = logged_in(app)                              # the pages' logout button: fetch, JSON
+    old_d = d.cookies['mep_s']
+    r = d.post('/logout', b'{}', headers={'Content-Type': 'application/json',
+                                          'X-CSRF-Token': d.token()})
+    assert r.status == 200 and r.json['next'] == '/login' and 'mep_s' not in d.cookies
+    d.cookies['mep_s'] = old_d
+    assert d.get('/settings').status == 302
     assert b.get('/settings').status == 200
     # a backup with the secrets gives the session secret and the password hash: still no way in
     tok = b.get('/api/config').json['csrf']
@@ -486,7 +509,7 @@ def test_sessions_revocable_and_not_mintable(app):
     tok = b.get('/api/config').json['csrf']
     r = b.post('/password', {'csrf': tok, 'old': PASSWORD, 'new': 'brand-new-pw-42',
                              'new2': 'brand-new-pw-42'})
-    assert r.status == 200 and 'Password changed' in r.text
+    assert r.status == 200 and r.json == {'ok': True, 'note': 'Password changed.'}
     assert b.get('/settings').status == 200 and c.get('/settings').status == 302
 
 
@@ -623,15 +646,19 @@ def test_short_passwords_refused(tmp_path):
     app = Running(str(tmp_path), password=None)
     try:
         h = Http(app.port)
-        tok = h.token('/setup')
+        tok = h.token()
         r = h.post('/setup', {'csrf': tok, 'password': '123456789', 'password2': '123456789'})
-        assert r.status == 400 and '10 to 128' in r.text
+        assert r.status == 400 and '10 to 128' in r.json['error']
+        r = h.post('/setup', json.dumps({'password': '123456789', 'password2': '123456789'}),
+                   headers={'Content-Type': 'application/json', 'X-CSRF-Token': tok})
+        assert r.status == 400 and '10 to 128' in r.json['error'] and r.json['field'] == 'password'
+        assert not app.app.config['web_password_hash']
         r = h.post('/setup', {'csrf': tok, 'password': '1234567890', 'password2': '1234567890'})
         assert r.status == 302
         tok = h.get('/api/config').json['csrf']
         r = h.post('/password', {'csrf': tok, 'old': '1234567890', 'new': 'short-pw!',
                                  'new2': 'short-pw!'})
-        assert r.status == 400 and '10 to 128' in r.text
+        assert r.status == 400 and '10 to 128' in r.json['error']
         assert app.app.config.check_password('1234567890')
     finally:
         app.stop()

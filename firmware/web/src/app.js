@@ -42,6 +42,18 @@
   window.mep = {$: $, esc: esc, set: set, post: post, getJSON: getJSON, page: page,
     setCsrf: function (t) { csrf = t; }, csrf: function () { return csrf; }};
 
+  // ---- log out (the header's button): the module ends the session, then the login page ------
+  var out = $('logout');
+  if (out) out.addEventListener('click', function () {
+    getJSON('/api/session', function (s) {
+      if (s) csrf = s.csrf;
+      post('/logout', '{}', 'application/json', function (st, j) {
+        if (st === 200) location.href = j.next || '/login';
+        else window.alert('Not logged out: ' + (j.error || 'HTTP ' + st));
+      });
+    });
+  });
+
   document.addEventListener('submit', function (ev) {
     var m = ev.target.getAttribute('data-confirm');
     if (m && !window.confirm(m)) ev.preventDefault();

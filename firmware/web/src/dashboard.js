@@ -44,6 +44,7 @@
       Array.prototype.forEach.call(document.querySelectorAll('header nav a'), function (a) {
         if (a.getAttribute('href') !== '/') a.hidden = true;
       });
+      $('logout').hidden = true;
       var a = document.createElement('a');
       a.id = 'loginlink'; a.href = '/login?next=/'; a.textContent = 'Log in';
       document.querySelector('header nav').appendChild(a);

@@ -4,6 +4,12 @@
   'use strict';
   var mep = window.mep, $ = mep.$, set = mep.set;
   if (mep.page !== '/ota') return;
+  $('rebootbtn').addEventListener('click', function () {
+    mep.post('/reboot', '{}', 'application/json', function (st, j) {
+      $('omsg').className = st === 200 ? 'ok' : 'err';
+      set('omsg', st === 200 ? j.note : (j.error || 'Not restarted (HTTP ' + st + ').'));
+    });
+  });
   mep.getJSON('/api/status', function (d, st) {
     if (!d || st !== 200) { set('omsg', 'The module does not answer.'); return; }
     mep.setCsrf(d.csrf);
