@@ -14,9 +14,9 @@ MQTT_PW = 'mqtt-secret-4711'
 
 
 def login(h):
-    tok = h.token('/login')
-    r = h.post('/login', {'password': PASSWORD, 'csrf': tok, 'next': '/'})
-    assert r.status in (302, 303), (r.status, r.text[:200])
+    r = h.post('/login', json.dumps({'password': PASSWORD, 'next': '/status'}),
+               headers={'Content-Type': 'application/json', 'X-CSRF-Token': h.token()})
+    assert r.status == 200 and r.json == {'ok': True, 'next': '/status'}, (r.status, r.text[:200])
 
 
 def test_slow_meter_readings_status_and_diagnostics(tmp_path):

@@ -152,12 +152,6 @@ def web(b, path, data=None, headers=None, opener=None):
         return e.code, e.read().decode('utf-8', 'replace')
 
 
-def csrf_of(html):
-    m = re.search(r'name="csrf" (?:content|value)="([0-9a-f]+)"', html)
-    assert m, html[:500]
-    return m.group(1)
-
-
 # ---------------------------------------------------------------- the virtual board itself
 
 def test_the_unix_port_is_installed():
@@ -319,12 +313,12 @@ def test_ota_bundle_is_accepted_by_the_app(board):
     wait_for(lambda: web(board, '/login')[0] == 200, 60, 'the web UI')
     jar = http.cookiejar.CookieJar()
     o = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    status, page = web(board, '/login', opener=o)
-    tok = csrf_of(page)
-    form = ('csrf=%s&password=%s' % (tok, WEB_PW)).encode()
-    status, body = web(board, '/login', form, {'Content-Type':
-                                               'application/x-www-form-urlencoded'}, o)
-    assert status == 200 and 'Wrong password' not in body, body[:300]
+    status, body = web(board, '/api/session', opener=o)     # as the login page does
+    assert status == 200, body
+    tok = json.loads(body)['csrf']
+    status, body = web(board, '/login', json.dumps({'password': WEB_PW}).encode(),
+                       {'Content-Type': 'application/json', 'X-CSRF-Token': tok}, o)
+    assert status == 200 and json.loads(body) == {'ok': True, 'next': '/'}, body[:300]
 
     def reading():                                  # the reading, through the web UI
         status, body = web(board, '/api/now', opener=o)

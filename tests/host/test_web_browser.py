@@ -32,9 +32,10 @@ def _free_port():
 class Server:
     """The web app with its link in a background thread running its own event loop."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, password=PASSWORD):
         self.port = _free_port()
         self.data_dir = data_dir
+        self.password = password
         self.ready = threading.Event()
         self.ctx = None
         self.error = None
@@ -56,7 +57,7 @@ class Server:
 
     async def _main(self):
         from web import server
-        self.ctx = Ctx(self.data_dir).start_link()
+        self.ctx = Ctx(self.data_dir, password=self.password).start_link()
         self.task = asyncio.get_running_loop().create_task(      # behind web/conn.py's limits
             server.serve(self.ctx, host='127.0.0.1', port=self.port))
         await asyncio.sleep(0.2)
@@ -83,7 +84,7 @@ def server():
     if not all(os.path.exists(os.path.join(static, a + '.gz')) for a in
                ('uplot.js', 'uplot.css', 'app.js', 'app.css', 'settings.js', 'settings.html',
                 'dashboard.js', 'dashboard.html', 'status.js', 'status.html', 'ota.js',
-                'ota.html', 'tinker.html')):
+                'ota.html', 'tinker.html', 'login.js', 'login.html', 'setup.html')):
         build_web.build(skip_npm=True)
     d = tempfile.mkdtemp()
     s = Server(d)
@@ -219,7 +220,7 @@ def test_ota_upload(server, browser, tmp_path):
     assert browser.find_element(By.ID, 'reboot').is_displayed()
     shot(browser, 'ota')
     browser.find_element(By.CSS_SELECTOR, '#reboot button').click()
-    wait(lambda: 'restarts now' in browser.page_source, 10, 'reboot page')
+    wait(lambda: 'restarts now' in browser.find_element(By.ID, 'omsg').text, 10, 'restarting')
     assert server.ctx.reboots == 1
     browser.get(base + '/status')
     shot(browser, 'status', ((390, 844),))
@@ -228,7 +229,7 @@ def test_ota_upload(server, browser, tmp_path):
 def test_no_content_security_policy_violations(server, browser):
     base = 'http://127.0.0.1:%d' % server.port
     browser.get_log('browser')                      # start from an empty console
-    for path in ('/', '/tinker', '/settings', '/ota', '/status'):
+    for path in ('/', '/tinker', '/settings', '/ota', '/status', '/login'):
         browser.get(base + path)
         time.sleep(1.5)
     js = "var c=document.querySelector('#chart canvas'); return c ? c.width : 0;"
@@ -364,3 +365,122 @@ def test_settings_password_and_backup_forms(server, browser):
     wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect'), 15, 'sections again')
     assert change('browser-new-pw-1', PASSWORD) == 'Password changed.'
     assert server.ctx.config.check_password(PASSWORD)
+
+
+# --- login, first run, logout, ended sessions: at desktop and phone widths ----------------------
+# (at the end of the module: these log the shared browser out)
+
+SIZES = ((1280, 900), (390, 844))
+
+
+def visible_nav(drv):
+    from selenium.webdriver.common.by import By
+    return [e.text for e in drv.find_elements(By.CSS_SELECTOR, 'header nav a, header nav button')
+            if e.is_displayed()]
+
+
+def log_in_on_the_page(drv, password):
+    from selenium.webdriver.common.by import By
+    pw = drv.find_element(By.NAME, 'password')
+    pw.clear()
+    pw.send_keys(password)
+    drv.find_element(By.CSS_SELECTOR, 'form.box button').click()
+
+
+@pytest.mark.parametrize('size', SIZES, ids=('desktop', 'phone'))
+def test_first_run_setup_on_the_setup_page(size, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    srv = Server(str(tmp_path / 'fresh'), password=None)
+    try:
+        base = 'http://127.0.0.1:%d' % srv.port
+        browser.set_window_size(*size)
+        browser.get_log('browser')                      # start from an empty console
+        browser.get(base + '/settings')
+        wait(lambda: browser.current_url == base + '/setup', 10, 'sent to the setup page')
+        assert visible_nav(browser) == ['Dashboard', 'Set the password']
+        f = browser.find_element(By.ID, 'setup')
+        assert f.find_element(By.NAME, 'password').size['width'] <= size[0]
+        f.find_element(By.NAME, 'password').send_keys('first-pw-12345')
+        f.find_element(By.NAME, 'password2').send_keys('first-pw-54321')
+        f.find_element(By.TAG_NAME, 'button').click()
+        msg = wait(lambda: browser.find_element(By.ID, 'msg').text, 10, 'the error')
+        assert msg == 'The two passwords differ.' and browser.current_url == base + '/setup'
+        assert browser.switch_to.active_element.get_attribute('name') == 'password2'
+        assert not srv.ctx.config['web_password_hash']
+        shot(browser, 'setup-error', (size,))
+        p2 = f.find_element(By.NAME, 'password2')
+        p2.clear()
+        p2.send_keys('first-pw-12345')
+        f.find_element(By.TAG_NAME, 'button').click()
+        wait(lambda: browser.current_url == base + '/', 15, 'on the dashboard')
+        wait(lambda: browser.find_element(By.ID, 'link').text == 'ok', 30, 'link ok')
+        assert srv.ctx.config.check_password('first-pw-12345')
+        assert 'Log out' in visible_nav(browser)
+        browser.get(base + '/settings')                 # logged in by the setup
+        wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect'), 15, 'settings')
+        browser.get(base + '/setup')                    # done once: the login page now
+        wait(lambda: browser.current_url == base + '/login', 10, 'sent to the login')
+        bad = [e['message'] for e in browser.get_log('browser')
+               if 'Content Security Policy' in e['message'] or 'Refused to' in e['message']]
+        assert not bad, bad
+    finally:
+        browser.set_window_size(1280, 900)
+        srv.stop()
+
+
+@pytest.mark.parametrize('size', SIZES, ids=('desktop', 'phone'))
+def test_login_wrong_then_right_lands_on_next_and_logout(size, server, browser):
+    from selenium.webdriver.common.by import By
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.set_window_size(*size)
+    browser.get(base + '/login')
+    browser.delete_all_cookies()
+    browser.get(base + '/status?x=2')
+    wait(lambda: '/login?next=' in browser.current_url, 10, 'sent to the login')
+    wait(lambda: browser.execute_script('return document.readyState') == 'complete', 5, 'page')
+    assert visible_nav(browser) == ['Dashboard', 'Log in']
+    assert not browser.find_element(By.ID, 'msg').is_displayed()
+    log_in_on_the_page(browser, 'not the password')
+    msg = wait(lambda: browser.find_element(By.ID, 'msg').text, 10, 'the error')
+    assert msg == 'Wrong password.' and browser.find_element(By.ID, 'msg').is_displayed()
+    assert '/login?next=' in browser.current_url
+    assert 'mep_s' not in [c['name'] for c in browser.get_cookies()]
+    shot(browser, 'login-error', (size,))
+    log_in_on_the_page(browser, PASSWORD)
+    wait(lambda: browser.current_url == base + '/status?x=2', 15, 'on the next page')
+    wait(lambda: 'Meter link' in browser.find_element(By.ID, 'status').text, 15, 'status')
+    assert visible_nav(browser) == ['Dashboard', 'Tinker', 'Settings', 'Update', 'Status',
+                                    'Log out']
+    # log out: the module ends the session (the old cookie is no longer good)
+    n = len(server.ctx.web_sessions)
+    browser.find_element(By.ID, 'logout').click()
+    wait(lambda: browser.current_url == base + '/login', 10, 'the login page')
+    assert len(server.ctx.web_sessions) == n - 1
+    browser.get(base + '/settings')
+    wait(lambda: browser.current_url == base + '/login?next=/settings', 10, 'logged out')
+    # a next= that leads off the module: the module answers '/' instead
+    browser.get(base + '/login?next=%2F%2Fevil.example%2Fx')
+    wait(lambda: browser.execute_script('return document.readyState') == 'complete', 5, 'page')
+    log_in_on_the_page(browser, PASSWORD)
+    wait(lambda: browser.current_url == base + '/', 15, 'the dashboard')
+    browser.set_window_size(1280, 900)
+
+
+@pytest.mark.parametrize('size', SIZES, ids=('desktop', 'phone'))
+def test_expired_session_on_the_dashboard_logs_in_and_comes_back(size, server, browser):
+    from selenium.webdriver.common.by import By
+    from web import auth
+    base = 'http://127.0.0.1:%d' % server.port
+    browser.set_window_size(*size)
+    browser.get(base + '/?from=test')
+    if '/login' in browser.current_url:
+        log_in_on_the_page(browser, PASSWORD)
+    wait(lambda: browser.current_url == base + '/?from=test', 15, 'the dashboard')
+    wait(lambda: browser.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power value')
+    server.loop.call_soon_threadsafe(auth.end_all_sessions, server.ctx)   # expired, rebooted
+    wait(lambda: '/login?next=' in browser.current_url, 15, 'sent to the login')
+    assert browser.current_url.endswith('/login?next=%2F%3Ffrom%3Dtest'), browser.current_url
+    log_in_on_the_page(browser, PASSWORD)
+    wait(lambda: browser.current_url == base + '/?from=test', 15, 'back on the dashboard')
+    wait(lambda: browser.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power again')
+    browser.set_window_size(1280, 900)

@@ -255,6 +255,7 @@ def test_public_dashboard_shows_only_itself_and_a_login_link(tmp_path):
         shown = [a.get_attribute('href').split(str(r.port))[1]
                  for a in drv.find_elements(By.CSS_SELECTOR, 'header nav a') if a.is_displayed()]
         assert shown == ['/', '/login?next=/'], shown
+        assert not drv.find_element(By.ID, 'logout').is_displayed()    # nobody to log out
     finally:
         drv.quit()
         r.stop()

@@ -100,12 +100,6 @@ class Ctx:
         self.logs.append(msg)
 
 
-def csrf_of(html):
-    """The CSRF token from a page's <meta name="csrf">."""
-    i = html.index('name="csrf" content="') + len('name="csrf" content="')
-    return html[i:html.index('"', i)]
-
-
 def make_bundle(ctx, tmpdir, files=None, key=None, device='esp32', version='9.9.9'):
     """A signed bundle (bytes) for ctx's OTA key, made with tools/bundle.py."""
     import binascii
