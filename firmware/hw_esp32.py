@@ -1,10 +1,12 @@
 # The real hardware of an ESP32 / ESP32-C3 board profile (imported on the device only).
 #
-# The MEP port polls the UART every POLL_MS instead of wrapping it in asyncio.StreamReader:
-# at 9600 Bd a byte takes ~1 ms and the 1 KB RX ring buffer holds ~1 s, so a 4 ms poll loses
-# nothing and costs little; a read with a timeout stays a plain loop (no wait_for task to
-# create and cancel on every call, so no heap churn and no data lost to a cancellation), and
-# it behaves the same as the host port in hw_host.py.
+# The MEP port polls the UART instead of wrapping it in asyncio.StreamReader, every 4 ms
+# inside a frame and every 16 ms otherwise (the link sets poll_ms), and the link sleeps
+# through the wire time of a frame's known rest: at 9600 Bd a byte takes ~1 ms and the 1 KB
+# RX ring buffer holds ~1 s, so this loses nothing and wakes a few times a frame. A read
+# with a timeout stays a plain loop (no wait_for task to create and cancel on every call, so
+# no heap churn and no data lost to a cancellation), and it behaves the same as the host
+# port in hw_host.py.
 import machine
 from compat import ticks_ms, ticks_diff, sleep_ms
 
@@ -12,6 +14,8 @@ POLL_MS = 4
 
 
 class UartPort:
+    poll_ms = POLL_MS               # the link sets it (mep/engine.py Engine.poll_ms)
+
     def __init__(self, uart):
         self.uart = uart
 
@@ -22,7 +26,7 @@ class UartPort:
         while not u.any():
             if ticks_diff(ticks_ms(), t0) >= timeout_ms:
                 return b''
-            await sleep_ms(POLL_MS)
+            await sleep_ms(self.poll_ms)
         return u.read() or b''
 
     def write(self, data):

@@ -18,6 +18,8 @@ READ_MAX = 512
 class _PolledPort:
     """Shared read/write over a non-blocking object; subclasses supply _recv and _send."""
 
+    poll_ms = POLL_MS               # the link sets it (mep/engine.py Engine.poll_ms)
+
     def __init__(self, obj):
         self._poll = select.poll()
         self._poll.register(obj, select.POLLIN)
@@ -27,7 +29,7 @@ class _PolledPort:
         while not self._poll.poll(0):
             if ticks_diff(ticks_ms(), t0) >= timeout_ms:
                 return b''
-            await sleep_ms(POLL_MS)
+            await sleep_ms(self.poll_ms)
         data = self._recv()
         if data is None:
             return b''

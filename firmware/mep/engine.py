@@ -55,6 +55,9 @@ class Settings:
     max_resends = 5           # new frames for one job (0x0C, 0x04, 0x0B, busy)
     idle_ms = 50              # longest the driver waits when nothing is due
     gap_ms = 100              # a lone 00 00 followed by this much quiet is an alert
+    poll_ms = 4               # how often the driver looks at the port inside a frame,
+    poll_wait_ms = 16         # while an answer is due,
+    poll_idle_ms = 48         # and while nothing is (an alert's 00 00 can come any time)
 
 
 class Engine:
@@ -88,6 +91,7 @@ class Engine:
         self._started = False
         self._last_rx = 0
         self._rx_start = 0          # when the bytes now in the decoder began
+        self._rx_n = 0              # bytes received since then, after the first chunk
         self._up_since = 0          # end of the last power-up
         self._silence = self.s.silence_ms
         self._tx_deadline = None
@@ -129,10 +133,10 @@ class Engine:
             return
         dec = self.decoder
         if dec.pending():
-            if self.state != IDLE:
-                self.diag.gap(now - self._last_rx)
+            self._rx_n += len(data)
         else:
             self._rx_start = now
+            self._rx_n = 0              # bytes after the first chunk (their wire time counts)
             if self.state == WAIT_FIRST and self.job:
                 f = self.job.frame
                 if len(data) >= 3 and data[:3] == f[:3]:
@@ -141,9 +145,14 @@ class Engine:
         self._last_rx = now
         self._silence = self.s.silence_ms
         before = dec.resyncs
+        waiting = self.state != IDLE
         for ev in dec.feed(data):
             self._event(ev, now)
         self.c['resyncs'] += dec.resyncs - before
+        if self._rx_n and waiting and not dec.pending():
+            # the frame took longer than its bytes' wire time: the pauses inside it
+            self.diag.gap(now - self._rx_start - int(self._rx_n * self.s.byte_ms))
+            self._rx_n = 0
         if dec.pending():               # inside a frame: wait while bytes keep coming
             if self.state == WAIT_FIRST:
                 self.state = WAIT_REST
@@ -192,6 +201,24 @@ class Engine:
         if self.decoder.pending():
             t = min(t, max(0, self._last_rx + self._quiet_limit() - now))
         return t
+
+    def poll_ms(self):
+        """How often the driver should look at the port now: often while a frame (or an
+        alert's 00 00) is coming in, seldom otherwise. Each look costs CPU; the port's
+        buffer keeps the bytes, 16 ms is little against a turnaround of 500 ms and 48 ms
+        little against an alert chain of several exchanges."""
+        if self.decoder.pending():
+            return self.s.poll_ms
+        return self.s.poll_idle_ms if self.state == IDLE else self.s.poll_wait_ms
+
+    def rest_ms(self):
+        """The wire time of the rest of the frame being received (its LEN says how much is
+        missing): the driver may sleep that long and let the bytes collect in the port's
+        buffer instead of waking for every few bytes. 0 when nothing is known to be coming."""
+        m = self.decoder.missing()
+        if m < 4:
+            return 0
+        return min(int(m * self.s.byte_ms), self.s.char_timeout_ms >> 1)
 
     def timeout_ms(self, attempt=1):
         """The wait for the first response bytes of transmission number `attempt`."""

@@ -174,6 +174,15 @@ class Decoder:
     def pending(self):
         return self.n
 
+    def missing(self):
+        """Bytes still to come for the frame being received, when its LEN is in (else 0)."""
+        if self.n < 2:
+            return 0
+        n = (self.buf[0] << 8) | self.buf[1]
+        if n == 0 or n > MAX_LEN:
+            return 0
+        return max(0, n + 2 - self.n)
+
     def reset(self):
         self.n = 0
         self.dropped = 0

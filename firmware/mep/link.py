@@ -2,7 +2,8 @@
 # ENABLE/driver lines, feeding the sans-IO Engine. Other tasks talk to it through submit()
 # and request(); nothing they do can block this loop.
 #
-# port:  async read(timeout_ms) -> bytes (b'' when nothing came), write(data)
+# port:  async read(timeout_ms) -> bytes (b'' when nothing came), write(data); optional
+#        attribute poll_ms: how often read() looks for bytes (set before each read)
 # lines: enable(on), driver_power(on)   (optional)
 try:
     import asyncio
@@ -27,6 +28,7 @@ class Link:
         self.mem_errors = 0         # MemoryError in a loop pass (heap full or fragmented)
         self._t = 0
         self._last = ticks_ms()
+        self._tune = hasattr(port, 'poll_ms')   # a port whose polling interval can be set
 
     def now(self):
         """Milliseconds since start, never wrapping (MicroPython ticks wrap)."""
@@ -77,12 +79,18 @@ class Link:
         while True:
             try:
                 now = self.now()
-                for h in self.hooks:
-                    h.step(now)
+                if eng.key is not None:     # the hooks submit polls, which need the key
+                    for h in self.hooks:
+                        h.step(now)
                 self._act(eng.step(now))
+                if self._tune:
+                    self.port.poll_ms = eng.poll_ms()
                 data = await self.port.read(eng.wait_ms(self.now()))
                 if data:
                     eng.on_bytes(data, self.now())
+                    rest = eng.rest_ms()
+                    if rest:            # the rest of the frame collects in the port's buffer
+                        await sleep_ms(rest)
                 self.loops += 1
             except asyncio.CancelledError:
                 raise
