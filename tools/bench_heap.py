@@ -39,7 +39,6 @@ import threading
 import time
 import http.client
 import json
-import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -366,10 +365,6 @@ class Browser:
         finally:
             conn.close()
 
-    def form(self, path, fields):
-        body = urllib.parse.urlencode(list(fields) + [('csrf', self.csrf or '')])
-        return self.request('POST', path, body, 'application/x-www-form-urlencoded')
-
     def session(self):
         """/api/session as the login and setup pages read it (it carries the CSRF token)."""
         st, data, _ = self.request('GET', '/api/session')
@@ -387,12 +382,15 @@ class Browser:
         return st, j
 
     def log_in(self, password):
-        """First run: set the web password on /setup (that logs in); else log in on /login."""
+        """First run: set the web password on /setup (that logs in); else log in on /login.
+        As the pages do: JSON with the token of /api/session, answered {"ok": true, ...}."""
+        body = {'password': password}
+        path = '/login'
         if not self.session().get('has_password', True):
-            st, data, _ = self.form('/setup', [('password', password), ('password2', password)])
-        else:
-            st, data, _ = self.form('/login', [('password', password)])
-        if st not in (302, 303) or 'mep_s' not in self.cookies:
+            body['password2'] = password
+            path = '/setup'
+        st, data, _ = self.request('POST', path, json.dumps(body), 'application/json')
+        if st != 200 or 'mep_s' not in self.cookies:
             raise OSError('log-in failed: HTTP %d %r' % (st, data[:200]))
 
 

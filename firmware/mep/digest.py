@@ -13,31 +13,42 @@ MBK_HELP = ('The MBK (MEP Basic Key) from your utility is 20 characters such as 
             'characters exactly. The same key written as 40 hex digits is accepted too.')
 
 
+def _tables():
+    # f(v) for v = d[i] + i (0..262), t = ~v & 0xFF: rotate t left (key bit 1) or minus t
+    # rotated right (key bit 0), looked up instead of computed 192 times a pass.
+    one = bytearray(263)
+    zero = bytearray(263)
+    for v in range(263):
+        t = ~v & 0xFF
+        one[v] = ((t << 1) | (t >> 7)) & 0xFF
+        zero[v] = -(((t >> 1) | (t << 7)) & 0xFF) & 0xFF
+    return bytes(one), bytes(zero)
+
+
+_ONE, _ZERO = _tables()
+
+
 def digest(data, key):
     """Return the 8-byte digest of `data` (MSG || SEQ) under the 16-byte `key`."""
     if len(key) != _KEY_LEN:
         raise ValueError('digest key must be 16 bytes, got %d' % len(key))
+    one = _ONE
+    zero = _ZERO
     d = bytearray(8)
     n = len(data)
     pos = 0
     c = 0
     while True:
         for p in range(_PASS):
-            k = key[p % _KEY_LEN]
-            for b in range(8):
-                i = 7 - b
-                if pos < n:
-                    x = data[pos]
-                    pos += 1
-                else:
-                    x = 0
-                t = ~(d[i] + i) & 0xFF
-                if (k >> b) & 1:
-                    f = ((t << 1) | (t >> 7)) & 0xFF
-                else:
-                    f = -(((t >> 1) | (t << 7)) & 0xFF) & 0xFF
-                c = (c + x + f) & 0xFF
+            k = key[p if p < _KEY_LEN else p - _KEY_LEN]
+            i = 7
+            while i >= 0:
+                x = data[pos] if pos < n else 0
+                pos += 1
+                c = (c + x + (one if k & 1 else zero)[d[i] + i]) & 0xFF
                 d[i] = c
+                k >>= 1
+                i -= 1
         if pos >= n:
             break
     return bytes(d)
