@@ -62,15 +62,25 @@ def _fetch(request):
     return bool(request.headers.get('X-CSRF-Token'))
 
 
-def _err(text, status, field=None, headers=None):
+def _err(text, status, field=None, headers=None, where=None):
+    """{"error": text} (+ "field": the input it is about, "next": where to go instead)."""
     d = {'error': text}
     if field:
         d['field'] = field
+    if where:
+        d['next'] = where
     h = NO_STORE
     if headers:
         h = dict(NO_STORE)
         h.update(headers)
     return d, status, h
+
+
+def _back_off(text, wait):
+    """429 while this client has to wait after failed passwords (web/guard.py)."""
+    d, st, h = _err(text % wait, 429, headers={'Retry-After': str(wait)})
+    d['retry_after'] = wait
+    return d, st, h
 
 
 def _done(request, where):
@@ -100,18 +110,13 @@ async def login_page(ctx, request):
 async def login(ctx, request):
     if not auth.has_password(ctx):
         if _fetch(request):
-            d = _err('No web password is set yet: set one first.', 409)
-            d[0]['next'] = '/setup'
-            return d
+            return _err('No web password is set yet: set one first.', 409, where='/setup')
         return redirect('/setup')
     st = fails(request)
     addr = client_addr(request)
     wait = retry_after(st, addr)
     if wait:
-        d = _err('Too many failed logins: wait %d s.' % wait, 429,
-                 headers={'Retry-After': str(wait)})
-        d[0]['retry_after'] = wait
-        return d
+        return _back_off('Too many failed logins: wait %d s.', wait)
     f = _body(request)
     if f is None or not isinstance(f.get('password'), str):
         return _err('Send the password: JSON {"password": ..., "next": ...} or the login form.',
@@ -142,9 +147,8 @@ async def setup_page(ctx, request):
 
 async def setup(ctx, request):
     if auth.has_password(ctx):
-        d = _err('A web password is already set: log in and change it in the settings.', 409)
-        d[0]['next'] = '/login'
-        return d
+        return _err('A web password is already set: log in and change it in the settings.', 409,
+                    where='/login')
     f = _body(request)
     if f is None or not isinstance(f.get('password'), str):
         return _err('Send the new password twice: JSON {"password": ..., "password2": ...} '
@@ -169,8 +173,7 @@ async def change_password(ctx, request):
         return _err('Send the password form (fields "old", "new", "new2").', 400)
     wait = retry_after(fails(request), client_addr(request))
     if wait:
-        return _err('Too many wrong passwords: wait %d s.' % wait, 429,
-                    headers={'Retry-After': str(wait)})
+        return _back_off('Too many wrong passwords: wait %d s.', wait)
     if not await ctx.config.check_password_async(_text(f, 'old')):
         failed(fails(request), client_addr(request))
         return _err('The current password is wrong.', 400, 'old')

@@ -251,6 +251,31 @@ async def test_login_and_logout_as_the_pages_post_them(tmp_path):
         ctx.stop()
 
 
+async def test_password_change_answers_json_and_backs_off(tmp_path):
+    from web import guard
+    ctx, c, tok = await start(tmp_path)
+    try:
+        h = {'X-CSRF-Token': tok, 'Content-Type': 'application/json'}
+        r = await c.post('/password', headers=dict(h), body={'old': PASSWORD, 'new': 'n' * 12,
+                                                              'new2': 'm' * 12})
+        assert r.status_code == 400 and r.json == {'error': 'The two new passwords differ.',
+                                                   'field': 'new2'}
+        r = await c.post('/password', headers=dict(h), body={'old': PASSWORD, 'new': 12})
+        assert r.status_code == 400 and r.json['field'] == 'new'
+        for _ in range(guard.FREE_FAILS):
+            r = await c.post('/password', headers=dict(h), body={'old': 'wrong', 'new': 'n' * 12,
+                                                                  'new2': 'n' * 12})
+            assert r.status_code == 400 and r.json == {'error': 'The current password is wrong.',
+                                                       'field': 'old'}
+        r = await c.post('/password', headers=dict(h), body={'old': PASSWORD, 'new': 'n' * 12,
+                                                              'new2': 'n' * 12})
+        assert r.status_code == 429 and r.json['retry_after'] == int(r.headers['Retry-After']) > 0
+        assert r.headers['Content-Type'].startswith('application/json')
+        assert ctx.config.check_password(PASSWORD)
+    finally:
+        ctx.stop()
+
+
 async def test_session_cookie_flags_and_tampering(tmp_path):
     os.makedirs(tmp_path / 'x')
     ctx = Ctx(str(tmp_path / 'x')).start_link()
