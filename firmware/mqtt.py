@@ -422,7 +422,7 @@ class Mqtt:
         """Do at most one unit of work; True if more may be pending right away."""
         c = self.c
         now = ticks_ms()
-        if ticks_diff(now, self._poll) >= self.idle_ms or not (self.q or self._cur):
+        if ticks_diff(now, self._poll) >= self.idle_ms:   # incoming: every idle_ms, not per publish
             self._poll = now
             for _ in range(4):
                 op = c.check_msg()
