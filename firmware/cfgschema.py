@@ -293,7 +293,7 @@ def _warn(cfg, msg):
 
 
 def _parse(f):
-    d = json.loads(f.read())
+    d = json.load(f)          # streamed: no one-piece copy of the file in the heap
     if not isinstance(d, dict):
         raise ValueError('not an object')
     return d

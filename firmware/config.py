@@ -61,7 +61,13 @@ class Config:
         return _call('cfgschema', 'update', self, changes, keep_empty_secrets, clear)
 
     def save(self):
-        atomic.write(self.path, json.dumps(self.values))
+        atomic.write(self.path, self._dump)
+
+    def _dump(self, f):
+        try:        # MicroPython: streamed into the file, no one-piece copy in the heap
+            json.dump(self.values, f)
+        except TypeError:   # CPython's json writes str, its binary file takes bytes only
+            f.write(json.dumps(self.values).encode())
 
     def set_password(self, plain, iterations=None):
         """Set the web password. Returns {} or {'web_password_hash': message}."""

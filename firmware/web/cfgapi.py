@@ -10,6 +10,7 @@
 #      -> 400 {'error': text, 'fields': {key: message in words}}: nothing of it is saved
 #      -> 403 {'error': text, 'fields': {'current_password': ...}}: password needed or wrong
 # Only the keys of the named section are taken; an empty secret keeps the stored value.
+import json
 from microdot import send_file
 from web import auth, server
 from web.guard import GUARDED, CLEARABLE, guarded_changes, password_ok
@@ -66,12 +67,18 @@ async def get_config(ctx, request):
     by_key = {}
     for f in ctx.config.schema_view():
         by_key[f['key']] = f
-    out = []
-    for sid, title, keys in sections():
-        out.append({'id': sid, 'title': title,
-                    'fields': [_field(ctx, by_key[k]) for k in keys if k in by_key]})
-    return {'csrf': auth.csrf_token(ctx, request), 'sections': out,
-            'legacy_path': '/' + ctx.config['legacy_token']}, 200, {'Cache-Control': 'no-store'}
+    head = '{"csrf": %s, "legacy_path": %s, "sections": [' % (
+        json.dumps(auth.csrf_token(ctx, request)), json.dumps('/' + ctx.config['legacy_token']))
+
+    def body():     # a section at a time: no one-piece copy of the whole answer in the heap
+        yield head
+        sep = ''
+        for sid, title, keys in sections():
+            yield sep + json.dumps({'id': sid, 'title': title, 'fields': [
+                _field(ctx, by_key[k]) for k in keys if k in by_key]})
+            sep = ','
+        yield ']}'
+    return body(), 200, {'Content-Type': 'application/json', 'Cache-Control': 'no-store'}
 
 
 def _bad(text, fields=None, status=400):

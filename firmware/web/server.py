@@ -187,12 +187,27 @@ def _access(ctx, request):
 
 # --- static assets, streaming ------------------------------------------------------------
 
+_static = []
+
+
 def static_dir():
+    """web/static beside this module or, when the app is frozen into the image (its modules
+    then have no place in the filesystem), in the first sys.path entry that has it."""
+    if _static:
+        return _static[0]
+    import os
     try:
         f = __file__
         d = f.rsplit('/', 1)[0] if '/' in f else '.'
     except NameError:
         d = 'web'
+    for p in [d] + [e + '/web' for e in sys.path if e]:
+        try:
+            os.stat(p + '/static')
+        except OSError:
+            continue
+        _static.append(p + '/static')
+        return _static[0]
     return d + '/static'
 
 
