@@ -109,6 +109,22 @@ class Ring:
             k -= 1
         return self._columns(k, fields)
 
+    def stream(self, t=0, fields=None):
+        """Like since(t) (items() for t=0), as (name, values) pairs where values is an iterator
+        reading the arrays as it goes: no list of the whole column is built (on the device
+        a long list is one block the fragmented heap may not have). The slots are fixed when
+        a column's iterator starts; readings pushed meanwhile are left out."""
+        a = self._cols[0][1]
+        first = self._n
+        while first > 0 and a[self._slot(first - 1)] > t:
+            first -= 1
+        s0 = self._slot(first) if first < self._n else 0
+        m = self._n - first
+        cap = self.capacity
+        for c in self._cols:
+            if fields is None or c[0] == 'time' or c[0] in fields:
+                yield c[0], (self._value(c, (s0 + j) % cap) for j in range(m))
+
     def _columns(self, first, fields):
         out = {}
         for c in self._cols:

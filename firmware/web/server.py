@@ -264,16 +264,22 @@ def now_dict(ctx):
 
 
 def _columns(cols):
-    """Stream {'name': [values], ...} as JSON text pieces."""
+    """Stream (name, values) pairs (ring.Ring.stream) as JSON text pieces of up to 64
+    values: {"name": [values], ...}."""
     yield '{'
     sep = ''
-    for k in cols:
+    for k, vals in cols:
         yield '%s"%s":[' % (sep, k)
-        vals = cols[k]
-        for i in range(0, len(vals), 64):
-            part = vals[i:i + 64]
-            yield ('' if i == 0 else ',') + ','.join(
-                'null' if v is None else str(int(v) if v == int(v) else v) for v in part)
+        part = []
+        first = True
+        for v in vals:
+            part.append('null' if v is None else str(int(v) if v == int(v) else v))
+            if len(part) == 64:
+                yield ('' if first else ',') + ','.join(part)
+                first = False
+                part = []
+        if part:
+            yield ('' if first else ',') + ','.join(part)
         yield ']'
         sep = ','
     yield '}'
@@ -290,8 +296,7 @@ async def api_recent(ctx, request):
         since = int(request.args.get('since', '0'))
     except ValueError:
         return error(request, 400, 'since must be a whole number (unix seconds)')
-    ring = ctx.store.ring
-    cols = ring.since(since, RECENT_FIELDS) if since else ring.items(None, RECENT_FIELDS)
+    cols = ctx.store.ring.stream(since, RECENT_FIELDS)
     return chunked(_columns(cols)), 200, {'Content-Type': 'application/json',
                                           'Cache-Control': 'no-store'}
 

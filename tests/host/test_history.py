@@ -48,6 +48,21 @@ def test_ring_wraps_and_keeps_the_newest():
     assert len(r) == 0
 
 
+def test_ring_stream_matches_items_and_since():
+    r = Ring(10, fields=('p_in', 'u_l1'))
+    streamed = lambda t=0, f=None: {k: list(v) for k, v in r.stream(t, f)}
+    assert streamed() == r.items() == {'time': [], 'p_in': [], 'u_l1': []}
+    for n in (3, 10, 17):                   # not full, exactly full, wrapped
+        r.clear()
+        for i in range(n):
+            r.push({'time': T0 + i, 'p_in': 100 + i, 'u_l1': None if i % 4 else 230.5})
+        assert streamed() == r.items()
+        for t in (0, T0 - 1, T0 + n - 3, T0 + n - 1, T0 + n + 5):
+            assert streamed(t, ('p_in',)) == (r.since(t, ('p_in',)) if t else
+                                              r.items(None, ('p_in',)))
+    assert streamed(T0 + 14)['time'] == [T0 + 15, T0 + 16]
+
+
 def test_ring_memory_and_saturation():
     r = Ring(900)
     assert r.bytes_per_slot() == 38 and r.nbytes() == 38 * 900
