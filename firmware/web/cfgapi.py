@@ -70,15 +70,22 @@ async def get_config(ctx, request):
     head = '{"csrf": %s, "legacy_path": %s, "sections": [' % (
         json.dumps(auth.csrf_token(ctx, request)), json.dumps('/' + ctx.config['legacy_token']))
 
-    def body():     # a section at a time: no one-piece copy of the whole answer in the heap
+    def body():     # a field at a time: no one-piece copy of the whole answer in the heap
         yield head
         sep = ''
         for sid, title, keys in sections():
-            yield sep + json.dumps({'id': sid, 'title': title, 'fields': [
-                _field(ctx, by_key[k]) for k in keys if k in by_key]})
+            yield '%s{"id": %s, "title": %s, "fields": [' % (sep, json.dumps(sid),
+                                                              json.dumps(title))
+            fs = ''
+            for k in keys:
+                if k in by_key:
+                    yield fs + json.dumps(_field(ctx, by_key[k]))
+                    fs = ','
+            yield ']}'
             sep = ','
         yield ']}'
-    return body(), 200, {'Content-Type': 'application/json', 'Cache-Control': 'no-store'}
+    return server.chunked(body()), 200, {'Content-Type': 'application/json',
+                                         'Cache-Control': 'no-store'}
 
 
 def _bad(text, fields=None, status=400):

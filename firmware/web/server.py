@@ -212,16 +212,17 @@ def static_dir():
 
 
 def chunked(parts, size=CHUNK):
-    """Join an iterable of str into ~size byte pieces (fewer socket writes)."""
+    """Join an iterable of str into pieces of about `size` (fewer socket writes). A piece is
+    never longer than `size` or the longest part, so no block bigger than that is needed."""
     buf = []
     n = 0
     for p in parts:
-        buf.append(p)
-        n += len(p)
-        if n >= size:
+        if n and n + len(p) > size:
             yield ''.join(buf)
             buf = []
             n = 0
+        buf.append(p)
+        n += len(p)
     if buf:
         yield ''.join(buf)
 
@@ -264,7 +265,7 @@ def now_dict(ctx):
 
 
 def _columns(cols):
-    """Stream (name, values) pairs (ring.Ring.stream) as JSON text pieces of up to 64
+    """Stream (name, values) pairs (ring.Ring.stream) as JSON text pieces of up to 32
     values: {"name": [values], ...}."""
     yield '{'
     sep = ''
@@ -274,7 +275,7 @@ def _columns(cols):
         first = True
         for v in vals:
             part.append('null' if v is None else str(int(v) if v == int(v) else v))
-            if len(part) == 64:
+            if len(part) == 32:
                 yield ('' if first else ',') + ','.join(part)
                 first = False
                 part = []
