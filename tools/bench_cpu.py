@@ -13,8 +13,8 @@ from the process's own CPU time (utime + stime in /proc) after a warm-up:
 
 Prints the numbers; passes no verdict (no timed tests). The unix port runs about 100 to 200
 times faster than MicroPython on a 240 MHz ESP32, so 1 ms here is in the order of 0.1 to 0.2 s
-there. On the PC the simulator's TCP port is polled every few ms (hw_host.POLL_MS), which the
-UART on the device is not: that polling is in every figure, most visibly in 'idle'.
+there. The MEP port is polled as on the device (mep/engine.py Engine.poll_ms: every 4 to 48 ms);
+that polling is in every figure, most visibly in 'idle'.
 """
 import argparse
 import os
