@@ -24,7 +24,10 @@ _CONSOLE = ('p_in', 'p_out', 'u_l1', 'u_l2', 'u_l3', 'i_l1', 'i_l2', 'i_l3', 'fr
 
 class App:
     def __init__(self, board=None, data_dir='/', mep_target=None, http_port=None, console=None,
-                 log=print, supervise=True, heap_report_ms=0, http_host='0.0.0.0'):
+                 log=print, supervise=True, heap_report_ms=0, http_host='0.0.0.0',
+                 mep_port=None, pw_iterations=None):
+        # mep_port: an open MEP port to use instead of the board's (the tests' in-process meter
+        # simulator); pw_iterations: PBKDF2 rounds for new passwords (None: the config default)
         self.log = log
         self.heap_report_ms = heap_report_ms
         self.data_dir = data_dir
@@ -33,7 +36,10 @@ class App:
         self._t0 = ticks_ms()
         self.reboot_requested = False
         self.web_task = None
-        self.config = Config(join(data_dir, 'config.json'))
+        if pw_iterations:
+            self.config = Config(join(data_dir, 'config.json'), pw_iterations)
+        else:
+            self.config = Config(join(data_dir, 'config.json'))
         self.config.load()
         self.board = boards.get(board or self.config['board'])
         self.chip = self.board['chip']
@@ -42,11 +48,15 @@ class App:
         if self.chip == 'host':
             import hw_host as hw
             d = hw.defaults()
-            port = hw.open_port(self.board, mep_target or d['mep_target'])
+            port = mep_port
+            if port is None:
+                port = hw.open_port(self.board, mep_target or d['mep_target'])
         else:
             import hw_esp32 as hw
             d = {'http_port': 80, 'console': False}
-            port = hw.open_port(self.board)
+            port = mep_port
+            if port is None:
+                port = hw.open_port(self.board)
         self.http_port = d['http_port'] if http_port is None else http_port
         self.console = d['console'] if console is None else console
         self.hw = hw
