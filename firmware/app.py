@@ -188,16 +188,28 @@ class App:
         return d
 
     def apply_config(self, changes):
+        """Validate and save `changes` ({key: value}); returns {key: message} when refused.
+        Only what changed is redone: a new MBK resets the link's key state, MQTT reconnects
+        (and re-announces) only when one of its settings changed."""
+        vals = self.config.values
+        old = {}
+        for k in changes:
+            old[k] = vals.get(k)
         errors = self.config.update(changes)
         if errors:
             return errors
         self.config.save()
+        changed = [k for k in old if vals.get(k) != old[k]]
         c = self.config
-        self._key_warning = None
-        self.link.engine.set_key(self._key())
+        if 'mbk' in changed:
+            self._key_warning = None
+            self.link.engine.set_key(self._key())
         self.poller.configure(c['poll_bt23_ms'], c['poll_bt28_ms'], c['fast_mode'])
         if self.mqtt is not None:
-            self.mqtt.reconfigure()
+            for k in changed:
+                if k[:5] == 'mqtt_' or k[:3] == 'ha_' or k in ('hostname', 'device_name'):
+                    self.mqtt.reconfigure()
+                    break
         return {}
 
     def reboot(self):

@@ -412,13 +412,18 @@ def soak_plan(legacy_token):
 
 
 def ota_bundle(tree, key_hex):
-    """A signed update bundle (a few of the app's own files) for the 'host' device."""
+    """A signed update bundle for the 'host' device: some of the app's own files, over 16 KB
+    together, so it streams as a real update (the whole app, ~200 KB) does; a bundle under
+    the body limit (8 KB) would be read in one piece, which no real update is."""
     from tools import bundle
     files = []
-    for rel in ('boards.mpy', 'store.mpy', 'ring.mpy'):
+    size = 0
+    for rel in ('boards.mpy', 'store.mpy', 'ring.mpy', 'mqtt.mpy', 'history.mpy', 'config.mpy',
+                'ha.mpy', 'alarms.mpy'):
         path = os.path.join(tree, rel)
-        if os.path.exists(path):
+        if os.path.exists(path) and size < 16384:
             files.append((rel, path))
+            size += os.path.getsize(path)
     out = os.path.join(tree, '..', 'update.bin')
     bundle.write_bundle(out, files, bytes.fromhex(key_hex), 'host', '9.9.9')
     with open(out, 'rb') as f:
