@@ -32,6 +32,17 @@ def _call(mod, fn, *args):
         unload(*drop)
 
 
+async def _call_async(mod, fn, *args):
+    """await mod.fn(*args), dropping the modules only when it has finished (dropped while
+    its coroutine still runs, a second call would load a second copy next to it)."""
+    import sys
+    drop = ('cfgschema', 'cfgpw', 'tz') if 'tz' not in sys.modules else ('cfgschema', 'cfgpw')
+    try:
+        return await _run(mod, fn, args)
+    finally:
+        unload(*drop)
+
+
 class Config:
     def __init__(self, path, pw_iterations=PW_ITERATIONS):
         self.path = path
@@ -83,8 +94,8 @@ class Config:
     async def set_password_async(self, plain, chunk=PW_CHUNK):
         """set_password() yielding to the event loop every `chunk` rounds."""
         async with self._lock():
-            return await _call('cfgpw', 'set_password_async', self.values, plain,
-                               self.pw_iterations, chunk)
+            return await _call_async('cfgpw', 'set_password_async', self.values, plain,
+                                     self.pw_iterations, chunk)
 
     def check_password(self, plain):
         """True when `plain` matches the stored hash (False when no password is set)."""
@@ -94,8 +105,8 @@ class Config:
         """check_password() yielding to the event loop every `chunk` rounds; one check or
         change at a time."""
         async with self._lock():
-            return await _call('cfgpw', 'check_async', self.values['web_password_hash'],
-                               plain, chunk)
+            return await _call_async('cfgpw', 'check_async', self.values['web_password_hash'],
+                                     plain, chunk)
 
     def public_view(self):
         return _call('cfgschema', 'public_view', self.values)

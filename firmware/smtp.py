@@ -6,9 +6,10 @@
 # TLS does not verify the server certificate (the module has no CA store): it protects
 # against passive eavesdropping only. Errors never contain the password.
 import socket
+import time
 from binascii import b2a_base64
 
-from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time
+from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time, epoch_offset
 from tcp import open_tcp, again as _again
 
 STEP_MS = 10000
@@ -31,8 +32,7 @@ def _b64(s):
 
 
 def rfc_date(t):
-    from legacy import utc_parts
-    y, mo, d, h, mi, s = utc_parts(t)
+    y, mo, d, h, mi, s = time.gmtime(t - epoch_offset())[:6]
     wd = (t // 86400 + 3) % 7      # 1970-01-01 was a Thursday
     return '%s, %02d %s %04d %02d:%02d:%02d +0000' % (_DAYS[wd], d, _MONTHS[mo - 1], y, h, mi, s)
 

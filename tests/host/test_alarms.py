@@ -226,6 +226,7 @@ async def test_smtp_code_is_loaded_only_while_a_mail_goes_out(smtpd, monkeypatch
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
     monkeypatch.delitem(sys.modules, 'smtp')
+    monkeypatch.delitem(sys.modules, 'legacy', raising=False)
     srv = smtpd()
     cfg = cfg_with(alarm(seconds=0), smtp_host='127.0.0.1', smtp_port=srv.port)
     a = alarms.Alarms(cfg)
@@ -241,6 +242,7 @@ async def test_smtp_code_is_loaded_only_while_a_mail_goes_out(smtpd, monkeypatch
     assert n.stats()['sent'] == 1, n.stats()['last_error']
     assert len(srv.handler.mails) == 1
     assert 'smtp' not in sys.modules
+    assert 'legacy' not in sys.modules, 'the mail left the legacy endpoint code loaded'
 
 
 async def test_auth_plain_and_login_and_wrong_password(smtpd):

@@ -1,5 +1,6 @@
 # firmware/config.py (with cfgschema.py, cfgpw.py) and firmware/atomic.py on CPython.
 import asyncio
+import builtins
 import gc
 import hashlib
 import json
@@ -498,6 +499,34 @@ def test_importing_config_loads_no_schema_or_password_code():
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == '[]'
+
+
+def test_a_password_check_keeps_its_module_until_it_ends(path, unload, monkeypatch):
+    """cfgpw stays loaded while an async check runs: dropped at its start, a second caller
+    would import a second copy next to the running one."""
+    c = with_secrets(path)
+    c.set_password(WEB_PW)
+    sys.modules.pop('cfgpw', None)
+    imports = []
+    real = __import__
+
+    def counting(name, *a, **k):
+        if name == 'cfgpw' and name not in sys.modules:
+            imports.append(name)
+        return real(name, *a, **k)
+
+    async def both():
+        monkeypatch.setattr(builtins, '__import__', counting)
+        first = asyncio.ensure_future(c.check_password_async(WEB_PW, chunk=4))
+        await asyncio.sleep(0)          # the first check is running (it yields every 4 rounds)
+        assert 'cfgpw' in sys.modules
+        ok2 = c.check_password('wrong password!')
+        return await first, ok2
+    ok1, ok2 = asyncio.run(both())
+    assert ok1 is True and ok2 is False
+    assert imports == ['cfgpw'], imports
+    if unload:
+        assert 'cfgpw' not in sys.modules
 
 
 def test_unloaded_modules_leave_no_references(path, unload):
