@@ -32,10 +32,10 @@ _B28 = ((0, 'p_in', 1), (1, 'p_out', 1), (2, 'q_in', 1), (3, 'q_out', 1), (12, '
         (10, 'pf_l1', 1000), (13, 'pf_l2', 1000), (14, 'pf_l3', 1000))
 
 
-def to_reading(b28, energy, t, seq):
-    """BT28 decoded values (+ checked energies) -> a reading dict in SI units. A value the
-    meter did not send (a short BT28) is absent; an energy not known for sure is None."""
-    v = b28['values']
+def to_reading(v, energy, t, seq):
+    """BT28's values (tables.bt28_values) and checked energies -> a reading dict in SI
+    units. A value the meter did not send (a short BT28) is absent; an energy not known for
+    sure is None."""
     n = len(v)
     r = {'time': t, 'seq': seq}
     for i, key, div in _B28:
@@ -178,7 +178,7 @@ class Poller:
             if job.tag == 'bt23':
                 self.bt23 = self._energy(tables.bt23(data, self.tables.get('bt21')))
             elif job.tag == 'bt28':
-                self._reading(tables.bt28(data, self.tables.get('bt21')))
+                self._reading(tables.bt28_values(data, self.tables.get('bt21')))
             else:
                 self._startup(table, data)
         except ValueError as e:           # TableError and friends
@@ -250,13 +250,13 @@ class Poller:
             info['meter_time'] = dec['epoch']
             info['clock_offset'] = dec['epoch'] - self.wall()
 
-    def _reading(self, b28):
+    def _reading(self, values):
         now = self._now
         if self._last_reading_ms is not None:
             self.cycle_ms = now - self._last_reading_ms
         self._last_reading_ms = now
         self.readings += 1
-        r = to_reading(b28, self.bt23, self.wall(), self.readings)
+        r = to_reading(values, self.bt23, self.wall(), self.readings)
         self.latest = r
         for fn in self.listeners:
             try:

@@ -155,6 +155,6 @@ def test_short_bt28_leaves_missing_values_absent():
 
 
 def test_to_reading_without_energies_has_none():
-    r = to_reading({'values': [1, 2, 3]}, None, EPOCH, 1)
+    r = to_reading([1, 2, 3], None, EPOCH, 1)
     assert r['p_in'] == 1 and r['q_in'] == 3 and 'q_out' not in r
     assert r['e_in'] is None and r['eq_out'] is None
