@@ -1,5 +1,5 @@
-# The web app through Microdot's test client, with a real Config, Store, Link and Poller
-# against the meter simulator: auth, sessions, CSRF, limits, bad input, secrets, OTA, and the
+# The web app through Microdot's test client, made for the real App (firmware/app.py) running
+# on the in-process meter simulator: auth, sessions, CSRF, limits, bad input, secrets, OTA, and the
 # page modules loaded per request and dropped again (as on MicroPython).
 import asyncio
 import gzip
@@ -12,11 +12,12 @@ import sys
 import pytest
 from microdot.test_client import TestClient
 
+import app as app_mod
 import compat
 import web
 from web.server import create_app, MAX_BODY, MAX_OTA
 from web import auth, server
-from web_helpers import Ctx, PASSWORD, SECRETS, make_bundle, unloading
+from web_helpers import AppOnSim, PASSWORD, SECRETS, make_bundle, unloading
 
 FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
 STATE_ROUTES = {('POST', p) for p in ('/login', '/logout', '/setup', '/password', '/api/mep',
@@ -68,12 +69,14 @@ def enc(d):
 
 
 async def start(tmp_path, login=True, **kw):
-    ctx = Ctx(str(tmp_path), **kw).start_link()
-    c = client(create_app(ctx))
+    """The real App running (App.main(), no web server of its own) and a test client of the
+    web app made for it."""
+    run = AppOnSim(str(tmp_path), **kw).start()
+    c = client(create_app(run.app))
     tok = None
     if login:
         tok = await do_login(c)
-    return ctx, c, tok
+    return run, c, tok
 
 
 class _Writer:
@@ -113,7 +116,7 @@ async def do_login(c, password=PASSWORD):
 
 
 async def test_first_run_setup(tmp_path):
-    ctx, c, _ = await start(tmp_path, login=False, password=None)
+    run, c, _ = await start(tmp_path, login=False, password=None)
     try:
         r = await c.get('/config')
         assert r.status_code == 302 and r.headers['Location'] == '/setup'
@@ -145,28 +148,28 @@ async def test_first_run_setup(tmp_path):
         assert r.status_code == 400 and 'error' in r.json
         r = await c.post('/setup', headers=dict(js), body=['abcdefgh1x', 'abcdefgh1x'])
         assert r.status_code == 400 and 'error' in r.json
-        assert 'mep_s' not in c.cookies and not ctx.config['web_password_hash']
+        assert 'mep_s' not in c.cookies and not run.app.config['web_password_hash']
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'abcdefgh1x',
                                                              'password2': 'abcdefgh1x'}))
         assert r.status_code == 302 and 'mep_s' in c.cookies
         assert (await c.get('/api/config')).status_code == 200
-        assert ctx.config.check_password('abcdefgh1x')
+        assert run.app.config.check_password('abcdefgh1x')
         r = await c.post('/setup', headers=dict(FORM), body=enc({'csrf': tok, 'password': 'x' * 9,
                                                              'password2': 'x' * 9}))
-        assert r.status_code == 409 and ctx.config.check_password('abcdefgh1x')
+        assert r.status_code == 409 and run.app.config.check_password('abcdefgh1x')
         r = await c.post('/setup', headers=dict(js), body={'password': 'y' * 12,
                                                            'password2': 'y' * 12})
         assert r.status_code == 409 and r.json['next'] == '/login'
-        assert ctx.config.check_password('abcdefgh1x')
+        assert run.app.config.check_password('abcdefgh1x')
         assert (await c.get('/setup')).headers['Location'] == '/login'
         r = await c.get('/api/session')
         assert r.json == {'csrf': tok, 'has_password': True, 'logged_in': True}
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_first_run_setup_as_the_page_posts_it(tmp_path):
-    ctx, c, _ = await start(tmp_path, login=False, password=None)
+    run, c, _ = await start(tmp_path, login=False, password=None)
     try:
         tok = await token(c)
         r = await c.post('/setup', headers={'X-CSRF-Token': tok, 'Content-Type': 'application/json'},
@@ -174,14 +177,14 @@ async def test_first_run_setup_as_the_page_posts_it(tmp_path):
         assert r.status_code == 200 and r.json == {'ok': True, 'next': '/'}
         assert r.headers['Cache-Control'] == 'no-store' and 'mep_s' in c.cookies
         assert (await c.get('/api/config')).status_code == 200
-        assert ctx.config.check_password('abcdefgh1x')
+        assert run.app.config.check_password('abcdefgh1x')
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_login_ok_wrong_and_back_off(tmp_path):
     from web import guard as login
-    ctx, c, _ = await start(tmp_path, login=False)
+    run, c, _ = await start(tmp_path, login=False)
     try:
         r = await c.get('/tinker')
         assert r.status_code == 302 and r.headers['Location'].startswith('/login')
@@ -202,21 +205,21 @@ async def test_login_ok_wrong_and_back_off(tmp_path):
                           body={'password': PASSWORD, 'next': '/status'})
         assert r.status_code == 429 and int(r.headers['Retry-After']) > 0
         assert 'mep_s' not in c2.cookies
-        ctx2, c3, _ = await start(tmp_path / 'b', login=False)
+        run2, c3, _ = await start(tmp_path / 'b', login=False)
         await do_login(c3)
         r = await c3.get('/tinker')
         assert r.status_code == 200 and b'Tinker' in gzip.decompress(r.body)
         cookie = [h for h in c3.cookies.items() if h[0] == 'mep_s'][0][1]
-        ctx2.stop()
+        run2.stop()
         assert len(cookie.split('.')) == 3
         r = await c3.post('/login', headers=dict(FORM), body='csrf=' + await token(c3))
         assert r.status_code == 400 and 'password' in r.json['error']
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_login_and_logout_as_the_pages_post_them(tmp_path):
-    ctx, c, _ = await start(tmp_path, login=False)
+    run, c, _ = await start(tmp_path, login=False)
     try:
         r = await c.get('/api/session')
         assert r.json['has_password'] is True and r.json['logged_in'] is False
@@ -248,12 +251,12 @@ async def test_login_and_logout_as_the_pages_post_them(tmp_path):
         assert (await c.get('/api/config')).status_code == 401
         assert (await c.get('/api/session')).json['logged_in'] is False
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_password_change_answers_json_and_backs_off(tmp_path):
     from web import guard
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     try:
         h = {'X-CSRF-Token': tok, 'Content-Type': 'application/json'}
         r = await c.post('/password', headers=dict(h), body={'old': PASSWORD, 'new': 'n' * 12,
@@ -271,16 +274,16 @@ async def test_password_change_answers_json_and_backs_off(tmp_path):
                                                               'new2': 'n' * 12})
         assert r.status_code == 429 and r.json['retry_after'] == int(r.headers['Retry-After']) > 0
         assert r.headers['Content-Type'].startswith('application/json')
-        assert ctx.config.check_password(PASSWORD)
+        assert run.app.config.check_password(PASSWORD)
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_session_cookie_flags_and_tampering(tmp_path):
     os.makedirs(tmp_path / 'x')
-    ctx = Ctx(str(tmp_path / 'x')).start_link()
+    run = AppOnSim(str(tmp_path / 'x')).start()
     try:
-        app = create_app(ctx)
+        app = create_app(run.app)
         c = client(app)
         tok = await token(c)
         r = await c.post('/login', headers=dict(FORM), body=enc({'csrf': tok, 'password': PASSWORD}))
@@ -296,19 +299,19 @@ async def test_session_cookie_flags_and_tampering(tmp_path):
             r = await c.get('/settings')
             assert r.status_code == 302, v
             assert (await c.get('/api/log')).status_code == 401
-        old = auth.make_session(ctx, now=1000)   # expired long ago
+        old = auth.make_session(run.app, now=1000)   # expired long ago
         c.cookies['mep_s'] = old
         assert (await c.get('/settings')).status_code == 302
         c.cookies['mep_s'] = good
         assert (await c.get('/settings')).status_code == 200
-        ctx.config.set_password('another password')   # a new password ends the sessions
+        run.app.config.set_password('another password')   # a new password ends the sessions
         assert (await c.get('/settings')).status_code == 302
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_csrf_on_every_state_changing_route(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     try:
         posts = state_routes(c.app)
         assert set(posts) == STATE_ROUTES, posts
@@ -323,17 +326,17 @@ async def test_csrf_on_every_state_changing_route(tmp_path):
         # without the CSRF cookie the token alone does not help
         nonce = c.cookies.pop('mep_c')
         r = await c.post('/reboot', headers={'X-CSRF-Token': tok})
-        assert r.status_code == 403 and ctx.reboots == 0
+        assert r.status_code == 403 and run.app.reboot_requested is False
         c.cookies['mep_c'] = nonce
         r = await c.post('/reboot', headers={'X-CSRF-Token': tok,
                                              'Origin': 'http://mep-test'})
-        assert r.status_code == 200 and ctx.reboots == 1
+        assert r.status_code == 200 and run.app.reboot_requested is True
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_limits(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     try:
         big = 'hex=' + '30' * MAX_BODY
         for path in ('/api/mep', '/api/config', '/config/restore', '/login'):
@@ -349,11 +352,11 @@ async def test_limits(tmp_path):
         raw = await raw_request(c.app, b'GARBAGE\r\n\r\n')
         assert raw.startswith(b'HTTP/1.0 400')
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_bad_input_gets_400_with_a_message(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     h = {'X-CSRF-Token': tok}
     try:
         cases = [({'hex': '30 0001 020'}, 'odd number'), ({'hex': '30zz'}, 'not hex'),
@@ -396,7 +399,7 @@ async def test_bad_input_gets_400_with_a_message(tmp_path):
         assert r.status_code == 400 and r.json['fields']['mqtt_port'] == 'must be from 1 to 65535'
         r = await c.post('/config', headers=dict(FORM, **h), body=enc({'hostname': 'x'}))
         assert r.status_code == 405               # the old form's address takes no posts
-        assert ctx.config['hostname'] == 'mep-test'
+        assert run.app.config['hostname'] == 'mep-test'
         r = await c.post('/api/ota', headers=dict(h))
         assert r.status_code == 400 and 'empty upload' in r.json['error']
         r = await c.get('/static/../config.json')
@@ -404,20 +407,20 @@ async def test_bad_input_gets_400_with_a_message(tmp_path):
         r = await c.get('/nothing/here')
         assert r.status_code == 404
     finally:
-        ctx.stop()
+        run.stop()
 
 
-def _secret_values(ctx):
-    vals = list(SECRETS.values()) + [PASSWORD, ctx.config['session_secret'],
-                                     ctx.config['ap_password'], ctx.config['web_password_hash']]
+def _secret_values(app):
+    vals = list(SECRETS.values()) + [PASSWORD, app.config['session_secret'],
+                                     app.config['ap_password'], app.config['web_password_hash']]
     vals += [v.split('$')[-1] for v in vals if '$' in v]
     return [v for v in vals if v]
 
 
 async def test_secrets_never_in_a_response(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     try:
-        await ctx.wait_reading()
+        await run.wait_reading()
         h = {'X-CSRF-Token': tok}
         seen = []
         gets = ['/', '/tinker', '/api/config', '/ota', '/status', '/api/now', '/api/status',
@@ -441,10 +444,10 @@ async def test_secrets_never_in_a_response(tmp_path):
             hh = dict(h, **FORM) if isinstance(body, str) else h
             r = await c.post(u, headers=dict(hh), body=body)
             seen.append((u, r.status_code, r.body, str(r.headers)))
-        for v in _secret_values(ctx):
+        for v in _secret_values(run.app):
             for u, st, body, hdr in seen:
                 assert v.encode() not in body and v not in hdr, (u, v[:4])
-            for line in ctx.logs:
+            for line in run.logs:
                 assert v not in line
         assert all(st < 500 for _u, st, _b, _h in seen), [(u, st) for u, st, _b, _h in seen]
         # the explicit exception: a backup with the secrets checkbox ticked
@@ -455,17 +458,17 @@ async def test_secrets_never_in_a_response(tmp_path):
         d = json.loads((await c.get('/config/backup')).text)
         assert 'mbk' not in d and 'hostname' in d
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_history_since(tmp_path):
-    ctx, c, _ = await start(tmp_path, login=False, public=True)
+    run, c, _ = await start(tmp_path, login=False, public=True)
     try:
         now = int(time.time()) // 60 * 60
         e = 1000000
         for k in range(40, -1, -1):               # 41 minutes of readings, one a minute
             e += 10
-            ctx.store.add({'time': now - 60 * k, 'seq': 41 - k, 'p_in': 600.0 + k,
+            run.app.store.add({'time': now - 60 * k, 'seq': 41 - k, 'p_in': 600.0 + k,
                            'p_out': 0.0, 'e_in': e, 'e_out': 0})
         r = await c.get('/api/history?level=minute')
         assert len(r.json['rows']) >= 40
@@ -478,12 +481,12 @@ async def test_history_since(tmp_path):
             r = await c.get('/api/history?level=minute&' + bad)
             assert r.status_code == 400 and 'since' in r.json['error']
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_public_dashboard_on_off(tmp_path):
     for public in (False, True):
-        ctx, c, _ = await start(tmp_path / str(public), login=False, public=public)
+        run, c, _ = await start(tmp_path / str(public), login=False, public=public)
         try:
             for u in ('/', '/api/now', '/api/recent', '/api/history?level=hour'):
                 r = await c.get(u)
@@ -493,13 +496,13 @@ async def test_public_dashboard_on_off(tmp_path):
             if public:     # a static page: its script shows 'Log in' and hides the rest
                 assert (await c.get('/api/now')).json['login'] is False
         finally:
-            ctx.stop()
+            run.stop()
 
 
 async def test_dashboard_values_and_mep_read(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     try:
-        assert await ctx.wait_reading()
+        assert await run.wait_reading()
         r = await c.get('/api/now')
         assert r.status_code == 200 and len(r.body) <= 1500
         j = r.json
@@ -536,18 +539,17 @@ async def test_dashboard_values_and_mep_read(tmp_path):
             assert r.headers['Content-Encoding'] == 'gzip'
             assert 'max-age=31536000' in r.headers['Cache-Control']
         r = await c.get('/api/status')
-        assert r.json['version'] == ctx.version and 'counters' in r.json['link']
-        ctx.version = lambda: '0.0.2-app'       # the App has a version() method
-        r = await c.get('/api/status')
-        assert r.status_code == 200 and r.json['version'] == '0.0.2-app'
+        assert r.json['version'] == app_mod.VERSION and 'counters' in r.json['link']
+        assert r.json['chip'] == 'host' and r.json['sys']['version'] == app_mod.VERSION
         r = await c.get('/ota')    # a static page: the version comes from /api/status
         assert r.status_code == 200 and b'/static/ota.js' in gzip.decompress(r.body)
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_config_round_trip(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
+    cfg = run.app.config
     try:
         r = await c.get('/config')                  # the old page's address leads to the new one
         assert r.status_code == 302 and r.headers['Location'] == '/settings'
@@ -557,7 +559,7 @@ async def test_config_round_trip(tmp_path):
         for section, values in (
                 ('wifi', {'hostname': 'meter-2', 'wifi_password': ''}),
                 ('meter', {'poll_bt28_ms': '2000', 'fast_mode': True, 'mbk': '',
-                           'board': ctx.config['board']}),
+                           'board': cfg['board']}),
                 ('mqtt', {'mqtt_port': '1884'}), ('alarms', {'alarms': []})):
             r = await c.post('/api/config', headers={'X-CSRF-Token': tok},
                              body={'section': section, 'values': values})
@@ -565,28 +567,28 @@ async def test_config_round_trip(tmp_path):
         r = await c.post('/api/config', headers={'X-CSRF-Token': tok},
                          body={'section': 'mail', 'values': {}, 'clear': ['smtp_password']})
         assert r.status_code == 200, r.text
-        assert ctx.config['hostname'] == 'meter-2' and ctx.config['poll_bt28_ms'] == 2000
-        assert ctx.config['fast_mode'] is True and ctx.config['public_dashboard'] is False
-        assert ctx.config['wifi_password'] == SECRETS['wifi_password']   # empty = keep
-        assert ctx.config['mbk'] == SECRETS['mbk'] and ctx.config['smtp_password'] == ''
+        assert cfg['hostname'] == 'meter-2' and cfg['poll_bt28_ms'] == 2000
+        assert cfg['fast_mode'] is True and cfg['public_dashboard'] is False
+        assert cfg['wifi_password'] == SECRETS['wifi_password']   # empty = keep
+        assert cfg['mbk'] == SECRETS['mbk'] and cfg['smtp_password'] == ''
         d = json.loads((await c.get('/config/backup')).text)
         d['hostname'] = 'restored'
         r = await c.post('/config/restore', headers={'X-CSRF-Token': tok}, body=d)
-        assert r.status_code == 200 and ctx.config['hostname'] == 'restored'
-        assert ctx.config['mbk'] == SECRETS['mbk']
+        assert r.status_code == 200 and cfg['hostname'] == 'restored'
+        assert cfg['mbk'] == SECRETS['mbk']
         r = await c.post('/password', headers=dict(FORM), body=enc(
             {'csrf': tok, 'old': PASSWORD, 'new': 'new password 1', 'new2': 'new password 1'}))
-        assert r.status_code == 200 and ctx.config.check_password('new password 1')
+        assert r.status_code == 200 and cfg.check_password('new password 1')
         assert (await c.get('/api/config')).status_code == 200   # the new session cookie
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_ota_upload_good_tampered_truncated(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     h = {'X-CSRF-Token': tok, 'Content-Type': 'application/octet-stream'}
     try:
-        good = make_bundle(ctx, str(tmp_path), files={'extra.py': b'x = 1\n' * 3000,
+        good = make_bundle(run.app, str(tmp_path), files={'extra.py': b'x = 1\n' * 3000,
                                                        'web/static/a.txt': b'hi\n'})
         assert len(good) > MAX_BODY     # streamed, not read into RAM by Microdot
         i = good.index(b'x = 1')
@@ -596,7 +598,7 @@ async def test_ota_upload_good_tampered_truncated(tmp_path):
         assert not os.path.exists(os.path.join(str(tmp_path), 'ota_new'))
         r = await c.post('/api/ota', headers=dict(h), body=good[:-100])
         assert r.status_code == 400 and 'truncated' in r.json['error']
-        other = make_bundle(ctx, str(tmp_path), key='5a' * 32)
+        other = make_bundle(run.app, str(tmp_path), key='5a' * 32)
         r = await c.post('/api/ota', headers=dict(h), body=other)
         assert r.status_code == 400 and 'bad signature' in r.json['error']
         r = await c.post('/api/ota', headers=dict(h), body=b'hello, not a bundle' * 10)
@@ -605,22 +607,22 @@ async def test_ota_upload_good_tampered_truncated(tmp_path):
         assert r.status_code == 200 and r.json['version'] == '9.9.9' and r.json['files'] == 2
         assert os.path.exists(os.path.join(str(tmp_path), 'ota_new', '.complete'))
         r = await c.post('/reboot', headers={'X-CSRF-Token': tok})
-        assert r.status_code == 200 and ctx.reboots == 1
+        assert r.status_code == 200 and run.app.reboot_requested is True
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     seen = []
-    log = ctx.log
+    log = run.app.log
 
     def spy(msg):
         seen.append((msg, 'web.tinker' in sys.modules, hasattr(web, 'tinker')))
         log(msg)
-    ctx.log = spy
+    run.app.log = spy
     try:
-        assert await ctx.wait_reading()
+        assert await run.wait_reading()
         assert loaded_pages() == []
         assert 'mep.tables' in sys.modules       # the poller's: loaded before, never dropped
         for _ in range(2):                       # imported again for the second request
@@ -652,14 +654,14 @@ async def test_page_modules_loaded_per_request_and_dropped(tmp_path):
         compat.unload('web.guard')
         assert loaded_pages() == []
     finally:
-        ctx.stop()
+        run.stop()
 
 
 async def test_polled_json_needs_no_page_module(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     blocked = ('web.dash', 'web.login')
     try:
-        assert await ctx.wait_reading()
+        assert await run.wait_reading()
         for n in blocked:
             sys.modules[n] = None              # importing it now raises ImportError
         for u in ('/api/now', '/api/recent', '/api/recent?since=1', '/static/app.css'):
@@ -670,18 +672,18 @@ async def test_polled_json_needs_no_page_module(tmp_path):
     finally:
         for n in blocked:
             sys.modules.pop(n, None)
-        ctx.stop()
+        run.stop()
 
 
 async def test_no_module_dropped_while_another_request_runs(tmp_path):
-    ctx, c, tok = await start(tmp_path)
+    run, c, tok = await start(tmp_path)
     gate = asyncio.Event()
-    check = ctx.config.check_password_async
+    check = run.app.config.check_password_async
 
     async def slow_check(pw):
         await gate.wait()
         return await check(pw)
-    ctx.config.check_password_async = slow_check
+    run.app.config.check_password_async = slow_check
     try:
         slow = asyncio.ensure_future(c.post('/password', headers=dict(FORM), body=enc(
             {'csrf': tok, 'old': PASSWORD, 'new': 'x' * 9, 'new2': 'y' * 9})))
@@ -699,7 +701,7 @@ async def test_no_module_dropped_while_another_request_runs(tmp_path):
         assert loaded_pages() == []
     finally:
         gate.set()
-        ctx.stop()
+        run.stop()
 
 
 def test_route_table():
@@ -798,8 +800,9 @@ async def test_garbage_requests_get_an_answer_or_are_dropped(tmp_path):
     refused by the connection layer or answered by the app; none raises."""
     import random
     from web import conn
-    ctx = Ctx(str(tmp_path))
-    app = create_app(ctx)
+    run = AppOnSim(str(tmp_path))
+    app = create_app(run.app)
+    run.stop()                  # the App's link is not started: no simulator needed
     rnd = random.Random(12)
     parts = [b'GET', b'POST', b'HEAD', b'PUT', b' ', b'/', b'/api/now', b'/config', b'%zz', b'?',
              b'&', b'=', b'HTTP/1.1', b'HTTP/1.0', b'\r\n', b'\n', b':', b'Host: mep-test',

@@ -1,5 +1,6 @@
-# The web UI in real headless Chromium (selenium) against a real asyncio server with a real
-# Link + Poller on the meter simulator. Screenshots go to artifacts/screenshots/.
+# The web UI in real headless Chromium (selenium) against the real App (firmware/app.py): its
+# web server on loopback, its link on the in-process meter simulator. Screenshots go to
+# artifacts/screenshots/.
 import asyncio
 import os
 import shutil
@@ -10,7 +11,7 @@ import time
 
 import pytest
 
-from web_helpers import Ctx, PASSWORD, make_bundle
+from web_helpers import AppOnSim, PASSWORD, make_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHOTS = os.path.join(ROOT, 'artifacts', 'screenshots')
@@ -30,14 +31,16 @@ def _free_port():
 
 
 class Server:
-    """The web app with its link in a background thread running its own event loop."""
+    """The real App (firmware/app.py) in a background thread running its own event loop: its
+    link on the in-process meter simulator, its web server (behind web/conn.py's limits) on
+    127.0.0.1:<port>. `app` is the App."""
 
     def __init__(self, data_dir, password=PASSWORD):
         self.port = _free_port()
         self.data_dir = data_dir
         self.password = password
         self.ready = threading.Event()
-        self.ctx = None
+        self.run = self.app = None
         self.error = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -45,6 +48,15 @@ class Server:
             raise RuntimeError('server did not start')
         if self.error:
             raise self.error
+        end = time.monotonic() + 10
+        while True:                              # until App._web listens
+            try:
+                socket.create_connection(('127.0.0.1', self.port), 1).close()
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
 
     def _run(self):
         self.loop = asyncio.new_event_loop()
@@ -56,24 +68,16 @@ class Server:
             self.ready.set()
 
     async def _main(self):
-        from web import server
-        self.ctx = Ctx(self.data_dir, password=self.password).start_link()
-        self.task = asyncio.get_running_loop().create_task(      # behind web/conn.py's limits
-            server.serve(self.ctx, host='127.0.0.1', port=self.port))
-        await asyncio.sleep(0.2)
-        self.app = self.ctx.web_app
+        self.run = AppOnSim(self.data_dir, http_port=self.port, password=self.password).start()
+        self.app = self.run.app
         self.ready.set()
         try:
-            await self.task
+            await self.run.task
         except asyncio.CancelledError:
             pass
 
     def stop(self):
-        def _stop():
-            self.ctx.stop()
-            self.app.shutdown()
-            self.task.cancel()
-        self.loop.call_soon_threadsafe(_stop)
+        self.loop.call_soon_threadsafe(self.run.stop)
         self.thread.join(5)
 
 
@@ -144,7 +148,7 @@ def test_login_and_dashboard(server, browser):
     browser.find_element(By.CSS_SELECTOR, 'form.box button').click()
     wait(lambda: browser.find_element(By.ID, 'link').text == 'ok', 30, 'link ok')
     p = wait(lambda: browser.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power value')
-    latest = server.ctx.poller.latest
+    latest = server.app.poller.latest
     assert abs(float(p) - latest['p_in']) < 5000
     u = float(browser.find_element(By.ID, 'u_l1').text)
     assert 200 < u < 260
@@ -197,7 +201,7 @@ def test_tinker_bt01(server, browser):
 def test_ota_upload(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     base = 'http://127.0.0.1:%d' % server.port
-    good = make_bundle(server.ctx, str(tmp_path), files={'extra.py': b'y = 2\n' * 4000})
+    good = make_bundle(server.app, str(tmp_path), files={'extra.py': b'y = 2\n' * 4000})
     i = good.index(b'y = 2')
     bad = good[:i] + b'z' + good[i + 1:]
     paths = {}
@@ -206,8 +210,7 @@ def test_ota_upload(server, browser, tmp_path):
         with open(paths[name], 'wb') as f:
             f.write(data)
     browser.get(base + '/ota')
-    v = server.ctx.version
-    wait(lambda: browser.find_element(By.ID, 'version').text == (v() if callable(v) else v), 10,
+    wait(lambda: browser.find_element(By.ID, 'version').text == server.app.version(), 10,
          'running version')
     browser.find_element(By.ID, 'ofile').send_keys(paths['bad.bin'])
     browser.find_element(By.CSS_SELECTOR, '#ota button').click()
@@ -219,9 +222,10 @@ def test_ota_upload(server, browser, tmp_path):
     wait(lambda: 'applied at reboot' in browser.find_element(By.ID, 'omsg').text, 20, 'accepted')
     assert browser.find_element(By.ID, 'reboot').is_displayed()
     shot(browser, 'ota')
+    assert server.app.reboot_requested is False
     browser.find_element(By.CSS_SELECTOR, '#reboot button').click()
     wait(lambda: 'restarts now' in browser.find_element(By.ID, 'omsg').text, 10, 'restarting')
-    assert server.ctx.reboots == 1
+    assert server.app.reboot_requested is True
     browser.get(base + '/status')
     shot(browser, 'status', ((390, 844),))
 
@@ -246,7 +250,7 @@ def test_ended_session_returns_to_the_same_page_after_login(server, browser):
     base = 'http://127.0.0.1:%d' % server.port
     browser.get(base + '/tinker?x=1')
     wait(lambda: browser.find_elements(By.CSS_SELECTOR, '#log details'), 15, 'tinker polling')
-    server.loop.call_soon_threadsafe(auth.end_all_sessions, server.ctx)   # e.g. a reboot
+    server.loop.call_soon_threadsafe(auth.end_all_sessions, server.app)   # e.g. a reboot
     wait(lambda: '/login?next=' in browser.current_url, 15, 'sent to the login')
     assert '%2Ftinker%3Fx%3D1' in browser.current_url
     browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
@@ -285,14 +289,14 @@ def test_settings_sections_save_alone_and_keep_what_is_typed(server, browser):
     err = wait(lambda: browser.find_element(By.ID, 'e-mqtt_port').text, 10, 'port error')
     assert err == 'must be from 1 to 65535'
     shot(browser, 'settings-errors', ((390, 844),))
-    assert server.ctx.config['mqtt_port'] != 99999
+    assert server.app.config['mqtt_port'] != 99999
     host.clear()
     host.send_keys('browser-settings')
     wifi.find_element(By.CSS_SELECTOR, 'button.save').click()
     wait(lambda: 'Saved.' in browser.find_element(
         By.CSS_SELECTOR, 'form.sect[data-id="wifi"] .smsg').text, 10, 'wifi saved')
-    assert server.ctx.config['hostname'] == 'browser-settings'
-    assert server.ctx.config['wifi_password'] == 'typed-in-browser-1'
+    assert server.app.config['hostname'] == 'browser-settings'
+    assert server.app.config['wifi_password'] == 'typed-in-browser-1'
     assert browser.find_element(By.ID, 'restart').is_displayed()       # hostname: restart
     # the MQTT section still shows what was typed there
     mqtt = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
@@ -326,12 +330,12 @@ def test_settings_alarm_editor(server, browser):
     form.find_element(By.CSS_SELECTOR, 'button.save').click()
     err = wait(lambda: browser.find_element(By.ID, 'e-alarms').text, 10, 'alarm error')
     assert 'alarm 1' in err and 'threshold' in err and 'alarms' not in err.replace('alarm 1', '')
-    assert server.ctx.config['alarms'] == []
+    assert server.app.config['alarms'] == []
     th.clear()
     th.send_keys('2500')
     form.find_element(By.CSS_SELECTOR, 'button.save').click()
-    wait(lambda: server.ctx.config['alarms'], 10, 'alarms saved')
-    a = server.ctx.config['alarms']
+    wait(lambda: server.app.config['alarms'], 10, 'alarms saved')
+    a = server.app.config['alarms']
     assert len(a) == 1 and a[0]['kind'] == 'export_above' and a[0]['threshold'] == 2500
     assert a[0]['enabled'] is True
     shot(browser, 'settings-alarms', ((390, 844),))
@@ -360,11 +364,11 @@ def test_settings_password_and_backup_forms(server, browser):
     wait(lambda: browser.execute_script("document.getElementById('pwmsg').textContent='';"
                                         "return true;"), 5, 'reset')
     assert change(PASSWORD, 'browser-new-pw-1') == 'Password changed.'
-    assert server.ctx.config.check_password('browser-new-pw-1')
+    assert server.app.config.check_password('browser-new-pw-1')
     browser.get(base + '/settings')                # still logged in (a new session)
     wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect'), 15, 'sections again')
     assert change('browser-new-pw-1', PASSWORD) == 'Password changed.'
-    assert server.ctx.config.check_password(PASSWORD)
+    assert server.app.config.check_password(PASSWORD)
 
 
 # --- login, first run, logout, ended sessions: at desktop and phone widths ----------------------
@@ -406,7 +410,7 @@ def test_first_run_setup_on_the_setup_page(size, browser, tmp_path):
         msg = wait(lambda: browser.find_element(By.ID, 'msg').text, 10, 'the error')
         assert msg == 'The two passwords differ.' and browser.current_url == base + '/setup'
         assert browser.switch_to.active_element.get_attribute('name') == 'password2'
-        assert not srv.ctx.config['web_password_hash']
+        assert not srv.app.config['web_password_hash']
         shot(browser, 'setup-error', (size,))
         p2 = f.find_element(By.NAME, 'password2')
         p2.clear()
@@ -414,7 +418,7 @@ def test_first_run_setup_on_the_setup_page(size, browser, tmp_path):
         f.find_element(By.TAG_NAME, 'button').click()
         wait(lambda: browser.current_url == base + '/', 15, 'on the dashboard')
         wait(lambda: browser.find_element(By.ID, 'link').text == 'ok', 30, 'link ok')
-        assert srv.ctx.config.check_password('first-pw-12345')
+        assert srv.app.config.check_password('first-pw-12345')
         assert 'Log out' in visible_nav(browser)
         browser.get(base + '/settings')                 # logged in by the setup
         wait(lambda: browser.find_elements(By.CSS_SELECTOR, 'form.sect'), 15, 'settings')
@@ -452,10 +456,10 @@ def test_login_wrong_then_right_lands_on_next_and_logout(size, server, browser):
     assert visible_nav(browser) == ['Dashboard', 'Tinker', 'Settings', 'Update', 'Status',
                                     'Log out']
     # log out: the module ends the session (the old cookie is no longer good)
-    n = len(server.ctx.web_sessions)
+    n = len(server.app.web_sessions)
     browser.find_element(By.ID, 'logout').click()
     wait(lambda: browser.current_url == base + '/login', 10, 'the login page')
-    assert len(server.ctx.web_sessions) == n - 1
+    assert len(server.app.web_sessions) == n - 1
     browser.get(base + '/settings')
     wait(lambda: browser.current_url == base + '/login?next=/settings', 10, 'logged out')
     # a next= that leads off the module: the module answers '/' instead
@@ -477,7 +481,7 @@ def test_expired_session_on_the_dashboard_logs_in_and_comes_back(size, server, b
         log_in_on_the_page(browser, PASSWORD)
     wait(lambda: browser.current_url == base + '/?from=test', 15, 'the dashboard')
     wait(lambda: browser.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power value')
-    server.loop.call_soon_threadsafe(auth.end_all_sessions, server.ctx)   # expired, rebooted
+    server.loop.call_soon_threadsafe(auth.end_all_sessions, server.app)   # expired, rebooted
     wait(lambda: '/login?next=' in browser.current_url, 15, 'sent to the login')
     assert browser.current_url.endswith('/login?next=%2F%3Ffrom%3Dtest'), browser.current_url
     log_in_on_the_page(browser, PASSWORD)
