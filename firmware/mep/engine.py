@@ -459,7 +459,8 @@ class Engine:
         ms = now - job.sent_ms if job.sent_ms is not None else 0
         raw = resp.raw if resp else None
         self.diag.record(now, ms, job.prio, job.frame, raw)
-        self.log.add({'t': self._wall(), 'kind': PRIO_NAMES[job.prio], 'desc': job.describe(),
+        # 'desc': the MSG, described when the log is shown (not for every exchange)
+        self.log.add({'t': self._wall(), 'kind': PRIO_NAMES[job.prio], 'desc': job.message,
                       'seq': job.seq, 'req': job.frame, 'resp': raw,
                       'status': resp.status if resp else None, 'text': text, 'ms': ms})
 

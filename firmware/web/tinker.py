@@ -81,7 +81,13 @@ def decoded(ctx, table, data):
 
 def entry_view(ctx, e, decode=True):
     req, resp = e.get('req'), e.get('resp')
-    d = {'n': e['n'], 't': e['t'], 'kind': e['kind'], 'desc': e['desc'], 'seq': e['seq'],
+    desc = e['desc']
+    if not isinstance(desc, str):       # the MSG: described only when someone looks
+        try:
+            desc = rq.parse_message(desc).describe()
+        except ValueError:
+            desc = 'MSG ' + bytes(desc).hex()
+    d = {'n': e['n'], 't': e['t'], 'kind': e['kind'], 'desc': desc, 'seq': e['seq'],
          'status': e['status'], 'text': e['text'], 'ms': e['ms'],
          'req': split_request(req), 'resp': split_response(resp)}
     if decode and req and resp and len(req) > 14 and e['status'] == 0:
