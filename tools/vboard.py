@@ -17,7 +17,9 @@ mpremote and a serial terminal talk to it as to a board on a USB serial port:
 - Ctrl-C interrupts running code (main.py, a raw REPL command) as on a board;
 - `-X heapsize=N` gives the interpreter an ESP32-like heap; --flash-size sets the filesystem
   size the board reports (os.statvfs('/')); --frozen DIR adds modules the image provides
-  (as the stock ESP32 image freezes asyncio and umqtt), outside the filesystem.
+  (as the stock ESP32 image freezes asyncio and umqtt, or an image with the app frozen in),
+  outside the filesystem: searched where an ESP32 searches its frozen modules (sys.path
+  ['', '.frozen', DIR..., '/lib']) and named as frozen modules are (__file__ 'app.py').
 It is honest about what it is: os.uname() is absent as on the unix port and
 sys.platform is 'linux', so tools/flash.py reports a virtual board and builds for the 'host'
 board profile (the MEP port is a TCP connection to the meter simulator, see hw_host.py).
@@ -79,12 +81,26 @@ def _vb_setup():
     os.umount('/')
     os.mount(os.VfsPosix(%(fs)r), '/')
     os.chdir('/')
-    path = ['', '.frozen', '/lib']
+    path = ['', '.frozen']
     for i, d in enumerate(%(frozen)r):
         m = '/.vboard-frozen%%d' %% i
         os.mount(os.VfsPosix(d), m)
         path.append(m)
-    sys.path[:] = path
+    sys.path[:] = path + ['/lib']
+    if %(frozen)r:
+        # as in an image, a frozen module's __file__ is its source name ('web/server.py'),
+        # not a place in the filesystem
+        import builtins
+        imp = builtins.__import__
+        def frozen_import(*a):
+            m = imp(*a)
+            for v in sys.modules.values():
+                f = getattr(v, '__file__', '')
+                if f.startswith('/.vboard-frozen'):
+                    f = f.split('/', 2)[2]
+                    v.__file__ = f[:-4] + '.py' if f.endswith('.mpy') else f
+            return m
+        builtins.__import__ = frozen_import
     import umachine
     class Pin:
         # GPIOs as on a board with nothing attached: an input reads its pull (a BOOT button

@@ -506,3 +506,121 @@ def test_wrong_mpy_version(board, tmp_path):
         with open(src, 'wb') as f:
             f.write(good)
     flash.check_loads(board.port)
+
+
+# ---------------------------------------------------------------- an image with the app frozen in
+
+def frozen_app(tmp):
+    """What an image built with firmware/manifest.py provides, as a folder of modules for the
+    virtual board: the firmware compiled for the 'host' board by flash.py's own build, less
+    what stays a file on the board (boot.py, main.py, the web pages), plus microdot and the
+    umqtt stand-in."""
+    build = os.path.join(str(tmp), 'image-build')
+    m = flash.build('host', build)
+    d = os.path.join(str(tmp), 'image')
+    for rel in m['files']:
+        if rel in flash.AS_SOURCE or rel.startswith('web/static/'):
+            continue
+        dest = rel[len('lib/'):] if rel.startswith('lib/') else rel
+        assert dest.endswith('.mpy'), rel
+        os.makedirs(os.path.dirname(os.path.join(d, dest)), exist_ok=True)
+        shutil.copyfile(os.path.join(build, rel), os.path.join(d, dest))
+    shutil.copytree(os.path.join(HERE, 'shim', 'umqtt'), os.path.join(d, 'umqtt'))
+    return d, build
+
+
+def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
+    image, build = frozen_app(tmp_path)
+    fs = tmp_path / 'fs'
+    # a board that had the app as files (an earlier flash, an OTA update): module files that
+    # would be imported instead of the frozen ones, old pages in web/static; and what is not
+    # the app's: its config, a data file, a module of the user's own
+    for rel in ('app.mpy', 'boards.mpy', 'mep/engine.mpy', 'mep/__init__.mpy',
+                'web/server.mpy', 'web/static/dashboard.html.gz', 'lib/microdot/microdot.mpy'):
+        os.makedirs(os.path.dirname(str(fs / rel)), exist_ok=True)
+        src = os.path.join(build, rel if rel.startswith('lib/') else rel)
+        shutil.copyfile(src, str(fs / rel))
+    (fs / 'notes.txt').write_text('mine\n')
+    (fs / 'mine.py').write_text('X = 1\n')
+    (fs / 'keep.dat').write_bytes(b'\x01\x02')
+    ans = iter(['', ''])
+    secrets = iter([WIFI_PW, MBK, WEB_PW, WEB_PW])
+    cfg_path, _cfg = flash.prompt_config(str(tmp_path), ask=lambda p: next(ans),
+                                         secret=lambda p: next(secrets), out=lambda m: None,
+                                         chip='host')
+    shutil.copyfile(cfg_path, str(fs / 'config.json'))
+    config = (fs / 'config.json').read_bytes()
+    http = free_port()
+    console = Console(str(tmp_path / 'console.log'))
+    b = vboard.VBoard(str(fs), frozen=[image], console=console.f, log=lambda m: None,
+                      env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': '1'})
+    b.start()
+    b.http = http
+    out = str(tmp_path / 'build')
+    try:
+        r, _ = run_flash(['--port', b.port, '--out', out], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        o = r.stdout
+        assert ('mode: frozen image (the image has the app frozen in (MicroPython 1.29.0): '
+                'uploading only boot.py, main.py and the web pages; the app runs from the '
+                'image)') in o, o
+        assert re.search(r'removing 6 app module files from the board: the image has them '
+                         r'frozen in, and a file on the board would be imported instead '
+                         r'\(app\.mpy, boards\.mpy, lib/microdot/microdot\.mpy', o), o
+        assert 'moving the web pages from /web/static to /lib/web/static' in o
+        assert 'removed 7 files that the frozen image replaces' in o
+        pages = sorted('lib/web/static/' + n for n in os.listdir(
+            os.path.join(flash.FIRMWARE, 'web', 'static')) if not n.startswith('.'))
+        assert board_files(b) == sorted(['boot.py', 'main.py', flash.BOARD_MANIFEST,
+                                         'config.json', 'notes.txt', 'mine.py',
+                                         'keep.dat'] + pages)
+        for folder in ('mep', 'web', 'lib/microdot'):      # an empty one would still shadow
+            assert not os.path.exists(str(fs / folder)), folder
+        assert (fs / 'config.json').read_bytes() == config
+        n, kb, _t, _a = sent(o)
+        assert n == 2 + len(pages)
+
+        # the app comes up from the image and serves its pages from /lib/web/static
+        wait_for(lambda: b.resets['hard'] >= 2, 20, "flash.py's hard reset")
+        wait_for(lambda: READING.search(console.text()), 60, 'a reading on the console')
+        con = console.text()
+        assert 'web UI on port %d' % http in con
+        assert 'Traceback' not in con.split('MPY: soft reboot')[-1]
+        status, body = web(b, '/login')
+        assert status == 200 and 'type="password"' in body
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
+                            'import app, web.server\nprint("FILES", app.__file__, '
+                            'web.server.static_dir())'],
+                           capture_output=True, text=True, timeout=60)
+        assert 'FILES app.py /lib/web/static' in r.stdout, r.stdout + r.stderr
+
+        # again: nothing to send, nothing to remove
+        r, _ = run_flash(['--port', b.port, '--out', out], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'board is up to date' in r.stdout and 'removing' not in r.stdout
+        assert 'mode: frozen image' in r.stdout
+
+        # --no-frozen: every module as before, the pages back in web/static
+        r, _ = run_flash(['--port', b.port, '--out', out, '--no-frozen'], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert ('mode: app as .mpy files (--no-frozen). The image has the app frozen in '
+                '(MicroPython 1.29.0), but the .mpy files') in r.stdout
+        full = json.load(open(os.path.join(out, flash.BOARD_MANIFEST)))['files']
+        files = board_files(b)
+        assert set(full) <= set(files) and 'app.mpy' in files and 'hw_host.mpy' in files
+        assert 'web/static/login.html.gz' in files and 'lib/microdot/microdot.mpy' in files
+        assert not [f for f in files if f.startswith('lib/web/')]
+        assert (fs / 'config.json').read_bytes() == config and 'notes.txt' in files
+
+        # and back: what that flash put there goes again
+        r, _ = run_flash(['--port', b.port, '--out', out, '--frozen'], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert 'mode: frozen image (--frozen: the image has the app frozen in' in r.stdout
+        files = board_files(b)                      # the app has written its data meanwhile
+        assert {'boot.py', 'main.py', 'config.json', 'notes.txt', 'mine.py', 'keep.dat'} <= \
+            set(files)
+        assert [f for f in files if f.startswith('lib/')] == pages
+        assert not [f for f in files if f.endswith('.mpy') or f.split('/')[0] in ('mep', 'web')]
+        assert (fs / 'config.json').read_bytes() == config
+    finally:
+        b.stop()
