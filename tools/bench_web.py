@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Web app benchmark on the PC (CPython: numbers are relative, not ESP32 timings).
 
-Serves the web app on a loopback port with a real Link + Poller in fast mode against the
-meter simulator and prints:
+Serves the web app on a loopback port for the real App (firmware/app.py) in fast mode, its link on
+the in-process meter simulator, and prints:
   - dashboard first load: bytes on the wire (HTML + the gzip assets) and time to first value
   - /api/now JSON size and latency p50/p95/max with N concurrent clients
   - the alert chain latency measured meanwhile (an alert injected every few seconds)
@@ -24,7 +24,7 @@ for p in (os.path.join(ROOT, 'tests', 'host', 'shim'), ROOT, os.path.join(ROOT, 
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from web_helpers import Ctx  # noqa: E402
+from web_helpers import AppOnSim  # noqa: E402
 from web.server import create_app  # noqa: E402
 
 
@@ -52,13 +52,13 @@ def pct(xs, p):
 
 async def main(a):
     d = tempfile.mkdtemp()
-    ctx = Ctx(d, public=True).start_link()
-    app = create_app(ctx)
+    run = AppOnSim(d, public=True).start()
+    app = create_app(run.app)
     port = a.port
     task = asyncio.get_running_loop().create_task(app.start_server('127.0.0.1', port))
     await asyncio.sleep(0.3)
     t_boot = time.monotonic()
-    await ctx.wait_reading(30)
+    await run.wait_reading(30)
     print('link start -> first reading: %.2f s' % (time.monotonic() - t_boot))
 
     # first load with a cold cache, the order a browser fetches in
@@ -104,10 +104,10 @@ async def main(a):
     async def alerts():
         while time.monotonic() < stop - 1:
             await asyncio.sleep(a.alert_every)
-            ctx.meter.alert(ctx.port.pump.now())
-            ctx.port.pump.kick()
+            run.meter.alert(run.port.pump.now())
+            run.port.pump.kick()
 
-    r0 = ctx.poller.readings
+    r0 = run.app.poller.readings
     t1 = time.monotonic()
     await asyncio.gather(alerts(), *[client() for _ in range(a.clients)])
     dt = time.monotonic() - t1
@@ -116,18 +116,18 @@ async def main(a):
           'p95 %.1f ms, max %.1f ms' % (a.clients, dt, len(lat), errors[0], pct(lat, 50),
                                          pct(lat, 95), max(lat) if lat else float('nan')))
     print('readings meanwhile: %d (%.1f per s, fast mode)' % (
-        ctx.poller.readings - r0, (ctx.poller.readings - r0) / dt))
-    al = ctx.meter.alert_latency_ms
-    st = ctx.link.engine.alerts.status()
+        run.app.poller.readings - r0, (run.app.poller.readings - r0) / dt))
+    al = run.meter.alert_latency_ms
+    st = run.app.link.engine.alerts.status()
     print('alerts: sent %d, answered %d (firmware: handled %d, failed %d)'
-          % (ctx.meter.alerts_sent, ctx.meter.alerts_answered, st['handled'], st['failed']))
+          % (run.meter.alerts_sent, run.meter.alerts_answered, st['handled'], st['failed']))
     if al:
         mx = max(al)
         print('alert chain latency (meter view): max %.0f ms, mean %.0f ms -> %s'
               % (mx, sum(al) / len(al), 'some exceeded 2 s' if mx > 2000 else 'all within 2 s'))
     else:
         print('alert chain latency: no alert answered')
-    ctx.stop()
+    run.stop()
     task.cancel()
 
 
