@@ -187,18 +187,22 @@ class App:
             d['wifi'] = w
         return d
 
-    def apply_config(self, changes):
-        """Validate and save `changes` ({key: value}); returns {key: message} when refused.
-        Only what changed is redone: a new MBK resets the link's key state, MQTT reconnects
-        (and re-announces) only when one of its settings changed."""
+    def apply_config(self, changes, clear=()):
+        """Validate and save `changes` ({key: value}) and clear the secrets named in `clear`,
+        all or nothing; returns {key: message} when refused. Only what changed is redone: a
+        new MBK resets the link's key state, MQTT reconnects (and re-announces) only when one
+        of its settings changed."""
         vals = self.config.values
         old = {}
         for k in changes:
             old[k] = vals.get(k)
-        errors = self.config.update(changes)
+        for k in clear:
+            old[k] = vals.get(k)
+        errors = self.config.update(changes, clear=clear)
         if errors:
             return errors
         self.config.save()
+        vals = self.config.values       # update() replaces the dict (all or nothing)
         changed = [k for k in old if vals.get(k) != old[k]]
         c = self.config
         if 'mbk' in changed:

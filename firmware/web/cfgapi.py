@@ -125,11 +125,7 @@ async def save_config(ctx, request):
             return _bad(why, {'current_password': why + ' (needed for: %s)'
                               % ', '.join(guarded)}, 403)
     before = dict(ctx.config.values)
-    errors = ctx.apply_config(values) or {}
-    if not errors and clear:
-        errors = ctx.config.update({}, clear=clear)
-        if not errors:
-            ctx.config.save()
+    errors = ctx.apply_config(values, clear) or {}
     if errors:
         words = {}
         for k in errors:
