@@ -3,6 +3,7 @@
 # pseudo-terminal that is not a MicroPython board, a port without permission).
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -303,3 +304,122 @@ def test_no_secret_accepted_on_the_command_line():
     assert r.returncode == 0
     for word in ('--password', '--mbk', '--key ', '--wifi'):
         assert word not in r.stdout
+
+
+# ---------------------------------------------------------------- an image with the app frozen in
+
+def _frozen_info(fz, version='1.29.0'):
+    info = _info(6 | 3 << 8 | 10 << 10, version)
+    info['frozen'] = fz
+    return info
+
+
+def test_frozen_mode_follows_the_image_and_the_flags():
+    yes = {'app': 1, 'mep.engine': 1, 'microdot': 1}
+    fz, msg = flash.frozen_mode(_frozen_info(yes))
+    assert fz == {'app', 'mep.engine', 'microdot'}
+    assert msg == ('mode: frozen image (the image has the app frozen in (MicroPython 1.29.0): '
+                   'uploading only boot.py, main.py and the web pages; the app runs from the '
+                   'image)')
+    fz, msg = flash.frozen_mode(_frozen_info(yes), True)
+    assert fz and msg.startswith('mode: frozen image (--frozen: the image has the app frozen in')
+    fz, msg = flash.frozen_mode(_frozen_info(dict(yes, microdot=0)))
+    assert fz == {'app', 'mep.engine'} and 'and microdot (the image lacks it)' in msg
+    fz, msg = flash.frozen_mode(_frozen_info(yes), False)
+    assert fz is None and msg.startswith('mode: app as .mpy files (--no-frozen). The image has '
+                                         'the app frozen in (MicroPython 1.29.0)')
+    no = {'app': 0, 'mep.engine': 0, 'microdot': 1}       # a stock image
+    fz, msg = flash.frozen_mode(_frozen_info(no))
+    assert fz is None and msg == ('mode: app as .mpy files: the image has no app frozen in '
+                                  '(MicroPython 1.29.0); uploading every module')
+    fz, msg = flash.frozen_mode(_info(0))                 # a probe without the answer
+    assert fz is None and 'no app frozen in' in msg
+    fz, msg = flash.frozen_mode(_frozen_info({'app': 0, 'mep.engine': 1}))
+    assert fz is None and 'only part of the app' in msg and 'app: not in the image' in msg
+    fz, msg = flash.frozen_mode(_frozen_info({'app': 'MemoryError()', 'mep.engine': 1}))
+    assert fz is None and 'app: MemoryError()' in msg
+    with pytest.raises(flash.FlashError, match=r'--frozen, but the MicroPython image has no app '
+                                               r'frozen in \(app: not in the image'):
+        flash.frozen_mode(_frozen_info(no), True)
+
+
+def test_shadowing_removes_app_modules_only():
+    modules = flash.app_modules('esp32')
+    assert 'app' in modules and 'mep/engine' in modules and 'web/server' in modules
+    assert 'hw_host' not in modules and 'boot' not in modules
+    listing = ['boot.py', 'main.py', 'config.json', '.manifest.json', 'app.mpy', 'boards.py',
+               'mine.py', 'history.state', 'ota_old/', 'ota_old/app.mpy', 'mep/',
+               'mep/engine.mpy', 'mep/gone.mpy', 'mep/notes.txt', 'web/', 'web/static/',
+               'web/static/login.html.gz', 'web/server.mpy', 'lib/', 'lib/microdot/',
+               'lib/microdot/microdot.mpy', 'lib/umqtt/', 'lib/umqtt/simple.mpy',
+               'lib/web/static/login.html.gz']
+    files, folders = flash.shadowing(listing, modules, {'app', 'mep.engine', 'microdot'})
+    assert files == ['app.mpy', 'boards.py', 'lib/microdot/microdot.mpy', 'mep/engine.mpy',
+                     'mep/gone.mpy', 'web/server.mpy', 'web/static/login.html.gz']
+    assert folders == ['lib/microdot', 'web/static', 'mep', 'web']       # deepest first
+    files, folders = flash.shadowing(listing, modules, {'app', 'mep.engine'})
+    assert 'lib/microdot/microdot.mpy' not in files and 'lib/microdot' not in folders
+
+
+def test_frozen_build_has_boot_main_and_pages_only(tmp_path):
+    r, _ = run_flash('--dry-run', '--frozen', '--chip', 'esp32c3', '--out', str(tmp_path / 'b'))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'built for an image with the app and microdot frozen in' in r.stdout
+    files = files_under(str(tmp_path / 'b'))
+    pages = sorted('lib/web/static/' + n for n in os.listdir(
+        os.path.join(flash.FIRMWARE, 'web', 'static')) if not n.startswith('.'))
+    assert pages and files == sorted(['boot.py', 'main.py', flash.BOARD_MANIFEST] + pages)
+    m = json.load(open(str(tmp_path / 'b' / flash.BOARD_MANIFEST)))
+    assert m['frozen'] == ['app', 'mep.engine', 'microdot'] and len(m['files']) == len(files) - 1
+    # without microdot in the image, it is uploaded
+    m = flash.build('esp32c3', str(tmp_path / 'c'), {'app', 'mep.engine'})
+    assert 'lib/microdot/microdot.mpy' in m['files'] and 'app.mpy' not in m['files']
+    # an OTA bundle always carries the app: --frozen is refused there
+    key = tmp_path / 'k'
+    key.write_text(KEY_HEX + '\n')
+    r, _ = run_flash('bundle', '--frozen', '--chip', 'esp32', '--key-file', str(key), '--out',
+                     str(tmp_path / 'd'))
+    assert r.returncode == 2 and '--frozen does not apply' in r.stderr, r.stderr
+    r, _ = run_flash('--frozen', '--no-frozen', '--dry-run', '--chip', 'esp32')
+    assert r.returncode == 2 and 'not allowed with argument' in r.stderr
+
+
+def _probe(tmp_path, image=None):
+    """flash.PROBE on the pinned unix port in a board-like folder (the 'filesystem', its
+    first sys.path entry '' as on the ESP32), with `image` as the frozen modules' entry."""
+    import vboard
+    path = ':.frozen' + (':' + image if image else '')
+    r = subprocess.run([vboard.micropython_cmd(), '-c', flash.PROBE], capture_output=True,
+                       text=True, timeout=60, cwd=str(tmp_path / 'fs'),
+                       env=dict(os.environ, MICROPYPATH=path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout, flash.parse_info(r.stdout)
+
+
+def test_probe_finds_the_app_in_the_image_not_on_the_filesystem(tmp_path):
+    fs = tmp_path / 'fs'
+    (fs / 'mep').mkdir(parents=True)                        # an empty folder would shadow
+    (fs / 'app.py').write_text('print("STARTED FROM THE FILESYSTEM")\n')
+    (fs / 'web' / 'static').mkdir(parents=True)
+    out, info = _probe(tmp_path)
+    assert info['frozen'] == {'app': 0, 'mep.engine': 0, 'microdot': 0}
+    assert 'STARTED' not in out
+    # the image: the firmware compiled by flash.py's build, where a frozen image has it
+    b = tmp_path / 'b'
+    flash.build('host', str(b))
+    image = tmp_path / 'image'
+    shutil.copytree(str(b), str(image), ignore=shutil.ignore_patterns('boot.py', 'main.py',
+                                                                       'static', 'lib'))
+    shutil.copytree(str(b / 'lib' / 'microdot'), str(image / 'microdot'))
+    out, info = _probe(tmp_path, str(image))
+    assert info['frozen'] == {'app': 1, 'mep.engine': 1, 'microdot': 1}
+    assert 'STARTED' not in out and info['chip'] == 'host'
+    fz, msg = flash.frozen_mode(info)
+    assert fz and 'MicroPython 1.29.0' in msg
+
+
+def test_heap_warning_knows_the_frozen_image():
+    assert flash.heap_warning(128 * 1024) is not None           # ESP32-C3, app as .mpy
+    assert flash.heap_warning(128 * 1024, frozen=True) is None  # frozen in: fits
+    w = flash.heap_warning(90 * 1024, frozen=True)
+    assert w and 'frozen into the image needs about 73 KB' in w
