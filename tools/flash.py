@@ -1014,7 +1014,7 @@ def main(argv=None):
                    'upload only boot.py, main.py and the web pages, and remove app modules '
                    'on the board that would be imported instead of the frozen ones (default: '
                    'when the board reports the app frozen in)')
-    g.add_argument('--no-frozen', dest='frozen', action='store_false',
+    g.add_argument('--no-frozen', dest='frozen', action='store_false', default=None,
                    help='upload the app as .mpy files even when the image has it frozen in '
                    '(they shadow the frozen modules and take heap)')
     p.add_argument('--mip-index', help='micropython-lib index for missing packages (default '
