@@ -693,8 +693,9 @@ def say_shadowing(files):
     mods = [p for p in files if not p.startswith(FROZEN_STATIC[0])]
     pages = [p for p in files if p.startswith(FROZEN_STATIC[0])]
     if mods:
-        print('removing %d app module files from the board: the image has them frozen in, and '
-              'a file on the board would be imported instead (%s)' % (len(mods), short_list(mods)))
+        print('removing %d app module file%s from the board: the image has them frozen in, '
+              'and a file on the board would be imported instead (%s)'
+              % (len(mods), '' if len(mods) == 1 else 's', short_list(mods)))
     if pages:
         print("moving the web pages from /web/static to /lib/web/static: a web/ folder in the "
               "board's root would hide the image's frozen web package")
@@ -716,7 +717,8 @@ def remove_shadowing(port, files, folders):
                   "app's): it hides the image's frozen %s package. Move those files and remove "
                   'it (mpremote fs ls, fs rm)' % (d, d.split('/')[0]))
     if files:
-        print('removed %d files that the frozen image replaces' % len(files))
+        print('removed %d file%s that the frozen image replaces'
+              % (len(files), '' if len(files) == 1 else 's'))
 
 
 def install_packages(port, info, index=None):
