@@ -1,17 +1,21 @@
 # /getDashDataWS: every key, type and unit; the 3 W rule; the time fields; the route.
+import asyncio
 import calendar
 import datetime
 import json
 import random
 import re
 
-import pytest
-from microdot import Microdot
+from urllib.parse import urlencode
+
 from microdot.test_client import TestClient
 
 import legacy
+from compat import unix_time
 from mep.reading import FIELDS
-from web import legacy_routes, server
+from tools.mepsim.meter import Meter
+from web.server import create_app
+from web_helpers import AppOnSim, MBK, PASSWORD
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
         'serial': 'UT-0042', 'mfg_serial': '9988'}
@@ -164,66 +168,173 @@ def test_missing_phases_are_zero():
     assert d['L2_RMS_V'] == 0 and d['L3_Fwd_W'] == 0 and d['Utility_SN'] == ''
 
 
-# ---------- the Microdot routes ----------
-class Poller:
-    def __init__(self):
-        self.latest = None
-        self.info = INFO
-        self.status = {'state': 'ok', 'last_error': None, 'seq': 3, 'pseq': 5,
-                       'counters': {'frames': 10, 'timeouts': 1, 'resyncs': 0,
-                                    'auth_failures': 0, 'alerts': 2, 'alerts_handled': 2}}
+# ---------- the routes, served by the real App ----------
+# The App (firmware/app.py) with its web app (web.server.create_app) and its MEP link on the
+# in-process meter simulator (web_helpers.AppOnSim). Where App.main() is not started, the
+# poller is idle (as before the meter first answers) and a test sets the reading on it.
+FORM = {'Content-Type': 'application/x-www-form-urlencoded'}
+JSON = {'Content-Type': 'application/json'}
 
 
-class Ctx:
-    def __init__(self, public=True):
-        self.config = {'legacy_public': public}
-        self.poller = Poller()
-        self.fw_info = FW
-        self.logged_in = False
-
-    def require_login(self, request):
-        return None if self.logged_in else ({'error': 'login'}, 401)
+def client(run):
+    """Microdot's test client of the App's web app, sending the module's hostname as Host."""
+    return TestClient(create_app(run.app), host='mep-test')
 
 
-def client(ctx):
-    app = Microdot()
-    server.add_routes(app, ctx)
-    return TestClient(app)
+async def csrf(c):
+    r = await c.get('/api/session')
+    assert r.status_code == 200, r.text
+    return r.json['csrf']
 
 
-async def test_route_503_then_json():
-    ctx = Ctx()
-    c = client(ctx)
+async def login(c, password=PASSWORD):
+    """The login form's post; True when the App let the client in (302)."""
+    r = await c.post('/login', headers=dict(FORM),
+                     body=urlencode({'csrf': await csrf(c), 'password': password}))
+    return r.status_code == 302
+
+
+async def set_legacy_public(c, on):
+    """The settings page's save of the "Legacy endpoints without login" switch (it asks for
+    the current password)."""
+    body = {'section': 'security', 'values': {'legacy_public': on},
+            'current_password': PASSWORD}
+    r = await c.post('/api/config', headers=dict(JSON, **{'X-CSRF-Token': await csrf(c)}),
+                     body=body)
+    assert r.status_code == 200, r.text
+
+
+def idle_app(tmp_path, reading=True):
+    """The App, not started, with base_reading() (now) and INFO on its poller."""
+    run = AppOnSim(str(tmp_path))
+    run.app.poller.info.update(INFO)
+    if reading:
+        run.app.poller.latest = base_reading(unix_time())
+    return run
+
+
+def check_types(d):
+    assert set(d) == set(INT_KEYS) | set(STR_KEYS)
+    for k in INT_KEYS:
+        assert type(d[k]) is int, k
+    for k in STR_KEYS:
+        assert type(d[k]) is str, k
+
+
+async def wait_new_reading(run, timeout=10.0):
+    """The poller's next reading with a later time than the current one."""
+    t0 = run.app.poller.latest['time']
+    waited = 0.0
+    while run.app.poller.latest['time'] == t0:
+        assert waited < timeout, 'no new reading from the simulator'
+        await asyncio.sleep(0.05)
+        waited += 0.05
+    return run.app.poller.latest
+
+
+async def test_route_503_then_the_meters_json(tmp_path):
+    """Before the App's first reading: 503 + Retry-After; then the simulated meter's values,
+    every field typed, and CurrentDateTime changing with the readings."""
+    meter = Meter(key=MBK)
+    meter.model.set(p1=1000, p2=1200, p3=-1256, u1=230.123, freq=49.987, e_in=12345678)
+    run = AppOnSim(str(tmp_path), meter=meter).start()
+    try:
+        c = client(run)
+        assert await login(c)
+        assert run.app.poller.latest is None
+        res = await c.get('/getDashDataWS')
+        assert res.status_code == 503 and res.headers.get('Retry-After') == '10'
+        assert res.headers['Content-Type'].startswith('text/plain')
+        assert run.app.poller.latest is None          # the 503 was really before a reading
+        assert await run.wait_reading() is not None
+        res = await c.get('/getDashDataWS')
+        assert res.status_code == 200
+        assert res.headers['Content-Type'].startswith('application/json')
+        d = json.loads(res.text)
+        check_types(d)
+        assert (d['L1_Fwd_W'], d['L2_Fwd_W'], d['L3_Fwd_W']) == (1000, 1200, 0)
+        assert (d['L1_Rev_W'], d['L2_Rev_W'], d['L3_Rev_W']) == (0, 0, 1256)
+        assert (d['Fwd_W'], d['Rev_W']) == (2200, 1256)
+        _check_3w(d)
+        assert d['L1_RMS_V'] == 230123 and d['Freq_mHz'] == 49987
+        assert d['Fwd_Act_Wh'] >= 12345678
+        assert d['Utility_SN'] == meter.model.utility_serial
+        assert (d['Meter_Manufacturer'], d['Meter_Model'], d['Meter_SW_Version']) == \
+            ('NES', '83334-3I', '4.38')                # the simulator's BT01
+        fw = legacy.FW_INFO
+        assert (d['ESP_SW'], d['ESP_SW_By'], d['ESP_SW_Version']) == \
+            (fw['name'], fw['by'], fw['version'])
+        t1 = d['CurrentDateTime']
+        r = await wait_new_reading(run)
+        d = json.loads((await c.get('/getDashDataWS')).text)
+        assert d['CurrentDateTime'] != t1 and d['CurrentDateTime'] == legacy.iso_utc(r['time'])
+    finally:
+        run.stop()
+
+
+async def test_route_stale_reading_503(tmp_path):
+    run = idle_app(tmp_path)
+    c = client(run)
+    assert await login(c)
+    assert (await c.get('/getDashDataWS')).status_code == 200
+    run.app.poller.latest = base_reading(unix_time() - 601)
     res = await c.get('/getDashDataWS')
     assert res.status_code == 503 and res.headers.get('Retry-After') == '10'
-    ctx.poller.latest = base_reading(legacy_routes.unix_time())
+
+
+async def test_route_private_by_default_needs_login(tmp_path):
+    run = idle_app(tmp_path)
+    assert run.app.config['legacy_public'] is False
+    c = client(run)
+    for path in ('/getDashDataWS', '/metrics'):
+        res = await c.get(path)
+        assert res.status_code == 401 and res.json == {'error': 'login required'}, path
+    assert not await login(c, 'not the password')
+    assert (await c.get('/getDashDataWS')).status_code == 401
+    assert await login(c)
     res = await c.get('/getDashDataWS')
-    assert res.status_code == 200
-    assert res.headers['Content-Type'].startswith('application/json')
-    d = json.loads(res.text)
-    assert d['Fwd_W'] == 3456 and d['ESP_SW_Version'] == '1.2.3'
-    t1 = d['CurrentDateTime']
-    ctx.poller.latest = base_reading(legacy_routes.unix_time() + 1)
-    d = json.loads((await c.get('/getDashDataWS')).text)
-    assert d['CurrentDateTime'] != t1
-
-
-async def test_route_private_needs_login():
-    ctx = Ctx(public=False)
-    ctx.poller.latest = base_reading(legacy_routes.unix_time())
-    c = client(ctx)
+    assert res.status_code == 200 and json.loads(res.text)['Fwd_W'] == 3456
+    res = await c.get('/metrics')
+    assert res.status_code == 200 and 'mep_power_import_watts 3456' in res.text
+    assert (await client(run).get('/metrics')).status_code == 401   # another client: no session
+    r = await c.post('/logout', headers=dict(JSON, **{'X-CSRF-Token': await csrf(c)}), body={})
+    assert r.status_code == 200, r.text
     assert (await c.get('/getDashDataWS')).status_code == 401
     assert (await c.get('/metrics')).status_code == 401
-    ctx.logged_in = True
-    assert (await c.get('/getDashDataWS')).status_code == 200
-    assert (await c.get('/metrics')).status_code == 200
 
 
-async def test_route_async_require_login():
-    ctx = Ctx(public=False)
-    ctx.poller.latest = base_reading(legacy_routes.unix_time())
+async def test_route_public_when_configured(tmp_path):
+    run = idle_app(tmp_path)
+    admin = client(run)
+    assert await login(admin)
+    await set_legacy_public(admin, True)
+    assert run.app.config['legacy_public'] is True
+    anon = client(run)
+    res = await anon.get('/getDashDataWS')
+    assert res.status_code == 200 and json.loads(res.text)['Fwd_W'] == 3456
+    assert (await anon.get('/metrics')).status_code == 200
+    await set_legacy_public(admin, False)
+    assert (await anon.get('/getDashDataWS')).status_code == 401
+    assert (await anon.get('/metrics')).status_code == 401
 
-    async def check(request):
-        return False
-    ctx.require_login = check
-    assert (await client(ctx).get('/getDashDataWS')).status_code == 401
+
+async def test_route_legacy_key_prefix_without_login(tmp_path):
+    run = idle_app(tmp_path, reading=False)
+    tok = run.app.config['legacy_token']
+    assert len(tok) >= 32
+    anon = client(run)
+    res = await anon.get('/%s/getDashDataWS' % tok)        # no reading yet
+    assert res.status_code == 503 and res.headers.get('Retry-After') == '10'
+    run.app.poller.latest = base_reading(unix_time())
+    res = await anon.get('/%s/getDashDataWS' % tok)
+    assert res.status_code == 200 and res.headers['Content-Type'].startswith('application/json')
+    d = json.loads(res.text)
+    check_types(d)
+    assert d['Fwd_W'] == 3456 and d['Utility_SN'] == 'UT-0042'
+    res = await anon.get('/%s/metrics' % tok)
+    assert res.status_code == 200 and 'mep_power_import_watts 3456' in res.text
+    assert (await anon.get('/getDashDataWS')).status_code == 401    # still private
+    for bad in ('/%s/getDashDataWS' % ('0' * len(tok)), '/%s/getDashDataWS' % tok[:-1],
+                '/%s0/getDashDataWS' % tok, '/%s/metrics' % tok.upper(),
+                '/%s/config' % tok, '/%s/x/metrics' % tok, '/x/%s/metrics' % tok):
+        assert (await anon.get(bad)).status_code == 404, bad

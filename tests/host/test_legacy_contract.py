@@ -15,13 +15,20 @@
 #   Utility_SN is part of every unique id; Meter_Manufacturer, Meter_Model,
 #   Meter_SW_Version, ESP_SW, ESP_SW_By, ESP_SW_Version name the devices; a "problem"
 #   binary sensor turns on when CurrentDateTime did not change since the previous poll.
+#
+# The endpoint is the real App's (firmware/app.py with web.server.create_app), its MEP link on
+# the in-process meter simulator (web_helpers.AppOnSim).
 import json
 
 from microdot import Microdot
 from microdot.test_client import TestClient
 
-from web import legacy_routes, server
-from test_legacy import INFO, FW, base_reading
+import legacy
+from compat import unix_time
+from tools.mepsim.meter import Meter
+from web.server import create_app
+from web_helpers import AppOnSim, MBK
+from test_legacy import INFO, base_reading, wait_new_reading
 
 INT_SENSORS = {'Fwd_Act_Wh': 1000, 'Rev_Act_Wh': 1000, 'Fwd_W': 1, 'Rev_W': 1,
                'Freq_mHz': 1000}
@@ -39,15 +46,16 @@ class PollFailed(Exception):
 class OldIntegration:
     """The consumer's behaviour as described above (a model, not its code)."""
 
-    def __init__(self, client):
+    def __init__(self, client, path='/getDashDataWS'):
         self.client = client
+        self.path = path
         self.data = None
         self.stuck = False
         self.prev_time = None
         self.last_good = 0.0
 
     async def poll(self, now):
-        res = await self.client.get('/getDashDataWS', headers={'Accept': 'application/json'})
+        res = await self.client.get(self.path, headers={'Accept': 'application/json'})
         ctype = (res.headers.get('Content-Type') or '').split(';')[0].strip().lower()
         if ctype != 'application/json':
             raise PollFailed('%d %s' % (res.status_code, ctype))
@@ -88,65 +96,82 @@ class OldIntegration:
         return not changed or self.stuck
 
 
-class Poller:
-    def __init__(self):
-        self.latest = None
-        self.info = INFO
-        self.status = {'link': 'ok', 'counters': {}}
+def fw_names():
+    fw = legacy.FW_INFO               # what the App names itself (it sets no other)
+    return fw['name'], fw['by'], fw['version']
 
 
-class Ctx:
-    def __init__(self):
-        self.config = {'legacy_public': True}
-        self.poller = Poller()
-        self.fw_info = FW
+def public_app(tmp_path):
+    """The real App (not started) with "Legacy endpoints without login" on, as a user of the
+    original integration sets it, and a test client of its web app."""
+    run = AppOnSim(str(tmp_path))
+    errs = run.app.config.update({'legacy_public': True})
+    assert not errs, errs
+    return run, TestClient(create_app(run.app), host='mep-test')
 
 
-def make_client(ctx):
-    app = Microdot()
-    server.add_routes(app, ctx)
-    return TestClient(app)
+async def test_503_before_the_first_reading_then_recovery(tmp_path):
+    """The App on the simulator, polled through the private address (no login): no JSON
+    before its first reading, then every sensor from the meter's values, reading after
+    reading."""
+    meter = Meter(key=MBK)
+    meter.model.set(p1=1000, p2=1200, p3=-1256, u1=230.123, freq=49.987, e_in=12345678)
+    run = AppOnSim(str(tmp_path), meter=meter).start()
+    try:
+        assert run.app.config['legacy_public'] is False
+        path = '/%s/getDashDataWS' % run.app.config['legacy_token']
+        ha = OldIntegration(TestClient(create_app(run.app), host='mep-test'), path)
+        # boot: no reading yet -> 503, not JSON, with Retry-After; the poll fails, nothing kept
+        res = await ha.client.get(path)
+        assert res.status_code == 503
+        assert res.headers['Content-Type'].startswith('text/plain')
+        assert res.headers.get('Retry-After') == '10'
+        for _ in range(3):
+            try:
+                await ha.poll(0)
+                raise AssertionError('a poll without data must fail')
+            except PollFailed:
+                pass
+        assert run.app.poller.latest is None           # those polls were before a reading
+        assert ha.data is None
+        # the first reading: the next poll works and every sensor has its value and unit
+        assert await run.wait_reading() is not None
+        assert await ha.poll(10) == 200
+        v = ha.sensors()
+        assert v['Utility_SN'] == meter.model.utility_serial and v['Meter_Manufacturer'] == 'NES'
+        assert v['Meter_Model'] == '83334-3I' and v['Meter_SW_Version'] == '4.38'
+        assert v['Fwd_Act_Wh'] >= 12345.678            # kWh
+        assert v['L1_RMS_V'] == 230.123 and v['Freq_mHz'] == 49.987
+        assert v['L1_Fwd_W'] == 1000 and v['L3_Rev_W'] == 1256
+        assert (v['Fwd_W'], v['Rev_W']) == (2200, 1256)
+        assert 0 < v['L1_RMS_A'] < 100
+        assert (v['ESP_SW'], v['ESP_SW_By'], v['ESP_SW_Version']) == fw_names()
+        assert not ha.problem()
+        # the next readings: each accepted (3 W rule, energy growth), the time moving on
+        for i in range(3):
+            await wait_new_reading(run)
+            assert await ha.poll(70 + i * 2.0) == 200
+            assert not ha.stuck, (i, ha.data)
+            assert not ha.problem(), i
+            assert ha.sensors()['Fwd_Act_Wh'] >= v['Fwd_Act_Wh']
+    finally:
+        run.stop()
 
 
-async def test_503_before_the_first_reading_then_recovery():
-    ctx = Ctx()
-    ha = OldIntegration(make_client(ctx))
-    # boot: no reading yet -> 503, not JSON, with Retry-After; the poll fails, nothing kept
-    res = await ha.client.get('/getDashDataWS')
-    assert res.status_code == 503
-    assert res.headers['Content-Type'].startswith('text/plain')
-    assert res.headers.get('Retry-After') == '10'
-    for _ in range(3):
-        try:
-            await ha.poll(0)
-            raise AssertionError('a poll without data must fail')
-        except PollFailed:
-            pass
-    assert ha.data is None
-    # the first reading: the next poll works and every sensor has its value and unit
-    now = legacy_routes.unix_time()
-    ctx.poller.latest = base_reading(now)
-    assert await ha.poll(10) == 200
-    v = ha.sensors()
-    assert v['Utility_SN'] == 'UT-0042' and v['Meter_Manufacturer'] == 'NES'
-    assert v['Fwd_Act_Wh'] == 12345.678            # kWh
-    assert v['L1_RMS_V'] == 230.123 and v['L1_RMS_A'] == 4.35 and v['Freq_mHz'] == 49.987
-    assert v['Fwd_W'] == 3456
-    assert (v['ESP_SW'], v['ESP_SW_By'], v['ESP_SW_Version']) == \
-        ('MEP open firmware', 'someone', '1.2.3')
-    assert not ha.problem()
-
-
-async def test_stale_reading_503_then_recovery_without_reload():
-    ctx = Ctx()
-    ha = OldIntegration(make_client(ctx))
-    now = legacy_routes.unix_time()
-    ctx.poller.latest = base_reading(now)
+async def test_stale_reading_503_then_recovery_without_reload(tmp_path):
+    run, c = public_app(tmp_path)
+    run.app.poller.info.update(INFO)
+    ha = OldIntegration(c)
+    now = unix_time()
+    run.app.poller.latest = base_reading(now)
     assert await ha.poll(0) == 200
     first = ha.sensors()
+    assert first['Utility_SN'] == 'UT-0042' and first['Fwd_Act_Wh'] == 12345.678
+    assert first['L1_RMS_A'] == 4.35 and first['Freq_mHz'] == 49.987
+    assert (first['ESP_SW'], first['ESP_SW_By'], first['ESP_SW_Version']) == fw_names()
     ha.problem()
     # the meter falls silent: after 600 s without a reading the endpoint answers 503
-    ctx.poller.latest = base_reading(now - 601)
+    run.app.poller.latest = base_reading(now - 601)
     res = await ha.client.get('/getDashDataWS')
     assert res.status_code == 503 and res.headers['Content-Type'].startswith('text/plain')
     for t in (2, 4):
@@ -157,25 +182,26 @@ async def test_stale_reading_503_then_recovery_without_reload():
             pass
     assert ha.sensors() == first                     # the old data is kept, not replaced
     # readings again: the very next poll takes the new data, no KeyError, no reload
-    r = base_reading(legacy_routes.unix_time() + 1)
+    r = base_reading(unix_time() + 1)
     r['e_in'] += 5.0
-    ctx.poller.latest = r
+    run.app.poller.latest = r
     assert await ha.poll(70) == 200
-    v = ha.sensors()
+    ha.sensors()
     assert ha.data['Fwd_Act_Wh'] == 12345683
     assert not ha.stuck and not ha.problem()
 
 
-async def test_every_answer_passes_the_consumers_checks():
+async def test_every_answer_passes_the_consumers_checks(tmp_path):
     """A run of readings: each accepted (3 W rule, energy growth), CurrentDateTime changes."""
-    ctx = Ctx()
-    ha = OldIntegration(make_client(ctx))
-    t0 = legacy_routes.unix_time() - 100
+    run, c = public_app(tmp_path)
+    run.app.poller.info.update(INFO)
+    ha = OldIntegration(c)
+    t0 = unix_time() - 100
     for i in range(20):
         r = base_reading(t0 + i)
         r['e_in'] += i * 2.5
         r['p_in_l2'] += i * 7.3                      # phases no longer add up to the total
-        ctx.poller.latest = r
+        run.app.poller.latest = r
         assert await ha.poll(i * 2.0) == 200
         assert not ha.stuck, (i, ha.data)
         assert not ha.problem(), i
