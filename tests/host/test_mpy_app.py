@@ -217,11 +217,12 @@ def test_mqtt_to_mosquitto_real_umqtt(tree, tmp_path):
 
 
 # The heap the whole app needs on this 64-bit port today, logged in, every route, MQTT on
-# (tools/bench_heap.py: 284 KB allocated at the peak; 360k runs out of memory), with room
-# for fragmentation. The device targets (ESP32-C3: 128 KB of 32-bit heap with 16 KB always
-# free; ESP32-WROOM: 112 KB) are NOT met yet: `tools/bench_heap.py --target esp32c3` measures
-# them and reports FAIL (README, Memory).
-REGRESSION_HEAP = '520k'
+# (tools/bench_heap.py: about 290 KB allocated at the peak; 360k passes with 69 KB lowest free,
+# 340k runs out of memory), with a little room for fragmentation: the soak fails when the app
+# needs some 30 KB more than today. On the 32-bit split-heap port the same app as .mpy files
+# needs 256 KB; frozen into the image it meets both device targets (README, Memory), which
+# this port from PyPI cannot show: it has no image with the app frozen in.
+REGRESSION_HEAP = '384k'
 
 
 def test_soak_heap_does_not_grow_or_regress(tree):
