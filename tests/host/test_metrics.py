@@ -103,20 +103,25 @@ def test_is_a_generator_of_lines():
     assert first.startswith('# HELP ') and first.endswith('\n')
 
 
-async def test_route_streams_parseable_text():
-    ctx = types.SimpleNamespace(config={'legacy_public': True},
-                                poller=types.SimpleNamespace(latest=reading(), info=INFO,
-                                                             status=lambda: LINK),
-                                mqtt=types.SimpleNamespace(stats=lambda: SYS['mqtt']))
-    app = Microdot()
-    server.add_routes(app, ctx)
-    res = await TestClient(app).get('/metrics')
-    assert res.status_code == 200
-    assert res.headers['Content-Type'].startswith('text/plain; version=0.0.4')
-    fams = parse(res.text)
-    assert sample(fams, 'mep_link_frames') == 120
-    assert sample(fams, 'mep_mqtt_published') == 99
-    assert 'mep_uptime_seconds' in fams
+async def test_route_streams_parseable_text(tmp_path):
+    """/metrics of the real App (public legacy endpoints): parseable, with the reading, the
+    link, MQTT and uptime sections."""
+    from web_helpers import AppOnSim
+    from web.server import create_app
+    run = AppOnSim(str(tmp_path / 'data'))
+    try:
+        run.app.config.update({'legacy_public': True})
+        run.app.poller.latest = reading()
+        run.app.poller.info.update(INFO)
+        res = await TestClient(create_app(run.app)).get('/metrics', headers={'Host': 'mep-test'})
+        assert res.status_code == 200
+        assert res.headers['Content-Type'].startswith('text/plain; version=0.0.4')
+        fams = parse(res.text)
+        assert 'mep_link_frames' in fams and 'mep_mqtt_published' in fams
+        assert 'mep_uptime_seconds' in fams     # (no heap figures on CPython: mem_free() is None)
+        assert sample(fams, 'mep_power_import_watts') == reading()['p_in']
+    finally:
+        run.stop()
 
 
 def test_link_up_and_frames_from_the_real_app(tmp_path):
