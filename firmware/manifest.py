@@ -6,7 +6,9 @@
 #
 # microdot is frozen from its pinned package in the project's venv (./dev setup). Not frozen:
 # boot.py and main.py (they stay files: an OTA update never replaces them, they roll a bad one
-# back), web/static (served as files) and PC-only modules.
+# back), web/static (served as files: tools/flash.py puts them in /lib/web/static on a board
+# with this image, where no folder in the root hides the frozen web package) and PC-only
+# modules.
 import os
 
 metadata(description="Open MEP firmware: reads NES/Echelon meters over the MEP port",
