@@ -1,5 +1,6 @@
-# Over-the-air update of the app: a signed bundle streams into ota_new/, is checked there and
-# is swapped in at the next boot; a new app that keeps crashing is rolled back from ota_old/.
+# Over-the-air update of the app: a signed bundle streams into ota_part/, is checked there,
+# becomes ota_new/ once complete and is swapped in at the next boot (a refused or broken
+# upload never touches an update already staged); a new app that keeps crashing is rolled back from ota_old/.
 #
 # Bundle format 1 (tools/bundle.py writes it):
 #   b'MEPOTA1 <manifest length> <signature>\n'   signature: 64 hex digits, HMAC-SHA256 under
@@ -22,6 +23,7 @@ MAX_HEADER = 100
 MAX_MANIFEST = 16384
 MAX_FILES = 200
 STAGE = 'ota_new'
+PART = 'ota_part'                 # the upload in progress (becomes STAGE when complete)
 OLD = 'ota_old'
 COMPLETE = STAGE + '/.complete'
 JOURNAL = OLD + '/.journal'
@@ -50,7 +52,7 @@ def check_path(p):
     for part in p.split('/'):
         if not part or part[0] == '.':
             return 'bad file path %r' % (p,)
-    if p in PROTECTED or p.split('/')[0] in (STAGE, OLD):
+    if p in PROTECTED or p.split('/')[0] in (STAGE, OLD, PART):
         return '%s cannot be replaced over the air (use tools/flash.py)' % p
     for s in SUFFIXES:
         if p.endswith(s):
@@ -89,8 +91,9 @@ def check_manifest(m, chip, device_id=None):
 
 
 class OtaReceiver:
-    """Streams one bundle into STAGE. feed() as chunks arrive, then finish(); any OtaError
-    leaves STAGE removed and the running app untouched. Holds in RAM at most the header line
+    """Streams one bundle into PART. feed() as chunks arrive, then finish(), which makes it
+    the staged update (STAGE); any OtaError removes PART and leaves the running app and an
+    update staged before untouched. Holds in RAM at most the header line
     or the manifest (<= MAX_MANIFEST); file data goes straight to flash, hashed on the way."""
 
     def __init__(self, root, key, chip, device_id=None):
@@ -101,6 +104,7 @@ class OtaReceiver:
         self._state = _HEADER
         self._buf = bytearray()
         self._fh = None
+        self._own = False           # PART is this upload's
         self.received = 0
         self.expected = None
         self.manifest = None
@@ -183,12 +187,16 @@ class OtaReceiver:
         self.expected = self._hlen + len(raw) + total
         self.manifest = m
         self._raw = raw
+        self.fs.rmtree(PART)            # a broken earlier upload
         free = self.fs.free()
-        self.fs.rmtree(STAGE)
+        if free is not None and total + 8192 > free and self.fs.exists(STAGE):
+            self.fs.rmtree(STAGE)       # this signed update replaces the staged one anyway
+            free = self.fs.free()
         if free is not None and total + 8192 > free:
             raise OtaError('not enough flash: the update needs %d KB, %d KB free'
                            % (total // 1024 + 8, free // 1024))
-        self.fs.makedirs(STAGE)
+        self._own = True
+        self.fs.makedirs(PART)
         self._idx = -1
         self._state = _FILES
         self._next()
@@ -201,8 +209,8 @@ class OtaReceiver:
         f = self._files[self._idx]
         p = f['path']
         if '/' in p:
-            self.fs.makedirs(STAGE + '/' + p.rsplit('/', 1)[0])
-        self._fh = self.fs.open(STAGE + '/' + p, 'wb')
+            self.fs.makedirs(PART + '/' + p.rsplit('/', 1)[0])
+        self._fh = self.fs.open(PART + '/' + p, 'wb')
         self._hash = hashlib.sha256()
         self._left = f['size']
         self._head = bytearray() if p.endswith('.mpy') else None
@@ -251,7 +259,9 @@ class OtaReceiver:
                 msg = 'upload truncated: the bundle header or manifest is incomplete'
             self._fail(msg)
             raise OtaError(msg)
-        self.fs.write(COMPLETE, self._raw)
+        self.fs.write(PART + '/.complete', self._raw)
+        self.fs.rmtree(STAGE)           # the newer signed update replaces a staged one
+        self.fs.rename(PART, STAGE)
         return {'version': self.manifest.get('version'), 'files': len(self._files),
                 'bytes': self.expected}
 
@@ -268,10 +278,11 @@ class OtaReceiver:
         self._buf = bytearray()
         self.error = self.error or msg
         self._state = _FAILED
-        try:
-            self.fs.rmtree(STAGE)
-        except OSError:
-            pass
+        if self._own:
+            try:
+                self.fs.rmtree(PART)
+            except OSError:
+                pass
 
 
 def apply_pending(fs, crashes=0, max_crashes=3):

@@ -223,9 +223,29 @@ def test_abort_cleans_up(tmp_path, dev):
     before = tree(str(dev))
     rx = ota.OtaReceiver(str(dev), KEY, 'esp32')
     rx.feed(data[:len(data) // 2])
-    assert ota.Fs(str(dev)).exists(ota.STAGE)
+    assert ota.Fs(str(dev)).exists(ota.PART) and not ota.Fs(str(dev)).exists(ota.STAGE)
     rx.abort()
     assert tree(str(dev)) == before
+
+
+def test_a_refused_or_broken_upload_keeps_the_staged_update(tmp_path, dev):
+    receive(dev, make_bundle(tmp_path))
+    staged = tree(str(dev))
+    assert ota.COMPLETE in staged
+    with pytest.raises(ota.OtaError, match='bad signature'):
+        receive(dev, make_bundle(tmp_path, key=OTHER_KEY, name='other.ota'))
+    assert tree(str(dev)) == staged, 'a refused bundle removed the staged update'
+    newer = make_bundle(tmp_path, files=dict(NEW, **{'extra.mpy': MPY + b'x'}), name='n.ota')
+    rx = ota.OtaReceiver(str(dev), KEY, 'esp32')
+    rx.feed(newer[:len(newer) - 3])
+    with pytest.raises(ota.OtaError, match='truncated'):
+        rx.finish()
+    assert tree(str(dev)) == staged, 'a broken upload removed the staged update'
+    receive(dev, newer)                 # a complete newer one replaces it
+    after = tree(str(dev))
+    assert after[ota.STAGE + '/extra.mpy'] == MPY + b'x' and ota.COMPLETE in after
+    assert not any(k.startswith(ota.PART + '/') for k in after)
+    assert boot(dev) is False and tree(str(dev))['extra.mpy'] == MPY + b'x'
 
 
 def test_new_upload_refused_while_previous_update_on_trial(tmp_path, dev):
