@@ -103,5 +103,14 @@ def failed(st, addr, now=None):
 
 
 def client_addr(request):
+    """The client's IP address as text, without the port (the back-off is per client, not
+    per connection). The MicroPython unix port gives a raw sockaddr (bytes)."""
     a = request.client_addr
-    return a[0] if isinstance(a, (tuple, list)) else str(a)
+    if isinstance(a, (tuple, list)):
+        return a[0]
+    if isinstance(a, (bytes, bytearray)) and len(a) >= 8:
+        if a[0] == 2 and a[1] == 0:             # AF_INET: family, port, 4 address bytes
+            return '%d.%d.%d.%d' % (a[4], a[5], a[6], a[7])
+        if len(a) >= 24:                        # AF_INET6: family, port, flow, 16 bytes
+            return ':'.join('%02x%02x' % (a[i], a[i + 1]) for i in range(8, 24, 2))
+    return str(a)

@@ -697,3 +697,19 @@ def test_csrf_failure_is_a_page_or_json(app):
                                           'Content-Type': 'application/json'})
     assert r.status == 403 and 'CSRF' in r.json['error']
     assert app.app.reboot_requested is False
+
+
+def test_back_off_key_is_the_client_address_without_the_port():
+    """The unix port gives a raw sockaddr: its port differs per connection, so keying the
+    back-off on it would give every connection a fresh budget of failed logins."""
+    from microdot.microdot import Request, NoCaseDict
+    from web.guard import client_addr
+
+    def req(addr):
+        return Request(None, addr, 'GET', '/', '1.1', NoCaseDict())
+    assert client_addr(req(('192.168.1.20', 50123))) == '192.168.1.20'
+    a = bytearray(b'\x02\x00\xc7\x38\xc0\xa8\x01\x14' + bytes(8))      # as MicroPython gives it
+    b = bytearray(b'\x02\x00\x13\x88\xc0\xa8\x01\x14' + bytes(8))      # the next connection
+    assert client_addr(req(a)) == client_addr(req(b)) == '192.168.1.20'
+    v6 = bytearray(b'\x0a\x00\x13\x88' + bytes(4) + bytes(15) + b'\x01' + bytes(4))
+    assert client_addr(req(v6)) == '0000:0000:0000:0000:0000:0000:0000:0001'
