@@ -33,11 +33,16 @@ async def open_tcp(host, port, step_ms):
     p = select.poll()
     p.register(s, select.POLLOUT)
     t0 = ticks_ms()
-    while not p.poll(0):
+    ev = p.poll(0)
+    while not ev:
         if ticks_diff(ticks_ms(), t0) > step_ms:
             s.close()
             raise OSError(110, 'connect time-out')
         await sleep_ms(5)
+        ev = p.poll(0)
+    if ev[0][1] & (select.POLLERR | select.POLLHUP):    # refused (MicroPython has no
+        s.close()                                       # SO_ERROR on every port)
+        raise OSError(111, 'connection refused')
     try:
         err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
     except (AttributeError, OSError):

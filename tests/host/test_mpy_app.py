@@ -236,3 +236,20 @@ def test_soak_heap_does_not_grow_or_regress(tree):
                        cwd=bh.ROOT, capture_output=True, text=True, timeout=900)
     print(r.stdout[-3000:])
     assert r.returncode == 0 and 'RESULT: PASS' in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_refused_connect_is_an_error_at_once_on_micropython():
+    """tcp.open_tcp on MicroPython: a refused connection (nothing listens) raises at once;
+    it used to look connected until the first write (no SO_ERROR check there)."""
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'import asyncio, tcp\n'
+            'async def main():\n'
+            '    try:\n'
+            '        await tcp.open_tcp("127.0.0.1", %d, 2000)\n'
+            '        print("CONNECTED")\n'
+            '    except OSError as e:\n'
+            '        print("REFUSED", e.args[0])\n'
+            'asyncio.run(main())\n' % (bh.FIRMWARE, bh.free_port()))
+    r = subprocess.run([micropython(), '-c', code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ['REFUSED', '111'], r.stdout
