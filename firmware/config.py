@@ -20,12 +20,17 @@ def _run(mod, fn, args):
     return getattr(__import__(mod), fn)(*args)
 
 
+def _drops():
+    """What to drop after a call: the schema and password code, and tz.py (the time zone
+    check loads it) unless it was loaded before. Ask before the call."""
+    import sys
+    return ('cfgschema', 'cfgpw', 'tz') if 'tz' not in sys.modules else ('cfgschema', 'cfgpw')
+
+
 def _call(mod, fn, *args):
     """mod.fn(*args); afterwards cfgschema/cfgpw are dropped again (compat.unload). The
     import runs in _run's frame, which is gone by then, so nothing on the stack holds them."""
-    import sys
-    # the time zone check loads tz.py: drop it too, unless it was loaded before
-    drop = ('cfgschema', 'cfgpw', 'tz') if 'tz' not in sys.modules else ('cfgschema', 'cfgpw')
+    drop = _drops()
     try:
         return _run(mod, fn, args)
     finally:
@@ -35,8 +40,7 @@ def _call(mod, fn, *args):
 async def _call_async(mod, fn, *args):
     """await mod.fn(*args), dropping the modules only when it has finished (dropped while
     its coroutine still runs, a second call would load a second copy next to it)."""
-    import sys
-    drop = ('cfgschema', 'cfgpw', 'tz') if 'tz' not in sys.modules else ('cfgschema', 'cfgpw')
+    drop = _drops()
     try:
         return await _run(mod, fn, args)
     finally:

@@ -94,26 +94,13 @@ class Ring:
                 r[c[0]] = v
         return r
 
-    def items(self, n=None, fields=None):
-        """The newest `n` entries (all when None), oldest first, as compact column lists:
-        {'time': [...], 'p_in': [...], ...}; `fields` selects columns (time always included;
-        fields the ring does not keep are left out)."""
-        n = self._n if n is None or n > self._n else max(0, n)
-        return self._columns(self._n - n, fields)
-
-    def since(self, t, fields=None):
-        """Entries with time > t (for incremental chart polling), like items()."""
-        a = self._cols[0][1]
-        k = self._n
-        while k > 0 and a[self._slot(k - 1)] > t:  # newest first; stops at the first older
-            k -= 1
-        return self._columns(k, fields)
-
     def stream(self, t=0, fields=None):
-        """Like since(t) (items() for t=0), as (name, values) pairs where values is an iterator
-        reading the arrays as it goes: no list of the whole column is built (on the device
-        a long list is one block the fragmented heap may not have). The slots are fixed when
-        a column's iterator starts; readings pushed meanwhile are left out."""
+        """The entries with time > t (all for t=0; incremental chart polling), oldest first,
+        as (name, values) pairs: 'time' and the kept fields of `fields` (all when None), values
+        an iterator reading the arrays as it goes, so no list of a whole column is built (on
+        the device a long list is one block the fragmented heap may not have). Which slots
+        are read is fixed when the first pair is taken; a reading pushed into a full ring
+        meanwhile overwrites the oldest of them."""
         a = self._cols[0][1]
         first = self._n
         while first > 0 and a[self._slot(first - 1)] > t:
@@ -124,10 +111,3 @@ class Ring:
         for c in self._cols:
             if fields is None or c[0] == 'time' or c[0] in fields:
                 yield c[0], (self._value(c, (s0 + j) % cap) for j in range(m))
-
-    def _columns(self, first, fields):
-        out = {}
-        for c in self._cols:
-            if fields is None or c[0] == 'time' or c[0] in fields:
-                out[c[0]] = [self._value(c, self._slot(k)) for k in range(first, self._n)]
-        return out

@@ -22,7 +22,6 @@ from microdot import Microdot, Request, redirect, send_file
 from microdot.microdot import urlencode
 import compat
 import hmac_sha256
-from compat import ticks_ms
 from web import auth
 from web.conn import MAX_BODY, MAX_HEAD, SECURITY, PAGE_SECURITY   # MAX_BODY: forms, JSON
 
@@ -84,7 +83,6 @@ DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.gua
         'web.nettest',
         'web.update', 'web.legacy_routes', 'legacy', 'metrics', 'ota',
         'mep.tables', 'tz', 'periods')
-STARTED = ticks_ms()       # uptime reference when ctx has no boot_ms
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them
 
 

@@ -24,9 +24,17 @@ T0 = 1718000000 - 1718000000 % 86400 + 3 * 3600  # a UTC day, 03:00
 
 # ---- ring ----
 
+def cols(r, t=0, fields=None, newest=None):
+    """Ring.stream(t, fields) as {name: [values]}; `newest`: only the last so many."""
+    out = {k: list(v) for k, v in r.stream(t, fields)}
+    if newest is not None:
+        out = {k: v[len(v) - newest:] if newest else [] for k, v in out.items()}
+    return out
+
+
 def test_ring_wraps_and_keeps_the_newest():
     r = Ring(10)
-    assert len(r) == 0 and r.latest() is None and r.items() == {f: [] for f in FIELDS}
+    assert len(r) == 0 and r.latest() is None and cols(r) == {f: [] for f in FIELDS}
     for i in range(25):
         r.push({'time': T0 + i, 'p_in': 100 + i, 'p_out': 0, 'u_l1': 230.1, 'i_l1': 1.23,
                 'freq': 49.987, 'p_in_l1': 100 + i})
@@ -35,32 +43,33 @@ def test_ring_wraps_and_keeps_the_newest():
     assert r.latest()['u_l1'] == pytest.approx(230.1) and r.latest()['freq'] == pytest.approx(49.987)
     assert r.latest()['i_l1'] == pytest.approx(1.23)
     assert 'u_l2' not in r.latest(), 'missing values stay missing'
-    cols = r.items()
-    assert cols['time'] == [T0 + i for i in range(15, 25)]
-    assert cols['p_in'] == [100 + i for i in range(15, 25)]
-    assert cols['u_l2'] == [None] * 10
-    three = r.items(3, fields=('p_in',))
+    every = cols(r)
+    assert every['time'] == [T0 + i for i in range(15, 25)]
+    assert every['p_in'] == [100 + i for i in range(15, 25)]
+    assert every['u_l2'] == [None] * 10
+    three = cols(r, fields=('p_in',), newest=3)
     assert set(three) == {'time', 'p_in'} and three['time'] == [T0 + 22, T0 + 23, T0 + 24]
-    assert r.since(T0 + 21)['time'] == [T0 + 22, T0 + 23, T0 + 24]
-    assert r.since(T0 + 24)['time'] == [] and r.items(0)['time'] == []
-    assert r.items(100)['time'] == cols['time']
+    assert cols(r, T0 + 21)['time'] == [T0 + 22, T0 + 23, T0 + 24]
+    assert cols(r, T0 + 24)['time'] == []
     r.clear()
     assert len(r) == 0
 
 
-def test_ring_stream_matches_items_and_since():
+def test_ring_stream_not_full_full_and_wrapped():
     r = Ring(10, fields=('p_in', 'u_l1'))
-    streamed = lambda t=0, f=None: {k: list(v) for k, v in r.stream(t, f)}
-    assert streamed() == r.items() == {'time': [], 'p_in': [], 'u_l1': []}
+    assert cols(r) == {'time': [], 'p_in': [], 'u_l1': []}
     for n in (3, 10, 17):                   # not full, exactly full, wrapped
         r.clear()
         for i in range(n):
             r.push({'time': T0 + i, 'p_in': 100 + i, 'u_l1': None if i % 4 else 230.5})
-        assert streamed() == r.items()
-        for t in (0, T0 - 1, T0 + n - 3, T0 + n - 1, T0 + n + 5):
-            assert streamed(t, ('p_in',)) == (r.since(t, ('p_in',)) if t else
-                                              r.items(None, ('p_in',)))
-    assert streamed(T0 + 14)['time'] == [T0 + 15, T0 + 16]
+        kept = range(max(0, n - 10), n)
+        assert cols(r) == {'time': [T0 + i for i in kept], 'p_in': [100 + i for i in kept],
+                           'u_l1': [None if i % 4 else 230.5 for i in kept]}
+        for t in (T0 - 1, T0 + n - 3, T0 + n - 1, T0 + n + 5):
+            after = [i for i in kept if T0 + i > t]
+            assert cols(r, t, ('p_in',)) == {'time': [T0 + i for i in after],
+                                             'p_in': [100 + i for i in after]}
+    assert cols(r, T0 + 14)['time'] == [T0 + 15, T0 + 16]
 
 
 def test_ring_memory_and_saturation():
@@ -82,11 +91,10 @@ def test_ring_keeps_only_the_chosen_fields():
         r.push({'time': T0 + i, 'p_in': 100000 + i, 'p_out': i % 3 or None, 'u_l1': 230.1})
     assert len(r) == 300
     assert r.latest() == {'time': T0 + 399, 'p_in': 100399}
-    cols = r.items(5, ('p_in', 'p_out', 'u_l1'))
-    assert cols == {'time': [T0 + 395 + k for k in range(5)],
+    assert cols(r, 0, ('p_in', 'p_out', 'u_l1'), newest=5) == {'time': [T0 + 395 + k for k in range(5)],
                     'p_in': [100395 + k for k in range(5)],
                     'p_out': [2, None, 1, 2, None]}
-    assert r.since(T0 + 397, ('p_in',)) == {'time': [T0 + 398, T0 + 399], 'p_in': [100398, 100399]}
+    assert cols(r, T0 + 397, ('p_in',)) == {'time': [T0 + 398, T0 + 399], 'p_in': [100398, 100399]}
 
 
 # ---- history: a brute-force reference ----

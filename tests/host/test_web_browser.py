@@ -97,8 +97,9 @@ def server():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope='module')
-def browser():
+def new_chrome():
+    """A headless Chromium driven by selenium, with a fresh profile, 1280x900: (driver,
+    profile dir). The caller quits it and removes the dir."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
@@ -112,6 +113,12 @@ def browser():
     drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
     drv.set_window_size(1280, 900)
     os.makedirs(SHOTS, exist_ok=True)
+    return drv, prof
+
+
+@pytest.fixture(scope='module')
+def browser():
+    drv, prof = new_chrome()
     yield drv
     drv.quit()
     shutil.rmtree(prof, ignore_errors=True)

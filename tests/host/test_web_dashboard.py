@@ -6,12 +6,13 @@
 # Screenshots go to artifacts/screenshots/.
 import datetime
 import os
+import shutil
 import time
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from test_web_browser import CHROMIUM, DRIVER, SHOTS, shot, wait
+from test_web_browser import CHROMIUM, DRIVER, new_chrome, shot, wait
 from test_web_security import Running
 from web_helpers import PASSWORD
 
@@ -72,20 +73,8 @@ def running(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def browser(running):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    import tempfile
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    prof = tempfile.mkdtemp()
-    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-background-networking', '--disable-dev-shm-usage',
-              '--user-data-dir=' + prof):
-        opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    drv.set_window_size(1280, 900)
-    os.makedirs(SHOTS, exist_ok=True)
+    drv, prof = new_chrome()
     drv.execute_cdp_cmd('Emulation.setLocaleOverride', {'locale': 'de-DE'})   # dates in its format
     drv.get('http://127.0.0.1:%d/' % running.port)
     wait(lambda: '/login' in drv.current_url, what='redirect to login')
@@ -94,6 +83,7 @@ def browser(running):
     wait(lambda: drv.find_element(By.ID, 'link').text == 'ok', 30, 'link ok')
     yield drv
     drv.quit()
+    shutil.rmtree(prof, ignore_errors=True)
 
 
 def energy(browser, view, older=0):
@@ -237,17 +227,9 @@ def test_csv_export_links(running, browser):
 
 
 def test_public_dashboard_shows_only_itself_and_a_login_link(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    import tempfile
     r = Running(str(tmp_path), public_dashboard=True)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-dev-shm-usage', '--user-data-dir=' + tempfile.mkdtemp()):
-        opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv, prof = new_chrome()
     try:
         drv.get('http://127.0.0.1:%d/' % r.port)
         wait(lambda: drv.find_element(By.ID, 'p_in').text.strip('-'), 20, 'power value')
@@ -258,4 +240,5 @@ def test_public_dashboard_shows_only_itself_and_a_login_link(tmp_path):
         assert not drv.find_element(By.ID, 'logout').is_displayed()    # nobody to log out
     finally:
         drv.quit()
+        shutil.rmtree(prof, ignore_errors=True)
         r.stop()

@@ -7,16 +7,14 @@ import os
 
 import pytest
 
-from mqtt_broker import Broker
 import time
 
 from test_web_browser import CHROMIUM, DRIVER, SHOTS, browser, wait   # noqa: F401
-from test_web_nettest import StandInNetwork, StandInWLAN, WANT
+from test_web_nettest import MQTT_PW, StandInNetwork, StandInWLAN, WANT, broker  # noqa: F401
 from test_web_security import Running, PASSWORD
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)),
                                 reason='chromium / chromedriver not installed')
-MQTT_PW = 'broker-secret-88'
 
 
 def shot(drv, name, el, sizes=((390, 844), (1280, 900))):
@@ -37,13 +35,6 @@ def app(tmp_path_factory):
     r = Running(str(tmp_path_factory.mktemp('app')))
     yield r
     r.stop()
-
-
-@pytest.fixture(scope='module')
-def broker():
-    b = Broker(users={'mep': MQTT_PW}).start()
-    yield b
-    b.close()
 
 
 def open_settings(app, drv):

@@ -3,11 +3,12 @@
 # desktop and phone widths. Screenshots go to artifacts/screenshots/.
 import json
 import os
+import shutil
 import urllib.request
 
 import pytest
 
-from test_web_browser import CHROMIUM, DRIVER, SHOTS, shot, wait
+from test_web_browser import CHROMIUM, DRIVER, new_chrome, shot, wait
 from test_web_security import Running
 from web_helpers import PASSWORD
 
@@ -26,19 +27,9 @@ def running(tmp_path_factory):
 
 
 def test_status_page_in_words(running):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    import tempfile
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ('--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
-              '--disable-dev-shm-usage', '--user-data-dir=' + tempfile.mkdtemp()):
-        opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    drv, prof = new_chrome()
     try:
-        drv.set_window_size(1280, 900)
-        os.makedirs(SHOTS, exist_ok=True)
         base = 'http://127.0.0.1:%d' % running.port
         drv.get(base + '/status')
         wait(lambda: '/login' in drv.current_url, what='redirect to login')
@@ -83,3 +74,4 @@ def test_status_page_in_words(running):
         assert drv.execute_script('return document.documentElement.scrollWidth') <= 390
     finally:
         drv.quit()
+        shutil.rmtree(prof, ignore_errors=True)
