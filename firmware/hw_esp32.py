@@ -1,9 +1,10 @@
 # The real hardware of an ESP32 / ESP32-C3 board profile (imported on the device only).
 #
 # The MEP port polls the UART instead of wrapping it in asyncio.StreamReader, every 4 ms
-# inside a frame and every 16 ms otherwise (the link sets poll_ms), and the link sleeps
+# inside a frame, every 16 ms while an answer is due and every 100 ms otherwise (the link
+# sets poll_ms). The link sleeps through an answer whose size and turnaround it knows and
 # through the wire time of a frame's known rest: at 9600 Bd a byte takes ~1 ms and the 1 KB
-# RX ring buffer holds ~1 s, so this loses nothing and wakes a few times a frame. A read
+# RX ring buffer holds ~1 s, so this loses nothing and wakes about once a frame. A read
 # with a timeout stays a plain loop (no wait_for task to create and cancel on every call, so
 # no heap churn and no data lost to a cancellation), and it behaves the same as the host
 # port in hw_host.py.

@@ -80,7 +80,19 @@ class _Bounded:
         self.s = s
         self.t = timeout
         self.rx = ticks_ms()
+        self.held = None            # writes collected between hold() and flush()
         self.settimeout(timeout)
+
+    def hold(self):
+        """Collect the writes of one packet (umqtt writes a PUBLISH in four pieces) and send
+        them in one call at flush(): one system call, one TCP segment."""
+        self.held = []
+
+    def flush(self):
+        parts = self.held
+        self.held = None
+        if parts:
+            self.write(parts[0] if len(parts) == 1 else b''.join(parts))
 
     def settimeout(self, t):
         try:
@@ -120,6 +132,9 @@ class _Bounded:
     def write(self, buf, n=None):
         if n is not None:
             buf = buf[:n]
+        if self.held is not None:
+            self.held.append(buf.encode() if isinstance(buf, str) else bytes(buf))
+            return len(buf)
         if MICROPYTHON:
             return self.s.write(buf)
         try:
@@ -414,8 +429,16 @@ class Mqtt:
         self._close()
 
     def _send(self, topic, payload, retain=False):
-        self.c.publish(topic, payload, retain=retain)
-        self.c.sock.settimeout(self.io_timeout)
+        # a QoS 0 PUBLISH only writes (no read, no change of the socket's mode): the pieces
+        # go out together
+        b = self.c.sock
+        b.hold()
+        try:
+            self.c.publish(topic, payload, retain=retain)
+        except BaseException:
+            b.held = None
+            raise
+        b.flush()
         self.published += 1
 
     def _step(self):

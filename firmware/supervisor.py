@@ -13,6 +13,7 @@ from compat import ticks_ms, ticks_diff, sleep_ms, mem_free, mem_alloc, asyncio,
 REASON = 'reboot_reason.json'
 ALLOWANCE_MS = {'link': 90000, 'web': 60000, 'mqtt': 180000}
 LOW_HEAP = 24 * 1024  # collect when less than this is free
+MEM_EVERY = 5  # the heap is looked at every this many passes
 GOOD_AFTER_MS = 60000  # then safemode.mark_good(): crash counter cleared, OTA trial kept
 
 
@@ -32,6 +33,7 @@ class Supervisor:
         self.hung = None
         self.good = False
         self.collections = 0
+        self._passes = 0
         self.last_reboot = self._last_reboot()
 
     def _last_reboot(self):
@@ -80,7 +82,10 @@ class Supervisor:
                 safemode.mark_good(self.fs)
                 safemode = None
                 unload('safemode', 'ota')
-        free = mem_free()
+        self._passes += 1
+        if self._passes % MEM_EVERY:
+            return None
+        free = mem_free()           # it walks the whole heap: not on every pass
         if free is not None and free < LOW_HEAP:
             gc.collect()
             self.collections += 1

@@ -4,7 +4,7 @@
     python -m tools.bench_cpu --micropython ./micropython32 --lib DIR   (umqtt/simple.py in DIR)
 
 Three runs of firmware/app.py, unchanged and compiled to .mpy as for the board, each measured
-from the process's own CPU time (utime + stime in /proc) after a warm-up:
+from the process's own CPU time after a warm-up:
 
   reading   fast mode, MQTT on (a local mosquitto): ms of CPU per reading
   /api/now  normal polling, MQTT on, the web UI asked /api/now back to back: ms of CPU per
@@ -13,8 +13,10 @@ from the process's own CPU time (utime + stime in /proc) after a warm-up:
 
 Prints the numbers; passes no verdict (no timed tests). The unix port runs about 100 to 200
 times faster than MicroPython on a 240 MHz ESP32, so 1 ms here is in the order of 0.1 to 0.2 s
-there. The MEP port is polled as on the device (mep/engine.py Engine.poll_ms: every 4 to 48 ms);
-that polling is in every figure, most visibly in 'idle'.
+there. The MEP port is looked at as on the device (mep/engine.py: Engine.expect_ms sleeps
+through an answer whose size and turnaround are known, Engine.poll_ms polls every 4 to 100 ms,
+250 ms without a key); that polling is in every figure, most visibly in 'idle'. CPU comes from
+/proc/PID/schedstat (nanoseconds); wake-ups are the process's voluntary context switches.
 """
 import argparse
 import os
@@ -36,10 +38,26 @@ TICK = os.sysconf('SC_CLK_TCK')
 
 
 def cpu_s(pid):
-    """utime + stime of a process, in seconds (resolution 1/SC_CLK_TCK)."""
+    """CPU time of a process in seconds: from /proc/PID/schedstat (nanoseconds) where the
+    kernel keeps it, else utime + stime from /proc/PID/stat (resolution 1/SC_CLK_TCK)."""
+    try:
+        with open('/proc/%d/schedstat' % pid) as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     with open('/proc/%d/stat' % pid) as f:
         fields = f.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def wakes(pid):
+    """Times the process went to sleep and was woken (voluntary context switches): each
+    is a pass of the event loop after a wait."""
+    with open('/proc/%d/status' % pid) as f:
+        for line in f:
+            if line.startswith('voluntary_ctxt_switches'):
+                return int(line.split()[1])
+    return 0
 
 
 class Run:
@@ -141,7 +159,7 @@ def main(argv=None):
     results = []
     try:
         tree = os.path.join(work, 'fw')
-        bh.build_tree(tree, bh.mpy_cross_cmd(args.mpy_cross), False)
+        bh.build_tree(tree, bh.mpy_cross_cmd(args.mpy_cross), False, arch=bh.mpy_arch(exe))
         broker, mqtt_port, why = bh.start_broker(work)
         if broker is None:
             raise SystemExit('MQTT: %s' % why)
@@ -152,18 +170,20 @@ def main(argv=None):
         try:
             if not r.wait(lambda: r.readings() >= 20, 120):
                 raise SystemExit('fast: no readings:\n  ' + '\n  '.join(r.out.tail))
-            c0, n0, t0 = cpu_s(r.proc.pid), r.readings(), time.time()
+            n0, t0 = r.readings(), time.time()
+            c0, w0 = cpu_s(r.proc.pid), wakes(r.proc.pid)
             time.sleep(args.seconds)
-            c1, n1, t1 = cpu_s(r.proc.pid), r.readings(), time.time()
+            c1, w1 = cpu_s(r.proc.pid), wakes(r.proc.pid)
+            n1, t1 = r.readings(), time.time()
         finally:
             r.close()
         n = max(1, n1 - n0)
         fast = (c1 - c0, t1 - t0, n)
         results.append(('reading (fast mode, MQTT on)', '%.2f ms CPU per reading'
                         % (1000 * (c1 - c0) / n),
-                        '%d readings in %.1f s (%.1f/s), %.1f %% of one core'
-                        % (n1 - n0, t1 - t0, (n1 - n0) / (t1 - t0),
-                           100 * (c1 - c0) / (t1 - t0))))
+                        '%d readings in %.1f s (%.1f/s), %.2f %% of one core, %.1f wake-ups '
+                        'per reading' % (n1 - n0, t1 - t0, (n1 - n0) / (t1 - t0),
+                                         100 * (c1 - c0) / (t1 - t0), (w1 - w0) / n)))
 
         # 2. normal polling, MQTT on: CPU per /api/now
         r = Run(exe, tree, libs, work, 'now', {'fast_mode': False}, mqtt_port, heap)
@@ -189,14 +209,14 @@ def main(argv=None):
         r = Run(exe, tree, libs, work, 'idle', {'mbk': ''}, mqtt_port, heap)
         try:
             time.sleep(3)
-            c0, t0 = cpu_s(r.proc.pid), time.time()
+            c0, t0, w0 = cpu_s(r.proc.pid), time.time(), wakes(r.proc.pid)
             time.sleep(args.seconds)
-            c1, t1 = cpu_s(r.proc.pid), time.time()
+            c1, t1, w1 = cpu_s(r.proc.pid), time.time(), wakes(r.proc.pid)
         finally:
             r.close()
         results.append(('idle (no MBK, MQTT connected)', '%.2f ms CPU per second'
-                        % (1000 * (c1 - c0) / (t1 - t0)), '%.2f %% of one core'
-                        % (100 * (c1 - c0) / (t1 - t0))))
+                        % (1000 * (c1 - c0) / (t1 - t0)), '%.2f %% of one core, %.1f wake-ups '
+                        'per second' % (100 * (c1 - c0) / (t1 - t0), (w1 - w0) / (t1 - t0))))
         idle = (c1 - c0) / (t1 - t0)
         results.append(('reading above idle', '%.2f ms CPU per reading'
                         % (1000 * (fast[0] - idle * fast[1]) / fast[2]),
@@ -209,8 +229,9 @@ def main(argv=None):
     print()
     for name, value, note in results:
         print('%-36s %-28s (%s)' % (name, value, note))
-    print('(CPU from /proc, resolution %d ms; the unix port is ~100-200x faster than an '
-          'ESP32 at 240 MHz)' % (1000 // TICK))
+    print('(CPU from /proc; the unix port is ~100-200x faster than an ESP32 at 240 MHz. A '
+          'wake-up after a wait costs the process some 30-150 us here, most of it outside '
+          'the app)')
     return 0
 
 

@@ -13,6 +13,7 @@ from mep.frames import MAX_STATUS
 
 SAMPLES = const(64)          # turnaround samples kept (the newest)
 MIN_SAMPLES = const(3)       # before this many, the turnaround counts as unknown
+REFRESH = const(8)           # p95 computed again after this many new samples
 TRACE = const(64)            # exchanges kept in the trace
 _REQ = const(26)             # request bytes kept per exchange (a procedure call is ~30)
 _RESP = const(44)            # response bytes kept: the first 36 and the 8-byte trailer
@@ -32,7 +33,8 @@ class Diag:
         self.turn = array('H', [0] * SAMPLES)
         self.n_turn = 0              # samples ever taken
         self.max_turn = 0
-        self._p95 = (0, None)        # (n_turn it was computed at, value)
+        self._at = -1                # n_turn the cached p50/p95 were computed at
+        self._p95 = None
         self.max_gap = 0             # longest pause seen inside a frame
         self.status = array('H', [0] * (MAX_STATUS + 2))    # last slot: unknown
         self.trace = bytearray(TRACE * _REC)
@@ -87,12 +89,18 @@ class Diag:
             s = sorted(self.turn[:n])
         return s[min(n - 1, (n * p) // 100)]
 
+    def _cache(self):
+        # the link asks before every transmission: the samples are sorted again only after
+        # REFRESH new ones (while fewer than SAMPLES, after every one)
+        n = self.n_turn
+        if n != self._at and (n - self._at >= REFRESH or n < SAMPLES):
+            self._at = n
+            self._p95 = self.percentile(95)
+
     def p95(self):
-        """percentile(95), sorted again only after a new sample: the link asks before
-        every transmission."""
-        if self._p95[0] != self.n_turn:
-            self._p95 = (self.n_turn, self.percentile(95))
-        return self._p95[1]
+        """percentile(95), kept up to date within REFRESH samples."""
+        self._cache()
+        return self._p95
 
     def summary(self):
         hist = {}

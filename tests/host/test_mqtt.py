@@ -815,3 +815,41 @@ async def test_period_energy_topic(broker, subs, tmp_path):
     late = new_sub(subs, broker.port, 'mep/dev1/period')     # retained
     assert await late.wait(lambda: late.msgs)
     assert json.loads(late.msgs[-1][1]) == d
+
+
+class _CountingSock:
+    """A connected socket as the CPython side of mqtt._Bounded sees it: records each send."""
+
+    def __init__(self):
+        self.sent = []
+
+    def settimeout(self, t):
+        pass
+
+    def sendall(self, data):
+        self.sent.append(bytes(data))
+
+
+def test_a_publish_leaves_in_one_write():
+    # umqtt writes a PUBLISH in pieces (micropython-lib's: fixed header, topic length,
+    # topic, payload): each was a system call and a TCP segment of its own
+    from umqtt.simple import MQTTClient
+    s = _CountingSock()
+    m = mqtt.Mqtt(make_cfg(1883), lambda: INFO)
+    m.c = MQTTClient('id', '127.0.0.1')
+    m.c.sock = mqtt._Bounded(s, 0.25)
+    m._send('mep/dev1/state', '{"p_in": 5}')
+    payload = b'{"p_in": 5}'
+    body = b'\x00\x0emep/dev1/state' + payload
+    assert s.sent == [bytes((0x30, len(body))) + body]
+    assert m.published == 1
+    # pieces of every kind umqtt writes, str included, keep their order
+    b = m.c.sock
+    b.hold()
+    assert b.write(bytearray(b'\x30\x05\x00'), 2) == 2
+    assert b.write('ab') == 2
+    assert s.sent[1:] == []
+    b.flush()
+    assert s.sent[1:] == [b'\x30\x05ab'] and b.held is None
+    b.write(b'direct')                      # not held: straight out
+    assert s.sent[2:] == [b'direct']

@@ -266,3 +266,32 @@ def test_the_wrong_decode_check_sees_an_engine_that_does_not_match():
     eng._response = no_drain
     b.run(60000)
     assert b.wrong, b.eng.status()['counters']
+
+
+def _sleepy_run(turnaround):
+    b = Bench(turnaround_ms=turnaround, sleepy=True)
+    assert b.run_until(lambda: len(b.readings) >= 5, 60000), b.eng.status()
+    looks0, tx0, n0 = b.looks, b.eng.c['tx'], len(b.readings)
+    b.run(60000)
+    return b, (b.looks - looks0) / (b.eng.c['tx'] - tx0), len(b.readings) - n0
+
+
+def test_driver_sleeps_through_expected_answers():
+    # Once an answer's size and the turnaround are known, the driver sleeps until the whole
+    # answer is due and finds it in one look (it used to look every 4-16 ms). A look that
+    # finds the answer complete measures only an upper bound of the turnaround: recorded,
+    # each sleep would be longer than the last. The turnaround stays the meter's and
+    # readings come as fast as with a driver that watches every byte.
+    for turnaround in (20, 300):
+        b, looks, got = _sleepy_run(turnaround)
+        ref = Bench(turnaround_ms=turnaround)
+        assert ref.run_until(lambda: len(ref.readings) >= 5, 60000)
+        n0 = len(ref.readings)
+        ref.run(60000)
+        ref_got = len(ref.readings) - n0
+        assert looks <= 1.3, (turnaround, looks)
+        assert ref.looks / max(1, ref.eng.c['tx']) >= 10       # the byte-by-byte driver
+        assert got >= 0.97 * ref_got, (turnaround, got, ref_got)
+        ta = b.eng.status()['diag']['turnaround']
+        assert turnaround - 2 <= ta['p50'] and ta['max'] <= turnaround + 5, (turnaround, ta)
+        assert b.wrong == [] and b.eng.status()['link'] == 'ok'

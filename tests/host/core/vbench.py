@@ -12,8 +12,13 @@ EPOCH = 1763700000
 
 class Bench:
     def __init__(self, key=KEY, meter_key=KEY, seed=1, fast=True, bt23_ms=1000, bt28_ms=1000,
-                 settings=None, turnaround_ms=20):
+                 settings=None, turnaround_ms=20, sleepy=False):
         self.t = 0
+        # sleepy: as mep/link.py, the driver sleeps through an answer it can expect
+        # (Engine.expect_ms) and finds the bytes collected in the port's buffer
+        self.sleepy = sleepy
+        self.wake_at = None
+        self.looks = 0                 # on_bytes calls: the driver found bytes
         self.meter = Meter(key=meter_key, seed=seed, turnaround_ms=turnaround_ms,
                            start_epoch=EPOCH)
         self.eng = Engine(key, settings or Settings(), wall=self.wall)
@@ -59,21 +64,31 @@ class Bench:
         eng = self.eng
         meter = self.meter
         while self.t < end:
-            self.poller.step(self.t)
-            self._actions(eng.step(self.t))
+            asleep = self.wake_at is not None and self.t < self.wake_at
+            if not asleep:
+                self.wake_at = None
+                self.poller.step(self.t)
+                self._actions(eng.step(self.t))
             while self.inflight and self.inflight[0][0] <= self.t:
                 at, data = self.inflight.pop(0)
                 meter.rx(data, at)
-            data = meter.tx(self.t)
+            data = None if asleep else meter.tx(self.t)
             if data and self.line_up():
+                self.looks += 1
                 eng.on_bytes(data, self.t)
                 self.poller.step(self.t)          # as the link's loop does: hooks, then step
                 self._actions(eng.step(self.t))
+            if self.sleepy and not asleep:
+                pre = eng.expect_ms(self.t)
+                if pre:
+                    self.wake_at = self.t + pre
             if until is not None and until():
                 return True
             # next event: engine timer, meter byte, request arrival (at least 1 ms on)
             nxt = self.t + max(1, eng.wait_ms(self.t))
             m = meter.next_tx_ms()
+            if self.wake_at is not None:
+                m = self.wake_at                  # the bytes wait in the port's buffer
             if m is not None and m < nxt:
                 nxt = m
             if self.inflight and self.inflight[0][0] < nxt:
