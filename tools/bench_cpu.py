@@ -159,7 +159,7 @@ def main(argv=None):
     results = []
     try:
         tree = os.path.join(work, 'fw')
-        bh.build_tree(tree, bh.mpy_cross_cmd(args.mpy_cross), False, arch=bh.mpy_arch(exe))
+        bh.build_tree(tree, bh.mpy_cross_cmd(args.mpy_cross), False)
         broker, mqtt_port, why = bh.start_broker(work)
         if broker is None:
             raise SystemExit('MQTT: %s' % why)

@@ -215,24 +215,8 @@ def find_umqtt(libs):
     return None
 
 
-MPY_ARCH_NAMES = {1: 'x86', 2: 'x64', 10: 'xtensawin', 11: 'rv32imc'}  # _mpy >> 10
-
-
-def mpy_arch(micropython):
-    """The mpy-cross -march name of a MicroPython binary's native code (None: unknown)."""
-    r = subprocess.run([micropython, '-c', 'import sys; print(sys.implementation._mpy >> 10)'],
-                       capture_output=True, text=True, timeout=60)
-    try:
-        return MPY_ARCH_NAMES.get(int(r.stdout.strip()))
-    except ValueError:
-        return None
-
-
-def build_tree(out, mpy_cross, source, overlay=None, arch=None):
-    """firmware/ (and microdot) into `out`, compiled to .mpy unless `source`; arch: the
-    -march of the MicroPython that runs it (native code, as tools/flash.py builds for a
-    board), None: bytecode only, the files that need native code left out."""
-    from tools.flash import NATIVE
+def build_tree(out, mpy_cross, source, overlay=None):
+    """firmware/ (and microdot) into `out`, compiled to .mpy unless `source`."""
     errors = []
     overlay = os.path.abspath(overlay) if overlay else None
 
@@ -242,10 +226,7 @@ def build_tree(out, mpy_cross, source, overlay=None, arch=None):
         if source or not rel.endswith('.py') or rel in ('boot.py', 'main.py'):
             shutil.copyfile(src, dest)
             return
-        if rel in NATIVE and not arch:
-            return
-        march = ['-march=' + arch] if arch else []
-        r = subprocess.run(mpy_cross + march + ['-s', rel, '-o', dest[:-3] + '.mpy', src],
+        r = subprocess.run(mpy_cross + ['-s', rel, '-o', dest[:-3] + '.mpy', src],
                            capture_output=True, text=True)
         if r.returncode != 0:
             errors.append('%s: %s' % (rel, (r.stderr or r.stdout).strip()))
@@ -566,7 +547,7 @@ def main(argv=None):
         data = os.path.join(work, 'data')
         os.makedirs(data)
         build_tree(tree, None if args.source else mpy_cross_cmd(args.mpy_cross), args.source,
-                   args.overlay, mpy_arch(micropython))
+                   args.overlay)
         libs = [os.path.abspath(d) for d in args.lib] + \
             [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
             [os.path.expanduser('~/.micropython/lib'), '/usr/lib/micropython']

@@ -54,9 +54,6 @@ BUILD=build-mep32
 if [ -n "${FROZEN_MANIFEST:-}" ]; then
     BUILD=build-mep32-frozen
     extra+=(FROZEN_MANIFEST="$(cd "$(dirname "$FROZEN_MANIFEST")" && pwd)/$(basename "$FROZEN_MANIFEST")")
-    # native code (mep/digest_viper.py) is frozen for this port's architecture, as the esp32
-    # port freezes it for xtensawin / rv32imc
-    extra+=(MPY_CROSS_FLAGS=-march=x86)
 fi
 
 make -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null

@@ -56,7 +56,6 @@ KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB (ESP32-C3)',
              (0x10C4, 0xEA60): 'Silicon Labs CP210x', (0x1A86, 0x7523): 'WCH CH340',
              (0x0403, 0x6001): 'FTDI FT232R'}
 AS_SOURCE = ('boot.py', 'main.py')
-NATIVE = ('mep/digest_viper.py',)   # native code: built with -march, left out without one
 HOST_ONLY = ('hw_host.py',)          # plus any file whose first line starts with HOST_MARK
 HOST_MARK = '# host-only'
 SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim', 'src', 'node_modules')
@@ -410,8 +409,6 @@ def firmware_files(chip=None):
             if not (host and rel in HOST_ONLY) and (
                     name in HOST_ONLY or (name.endswith('.py') and _host_only(src))):
                 continue
-            if rel in NATIVE and not ARCH.get(chip):
-                continue                # bytecode-only build: mep/digest.py's fallback runs
             out.append((rel, src))
     return out
 

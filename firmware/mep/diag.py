@@ -33,7 +33,7 @@ class Diag:
         self.turn = array('H', [0] * SAMPLES)
         self.n_turn = 0              # samples ever taken
         self.max_turn = 0
-        self._at = -1                # n_turn the cached p50/p95 were computed at
+        self._at = -1                # n_turn the cached p95 was computed at
         self._p95 = None
         self.max_gap = 0             # longest pause seen inside a frame
         self.status = array('H', [0] * (MAX_STATUS + 2))    # last slot: unknown
@@ -89,17 +89,14 @@ class Diag:
             s = sorted(self.turn[:n])
         return s[min(n - 1, (n * p) // 100)]
 
-    def _cache(self):
-        # the link asks before every transmission: the samples are sorted again only after
-        # REFRESH new ones (while fewer than SAMPLES, after every one)
+    def p95(self):
+        """percentile(95), kept up to date within REFRESH samples: the link asks before
+        every transmission, the samples are sorted again only after REFRESH new ones (while
+        fewer than SAMPLES, after every one)."""
         n = self.n_turn
         if n != self._at and (n - self._at >= REFRESH or n < SAMPLES):
             self._at = n
             self._p95 = self.percentile(95)
-
-    def p95(self):
-        """percentile(95), kept up to date within REFRESH samples."""
-        self._cache()
         return self._p95
 
     def summary(self):

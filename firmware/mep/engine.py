@@ -96,8 +96,8 @@ class Engine:
         self._last_rx = 0
         self._rx_start = 0          # when the bytes now in the decoder began
         self._rx_n = 0              # bytes received since then, after the first one
-        self._first = False         # the chunk being decoded began a frame
-        self._slept = False         # the driver slept through the answer (expect_ms)
+        self._wake = None           # when the driver's sleep through an answer ends
+        self._woke = False          # the chunk being decoded is the look after that sleep
         self._turn_est = None       # turnaround the next sleep assumes (ms)
         self._up_since = 0          # end of the last power-up
         self._silence = self.s.silence_ms
@@ -146,7 +146,10 @@ class Engine:
             # (the driver may look late, e.g. after sleeping through the expected answer)
             self._rx_n = len(data) - 1  # bytes after the first one (their wire time counts)
             self._rx_start = now - int(self._rx_n * self.s.byte_ms)
-            self._first = True          # until this chunk is decoded
+            # the look right after sleeping through the expected answer (expect_ms), not a
+            # later poll: what it finds complete came some time before (until decoded)
+            w = self._wake
+            self._woke = w is not None and now - w < self.s.poll_wait_ms
             if self.state == WAIT_FIRST and self.job:
                 f = self.job.frame
                 if len(data) >= 3 and data[:3] == f[:3]:
@@ -158,7 +161,7 @@ class Engine:
         waiting = self.state != IDLE
         for ev in dec.feed(data):
             self._event(ev, now)
-        self._first = False
+        self._woke = False
         self.c['resyncs'] += dec.resyncs - before
         if self._rx_n and waiting and not dec.pending():
             # the frame took longer than its bytes' wire time: the pauses inside it
@@ -230,6 +233,7 @@ class Engine:
         whole of it is due, from the turnaround measured last and the answer's size when
         both are known (a full read of a table whose size was learnt, a partial read). One
         look then usually finds the complete answer. 0 when unknown or already arriving."""
+        self._wake = None
         job = self.job
         if self.state != WAIT_FIRST or job is None or self.decoder.pending() or \
                 job.attempts != 1 or job.info is None:
@@ -246,22 +250,23 @@ class Engine:
             return 0
         t = min(job.tx_end + turn + int((n + RESP_EXTRA) * self.s.byte_ms) - now,
                 self.deadline - now)
-        self._slept = t > 0
-        return max(0, t)
+        if t <= 0:
+            return 0
+        self._wake = now + t
+        return t
 
     def _turnaround(self, turn):
-        # A frame complete at the first look after sleeping through it came some time
-        # before: the measured turnaround is only an upper bound (recorded, it would make
-        # the next sleep longer still). The estimate is then moved 2 ms earlier, so a look
-        # now and then sees the answer arriving and measures it exactly.
-        if self._slept and self._first:
+        # A frame complete at the look after sleeping through it came some time before:
+        # the measured turnaround is only an upper bound (recorded, it would make the next
+        # sleep longer still). The estimate is then moved 1 ms earlier, so a look now and
+        # then sees the answer arriving and measures it exactly.
+        if self._woke:
             if self._turn_est is not None:     # may go below 0: a port whose request
                 # bytes reach the meter faster than the wire time (a simulator over TCP)
                 self._turn_est = max(-self.s.first_timeout_ms, self._turn_est - 1)
         else:
             self._turn_est = turn + 3           # a little late beats a second look
             self.diag.turnaround(turn)
-        self._slept = False
 
     def rest_ms(self):
         """The wire time of the rest of the frame being received (its LEN says how much is
