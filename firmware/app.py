@@ -105,7 +105,7 @@ class App:
                              on_command=self._command, sys_fn=self._mqtt_sys,
                              periods=Periods(self.config, join(self.data_dir, 'periods.json')))
             self.poller.on_reading(self.mqtt.publish_reading)
-            self.link.engine.on_frame = self._raw
+            self._raw_hook()
         except ImportError as e:
             self.log('mqtt unavailable: %r' % (e,))
         try:
@@ -132,10 +132,12 @@ class App:
             d['url'] = 'http://127.0.0.1:%d/' % self.http_port
         return d
 
+    def _raw_hook(self):
+        # every frame passes the hook: it is set only while raw frames are published
+        self.link.engine.on_frame = self._raw if self.config['mqtt_raw'] else None
+
     def _raw(self, direction, data):
-        m = self.mqtt
-        if m is not None and self.config['mqtt_raw']:
-            m.raw(direction, ''.join('%02x' % b for b in data))
+        self.mqtt.raw(direction, ''.join('%02x' % b for b in data))
 
     def _command(self, message):
         from mep.jobs import Job, PRIO_USER
@@ -210,6 +212,8 @@ class App:
             self.link.engine.set_key(self._key())
         self.poller.configure(c['poll_bt23_ms'], c['poll_bt28_ms'], c['fast_mode'])
         if self.mqtt is not None:
+            if 'mqtt_raw' in changed:
+                self._raw_hook()
             for k in changed:
                 if k[:5] == 'mqtt_' or k[:3] == 'ha_' or k in ('hostname', 'device_name'):
                     self.mqtt.reconfigure()

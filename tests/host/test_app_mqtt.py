@@ -112,3 +112,57 @@ def test_last_will_when_firmware_is_killed(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         sub.close()
         broker.close()
+
+
+def test_raw_frames_follow_the_setting(tmp_path):
+    # B/raw carries every MEP frame while mqtt_raw is on; the link's per-frame hook is only
+    # set then (a settings save switches it on and off without a restart)
+    from tools.mepsim import Meter
+    from tools.mepsim.serve import serve_tcp
+    import app as app_mod
+
+    broker = Broker()
+    broker.start()
+    sub = Subscriber(broker.port)
+    write_config(str(tmp_path), mqtt_enabled=True, mqtt_host='127.0.0.1',
+                 mqtt_port=broker.port)
+    meter = Meter(key=b'ABCDEFGHIJKLMNOP')
+    seen = {}
+
+    async def scenario():
+        server = await serve_tcp(meter, '127.0.0.1', 0)
+        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
+                        http_port=0, log=lambda *x: None, supervise=False)
+        task = asyncio.create_task(a.main())
+        try:
+            assert await wait_for(lambda: sub.find(BASE + '/state'), 20), 'no state message'
+            seen['off'] = (a.link.engine.on_frame, len(sub.find(BASE + '/raw')))
+            assert a.apply_config({'mqtt_raw': True}) == {}
+            assert await wait_for(lambda: len(sub.find(BASE + '/raw')) >= 4, 20)
+            seen['on'] = a.link.engine.on_frame is not None
+            assert a.apply_config({'mqtt_raw': False}) == {}
+            seen['off_again'] = a.link.engine.on_frame
+            await asyncio.sleep(1.0)              # what was queued before has gone out
+            n = len(sub.find(BASE + '/raw'))
+            r0 = a.poller.readings
+            assert await wait_for(lambda: a.poller.readings >= r0 + 2, 20)
+            seen['after_off'] = len(sub.find(BASE + '/raw')) - n
+        finally:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+            server.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        sub.close()
+        broker.close()
+    assert seen['off'] == (None, 0)
+    assert seen['on'] is True
+    assert seen['off_again'] is None and seen['after_off'] == 0
+    msgs = sub.find(BASE + '/raw')
+    dirs = {json.loads(m[2])['dir'] for m in msgs}
+    assert dirs == {'tx', 'rx'}, dirs
