@@ -46,14 +46,17 @@ else:  # CPython: no heap figures
         return None
 
 
+# Seconds to add to time.time() for UTC unix time (MicroPython ports use 1970 too since
+# 1.22, but older ESP32 builds count from 2000); the port's epoch never changes.
+_EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
 def epoch_offset():
-    """Seconds to add to time.time() for UTC unix time (MicroPython ports use 1970 too since
-    1.22, but older ESP32 builds count from 2000)."""
-    return 946684800 if time.gmtime(0)[0] == 2000 else 0
+    return _EPOCH
 
 
 def unix_time():
-    return int(time.time()) + epoch_offset()
+    return int(time.time()) + _EPOCH
 
 import sys
 

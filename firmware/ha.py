@@ -71,14 +71,13 @@ def power_factor(r):
 
 
 def state_payload(r):
-    d = {}
-    for k in r:
-        if r[k] is not None:
-            d[k] = r[k]
+    # no copy of the reading unless a value is not known for sure (an energy): left out
+    s = json.dumps({k: v for k, v in r.items() if v is not None}
+                   if None in r.values() else r)
     pf = power_factor(r)
-    if pf is not None:
-        d['pf'] = pf
-    return json.dumps(d)
+    if pf is not None and 'pf' not in r and len(s) > 2:
+        s = '%s, "pf": %r}' % (s[:-1], pf)
+    return s
 
 
 def link_payload(status):
@@ -154,6 +153,8 @@ class Periods:
         self.st = None          # {key: [start, end, e0 or None, iso start]}
         self._prev = None       # (time, e_in) of the previous reading
         self._zkey = None
+        self._vals = None       # the settings dict zkey was taken from
+        self._win = None        # (latest start, earliest end) of the periods in st
 
     def feed(self, r):
         t = r.get('time')
@@ -162,14 +163,24 @@ class Periods:
             return
         t = int(t)
         cfg = self.cfg
-        zkey = (_opt(cfg, 'timezone'), _opt(cfg, 'tz_offset_min'), _opt(cfg, 'dst'))
         st = self.st
-        if zkey != self._zkey:
-            self._zkey = zkey
-            if st is not None:
-                st = {}
-        if st is None or len(st) < 3 or any(not (v[0] <= t < v[1]) for v in st.values()):
-            self.st = self._roll(st, t, e)
+        vals = getattr(cfg, 'values', None)     # a Config's dict is replaced at each save
+        if vals is not self._vals or not isinstance(vals, dict):
+            self._vals = vals
+            zkey = (_opt(cfg, 'timezone'), _opt(cfg, 'tz_offset_min'), _opt(cfg, 'dst'))
+            if zkey != self._zkey:
+                self._zkey = zkey
+                if st is not None:
+                    st = {}
+                    self._win = None
+        w = self._win
+        if w is None or not (w[0] <= t < w[1]):
+            st = self.st = self._roll(st, t, e)
+            # the time all periods held hold together: the next roll is due outside it
+            w = None
+            if st is not None and len(st) >= 3:
+                w = (max(v[0] for v in st.values()), min(v[1] for v in st.values()))
+            self._win = w
         self._prev = (t, e)
 
     def _roll(self, st, t, e):

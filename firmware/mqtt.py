@@ -199,7 +199,7 @@ class Mqtt:
         self.io_timeout = 0.25     # s, every send/receive
         self.connect_timeout = 5   # s, TCP connect and CONNACK (async)
         self.tls_timeout = 2       # s, the TLS handshake (it blocks the loop, at most this)
-        self.idle_ms = 200         # incoming messages are polled at least this often
+        self.idle_ms = 1000        # incoming messages are polled at least this often
         self.keepalive = KEEPALIVE # s
         self.q = []
         self.drops = self.published = self.connects = 0
@@ -222,17 +222,25 @@ class Mqtt:
         self._ping = self._poll = self._up = 0
         self._ev = asyncio.Event()
         self.running = False
+        self._settings()
+
+    def _settings(self):
+        # what every reading needs, looked up once per (re)configuration, not per reading
+        cfg = self.cfg
+        self._on = bool(_opt(cfg, 'mqtt_enabled', False)) and bool(_opt(cfg, 'mqtt_host'))
+        self._iv = int(_opt(cfg, 'mqtt_interval_s', 0) or 0) * 1000
+        dev = _opt(cfg, 'mqtt_device_id') or _opt(cfg, 'hostname') or 'mep'
+        self._base = '%s/%s' % (_opt(cfg, 'mqtt_prefix') or 'mep', dev)
 
     # ---- API for the rest of the firmware (never blocks) ----
     def base(self):
-        dev = _opt(self.cfg, 'mqtt_device_id') or _opt(self.cfg, 'hostname') or 'mep'
-        return '%s/%s' % (_opt(self.cfg, 'mqtt_prefix') or 'mep', dev)
+        return self._base
 
     def enabled(self):
-        return bool(_opt(self.cfg, 'mqtt_enabled', False)) and bool(_opt(self.cfg, 'mqtt_host'))
+        return self._on
 
     def _put(self, item):
-        if not self.enabled():
+        if not self._on:
             return
         if len(self.q) >= QMAX:
             self.q.pop(0)
@@ -241,16 +249,17 @@ class Mqtt:
         self._ev.set()
 
     def publish_reading(self, reading):
-        if not self.enabled():
+        if not self._on:
             return
         per = self.periods
         if per is not None:
             per.feed(reading)
-        iv = int(_opt(self.cfg, 'mqtt_interval_s', 0) or 0) * 1000
-        now = ticks_ms()
-        if iv and self._last_pub is not None and ticks_diff(now, self._last_pub) < iv - iv // 10:
-            return
-        self._last_pub = now
+        iv = self._iv
+        if iv:
+            now = ticks_ms()
+            if self._last_pub is not None and ticks_diff(now, self._last_pub) < iv - iv // 10:
+                return
+            self._last_pub = now
         self._put(('r', reading))
 
     def publish_link(self, status):
@@ -261,7 +270,7 @@ class Mqtt:
             self._ev.set()
 
     def raw(self, direction, hexstr):
-        if _opt(self.cfg, 'mqtt_raw', False):
+        if _opt(self.cfg, 'mqtt_raw', False):   # called only while the app's hook is set
             self._put(('m', '/raw', json.dumps({'dir': direction, 'hex': hexstr,
                                                  'ms': ticks_ms()}), False))
 
@@ -285,6 +294,7 @@ class Mqtt:
 
     def reconfigure(self):
         """Settings changed: reconnect with them, resolve again, re-announce."""
+        self._settings()
         self._addr = None
         self._cleared = False
         self._reconf = True
@@ -293,6 +303,21 @@ class Mqtt:
     # ---- the task ----
     async def run(self):
         self.running = True
+        tick = asyncio.create_task(self._tick())
+        try:
+            await self._loop()
+        finally:
+            tick.cancel()
+
+    async def _tick(self):
+        # the one timer: wakes the task for its timed work (incoming messages, keep-alive,
+        # diagnostics). Waiting on the event alone costs no task per wait (wait_for makes
+        # two), and a reading wakes the task through the event anyway.
+        while self.running:
+            await sleep_ms(min(self.idle_ms, self.keepalive * 250))
+            self._ev.set()
+
+    async def _loop(self):
         backoff = BACKOFF_MIN
         while self.running:
             if self._reconf:
@@ -300,11 +325,11 @@ class Mqtt:
                 self._close(graceful=True)
             if not self.enabled():
                 self._close(graceful=True)
-                await self._wait(1000)
+                await self._wake()
                 continue
             if self.c is None:
                 if not await self._connect():
-                    await self._wait(backoff, wake=False)
+                    await self._backoff(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             try:
@@ -314,7 +339,7 @@ class Mqtt:
                 # a connection that broke soon after it was made backs off like a failed one
                 if ticks_diff(ticks_ms(), self._up) >= STABLE_MS:
                     backoff = BACKOFF_MIN
-                await self._wait(backoff, wake=False)
+                await self._backoff(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 continue
             if ticks_diff(ticks_ms(), self._up) >= STABLE_MS:
@@ -322,19 +347,18 @@ class Mqtt:
             if busy:
                 await sleep_ms(0)
             else:
-                await self._wait(self.idle_ms)
+                await self._wake()
         self._close(graceful=True)
 
-    async def _wait(self, ms, wake=True):
-        if not wake:    # back-off: only stop() ends it early
-            t0 = ticks_ms()
-            while self.running and ticks_diff(ticks_ms(), t0) < ms:
-                await sleep_ms(min(200, ms))
-            return
-        try:
-            await asyncio.wait_for(self._ev.wait(), ms / 1000)
-        except asyncio.TimeoutError:
-            pass
+    async def _backoff(self, ms):
+        # only stop() ends it early
+        t0 = ticks_ms()
+        while self.running and ticks_diff(ticks_ms(), t0) < ms:
+            await sleep_ms(min(200, ms))
+
+    async def _wake(self):
+        # until new work, stop() or the ticker's next beat (at most idle_ms)
+        await self._ev.wait()
         self._ev.clear()
 
     def _port(self):
@@ -445,7 +469,8 @@ class Mqtt:
         """Do at most one unit of work; True if more may be pending right away."""
         c = self.c
         now = ticks_ms()
-        if ticks_diff(now, self._poll) >= self.idle_ms:   # incoming: every idle_ms, not per publish
+        # incoming: at the ticker's beat (every idle_ms, some slack for its jitter), not per publish
+        if ticks_diff(now, self._poll) >= self.idle_ms - self.idle_ms // 4:
             self._poll = now
             for _ in range(4):
                 op = c.check_msg()
@@ -454,13 +479,13 @@ class Mqtt:
                     break
             if self.c is None:
                 return False
-            ka = self.keepalive * 1000
-            if ticks_diff(now, self._ping) >= ka // 2:
-                c.ping()
-                c.sock.settimeout(self.io_timeout)
-                self._ping = now
-            if ticks_diff(now, c.sock.rx) > ka:
-                raise OSError('broker silent for %d s' % self.keepalive)
+        ka = self.keepalive * 1000
+        if ticks_diff(now, self._ping) >= ka // 2:
+            c.ping()
+            c.sock.settimeout(self.io_timeout)
+            self._ping = now
+        if ticks_diff(now, c.sock.rx) > ka:
+            raise OSError('broker silent for %d s' % self.keepalive)
         if self._announce:
             info = self.info_fn()
             if info is not None and ha.node_id(info):

@@ -2,6 +2,7 @@
 # of the status codes the meter sent and a compact trace of the last exchanges. Everything
 # is allocated once at start (fixed-size arrays), so recording never allocates.
 from array import array
+from struct import pack_into
 
 try:
     from micropython import const
@@ -64,18 +65,14 @@ class Diag:
         o = (self.n_trace % TRACE) * _REC
         self.n_trace += 1
         b = self.trace
-        t &= 0xFFFFFFFF
-        b[o] = t & 0xFF
-        b[o + 1] = (t >> 8) & 0xFF
-        b[o + 2] = (t >> 16) & 0xFF
-        b[o + 3] = t >> 24
-        ms = min(max(0, int(ms)), 0xFFFF)
-        b[o + 4] = ms & 0xFF
-        b[o + 5] = ms >> 8
-        b[o + 6] = resp[2] if resp is not None and len(resp) > 2 else _NONE
-        b[o + 7] = kind
-        _put(b, o + 8, req, o + _HEAD, _REQ)
-        _put(b, o + 10, resp, o + _HEAD + _REQ, _RESP)
+        nq = 0 if req is None else len(req)
+        nr = 0 if resp is None else len(resp)
+        pack_into('<IHBBHH', b, o, t & 0xFFFFFFFF, min(max(0, int(ms)), 0xFFFF),
+                  resp[2] if nr > 2 else _NONE, kind, nq, nr)
+        if nq:
+            _put(b, o + _HEAD, req, nq, _REQ)
+        if nr:
+            _put(b, o + _HEAD + _REQ, resp, nr, _RESP)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -135,13 +132,9 @@ class Diag:
         return out
 
 
-def _put(b, lo, data, at, room):
-    """Store len(data) at b[lo:lo+2] and what fits of data at b[at:at+room]."""
-    n = 0 if data is None else len(data)
-    b[lo] = n & 0xFF
-    b[lo + 1] = (n >> 8) & 0xFF
-    if n == 0:
-        return
+def _put(b, at, data, n, room):
+    """What fits of data (n bytes) at b[at:at+room]: all of it, or its first bytes and its
+    last 8 (the trailer)."""
     if n <= room:
         b[at:at + n] = data
     else:

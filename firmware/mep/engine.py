@@ -500,9 +500,7 @@ class Engine:
         if kind == K_DRAINED:
             self.c['drained'] += 1
         self.diag.record(now, 0, kind, None, resp.raw)
-        self.log.add({'t': self._wall(), 'kind': '-', 'desc': text, 'seq': None,
-                      'req': None, 'resp': resp.raw, 'status': resp.status, 'text': text,
-                      'ms': 0})
+        self.log.add(self._wall(), '-', text, None, None, resp.raw, resp.status, text, 0)
 
     def _alert_counts(self):
         a = self.alerts
@@ -517,9 +515,8 @@ class Engine:
         raw = resp.raw if resp else None
         self.diag.record(now, ms, job.prio, job.frame, raw)
         # 'desc': the MSG, described when the log is shown (not for every exchange)
-        self.log.add({'t': self._wall(), 'kind': PRIO_NAMES[job.prio], 'desc': job.message,
-                      'seq': job.seq, 'req': job.frame, 'resp': raw,
-                      'status': resp.status if resp else None, 'text': text, 'ms': ms})
+        self.log.add(self._wall(), PRIO_NAMES[job.prio], job.message, job.seq, job.frame, raw,
+                     resp.status if resp else None, text, ms)
 
     def _response(self, resp, now):
         job = self.job

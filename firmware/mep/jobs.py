@@ -49,6 +49,15 @@ class Job:
         else:
             raise ValueError('a job needs a message or a procedure')
 
+    def again(self):
+        """The same request as a new job (a poll's job, sent again and again, is reused:
+        no new object and no parsing per poll). Only once it has ended."""
+        self.frame = self.seq = self.response = self.error = None
+        self.sent_ms = self.tx_end = self.first_tx_end = None
+        self.attempts = self.cycles = self.resends = 0
+        self.finished = self.cancelled = False
+        return self
+
     def is_read(self):
         return self.proc is None and self.info.is_read()
 
@@ -110,22 +119,29 @@ class JobQueue:
         return out
 
 
+_LOG_KEYS = ('n', 't', 'kind', 'desc', 'seq', 'req', 'resp', 'status', 'text', 'ms')
+
+
 class ExchangeLog:
-    """The last `size` exchanges, oldest first when listed. Entries are dicts holding raw
-    bytes; rendering (hex, decoding) is left to whoever shows them."""
+    """The last `size` exchanges, oldest first when listed. An entry is kept as a tuple
+    (no dict per exchange) holding raw bytes; it becomes a dict (_LOG_KEYS) only when
+    listed, and rendering (hex, decoding) is left to whoever shows it."""
 
     def __init__(self, size=16):
         self.size = size
-        self.items = []
+        self._items = []
         self.count = 0
 
-    def add(self, entry):
+    def add(self, t, kind, desc, seq, req, resp, status, text, ms):
         self.count += 1
-        entry['n'] = self.count
-        items = self.items
+        items = self._items
         if len(items) >= self.size:
             items.pop(0)
-        items.append(entry)
+        items.append((self.count, t, kind, desc, seq, req, resp, status, text, ms))
+
+    @property
+    def items(self):
+        return [dict(zip(_LOG_KEYS, e)) for e in self._items]
 
     def since(self, n):
-        return [e for e in self.items if e['n'] > n]
+        return [dict(zip(_LOG_KEYS, e)) for e in self._items if e[0] > n]

@@ -32,15 +32,26 @@ _B28 = ((0, 'p_in', 1), (1, 'p_out', 1), (2, 'q_in', 1), (3, 'q_out', 1), (12, '
         (10, 'pf_l1', 1000), (13, 'pf_l2', 1000), (14, 'pf_l3', 1000))
 
 
+_B28_INT = tuple((i, k) for i, k, d in _B28 if d == 1)
+_B28_MILLI = tuple((i, k) for i, k, d in _B28 if d == 1000)
+_B28_TOP = max(i for i, k, d in _B28)
+
+
 def to_reading(v, energy, t, seq):
     """BT28's values (tables.bt28_values) and checked energies -> a reading dict in SI
     units. A value the meter did not send (a short BT28) is absent; an energy not known for
     sure is None."""
     n = len(v)
     r = {'time': t, 'seq': seq}
-    for i, key, div in _B28:
-        if i < n:
-            r[key] = v[i] / div if div != 1 else v[i]
+    if n > _B28_TOP:                    # all of them (every reading of a full BT28)
+        for i, key in _B28_INT:
+            r[key] = v[i]
+        for i, key in _B28_MILLI:
+            r[key] = v[i] / 1000
+    else:
+        for i, key, div in _B28:
+            if i < n:
+                r[key] = v[i] / div if div != 1 else v[i]
     e = energy or {}
     for k in range(4):
         r[READING_KEYS[k]] = e.get(ENERGY_KEYS[k])
@@ -71,6 +82,7 @@ class Poller:
         self._next28 = 0
         self._last_reading_ms = None
         self._job = None
+        self._polls = {}                # tag -> (BT21 it was made from, partial, Job)
         self._now = 0
         self._retry_ms = RETRY_FIRST_MS
         self._bt28_partial = False      # the meter refused the full read as too large
@@ -126,18 +138,32 @@ class Poller:
 
     def _send23(self, now):
         self._next23 = (now if self.fast else max(self._next23, now - self.bt23_ms)) + self.bt23_ms
-        off = tables.bt23_offset(self.tables.get('bt21'))
-        self._send(rq.partial_read(rq.BT23, 0, off + BT23_COUNT), 'bt23')
+        self._poll('bt23', False)
 
     def _send28(self, now):
         self._next28 = (now if self.fast else max(self._next28, now - self.bt28_ms)) + self.bt28_ms
         if self.fast:
             self._next23 = self._next28     # BT23 then BT28, again and again
-        if self._bt28_partial:
-            off = tables.bt28_offset(self.tables.get('bt21'))
-            self._send(rq.partial_read(rq.BT28, 0, off + 4 * tables.BT28_VALUES), 'bt28')
+        self._poll('bt28', self._bt28_partial)
+
+    def _poll(self, tag, partial):
+        # the job of the last poll of this table is sent again while its request (which
+        # depends on BT21 and on a partial BT28) stays the same
+        bt21 = self.tables.get('bt21')
+        p = self._polls.get(tag)
+        if p is not None and p[0] is bt21 and p[1] == partial:
+            job = p[2].again()
         else:
-            self._send(rq.full_read(rq.BT28), 'bt28')
+            if tag == 'bt23':
+                m = rq.partial_read(rq.BT23, 0, tables.bt23_offset(bt21) + BT23_COUNT)
+            elif partial:
+                m = rq.partial_read(rq.BT28, 0, tables.bt28_offset(bt21) + 4 * tables.BT28_VALUES)
+            else:
+                m = rq.full_read(rq.BT28)
+            job = Job(m, PRIO_POLL, self._done, tag=tag)
+            self._polls[tag] = (bt21, partial, job)
+        if self.submit(job):
+            self._job = job
 
     def _send(self, message, tag):
         job = Job(message, PRIO_POLL, self._done, tag=tag)

@@ -243,6 +243,10 @@ def test_state_payload_units_and_commands_parser():
     d = json.loads(ha.state_payload(r))
     assert d['time'] == r['time'] and d['seq'] == 1
     assert d['p_in'] == r['p_in'] and 'units' not in d
+    assert set(d) == set(r) | {'pf'} and d['pf'] == ha.power_factor(r)
+    r2 = dict(r, e_in=None, s=0)            # an energy not known for sure, no apparent power
+    d2 = json.loads(ha.state_payload(r2))
+    assert set(d2) == set(r) - {'e_in'} and d2['p_in'] == r['p_in']
     u = json.loads(ha.units_payload(r))
     assert u['p_in'] == 'W' and u['u_l1'] == 'V' and u['e_in'] == 'Wh' and u['freq'] == 'Hz'
     assert 'time' not in u and 'seq' not in u and set(u) == set(r) - {'time', 'seq'}
@@ -645,6 +649,42 @@ async def test_keepalive_pings_while_publishing_and_never_drops(broker, subs):
         assert not [l for l in logs if 'lost' in l], logs
     log = broker.read_log()
     assert log.count('Received PINGREQ from mep-dev1') >= 6, log[-2000:]
+
+
+async def test_an_idle_connection_wakes_the_task_about_once_a_second(broker, subs):
+    """Connected with nothing to send, the task runs once per idle_ms (1 s) to look for
+    incoming messages, not five times a second, and a reading still goes out at once."""
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'mep/dev1/state')
+    steps = []
+    step = m._step
+
+    def counted():
+        steps.append(time.monotonic())
+        return step()
+    m._step = counted
+    async with Running(m):
+        end = time.monotonic() + 5
+        while not m.stats()['connected'] and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.5)                # the discovery configs are out
+        n0 = len(steps)
+        await asyncio.sleep(4)
+        idle = len(steps) - n0
+        assert 3 <= idle <= 6, idle             # 200 ms polling made ~20
+    # new work wakes the task itself: with the beat 20 s away a reading still goes out
+    m = make(make_cfg(broker.port))
+    m.idle_ms = 20000
+    m.keepalive = 120
+    async with Running(m):
+        end = time.monotonic() + 5
+        while not m.stats()['connected'] and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1)
+        t0 = time.monotonic()
+        m.publish_reading(reading(1))
+        assert await s.wait(lambda: s.topics('mep/dev1/state'))
+        assert time.monotonic() - t0 < 5, 'held until the next beat'
 
 
 def _silent_server(close_at_once=False):

@@ -20,6 +20,9 @@ def track(meter, engine, poller):
     submit = engine.submit
 
     def _submit(job):
+        if getattr(job, 'tracked', False):  # a poll's job is sent again and again
+            return submit(job)
+        job.tracked = True
         done = job.done
 
         def _done(j):

@@ -3,7 +3,8 @@
 # real frames.Response objects, as the engine would.
 from mep import requests as rq
 from mep import frames
-from mep.poller import Poller, to_reading, MAX_W, REBASE_N, REBASE_MS
+from mep import tables
+from mep.poller import Poller, to_reading, MAX_W, REBASE_N, REBASE_MS, BT23_COUNT
 
 EPOCH = 1763700000
 
@@ -158,3 +159,48 @@ def test_to_reading_without_energies_has_none():
     r = to_reading([1, 2, 3], None, EPOCH, 1)
     assert r['p_in'] == 1 and r['q_in'] == 3 and 'q_out' not in r
     assert r['e_in'] is None and r['eq_out'] is None
+
+
+def test_a_polls_job_is_sent_again_as_new_until_its_request_changes():
+    r = Rig()
+    seen = []                                  # (job, its state when submitted)
+    submit = r.submit
+
+    def snap(job):
+        seen.append((job, job.finished, job.response, job.error, job.frame, job.attempts,
+                     job.resends, job.message))
+        return submit(job)
+    r.p.submit = snap
+    r.startup()
+    poll_cycle(r, 1000)
+    poll_cycle(r, 1001)
+    polls = [s for s in seen if s[0].tag in ('bt23', 'bt28')]
+    assert len(polls) == 4
+    j23, j28 = polls[0][0], polls[1][0]
+    assert j23.tag == 'bt23' and j28.tag == 'bt28'
+    assert polls[2][0] is j23 and polls[3][0] is j28           # the same objects again
+    for job, finished, resp, err, frame, attempts, resends, msg in polls:
+        assert not finished and resp is None and err is None and frame is None
+        assert attempts == 0 and resends == 0
+    off = tables.bt23_offset(r.p.tables['bt21'])
+    assert j23.message == rq.partial_read(rq.BT23, 0, off + BT23_COUNT)
+    assert j28.message == rq.full_read(rq.BT28)
+    assert len(r.readings) == 2 and r.readings[-1]['e_in'] == 1001
+    # the meter refuses the full BT28 as too large: a new job reads it in part
+    while r.jobs[-1].tag != 'bt28' or r.jobs[-1].finished:
+        r.step(500)
+        if r.jobs[-1].tag == 'bt23' and not r.jobs[-1].finished:
+            r.answer(bt23_data(1002))
+    job = r.jobs[-1]
+    job.response = frames.Response(frames.STATUS_RSTL, b'', bytes(8), b'', None)
+    job.error = 'meter answered 0x10: response too large'
+    job.finished = True
+    job.done(job)
+    poll_cycle(r, 1003)
+    p28 = [j for j in r.jobs if j.tag == 'bt28'][-1]
+    assert p28 is not j28 and p28.info.service == rq.PARTIAL_READ
+    # BT21 read again (a new object, same layout): the requests are made again from it
+    r.p.tables['bt21'] = dict(r.p.tables['bt21'])
+    poll_cycle(r, 1004)
+    assert [j for j in r.jobs if j.tag == 'bt23'][-1] is not j23
+    assert r.readings[-1]['e_in'] == 1004
