@@ -72,6 +72,23 @@ def connect_packet(client_id, keepalive, will_topic, will_msg, user=None, passwo
     return bytes(head) + body
 
 
+def publish_packet(topic, payload, retain=False):
+    """A QoS 0 PUBLISH (MQTT 3.1.1, 3.3) of str or bytes topic and payload, in one piece."""
+    t = topic.encode() if isinstance(topic, str) else topic
+    m = payload.encode() if isinstance(payload, str) else payload
+    n = 2 + len(t) + len(m)
+    head = bytearray(b'\x31' if retain else b'\x30')
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        head.append(b | 0x80 if n else b)
+        if not n:
+            break
+    head.append(len(t) >> 8)
+    head.append(len(t) & 0xFF)
+    return b''.join((head, t, m))
+
+
 class _Bounded:
     """Wraps the client's socket: setblocking(True) becomes a time-out, reads are timed.
     Gives a CPython socket MicroPython's stream API (read(n) -> None when nothing is there)."""
@@ -80,19 +97,7 @@ class _Bounded:
         self.s = s
         self.t = timeout
         self.rx = ticks_ms()
-        self.held = None            # writes collected between hold() and flush()
         self.settimeout(timeout)
-
-    def hold(self):
-        """Collect the writes of one packet (umqtt writes a PUBLISH in four pieces) and send
-        them in one call at flush(): one system call, one TCP segment."""
-        self.held = []
-
-    def flush(self):
-        parts = self.held
-        self.held = None
-        if parts:
-            self.write(parts[0] if len(parts) == 1 else b''.join(parts))
 
     def settimeout(self, t):
         try:
@@ -132,9 +137,6 @@ class _Bounded:
     def write(self, buf, n=None):
         if n is not None:
             buf = buf[:n]
-        if self.held is not None:
-            self.held.append(buf.encode() if isinstance(buf, str) else bytes(buf))
-            return len(buf)
         if MICROPYTHON:
             return self.s.write(buf)
         try:
@@ -453,16 +455,9 @@ class Mqtt:
         self._close()
 
     def _send(self, topic, payload, retain=False):
-        # a QoS 0 PUBLISH only writes (no read, no change of the socket's mode): the pieces
-        # go out together
-        b = self.c.sock
-        b.hold()
-        try:
-            self.c.publish(topic, payload, retain=retain)
-        except BaseException:
-            b.held = None
-            raise
-        b.flush()
+        # a QoS 0 PUBLISH only writes: built here in one piece, one write (umqtt's publish
+        # writes four pieces, a system call and a TCP segment each, and never reads for it)
+        self.c.sock.write(publish_packet(topic, payload, retain))
         self.published += 1
 
     def _step(self):

@@ -146,6 +146,87 @@ def wake_cost(micropython, seconds):
     return (c1 - c0) / max(1, w1 - w0)
 
 
+IO_FLOOR = """
+import asyncio, socket, time
+def conn(port):
+    s = socket.socket()
+    s.connect(socket.getaddrinfo('127.0.0.1', port)[0][-1])
+    return s
+def cpu():
+    with open('/proc/self/schedstat') as f:
+        return int(f.read().split()[0])
+m = conn(%(mep)d)
+m.setblocking(False)
+q = conn(%(mqtt)d)
+q.write(b'\\x10\\x10\\x00\\x04MQTT\\x04\\x02\\x00\\x00\\x00\\x04fl00')
+q.read(4)
+q.setblocking(False)
+topic = b'mep/floor/state'
+body = b'x' * %(state)d
+n = 2 + len(topic) + len(body)
+pub = bytes((0x30, (n & 0x7f) | 0x80, n >> 7, 0, len(topic))) + topic + body
+EX = ((b'r' * 22, 29, %(w23)d), (b'r' * 17, 233, %(w28)d))
+async def main():
+    k = 0
+    c0 = t0 = None
+    while True:
+        for req, size, wait in EX:
+            m.write(req)
+            await asyncio.sleep_ms(wait)
+            got = 0
+            while got < size:
+                d = m.read(512)
+                if d:
+                    got += len(d)
+                else:
+                    await asyncio.sleep_ms(2)
+        q.write(pub)
+        k += 1
+        if k == 5:
+            c0, t0 = cpu(), time.ticks_ms()
+        elif c0 is not None and time.ticks_diff(time.ticks_ms(), t0) >= %(ms)d:
+            print('FLOOR', cpu() - c0, k - 5)
+            return
+asyncio.run(main())
+"""
+
+
+def _answerer(srv):
+    """The simulator's I/O without its work: every request gets an answer of the size the
+    meter's would have (a 22-byte BT23 read: 29 bytes, a 17-byte BT28 read: 233)."""
+    c, _ = srv.accept()
+    with c:
+        while True:
+            d = c.recv(64)
+            if not d:
+                return
+            c.sendall(b'a' * (29 if len(d) >= 22 else 233))
+
+
+def io_floor(micropython, mqtt_port, seconds, state_bytes=700):
+    """CPU per reading of the I/O a fast-mode reading needs and nothing else: two requests
+    written and their answers read over TCP after one sleep each (as the link does), and one
+    PUBLISH of a state message's size to the broker. MicroPython on the same binary."""
+    import socket
+    import threading
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(1)
+    threading.Thread(target=_answerer, args=(srv,), daemon=True).start()
+    code = IO_FLOOR % {'mep': srv.getsockname()[1], 'mqtt': mqtt_port, 'state': state_bytes,
+                       'w23': 50, 'w28': 250, 'ms': int(seconds * 1000)}
+    try:
+        out = subprocess.run([micropython, '-c', code], capture_output=True, text=True,
+                             timeout=seconds + 30).stdout
+    finally:
+        srv.close()
+    for line in out.splitlines():
+        if line.startswith('FLOOR'):
+            ns, n = line.split()[1:]
+            return int(ns) / 1e9 / max(1, int(n))
+    raise SystemExit('the I/O floor run failed: %r' % out[-300:])
+
+
 def get_now(port, n):
     conn = http.client.HTTPConnection('127.0.0.1', port, timeout=15)
     ok = 0
@@ -252,7 +333,13 @@ def main(argv=None):
                         % (1000 * (fast[0] - idle * fast[1]) / fast[2]),
                         'fast mode minus the idle CPU of the same time'))
 
-        # 4. what a wake-up alone costs here, and fast mode without it
+        # 4. the I/O alone, and what a wake-up alone costs here
+        fl = io_floor(exe, mqtt_port, args.seconds / 2)
+        results.append(('I/O of a reading alone', '%.2f ms CPU per reading' % (1000 * fl),
+                        '2 exchanges over TCP with one sleep each, 1 PUBLISH; no app'))
+        results.append(('reading above that I/O', '%.2f ms CPU per reading'
+                        % (1000 * (fast[0] / fast[2] - fl)),
+                        'fast mode minus the I/O alone'))
         wc = wake_cost(exe, args.seconds / 2)
         results.append(('wake-up of an empty asyncio loop', '%.0f us CPU' % (1e6 * wc),
                         'this machine and binary: kernel timer, scheduler, poll'))

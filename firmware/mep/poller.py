@@ -35,6 +35,9 @@ _B28 = ((0, 'p_in', 1), (1, 'p_out', 1), (2, 'q_in', 1), (3, 'q_out', 1), (12, '
 _B28_INT = tuple((i, k) for i, k, d in _B28 if d == 1)
 _B28_MILLI = tuple((i, k) for i, k, d in _B28 if d == 1000)
 _B28_TOP = max(i for i, k, d in _B28)
+# every key of a reading from a full BT28: a copy of it is a dict at its final size (filling
+# an empty one grows it five times on the way)
+_FULL = dict.fromkeys(('time', 'seq') + tuple(k for i, k, d in _B28) + READING_KEYS)
 
 
 def to_reading(v, energy, t, seq):
@@ -42,13 +45,16 @@ def to_reading(v, energy, t, seq):
     units. A value the meter did not send (a short BT28) is absent; an energy not known for
     sure is None."""
     n = len(v)
-    r = {'time': t, 'seq': seq}
     if n > _B28_TOP:                    # all of them (every reading of a full BT28)
+        r = _FULL.copy()
+        r['time'] = t
+        r['seq'] = seq
         for i, key in _B28_INT:
             r[key] = v[i]
         for i, key in _B28_MILLI:
             r[key] = v[i] / 1000
     else:
+        r = {'time': t, 'seq': seq}
         for i, key, div in _B28:
             if i < n:
                 r[key] = v[i] / div if div != 1 else v[i]

@@ -883,13 +883,14 @@ def test_a_publish_leaves_in_one_write():
     body = b'\x00\x0emep/dev1/state' + payload
     assert s.sent == [bytes((0x30, len(body))) + body]
     assert m.published == 1
-    # pieces of every kind umqtt writes, str included, keep their order
-    b = m.c.sock
-    b.hold()
-    assert b.write(bytearray(b'\x30\x05\x00'), 2) == 2
-    assert b.write('ab') == 2
-    assert s.sent[1:] == []
-    b.flush()
-    assert s.sent[1:] == [b'\x30\x05ab'] and b.held is None
-    b.write(b'direct')                      # not held: straight out
-    assert s.sent[2:] == [b'direct']
+    # retained, a payload over 127 bytes (two-byte remaining length), UTF-8, bytes
+    big = '{"name": "m\u00e5ler", "pad": "%s"}' % ('x' * 200)
+    m._send('mep/dev1/info', big, True)
+    enc = big.encode()
+    body = b'\x00\x0dmep/dev1/info' + enc
+    n = len(body)
+    assert n > 127
+    assert s.sent[1] == bytes((0x31, (n & 0x7F) | 0x80, n >> 7)) + body
+    m._send(b'mep/dev1/raw', b'\x00\x01')
+    assert s.sent[2] == b'\x30\x10\x00\x0cmep/dev1/raw\x00\x01'
+    assert m.published == 3 and len(s.sent) == 3
