@@ -5,8 +5,9 @@
 # Blocking is bounded: DNS is resolved once and cached; the TCP connect and the wait for
 # CONNACK are asynchronous (a broker that accepts but never answers costs the loop nothing;
 # only a TLS handshake blocks, for at most its time-out); the client's socket is wrapped so
-# that umqtt.simple's setblocking(True) (after check_msg) becomes a short time-out; one
-# message is sent per step and the task yields between.
+# that umqtt.simple's setblocking(True) (after check_msg) becomes a short time-out; a step
+# sends one discovery message, or a queued item's messages for at most 20 ms (each write
+# bounded by the time-out), and the task yields between steps.
 # Keep-alive (MQTT 3.1.1, 3.1.2.10): a PINGREQ goes out every KEEPALIVE/2 s whatever else
 # is sent, so the broker answers at least that often; nothing received for KEEPALIVE s
 # means the connection is dead. Failed or short-lived connections back off (1 s .. 60 s).
@@ -316,7 +317,7 @@ class Mqtt:
         # diagnostics). Waiting on the event alone costs no task per wait (wait_for makes
         # two), and a reading wakes the task through the event anyway.
         while self.running:
-            await sleep_ms(min(self.idle_ms, self.keepalive * 250))
+            await sleep_ms(min(self.idle_ms, self.keepalive * 250 or self.idle_ms))
             self._ev.set()
 
     async def _loop(self):
@@ -461,7 +462,8 @@ class Mqtt:
         self.published += 1
 
     def _step(self):
-        """Do at most one unit of work; True if more may be pending right away."""
+        """Do one unit of work (an item's messages: for up to 20 ms); True if more may be
+        pending right away."""
         c = self.c
         now = ticks_ms()
         # incoming: at the ticker's beat (every idle_ms, some slack for its jitter), not per publish
@@ -522,10 +524,15 @@ class Mqtt:
         if self._cur is None and self.q:
             self._cur = self._messages(self.q.pop(0))
         if self._cur is not None:
-            m = self._next('_cur')
-            if m is not None:
+            # an item's messages (a reading: its state, now and then an energy) go out in
+            # one step for up to 20 ms; then the loop and the MEP link get their turn
+            while True:
+                m = self._next('_cur')
+                if m is None:
+                    break
                 self._send(m[0], m[1], m[2])
-                return True
+                if ticks_diff(ticks_ms(), now) > 20:
+                    return True
         return bool(self.q)
 
     def _sys(self):
