@@ -75,7 +75,7 @@ def state_payload(r):
     s = json.dumps({k: v for k, v in r.items() if v is not None}
                    if None in r.values() else r)
     pf = power_factor(r)
-    if pf is not None and 'pf' not in r and len(s) > 2:
+    if pf is not None and 'pf' not in r:
         s = '%s, "pf": %r}' % (s[:-1], pf)
     return s
 

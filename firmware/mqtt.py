@@ -62,32 +62,26 @@ def connect_packet(client_id, keepalive, will_topic, will_msg, user=None, passwo
         flags |= 0xC0
         payload += _str(user) + _str(password or '')
     body = body[:7] + bytes((flags,)) + body[8:] + payload
-    n = len(body)
-    head = bytearray(b'\x10')
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        head.append(b | 0x80 if n else b)
-        if not n:
-            break
-    return bytes(head) + body
+    return bytes(_head(0x10, len(body))) + body
 
 
 def publish_packet(topic, payload, retain=False):
     """A QoS 0 PUBLISH (MQTT 3.1.1, 3.3) of str or bytes topic and payload, in one piece."""
-    t = topic.encode() if isinstance(topic, str) else topic
+    t = _str(topic)
     m = payload.encode() if isinstance(payload, str) else payload
-    n = 2 + len(t) + len(m)
-    head = bytearray(b'\x31' if retain else b'\x30')
+    return b''.join((_head(0x31 if retain else 0x30, len(t) + len(m)), t, m))
+
+
+def _head(kind, n):
+    """A packet's fixed header: its type and flags, then the remaining length n (MQTT
+    3.1.1, 2.2.3: 7 bits a byte, least significant first)."""
+    head = bytearray((kind,))
     while True:
         b = n & 0x7F
         n >>= 7
         head.append(b | 0x80 if n else b)
         if not n:
-            break
-    head.append(len(t) >> 8)
-    head.append(len(t) & 0xFF)
-    return b''.join((head, t, m))
+            return head
 
 
 class _Bounded:

@@ -32,8 +32,8 @@ AUTH_ERROR = 'authentication failed: check the MBK'
 # Codes after which the same request is sent again after a pause (busy, not ready, locked,
 # renegotiate, service sequence state, network timeout / not reachable).
 RETRY_CODES = (0x06, 0x07, 0x08, 0x09, 0x0A, 0x0D, 0x0E)
-RESP_EXTRA = 13                 # bytes of a read answer besides the table data (LEN STATUS
-                                # COUNT TRAILER)
+RESP_EXTRA = frames.MAX_FRAME - frames.MAX_TABLE    # a read answer's bytes besides the
+                                                    # table data (LEN STATUS COUNT TRAILER)
 BT28_MIN = 60                   # BT28 answers shorter than this (15 values) are not BT28
 
 

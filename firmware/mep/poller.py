@@ -168,11 +168,12 @@ class Poller:
                 m = rq.full_read(rq.BT28)
             job = Job(m, PRIO_POLL, self._done, tag=tag)
             self._polls[tag] = (bt21, partial, job)
-        if self.submit(job):
-            self._job = job
+        self._submit(job)
 
     def _send(self, message, tag):
-        job = Job(message, PRIO_POLL, self._done, tag=tag)
+        self._submit(Job(message, PRIO_POLL, self._done, tag=tag))
+
+    def _submit(self, job):
         if self.submit(job):
             self._job = job
 

@@ -23,6 +23,36 @@ def write_config(data_dir, **changes):
     return cfg
 
 
+class RunningApp:
+    """The real App (firmware/app.py) on the PC against `meter` (a tools.mepsim Meter) served
+    on a loopback port, without the supervisor: `async with RunningApp(data_dir, meter) as
+    a:`. Leaving cancels the app's task and closes the simulator."""
+
+    def __init__(self, data_dir, meter):
+        self.data_dir = str(data_dir)
+        self.meter = meter
+
+    async def __aenter__(self):
+        import asyncio
+        import app
+        from tools.mepsim.serve import serve_tcp
+        self.server = await serve_tcp(self.meter, '127.0.0.1', 0)
+        self.app = app.App('host', data_dir=self.data_dir,
+                           mep_target='127.0.0.1:%d' % self.server.port, http_port=0,
+                           log=lambda *x: None, supervise=False)
+        self.task = asyncio.create_task(self.app.main())
+        return self.app
+
+    async def __aexit__(self, *exc):
+        import asyncio
+        self.task.cancel()
+        try:
+            await self.task
+        except (asyncio.CancelledError, Exception):
+            pass
+        self.server.close()
+
+
 class Subscriber:
     """A real MQTT client (paho) collecting (monotonic time, topic, payload, retained)."""
 

@@ -6,7 +6,7 @@ import time
 
 from aiosmtpd.controller import Controller
 
-from apphost import write_config
+from apphost import write_config, RunningApp
 from mqtt_broker import free_port
 
 
@@ -21,8 +21,6 @@ class Handler:
 
 def test_power_alarm_mails_once_when_simulator_crosses_threshold(tmp_path):
     from tools.mepsim import Meter
-    from tools.mepsim.serve import serve_tcp
-    import app as app_mod
 
     handler = Handler()
     port = free_port()
@@ -37,11 +35,7 @@ def test_power_alarm_mails_once_when_simulator_crosses_threshold(tmp_path):
     out = {}
 
     async def scenario():
-        server = await serve_tcp(meter, '127.0.0.1', 0)
-        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
-                        http_port=0, log=lambda *x: None, supervise=False)
-        task = asyncio.create_task(a.main())
-        try:
+        async with RunningApp(tmp_path, meter) as a:
             t0 = time.monotonic()
             while a.poller.readings < 10 and time.monotonic() - t0 < 30:
                 await asyncio.sleep(0.1)
@@ -57,13 +51,6 @@ def test_power_alarm_mails_once_when_simulator_crosses_threshold(tmp_path):
             out['above'] = len(handler.mails)
             out['readings'] = a.poller.readings
             out['link'] = a.link.status()['link']
-        finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-            server.close()
 
     try:
         asyncio.run(scenario())

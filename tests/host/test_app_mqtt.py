@@ -12,7 +12,7 @@ import time
 import pytest
 
 from mqtt_broker import Broker, mosquitto_path
-from apphost import write_config, Subscriber, ROOT
+from apphost import write_config, Subscriber, RunningApp, ROOT
 
 pytestmark = pytest.mark.skipif(not mosquitto_path(), reason='mosquitto is not installed '
                                 '(./dev test installs it)')
@@ -30,8 +30,6 @@ async def wait_for(cond, timeout):
 
 def test_app_publishes_and_survives_broker_restart_with_alert(tmp_path):
     from tools.mepsim import Meter
-    from tools.mepsim.serve import serve_tcp
-    import app as app_mod
 
     broker = Broker()
     broker.start()
@@ -42,11 +40,7 @@ def test_app_publishes_and_survives_broker_restart_with_alert(tmp_path):
     result = {}
 
     async def scenario():
-        server = await serve_tcp(meter, '127.0.0.1', 0)
-        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
-                        http_port=0, log=lambda *x: None, supervise=False)
-        task = asyncio.create_task(a.main())
-        try:
+        async with RunningApp(tmp_path, meter) as a:
             assert await wait_for(lambda: sub.find(BASE + '/state'), 20), 'no state message'
             assert await wait_for(lambda: sub.find(BASE + '/energy/e_in'), 10)
             # broker goes away; the meter raises an alert meanwhile
@@ -69,13 +63,6 @@ def test_app_publishes_and_survives_broker_restart_with_alert(tmp_path):
             assert await wait_for(lambda: sub2.find(BASE + '/state'), 20)
             result['status'] = await asyncio.to_thread(sub2.wait, BASE + '/status', None, 10)
             result['link'] = a.link.status()
-        finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-            server.close()
 
     try:
         asyncio.run(scenario())
@@ -118,8 +105,6 @@ def test_raw_frames_follow_the_setting(tmp_path):
     # B/raw carries every MEP frame while mqtt_raw is on; the link's per-frame hook is only
     # set then (a settings save switches it on and off without a restart)
     from tools.mepsim import Meter
-    from tools.mepsim.serve import serve_tcp
-    import app as app_mod
 
     broker = Broker()
     broker.start()
@@ -130,11 +115,7 @@ def test_raw_frames_follow_the_setting(tmp_path):
     seen = {}
 
     async def scenario():
-        server = await serve_tcp(meter, '127.0.0.1', 0)
-        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
-                        http_port=0, log=lambda *x: None, supervise=False)
-        task = asyncio.create_task(a.main())
-        try:
+        async with RunningApp(tmp_path, meter) as a:
             assert await wait_for(lambda: sub.find(BASE + '/state'), 20), 'no state message'
             seen['off'] = (a.link.engine.on_frame, len(sub.find(BASE + '/raw')))
             assert a.apply_config({'mqtt_raw': True}) == {}
@@ -147,13 +128,6 @@ def test_raw_frames_follow_the_setting(tmp_path):
             r0 = a.poller.readings
             assert await wait_for(lambda: a.poller.readings >= r0 + 2, 20)
             seen['after_off'] = len(sub.find(BASE + '/raw')) - n
-        finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-            server.close()
 
     try:
         asyncio.run(scenario())

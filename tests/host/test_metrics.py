@@ -130,32 +130,19 @@ def test_link_up_and_frames_from_the_real_app(tmp_path):
     import asyncio
     import time
     from tools.mepsim import Meter
-    from tools.mepsim.serve import serve_tcp
-    import app as app_mod
-    from apphost import write_config
+    from apphost import RunningApp, write_config
 
     write_config(str(tmp_path))
     out = {}
 
     async def scenario():
-        server = await serve_tcp(Meter(key=b'ABCDEFGHIJKLMNOP'), '127.0.0.1', 0)
-        a = app_mod.App('host', data_dir=str(tmp_path), mep_target='127.0.0.1:%d' % server.port,
-                        http_port=0, log=lambda *x: None, supervise=False)
-        task = asyncio.create_task(a.main())
-        try:
+        async with RunningApp(tmp_path, Meter(key=b'ABCDEFGHIJKLMNOP')) as a:
             end = time.monotonic() + 20
             while a.poller.readings < 3 and time.monotonic() < end:
                 await asyncio.sleep(0.05)
             out['text'] = ''.join(metrics.metrics_text(a.poller.latest, a.poller.info,
                                                        a.link.status(), {}))
             out['status'] = a.link.status()
-        finally:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
-            server.close()
     asyncio.run(scenario())
     fams = parse(out['text'])
     assert sample(fams, 'mep_link_up') == 1, out['status']
