@@ -18,7 +18,7 @@
 # Event: {'alarm': index, 'kind', 'state': 'on'|'off', 'repeat': bool, 'value',
 #         'threshold', 'unit', 'time': reading time, 'text'}
 from compat import asyncio, ticks_ms, ticks_diff, unload
-from config import opt as _opt
+from system.config import opt as _opt
 
 KINDS = {'power_above': ('W', 'Power import'),
          'export_above': ('W', 'Power export'),
@@ -37,7 +37,7 @@ def _day_span(cfg, t):
     """(start, end) in UTC of the local day holding t. periods/tz are loaded for this and
     dropped again (unless something else had them loaded)."""
     import sys
-    mine = [n for n in ('periods', 'tz') if n not in sys.modules]
+    mine = [n for n in ('periods', 'system.tz') if n not in sys.modules]
     try:
         from periods import zone
         z = zone(cfg)
@@ -203,12 +203,12 @@ class Mailer:
                 continue
             e = self.q.pop(0)
             try:
-                import smtp
+                from net import smtp
                 try:
                     await smtp.send_alarm_mail(self.cfg, e, self.send)
                 finally:
                     smtp = None
-                    unload('smtp')
+                    unload('net.smtp')
                 self.sent += 1
                 self.last_error = None
             except Exception as ex:    # SmtpError, OSError; never contains the password

@@ -2,14 +2,19 @@
 # The same file runs on the ESP32 and, with the 'host' board profile, on a PC against the
 # meter simulator (tools/host_run.py).
 import time
-from compat import asyncio, sleep_ms, unix_time, mem_free, mem_alloc, ticks_ms, epoch_offset
-import boards
-from config import Config
-from store import Store
+from compat import asyncio, sleep_ms, unix_time, mem_free, mem_alloc, ticks_ms, epoch_offset, \
+    unload
+from drivers import boards
+from system.config import Config
+from storage.store import Store
 from mep.digest import key_from_mbk
 from mep.engine import Settings
-from mep.link import Link, Subscription
+from drivers.link import Link, Subscription
 from mep.poller import Poller
+from mep import tables
+
+# the protocol core has no compat: it drops its start-up table decoders through this
+tables.release = unload
 
 VERSION = '0.1.0'
 NAME = 'Open MEP firmware'
@@ -52,7 +57,7 @@ class App:
             if port is None:
                 port = hw.open_port(self.board, mep_target or d['mep_target'])
         else:
-            import hw_esp32 as hw
+            from drivers import esp32 as hw
             d = {'http_port': 80, 'console': False}
             port = mep_port
             if port is None:
@@ -81,8 +86,8 @@ class App:
         self.supervisor = None
         self._optional()
         if supervise:
-            from supervisor import Supervisor
-            from fsops import Fs
+            from system.supervisor import Supervisor
+            from storage.fs import Fs
             self.supervisor = Supervisor(hw.Watchdog(), Fs(data_dir),
                                          reset_cause=self.reset_cause)
 
@@ -99,8 +104,8 @@ class App:
     def _optional(self):
         """MQTT, alarms and e-mail: the app runs without them if a module is missing."""
         try:
-            from mqtt import Mqtt
-            from ha import Periods
+            from net.mqtt import Mqtt
+            from net.ha import Periods
             self.mqtt = Mqtt(self.config, lambda: self.poller.info, log=self.log,
                              on_command=self._command, sys_fn=self._mqtt_sys,
                              periods=Periods(self.config, join(self.data_dir, 'periods.json')))
@@ -259,7 +264,7 @@ class App:
         then keep the clock right with NTP, rarely and with a bounded wait."""
         import network
         import machine
-        from net import Wifi, Ntp
+        from drivers.wifi import Wifi, Ntp
         c = self.config
         wifi = Wifi(network, c['hostname'])
         self.wifi = wifi

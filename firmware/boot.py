@@ -1,7 +1,7 @@
 # Runs first at every start, as source. Applies a pending OTA update (or rolls a crashing one
 # back) and decides safe mode; see safemode.py. Never lets an error here stop the REPL.
 try:
-    import safemode
+    from system import safemode
     safemode.device_boot()
 except Exception as e:
     print('boot.py:', repr(e))

@@ -1,5 +1,5 @@
 # Runs after boot.py, as source: start the app unless safe mode was chosen.
-import safemode
+from system import safemode
 
 if safemode.active is None:  # boot.py failed or was skipped: decide here
     safemode.device_boot()
@@ -7,7 +7,7 @@ if safemode.active:
     print('safe mode (%s): app not started. Fix things on the REPL, then machine.reset()'
           % safemode.reason)
 else:
-    from fsops import Fs
+    from storage.fs import Fs
     safemode.start_app(Fs('/'))
     del safemode, Fs
     import app

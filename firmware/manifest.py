@@ -23,7 +23,7 @@ except Exception:
     include("$(PORT_DIR)/variants/standard/manifest.py")
     require("umqtt.simple")
 
-_NOT_FROZEN = ("boot.py", "main.py", "manifest.py", "hw_host.py")
+_NOT_FROZEN = ("boot.py", "main.py", "manifest.py")
 _SKIP_DIRS = ("__pycache__", "static", "src", "node_modules")
 
 for _dir, _dirs, _files in os.walk("."):

@@ -10,7 +10,7 @@
 # at most once per hour.
 import json
 
-from config import opt as _opt
+from system.config import opt as _opt
 
 KEYS = ('h', 'd', 'm')
 GAP_S = 120          # a start value is exact enough if the previous reading is this recent
@@ -27,7 +27,7 @@ def zone(cfg):
     r = rule(cfg)
     z = _ZONE[0]
     if z is None or z.name != r:
-        from tz import Zone
+        from system.tz import Zone
         z = _ZONE[0] = Zone(r)
     return z
 
@@ -52,7 +52,7 @@ def period_start(cfg, key, t):
 
 
 def iso(t):
-    from tz import civil_from_days
+    from system.tz import civil_from_days
     y, m, d = civil_from_days(t // 86400)
     s = t % 86400
     return '%04d-%02d-%02dT%02d:%02d:%02d+00:00' % (y, m, d, s // 3600, s // 60 % 60, s % 60)
@@ -101,7 +101,7 @@ def roll(cfg, st, path, prev, t, e):
         changed = changed or e0 is not None
     if changed and path:
         try:
-            import atomic
+            from storage import atomic
             atomic.write(path, json.dumps(st))
         except Exception:
             pass

@@ -242,6 +242,7 @@ def build_tree(out, mpy_cross, source, overlay=None):
                 print('overlay: %s' % rel)
                 src = os.path.join(overlay, rel)
             put(src, rel)
+    put(os.path.join(ROOT, 'tools', 'host', 'hw_host.py'), 'hw_host.py')    # the 'host' board
     try:
         import microdot
         from tools.flash import MICRODOT_FILES
@@ -267,7 +268,7 @@ def mpy_cross_cmd(explicit):
 def write_config(data_dir, mqtt_port, secrets=None):
     sys.path.insert(0, FIRMWARE)
     try:
-        from config import Config
+        from system.config import Config
     finally:
         sys.path.remove(FIRMWARE)
     cfg = Config(os.path.join(data_dir, 'config.json'))

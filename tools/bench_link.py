@@ -17,9 +17,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, 'firmware'), ROOT]
+sys.path[:0] = [os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools', 'host'), ROOT]
 
-from mep.link import Link                      # noqa: E402
+from drivers.link import Link                      # noqa: E402
 from mep.engine import Settings                 # noqa: E402
 from mep.poller import Poller                   # noqa: E402
 from mep import requests as rq                  # noqa: E402

@@ -15,7 +15,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tests', 'host', 'shim'),
+sys.path[:0] = [os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools', 'host'),
+                os.path.join(ROOT, 'tests', 'host', 'shim'),
                 os.path.join(ROOT, 'tests', 'host'), ROOT]
 
 

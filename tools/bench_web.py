@@ -20,7 +20,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for p in (os.path.join(ROOT, 'tests', 'host', 'shim'), ROOT, os.path.join(ROOT, 'tests', 'host'),
-          os.path.join(ROOT, 'firmware')):
+          os.path.join(ROOT, 'tools', 'host'), os.path.join(ROOT, 'firmware')):
     if p not in sys.path:
         sys.path.insert(0, p)
 

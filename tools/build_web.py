@@ -9,7 +9,7 @@ then write pre-gzipped files to firmware/web/static/ (git-ignored build output):
   login.html.gz, setup.html.gz
                               pages the browser fills from the JSON API; {{v}} becomes a hash
                               of the assets (their URLs change when they do), {{tz}}
-                              the time zone names of firmware/tz.py as <option>s
+                              the time zone names of firmware/system/tz.py as <option>s
 
   python tools/build_web.py [--skip-npm] [--check]
 
@@ -57,10 +57,10 @@ def minify_css(text):
 
 
 def tz_options():
-    """<option>s of the time zone names the firmware knows (firmware/tz.py), for {{tz}}."""
+    """<option>s of the time zone names the firmware knows (firmware/system/tz.py), for {{tz}}."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
-        '_tz_names', os.path.join(ROOT, 'firmware', 'tz.py'))
+        '_tz_names', os.path.join(ROOT, 'firmware', 'system', 'tz.py'))
     tz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tz)
     return ''.join('<option value="%s">' % n for n in tz.names())

@@ -6,7 +6,7 @@
 
 BUILD_DIR is what `tools/flash.py --dry-run` writes (build/flash/<chip>/). The bundle holds
 every file of it except boot.py and main.py (only a cable may replace those: they carry the
-rollback) and dot-files. The format is described at the top of firmware/ota.py, whose code
+rollback) and dot-files. The format is described at the top of firmware/system/ota.py, whose code
 (header line, manifest checks, HMAC) is used here too.
 
 The OTA key is the hex string of the device's `ota_key` setting. It is read from a file
@@ -25,7 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'firmware'))
 
-import ota  # noqa: E402  (firmware/ota.py: one definition of the format)
+from system import ota  # noqa: E402  (firmware/system/ota.py: one definition of the format)
 
 DEVICES = ('mep', 'esp32', 'esp32c3', 'host')   # host: a virtual board (tools/vboard.py)
 

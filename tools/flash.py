@@ -40,6 +40,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, 'firmware')
+# The 'host' board's stand-ins for the hardware (hw_host.py): never on an ESP32, only on a
+# virtual board (tools/vboard.py), where they are put at the top like the app's modules.
+HOST_HW = os.path.join(ROOT, 'tools', 'host', 'hw_host.py')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle  # noqa: E402  (tools/bundle.py; it puts firmware/ on sys.path)
 
@@ -56,15 +59,21 @@ KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB (ESP32-C3)',
              (0x10C4, 0xEA60): 'Silicon Labs CP210x', (0x1A86, 0x7523): 'WCH CH340',
              (0x0403, 0x6001): 'FTDI FT232R'}
 AS_SOURCE = ('boot.py', 'main.py')
-HOST_ONLY = ('hw_host.py',)          # plus any file whose first line starts with HOST_MARK
-HOST_MARK = '# host-only'
+# The app's modules of earlier layouts, before drivers/, storage/, net/ and system/: left on a
+# board, the root ones come before a frozen image's packages on sys.path ('' is first there),
+# e.g. an old net.mpy instead of the frozen net package, so frozen mode removes them too.
+OLD_MODULES = ('atomic', 'boards', 'cfgpw', 'cfgschema', 'config', 'fsops', 'ha', 'hadisc',
+               'history', 'history_load', 'hmac_sha256', 'hw_esp32', 'legacy', 'metrics', 'mqtt',
+               'net', 'ota', 'ring', 'safemode', 'smtp', 'store', 'supervisor', 'tcp', 'tz',
+               'mep/link', 'mep/tablesx')
+HOST_MARK = '# host-only'           # a firmware/ file whose first line starts so stays off
 SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim', 'src', 'node_modules')
 # microdot from its PyPI package (pinned in pyproject.toml), uploaded to /lib/microdot/.
 # Not session.py (needs PyJWT, absent on MicroPython), not test_client/asgi/wsgi (host only).
 MICRODOT_FILES = ('__init__.py', 'microdot.py', 'helpers.py', 'sse.py', 'csrf.py')
 # micropython-lib packages the app imports, with the version `mpremote mip install` puts on a
 # board whose MicroPython image lacks them (the stock ESP32 images freeze them: then nothing is
-# installed). hmac is not needed: OTA signatures use firmware/hmac_sha256.py.
+# installed). hmac is not needed: OTA signatures use firmware/system/hmac_sha256.py.
 MIP_PACKAGES = {'umqtt.simple': '1.8.0'}
 MIP_INDEX = 'https://micropython.org/pi/v2'   # mpremote's default micropython-lib index
 CONFIG_NAME = 'config.json'
@@ -395,7 +404,7 @@ def web_assets():
 
 def firmware_files(chip=None):
     """[(path on the board, local source)] of firmware/, host-only files left out; for the
-    'host' chip (a virtual board, tools/vboard.py) HOST_ONLY (hw_host.py: its hardware) is in."""
+    'host' chip (a virtual board, tools/vboard.py) its hardware (HOST_HW) is in too."""
     host = chip == 'host'
     web_assets()
     out = []
@@ -406,10 +415,11 @@ def firmware_files(chip=None):
             rel = os.path.relpath(src, FIRMWARE).replace(os.sep, '/')
             if name.startswith('.') or name.endswith(('.pyc', '.pyi', '~')):
                 continue
-            if not (host and rel in HOST_ONLY) and (
-                    name in HOST_ONLY or (name.endswith('.py') and _host_only(src))):
+            if name.endswith('.py') and _host_only(src):
                 continue
             out.append((rel, src))
+    if host:
+        out.append(('hw_host.py', HOST_HW))
     return out
 
 
@@ -739,7 +749,7 @@ def install_packages(port, info, index=None):
 
 def check_loads(port):
     """Import a compiled module on the board: proves the .mpy files load there."""
-    out = mpremote(port, ['exec', 'import boards\nprint("MEPLOAD", len(boards.PROFILES))'])
+    out = mpremote(port, ['exec', 'from drivers import boards\nprint("MEPLOAD", len(boards.PROFILES))'])
     if 'MEPLOAD' not in out:
         raise FlashError('the board could not load the uploaded firmware: %r' % out[-200:])
 
@@ -749,7 +759,7 @@ def check_loads(port):
 def choose_board(chip, ask=input, out=print):
     """The board profile for a board with this chip: the only one there is, or the user's
     pick from a numbered list (Enter: the first)."""
-    import boards
+    from drivers import boards
     keys = [k for k in sorted(boards.PROFILES) if boards.PROFILES[k]['chip'] == chip]
     if not keys:
         raise FlashError('no board profile for %s' % chip)
@@ -772,10 +782,10 @@ def choose_board(chip, ask=input, out=print):
 
 
 def prompt_config(tmpdir, ask=input, secret=getpass.getpass, out=print, chip=None):
-    """Build a first config file through firmware/config.py from prompts (secrets through
+    """Build a first config file through firmware/system/config.py from prompts (secrets through
     getpass, never echoed). `chip` ('esp32'/'esp32c3'): also ask for the board profile.
     Returns (path, Config)."""
-    import config as cfgmod
+    from system import config as cfgmod
     from mep.digest import MBK_HELP
     path = os.path.join(tmpdir, CONFIG_NAME)
     cfg = cfgmod.Config(path).load(save_generated=False)
@@ -964,7 +974,7 @@ def flash(a):
     check_mpy(info, mpy_cross_version())
     shadow = ((), ())
     if frozen:
-        modules = app_modules(info['chip'])
+        modules = app_modules(info['chip']) + list(OLD_MODULES)
         dirs = {m.split('/')[0] for m in modules if '/' in m}
         dirs |= {'lib/microdot'} if 'microdot' in frozen else set()
         shadow = shadowing(board_listing(port, dirs), modules, frozen)

@@ -52,7 +52,7 @@ def prepare_config(data_dir, args):
     os.makedirs(data_dir, exist_ok=True)
     path = os.path.join(data_dir, 'config.json')
     sys.path.insert(0, os.path.join(ROOT, 'firmware'))
-    from config import Config
+    from system.config import Config
     cfg = Config(path)
     cfg.load()
     changes = {'board': 'host', 'fast_mode': args.fast}
@@ -99,7 +99,8 @@ def main(argv=None):
         target = '127.0.0.1:%d' % port
         print('meter simulator on %s (MBK %s)' % (target, 'demo key'))
     prepare_config(args.data_dir, args)
-    for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tests', 'host', 'shim')):
+    for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools', 'host'),
+              os.path.join(ROOT, 'tests', 'host', 'shim')):
         if p not in sys.path:
             sys.path.insert(0, p)
     import app

@@ -22,7 +22,7 @@ mpremote and a serial terminal talk to it as to a board on a USB serial port:
   ['', '.frozen', DIR..., '/lib']) and named as frozen modules are (__file__ 'app.py').
 It is honest about what it is: os.uname() is absent as on the unix port and
 sys.platform is 'linux', so tools/flash.py reports a virtual board and builds for the 'host'
-board profile (the MEP port is a TCP connection to the meter simulator, see hw_host.py).
+board profile (the MEP port is a TCP connection to the meter simulator, see tools/host/hw_host.py).
 Where the app finds the meter and serves its web UI: --mep HOST:PORT and --http-port.
 
 It prints the port path to use (`port: /dev/pts/N`) and, with --link PATH, keeps a symlink

@@ -1,4 +1,4 @@
-# The MEP link state machine, free of I/O ("sans-IO"). The asyncio driver in mep/link.py
+# The MEP link state machine, free of I/O ("sans-IO"). The asyncio driver in drivers/link.py
 # feeds it received bytes and the time, and carries out what it asks for: write a frame,
 # switch ENABLE and the RS-232 driver supply. Tests drive it in virtual time.
 #

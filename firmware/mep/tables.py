@@ -1,5 +1,6 @@
 # C12.19 / NES table decoders: the ones every poll cycle and alert needs (BT23, BT28). The
-# others (start-up tables, tinkering) are in mep/tablesx.py, loaded by decode() when asked.
+# others (start-up tables, procedure answers, tinkering) are in mep/tables_startup.py, loaded
+# by decode() when asked.
 # Table integers are little-endian (C12.19 data order); every
 # decoder takes the table data only (never the response trailer), checks the length it needs
 # and raises ShortTable naming the table instead of reading past the end.
@@ -11,11 +12,10 @@ except ImportError:  # CPython
 
 from struct import unpack_from
 from mep import requests as rq
-try:
-    from compat import unload
-except ImportError:  # the protocol core on its own, without the app's compat.py
-    def unload(*names):
-        pass
+
+# What decode() calls with 'mep.tables_startup' once it is done with that module. Nothing by
+# default; the app sets compat.unload here, so on MicroPython the decoders leave the heap again.
+release = None
 
 BT28_VALUES = const(55)
 
@@ -129,18 +129,20 @@ def et13_alert_offset(config_entry_size):
 def decode(table, data, ctx=None):
     """Decode a full table read. `ctx` holds earlier decoded tables ('bt21', 'et11') for the
     tables whose layout depends on them. Returns a dict, or None for unknown tables.
-    Tables other than BT23/BT28 are decoded by mep/tablesx.py, which is dropped again."""
+    Tables other than BT23/BT28 are decoded by mep/tables_startup.py, dropped again after
+    (`release`)."""
     ctx = ctx or {}
     if table == rq.BT23:
         return bt23(data, ctx.get('bt21'))
     if table == rq.BT28:
         return bt28(data, ctx.get('bt21'))
-    from mep import tablesx
+    from mep import tables_startup
     try:
-        return tablesx.decode(table, data, ctx)
+        return tables_startup.decode(table, data, ctx)
     finally:
-        tablesx = None
-        unload('mep.tablesx')
+        tables_startup = None
+        if release is not None:
+            release('mep.tables_startup')
 
 
 def hexdump(data, width=16):

@@ -13,7 +13,7 @@
 #   HMAC(session_secret, 'C' nonce)[:32]. A foreign Origin header is refused as well.
 import os
 from binascii import hexlify
-import hmac_sha256
+from system import hmac_sha256
 from compat import unix_time
 
 SESSION = 'mep_s'

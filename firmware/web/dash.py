@@ -25,7 +25,7 @@ def _version(ctx):
 
 
 def status_dict(ctx):
-    import ota
+    from system import ota
     d = {'version': _version(ctx), 'chip': ctx.chip, 'sys': ctx.sysinfo(),
          'link': ctx.link.status(), 'warnings': ctx.warnings(),
          'poller': {'readings': ctx.poller.readings, 'errors': ctx.poller.errors,

@@ -42,7 +42,7 @@ async def dash_data(ctx, request):
     denied = _denied(ctx, request)
     if denied is not None:
         return denied
-    import legacy
+    from web import legacy
     p = ctx.poller
     d = legacy.legacy_json(p.latest, p.info, unix_time())
     if d is None:
@@ -57,7 +57,7 @@ async def prometheus(ctx, request):
     denied = _denied(ctx, request)
     if denied is not None:
         return denied
-    import metrics
+    from web import metrics
     p = ctx.poller
     lines = metrics.metrics_text(p.latest, p.info, ctx.link.status(), sysinfo(ctx))
     return _chunks(lines), 200, {'Content-Type': metrics.CONTENT_TYPE}

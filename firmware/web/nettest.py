@@ -16,7 +16,7 @@ from compat import ticks_ms, ticks_diff
 
 NOSTORE = {'Cache-Control': 'no-store'}
 TIMEOUT_MS = 3000
-MODS = ('mqtt', 'ha', 'tcp')      # loaded for a test and dropped again when MQTT is off
+MODS = ('net.mqtt', 'net.ha', 'net.tcp')      # loaded for a test and dropped again when MQTT is off
 
 
 def _bad(text, status=400):
@@ -86,8 +86,8 @@ def _refused(where):
 async def _try(host, port, tls, user, pw):
     """(ok, result, message) of one connection attempt."""
     import socket
-    import mqtt
-    from tcp import open_tcp
+    from net import mqtt
+    from net.tcp import open_tcp
     where = '%s:%d' % (host, port)
     try:
         ai = socket.getaddrinfo(host, port)[0][-1]

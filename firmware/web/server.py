@@ -21,7 +21,7 @@ import sys
 from microdot import Microdot, Request, redirect, send_file
 from microdot.microdot import urlencode
 import compat
-import hmac_sha256
+from system import hmac_sha256
 from web import auth
 from web.conn import MAX_BODY, MAX_HEAD, SECURITY, PAGE_SECURITY   # MAX_BODY: forms, JSON
 
@@ -81,8 +81,8 @@ METHODS = ('GET', 'POST')
 # were already loaded when the requests began: then someone else uses them).
 DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.guard',
         'web.nettest',
-        'web.update', 'web.legacy_routes', 'legacy', 'metrics', 'ota',
-        'mep.tables', 'tz', 'periods')
+        'web.update', 'web.legacy_routes', 'web.legacy', 'web.metrics', 'system.ota',
+        'mep.tables', 'system.tz', 'periods')
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them
 
 

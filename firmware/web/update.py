@@ -61,7 +61,7 @@ async def ota_page(ctx, request):
 
 
 async def ota_upload(ctx, request):
-    import ota
+    from system import ota
     n = request.content_length
     if n <= 0:
         return server.error(request, 400, 'empty upload: choose a bundle file (the body '

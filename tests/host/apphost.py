@@ -11,7 +11,7 @@ DEMO_MBK = 'ABCDEFGHIJKLMNOPQRST'
 
 
 def write_config(data_dir, **changes):
-    from config import Config
+    from system.config import Config
     cfg = Config(os.path.join(data_dir, 'config.json'))
     cfg.load()
     base = {'board': 'host', 'mbk': DEMO_MBK, 'fast_mode': True}

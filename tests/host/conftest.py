@@ -13,6 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(HOST))
 # and last the CPython stand-ins for MicroPython-only modules (micropython, machine, ...).
 for _p in reversed((
     os.path.join(ROOT, 'firmware'),
+    os.path.join(ROOT, 'tools', 'host'),        # hw_host: the 'host' board's hardware
     os.path.join(HOST, 'core'),
     ROOT,
 )):

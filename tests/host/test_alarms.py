@@ -12,7 +12,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 import alarms
-import smtp
+from net import smtp
 from mqtt_broker import free_port, make_cert
 
 SECRET = 'mail-SECRET-pw'
@@ -102,7 +102,7 @@ def test_energy_today_and_midnight():
 
 
 def test_energy_today_survives_a_reboot_through_the_history(tmp_path):
-    from store import Store
+    from storage.store import Store
     cfg = cfg_with(alarm('energy_today_above', threshold=3.0, seconds=0, hysteresis=0),
                    timezone='<+02>-2')       # UTC+2, no daylight saving
     midnight = 1717200000 - 7200          # 2024-06-01 00:00 at UTC+2
@@ -225,13 +225,17 @@ async def test_smtp_code_is_loaded_only_while_a_mail_goes_out(smtpd, monkeypatch
     import sys
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
-    monkeypatch.delitem(sys.modules, 'smtp')
-    monkeypatch.delitem(sys.modules, 'legacy', raising=False)
+    import net
+    import web
+    monkeypatch.delitem(sys.modules, 'net.smtp')
+    monkeypatch.delattr(net, 'smtp')
+    monkeypatch.delitem(sys.modules, 'web.legacy', raising=False)
+    monkeypatch.delattr(web, 'legacy', raising=False)
     srv = smtpd()
     cfg = cfg_with(alarm(seconds=0), smtp_host='127.0.0.1', smtp_port=srv.port)
     a = alarms.Alarms(cfg)
     n = alarms.Notifier(cfg, log=lambda s: None)
-    assert 'smtp' not in sys.modules
+    assert 'net.smtp' not in sys.modules
     task = asyncio.create_task(n.run())
     n.notify(a.feed(rd(p_in=5000, t=1717243200), now_ms=0))
     end = time.monotonic() + 10
@@ -241,8 +245,8 @@ async def test_smtp_code_is_loaded_only_while_a_mail_goes_out(smtpd, monkeypatch
     await asyncio.wait_for(task, 5)
     assert n.stats()['sent'] == 1, n.stats()['last_error']
     assert len(srv.handler.mails) == 1
-    assert 'smtp' not in sys.modules
-    assert 'legacy' not in sys.modules, 'the mail left the legacy endpoint code loaded'
+    assert 'net.smtp' not in sys.modules
+    assert 'web.legacy' not in sys.modules, 'the mail left the legacy endpoint code loaded'
 
 
 async def test_auth_plain_and_login_and_wrong_password(smtpd):

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, 'firmware'))
-import boards  # noqa: E402
+from drivers import boards  # noqa: E402
 
 KICAD = os.path.join(ROOT, 'hardware', 'kicad')
 SCH = os.path.join(KICAD, 'mep-drawer.kicad_sch')
@@ -198,7 +198,7 @@ def test_enable_through_driver_and_diode(profile, netlist, esp, xcvr, mep):
 
 
 def test_driver_supply_switch(profile, netlist, esp, xcvr):
-    # high = transceiver powered (firmware/hw_esp32.py writes 1 to power it); pulled down = off
+    # high = transceiver powered (firmware/drivers/esp32.py writes 1 to power it); pulled down = off
     n = profile['driver_supply']
     assert n is not None
     net = gpio_net(netlist, esp, n)

@@ -16,11 +16,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 if os.path.join(ROOT, 'firmware') not in sys.path:
     sys.path.insert(0, os.path.join(ROOT, 'firmware'))
 
-import boards  # noqa: E402
+from drivers import boards  # noqa: E402
 import hw_host  # noqa: E402
-import ota  # noqa: E402
-import safemode  # noqa: E402
-import supervisor  # noqa: E402
+from system import ota  # noqa: E402
+from system import safemode  # noqa: E402
+from system import supervisor  # noqa: E402
 
 
 # ---------------------------------------------------------------- profiles
@@ -120,12 +120,15 @@ def test_start_app_counts_the_start_and_drops_the_boot_modules(fs, monkeypatch):
     import sys
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
+    import system
     for name in ('safemode', 'ota', 'hmac_sha256'):
-        monkeypatch.setitem(sys.modules, name, sys.modules.get(name) or __import__(name))
+        full = 'system.' + name
+        monkeypatch.setitem(sys.modules, full, sys.modules.get(full) or importlib.import_module(full))
+        monkeypatch.setattr(system, name, sys.modules[full])
     safemode.start_app(fs)
     assert safemode.crashes(fs) == 1
     for name in ('safemode', 'ota', 'hmac_sha256'):
-        assert name not in sys.modules, name
+        assert 'system.' + name not in sys.modules, name
 
 
 def _run_main_py(monkeypatch, active):
@@ -137,10 +140,12 @@ def _run_main_py(monkeypatch, active):
     sm.start_app = lambda fs: calls.append(('start_app', fs.root))
     ap = types.ModuleType('app')
     ap.device_main = lambda: calls.append('device_main')
-    monkeypatch.setitem(sys.modules, 'safemode', sm)
+    import system
+    monkeypatch.setitem(sys.modules, 'system.safemode', sm)
+    monkeypatch.setattr(system, 'safemode', sm)
     monkeypatch.setitem(sys.modules, 'app', ap)
-    import boards as _b
-    path = os.path.join(os.path.dirname(_b.__file__), 'main.py')
+    from drivers import boards as _b
+    path = os.path.join(os.path.dirname(os.path.dirname(_b.__file__)), 'main.py')
     exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})
     return calls
 
@@ -219,7 +224,7 @@ def test_supervisor_marks_a_start_good_after_60_s(fs):
     assert info['uptime_s'] == 60 and info['reset_cause'] == 'power on'
 
 
-# ---------------------------------------------------------------- hw_esp32 with a fake machine
+# ---------------------------------------------------------------- drivers.esp32 with a fake machine
 
 class FakePin:
     OUT, IN, PULL_UP = 1, 2, 3
@@ -252,7 +257,7 @@ class FakeUart:
 
 
 @pytest.fixture
-def hw_esp32(monkeypatch):
+def esp32_hw(monkeypatch):
     m = types.ModuleType('machine')
     FakePin.made = {}
     m.Pin, m.UART = FakePin, FakeUart
@@ -268,14 +273,14 @@ def hw_esp32(monkeypatch):
             self.fed += 1
     m.WDT = WDT
     monkeypatch.setitem(sys.modules, 'machine', m)
-    sys.modules.pop('hw_esp32', None)
-    mod = importlib.import_module('hw_esp32')
+    sys.modules.pop('drivers.esp32', None)
+    mod = importlib.import_module('drivers.esp32')
     yield mod, m
-    sys.modules.pop('hw_esp32', None)
+    sys.modules.pop('drivers.esp32', None)
 
 
-def test_esp32_lines_follow_the_profile(hw_esp32):
-    hw, _m = hw_esp32
+def test_esp32_lines_follow_the_profile(esp32_hw):
+    hw, _m = esp32_hw
     lines = hw.Lines(boards.get('dabbler'))
     en, supply = FakePin.made[5], FakePin.made[32]
     assert en.level == 1 and supply.level == 0  # starts disabled, driver off
@@ -293,8 +298,8 @@ def test_esp32_lines_follow_the_profile(hw_esp32):
     assert FakePin.made[10].level == 1
 
 
-async def test_esp32_uart_port(hw_esp32):
-    hw, _m = hw_esp32
+async def test_esp32_uart_port(esp32_hw):
+    hw, _m = esp32_hw
     port = hw.open_port(boards.get('dabbler'))
     u = port.uart
     assert (u.uid, u.baud) == (2, 9600)
@@ -306,8 +311,8 @@ async def test_esp32_uart_port(hw_esp32):
     assert bytes(u.tx) == b'\xee\x00'
 
 
-def test_esp32_watchdog_and_reset_cause(hw_esp32):
-    hw, m = hw_esp32
+def test_esp32_watchdog_and_reset_cause(esp32_hw):
+    hw, m = esp32_hw
     w = hw.Watchdog()
     w.feed()
     assert w._wdt.timeout == 30000 and w._wdt.fed == 1
@@ -415,9 +420,9 @@ def fake_network(sta):
 
 
 async def test_wifi_falls_back_to_ap_after_timeout(monkeypatch):
-    import net
+    from drivers import wifi
     n = fake_network(FakeWlan(connects_after=None))
-    w = net.Wifi(n, 'mep-kitchen')
+    w = wifi.Wifi(n, 'mep-kitchen')
     assert n.names == ['mep-kitchen']
     assert await w.up('home', 'secret-pw', 'ap-password-123', timeout_ms=300) == 'ap'
     assert n.ap.cfg == {'essid': 'MEP-123456', 'password': 'ap-password-123', 'authmode': 3}
@@ -425,14 +430,14 @@ async def test_wifi_falls_back_to_ap_after_timeout(monkeypatch):
     sta = FakeWlan(connects_after=2)
     sta.PM_POWERSAVE = 1
     n2 = fake_network(sta)
-    assert await net.Wifi(n2).up('home', 'secret-pw', 'ap-password-123') == 'sta'
+    assert await wifi.Wifi(n2).up('home', 'secret-pw', 'ap-password-123') == 'sta'
     assert sta.cfg == {'pm': 1}            # modem sleep: the MEP supply gives about 1 W
     with pytest.raises(ValueError):
-        net.Wifi(n2).start_ap(None, 'short')
+        wifi.Wifi(n2).start_ap(None, 'short')
 
 
 async def test_ntp_sets_rtc_and_gives_up_in_time():
-    import net
+    from drivers import wifi
     srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     srv.bind(('127.0.0.1', 0))
     t_unix = 1750000000
@@ -440,18 +445,18 @@ async def test_ntp_sets_rtc_and_gives_up_in_time():
     def serve():
         data, addr = srv.recvfrom(48)
         r = bytearray(48)
-        r[40:44] = struct.pack('!I', t_unix + net.NTP_DELTA)
+        r[40:44] = struct.pack('!I', t_unix + wifi.NTP_DELTA)
         srv.sendto(bytes(r), addr)
     th = threading.Thread(target=serve)
     th.start()
     rtc = types.SimpleNamespace(set=None)
     rtc.datetime = lambda t: setattr(rtc, 'set', t)
-    ntp = net.Ntp(rtc, '127.0.0.1', port=srv.getsockname()[1])
+    ntp = wifi.Ntp(rtc, '127.0.0.1', port=srv.getsockname()[1])
     assert await ntp.maybe_sync() is True
     th.join()
     assert rtc.set[:3] == (2025, 6, 15)
     assert ntp.due() is False
-    ntp2 = net.Ntp(rtc, '127.0.0.1', port=srv.getsockname()[1])  # nobody answers now
+    ntp2 = wifi.Ntp(rtc, '127.0.0.1', port=srv.getsockname()[1])  # nobody answers now
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     assert await ntp2.sync(timeout_ms=200) is False

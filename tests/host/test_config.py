@@ -1,4 +1,4 @@
-# firmware/config.py (with cfgschema.py, cfgpw.py) and firmware/atomic.py on CPython.
+# firmware/system/config.py (with config_schema.py, passwords.py) and firmware/storage/atomic.py on CPython.
 import asyncio
 import builtins
 import gc
@@ -16,13 +16,13 @@ _FW = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 if _FW not in sys.path:
     sys.path.insert(0, _FW)
 
-import atomic  # noqa: E402
+from storage import atomic  # noqa: E402
 import compat  # noqa: E402
-import boards  # noqa: E402
-import cfgpw  # noqa: E402
-import cfgschema  # noqa: E402
-import config  # noqa: E402
-from config import Config  # noqa: E402
+from drivers import boards  # noqa: E402
+from system import passwords  # noqa: E402
+from system import config_schema  # noqa: E402
+from system import config  # noqa: E402
+from system.config import Config  # noqa: E402
 
 MBK = 'Q7x!MBKsecret-42Zq#p'  # 20 printable characters: a valid MBK
 SECRETS = {
@@ -37,7 +37,7 @@ SECRETS = {
 WEB_PW = 'WebSecret-3c4d5e'
 
 
-ON_DEMAND = ('cfgschema', 'cfgpw')
+ON_DEMAND = ('system.config_schema', 'system.passwords')
 
 
 @pytest.fixture(autouse=True, params=[False, True], ids=['resident', 'unload'])
@@ -87,8 +87,8 @@ def test_first_boot_defaults_and_generated_secrets(path):
     c = fresh(path)
     assert c.fallback is True
     assert 'defaults loaded' in c.warning
-    for key, typ, default, label, hlp, check in cfgschema.SCHEMA:
-        if key not in cfgschema.GENERATED:
+    for key, typ, default, label, hlp, check in config_schema.SCHEMA:
+        if key not in config_schema.GENERATED:
             assert c.values[key] == default, key
     assert c['hostname'] == 'esp32-mep' and c['board'] == boards.DEFAULT
     assert c['mqtt_port'] == 1883 and c['smtp_port'] == 587 and c['ha_prefix'] == 'homeassistant'
@@ -99,7 +99,7 @@ def test_first_boot_defaults_and_generated_secrets(path):
     assert os.path.exists(path), 'generated secrets must be stored'
     again = fresh(path)
     assert again.fallback is False and again.warning is None
-    for k in cfgschema.GENERATED:
+    for k in config_schema.GENERATED:
         assert again[k] == c[k]
     other = fresh(path + '2')
     assert other['ap_password'] != c['ap_password']
@@ -107,15 +107,15 @@ def test_first_boot_defaults_and_generated_secrets(path):
 
 
 def test_schema_has_labels_help_and_valid_defaults():
-    keys = [f[0] for f in cfgschema.SCHEMA]
+    keys = [f[0] for f in config_schema.SCHEMA]
     assert len(keys) == len(set(keys))
-    for key, typ, default, label, hlp, check in cfgschema.SCHEMA:
+    for key, typ, default, label, hlp, check in config_schema.SCHEMA:
         assert label and isinstance(hlp, str)
-        if key not in cfgschema.GENERATED:
-            v, err = cfgschema.validate(key, default)
+        if key not in config_schema.GENERATED:
+            v, err = config_schema.validate(key, default)
             assert err is None, key
-    assert 'risk' in cfgschema._BY_KEY['mqtt_commands'][4].lower()
-    sys.modules.pop('cfgpw', None)  # validate() called directly imports it; Config drops it
+    assert 'risk' in config_schema._BY_KEY['mqtt_commands'][4].lower()
+    sys.modules.pop('system.passwords', None)  # validate() called directly imports it; Config drops it
 
 
 def test_mqtt_device_id_defaults_to_hostname(path):
@@ -158,8 +158,8 @@ def test_invalid_value_is_rejected_with_a_human_message(path, key, value):
     assert list(errors) == [key]
     msg = errors[key]
     assert key in msg and len(msg) > 20 and 'Traceback' not in msg
-    if key in cfgschema._BY_KEY:
-        assert cfgschema._BY_KEY[key][3] in msg  # the human label
+    if key in config_schema._BY_KEY:
+        assert config_schema._BY_KEY[key][3] in msg  # the human label
     assert c.values == before, 'nothing may be applied when any change is invalid'
 
 
@@ -225,7 +225,7 @@ def test_secrets_never_in_views_exports_or_warnings(path):
     assert fresh(path + 'x').public_view()['mbk'] == {'set': False}
     out = json.dumps([view, c.schema_view(), c.export(), c.warning])
     assert_no_secret(out, c)
-    assert set(view) == set(cfgschema._BY_KEY)
+    assert set(view) == set(config_schema._BY_KEY)
     # a file with invalid secrets: the warning names the fields, never the values
     with open(path) as f:
         d = json.load(f)
@@ -488,13 +488,13 @@ def test_default_iterations_and_async_check(path):
 @pytest.mark.parametrize('pw,salt,n', [(b'p', b's', 1), (b'x' * 64, b'salt', 7),
                                        (b'y' * 65, b'salt', 3), (b'', b'', 2)])
 def test_pbkdf2_matches_reference(pw, salt, n):
-    assert cfgpw.pbkdf2_sha256(pw, salt, n) == hashlib.pbkdf2_hmac('sha256', pw, salt, n)
+    assert passwords.pbkdf2_sha256(pw, salt, n) == hashlib.pbkdf2_hmac('sha256', pw, salt, n)
 
 
 # ---- what stays in memory ----
 
 def test_importing_config_loads_no_schema_or_password_code():
-    code = ('import sys; sys.path.insert(0, %r); import config; from config import opt; '
+    code = ('import sys; sys.path.insert(0, %r); from system import config; from system.config import opt; '
             'print(sorted(m for m in %r + ("hashlib",) if m in sys.modules))' % (_FW, ON_DEMAND))
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -502,16 +502,16 @@ def test_importing_config_loads_no_schema_or_password_code():
 
 
 def test_a_password_check_keeps_its_module_until_it_ends(path, unload, monkeypatch):
-    """cfgpw stays loaded while an async check runs: dropped at its start, a second caller
+    """passwords.py stays loaded while an async check runs: dropped at its start, a second caller
     would import a second copy next to the running one."""
     c = with_secrets(path)
     c.set_password(WEB_PW)
-    sys.modules.pop('cfgpw', None)
+    sys.modules.pop('system.passwords', None)
     imports = []
     real = __import__
 
     def counting(name, *a, **k):
-        if name == 'cfgpw' and name not in sys.modules:
+        if name == 'system.passwords' and name not in sys.modules:
             imports.append(name)
         return real(name, *a, **k)
 
@@ -519,14 +519,14 @@ def test_a_password_check_keeps_its_module_until_it_ends(path, unload, monkeypat
         monkeypatch.setattr(builtins, '__import__', counting)
         first = asyncio.ensure_future(c.check_password_async(WEB_PW, chunk=4))
         await asyncio.sleep(0)          # the first check is running (it yields every 4 rounds)
-        assert 'cfgpw' in sys.modules
+        assert 'system.passwords' in sys.modules
         ok2 = c.check_password('wrong password!')
         return await first, ok2
     ok1, ok2 = asyncio.run(both())
     assert ok1 is True and ok2 is False
-    assert imports == ['cfgpw'], imports
+    assert imports == ['system.passwords'], imports
     if unload:
-        assert 'cfgpw' not in sys.modules
+        assert 'system.passwords' not in sys.modules
 
 
 @pytest.mark.parametrize('unload', [True], ids=['unload'], indirect=True)
@@ -537,8 +537,8 @@ def test_unloaded_modules_leave_no_references(path, unload):
     def freed_after(call):
         for m in ON_DEMAND:
             sys.modules.pop(m, None)
-        import cfgpw as pw  # the copies `call` uses: sys.modules holds them until then
-        import cfgschema as schema
+        from system import passwords as pw  # the copies `call` uses: sys.modules holds them until then
+        from system import config_schema as schema
         refs = [weakref.ref(m) for m in (pw, schema)]
         refs += [weakref.ref(x) for m in (pw, schema) for x in vars(m).values()
                  if callable(x) and getattr(x, '__module__', None) == m.__name__]

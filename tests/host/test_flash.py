@@ -19,7 +19,7 @@ for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools')):
         sys.path.insert(0, p)
 
 import flash  # noqa: E402
-import ota  # noqa: E402
+from system import ota  # noqa: E402
 
 FLASH = os.path.join(ROOT, 'tools', 'flash.py')
 KEY_HEX = '5a' * 32
@@ -63,7 +63,7 @@ def test_every_module_is_valid_mpy_for_the_chip(built):
             expected.append(rel if rel in flash.AS_SOURCE else rel[:-3] + '.mpy')
     present = files_under(out)
     assert set(expected) <= set(present)
-    assert 'boot.py' in present and 'main.py' in present and 'ota.mpy' in present
+    assert 'boot.py' in present and 'main.py' in present and 'system/ota.mpy' in present
     mpys = [p for p in present if p.endswith('.mpy')]
     assert not [p for p in present if p.endswith('.py') and p not in flash.AS_SOURCE]
     for rel in mpys:
@@ -96,7 +96,7 @@ def test_nothing_host_only_is_included(built):
     tests = [p for p in present if p.startswith('tests/') or '/tests/' in p
              or os.path.basename(p).startswith('test')]
     assert not tests, tests
-    assert 'hw_esp32.mpy' in present
+    assert 'drivers/esp32.mpy' in present
 
 
 def test_dependencies_and_manifest(built):
@@ -124,7 +124,7 @@ def test_bundle_verifies_on_the_device_code(built, tmp_path):
     s = rx.finish()
     assert s['version'] == 't1'
     names = [f['path'] for f in rx.manifest['files']]
-    assert 'boot.py' not in names and 'main.py' not in names and 'ota.mpy' in names
+    assert 'boot.py' not in names and 'main.py' not in names and 'system/ota.mpy' in names
     other = 'esp32c3' if chip == 'esp32' else 'esp32'
     with pytest.raises(ota.OtaError, match='bundle is for'):
         ota.OtaReceiver(str(tmp_path / 'x'), key, other).feed(open(bundle_path, 'rb').read())
@@ -346,17 +346,21 @@ def test_frozen_mode_follows_the_image_and_the_flags():
 def test_shadowing_removes_app_modules_only():
     modules = flash.app_modules('esp32')
     assert 'app' in modules and 'mep/engine' in modules and 'web/server' in modules
-    assert 'hw_host' not in modules and 'boot' not in modules
+    assert 'net/mqtt' in modules and 'drivers/boards' in modules
+    assert 'hw_host' not in modules and 'boot' not in modules and 'net' not in modules
+    modules += list(flash.OLD_MODULES)      # as flash.py calls it: an earlier layout's too
     listing = ['boot.py', 'main.py', 'config.json', '.manifest.json', 'app.mpy', 'boards.py',
+               'net.mpy', 'net/', 'net/mqtt.mpy', 'drivers/', 'drivers/boards.mpy',
                'mine.py', 'history.state', 'ota_old/', 'ota_old/app.mpy', 'mep/',
                'mep/engine.mpy', 'mep/gone.mpy', 'mep/notes.txt', 'web/', 'web/static/',
                'web/static/login.html.gz', 'web/server.mpy', 'lib/', 'lib/microdot/',
                'lib/microdot/microdot.mpy', 'lib/umqtt/', 'lib/umqtt/simple.mpy',
                'lib/web/static/login.html.gz']
     files, folders = flash.shadowing(listing, modules, {'app', 'mep.engine', 'microdot'})
-    assert files == ['app.mpy', 'boards.py', 'lib/microdot/microdot.mpy', 'mep/engine.mpy',
-                     'mep/gone.mpy', 'web/server.mpy', 'web/static/login.html.gz']
-    assert folders == ['lib/microdot', 'web/static', 'mep', 'web']       # deepest first
+    assert files == ['app.mpy', 'boards.py', 'drivers/boards.mpy', 'lib/microdot/microdot.mpy',
+                     'mep/engine.mpy', 'mep/gone.mpy', 'net.mpy', 'net/mqtt.mpy',
+                     'web/server.mpy', 'web/static/login.html.gz']
+    assert folders == ['lib/microdot', 'web/static', 'drivers', 'mep', 'net', 'web']
     files, folders = flash.shadowing(listing, modules, {'app', 'mep.engine'})
     assert 'lib/microdot/microdot.mpy' not in files and 'lib/microdot' not in folders
 

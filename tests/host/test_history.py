@@ -1,4 +1,4 @@
-# firmware/ring.py, firmware/history.py and firmware/store.py on CPython.
+# firmware/storage/ring.py, firmware/storage/history.py and firmware/storage/store.py on CPython.
 import csv
 import io
 import json
@@ -13,11 +13,11 @@ _FW = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 if _FW not in sys.path:
     sys.path.insert(0, _FW)
 
-import atomic  # noqa: E402
-import history  # noqa: E402
-from history import History, HistoryError, P_UNIT  # noqa: E402
-from ring import Ring, FIELDS  # noqa: E402
-from store import Store  # noqa: E402
+from storage import atomic  # noqa: E402
+from storage import history  # noqa: E402
+from storage.history import History, HistoryError, P_UNIT  # noqa: E402
+from storage.ring import Ring, FIELDS  # noqa: E402
+from storage.store import Store  # noqa: E402
 
 T0 = 1718000000 - 1718000000 % 86400 + 3 * 3600  # a UTC day, 03:00
 
@@ -414,13 +414,13 @@ def test_store_ties_ring_and_history(tmp_path):
     assert s2.load() is None and s2.warning is None
     assert list(s2.history.rows('minute')) == list(s.history.rows('minute'))
     assert len(s2.ring) == 0
-    from store import join
+    from storage.store import join
     assert join('', 'h.bin') == '/h.bin' and join('/data', 'h.bin') == '/data/h.bin'
 
 
 def test_ring_keeps_what_the_api_serves():
     """/api/recent charts the ring's columns; the store's ring must keep every one."""
-    import store
+    from storage import store
     from web import server
     assert set(server.RECENT_FIELDS) <= set(store.RING_FIELDS)
     s = Store('/nonexistent', ring_capacity=10)

@@ -1,4 +1,4 @@
-# firmware/history.py on flash: the files against an all-in-RAM model of the same rules,
+# firmware/storage/history.py on flash: the files against an all-in-RAM model of the same rules,
 # saves and reloads at random points, power cuts at every write step, the conversion of the
 # old single-file format, bounded RAM, chunked I/O.
 import asyncio
@@ -11,8 +11,8 @@ from array import array
 
 import pytest
 
-import history
-from history import History, P_UNIT, EMPTY
+from storage import history
+from storage.history import History, P_UNIT, EMPTY
 
 T0 = 1718000000 - 1718000000 % 86400 + 3 * 3600  # a UTC day, 03:00
 SMALL = (100, 48, 10)

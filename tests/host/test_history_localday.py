@@ -1,4 +1,4 @@
-# firmware/history.py: the day level cut at local midnight of the configured time zone
+# firmware/storage/history.py: the day level cut at local midnight of the configured time zone
 # (daylight saving included), on CPython. The truth is computed with zoneinfo, not tz.py.
 import datetime
 import os
@@ -12,8 +12,8 @@ _FW = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 if _FW not in sys.path:
     sys.path.insert(0, _FW)
 
-from history import History  # noqa: E402
-from store import Store  # noqa: E402
+from storage.history import History  # noqa: E402
+from storage.store import Store  # noqa: E402
 
 CPH = ZoneInfo('Europe/Copenhagen')
 
@@ -101,13 +101,13 @@ def test_store_passes_the_zone_and_minute_hour_levels_stay_utc(tmp_path):
 def test_the_zone_modules_are_not_kept_loaded(tmp_path, monkeypatch):
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
-    for n in ('periods', 'tz'):
+    for n in ('periods', 'system.tz'):
         sys.modules.pop(n, None)
     h = History(str(tmp_path / 'history.bin'), cfg={'timezone': 'Europe/Copenhagen'})
     feed(h, midnight(2026, 1, 5), midnight(2026, 1, 5) + 600)
     rows = list(h.rows('day'))
     assert rows[0][0] == midnight(2026, 1, 5)
-    assert 'periods' not in sys.modules and 'tz' not in sys.modules
+    assert 'periods' not in sys.modules and 'system.tz' not in sys.modules
 
 
 def test_a_zone_not_understood_falls_back_to_utc_days(tmp_path):

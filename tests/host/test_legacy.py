@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from microdot.test_client import TestClient
 
-import legacy
+from web import legacy
 from compat import unix_time
 from mep.reading import FIELDS
 from tools.mepsim.meter import Meter

@@ -23,7 +23,7 @@ import json
 from microdot import Microdot
 from microdot.test_client import TestClient
 
-import legacy
+from web import legacy
 from compat import unix_time
 from tools.mepsim.meter import Meter
 from web.server import create_app

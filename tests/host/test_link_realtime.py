@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from mep.link import Link, Subscription
+from drivers.link import Link, Subscription
 from mep.engine import Settings
 from mep.poller import Poller
 from mep import requests as rq

@@ -5,7 +5,7 @@ from microdot import Microdot
 from microdot.test_client import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-import metrics
+from web import metrics
 from mep.reading import FIELDS
 from web import legacy_routes, server
 

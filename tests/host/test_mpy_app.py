@@ -242,7 +242,7 @@ def test_refused_connect_is_an_error_at_once_on_micropython():
     """tcp.open_tcp on MicroPython: a refused connection (nothing listens) raises at once;
     it used to look connected until the first write (no SO_ERROR check there)."""
     code = ('import sys; sys.path.insert(0, %r)\n'
-            'import asyncio, tcp\n'
+            'import asyncio\nfrom net import tcp\n'
             'async def main():\n'
             '    try:\n'
             '        await tcp.open_tcp("127.0.0.1", %d, 2000)\n'

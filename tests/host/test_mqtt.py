@@ -9,9 +9,9 @@ import uuid
 import paho.mqtt.client as paho
 import pytest
 
-import ha
-import hadisc
-import mqtt
+from net import ha
+from net import ha_discovery
+from net import mqtt
 from mep.reading import FIELDS
 from mqtt_broker import Broker, make_cert
 
@@ -113,7 +113,7 @@ def make(cfg, logs=None, **kw):
 
 # ---------- discovery payloads, field by field (no broker) ----------
 def render(template, value):
-    """The value_template forms hadisc.py uses, evaluated the way HA's Jinja would (the real
+    """The value_template forms ha_discovery.py uses, evaluated the way HA's Jinja would (the real
     Home Assistant renders them in test_ha_real.py)."""
     if template == '{{ (value | float / 1000) | round(3) }}':
         return round(float(value) / 1000, 3)
@@ -131,7 +131,7 @@ def render(template, value):
 
 def test_discovery_payloads_field_by_field():
     cfg = make_cfg(1883)
-    msgs = list(hadisc.messages(cfg, INFO, 'mep/dev1', {'url': 'http://192.0.2.7/'},
+    msgs = list(ha_discovery.messages(cfg, INFO, 'mep/dev1', {'url': 'http://192.0.2.7/'},
                                 ['link', 'uptime', 'heap_free', 'reset_cause', 'resends']))
     by_key = {}
     for topic, payload in msgs:
@@ -212,13 +212,13 @@ def test_discovery_payloads_field_by_field():
     assert 'value_json.h0' in by_key['e_h']['last_reset_value_template']
     # a configured device name
     cfg['device_name'] = 'Main meter'
-    c = hadisc.sensor_config(cfg, INFO, 'mep/dev1', next(hadisc.sensors()))
+    c = ha_discovery.sensor_config(cfg, INFO, 'mep/dev1', next(ha_discovery.sensors()))
     assert c['device']['name'] == 'Main meter'
     # without a web address known, the hostname's mDNS name
     assert c['device']['configuration_url'] == 'http://mepmod.local/'
     # slower readings or a publish interval stretch expire_after
     cfg['mqtt_interval_s'] = 60
-    assert hadisc.expire_after(cfg) == 180
+    assert ha_discovery.expire_after(cfg) == 180
 
 
 def test_device_id_is_the_utility_serial_only():
@@ -401,17 +401,17 @@ async def test_discovery_module_is_dropped_once_the_configs_are_out(broker, subs
     import sys
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
-    monkeypatch.setitem(sys.modules, 'hadisc', hadisc)   # put back afterwards
+    monkeypatch.setitem(sys.modules, 'net.ha_discovery', ha_discovery)   # put back afterwards
     m = make(make_cfg(broker.port))
     s = new_sub(subs, broker.port, 'homeassistant/sensor/#')
     async with Running(m):
         assert await s.wait(lambda: s.topics('homeassistant/sensor/mep_12345678/link/config'))
-        assert await s.wait(lambda: 'hadisc' not in sys.modules)
+        assert await s.wait(lambda: 'net.ha_discovery' not in sys.modules)
         mine = lambda: [t for t, _, _ in s.msgs if '/mep_12345678/' in t]
         n = len(mine())
         s.publish('homeassistant/status', 'online')       # HA restarted: announce again
         assert await s.wait(lambda: len(mine()) >= 2 * n)
-        assert await s.wait(lambda: 'hadisc' not in sys.modules)
+        assert await s.wait(lambda: 'net.ha_discovery' not in sys.modules)
 
 
 async def test_out_of_memory_drops_one_message_not_the_connection(broker, subs, monkeypatch):

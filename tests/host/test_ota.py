@@ -1,4 +1,4 @@
-# OTA bundles: built by tools/bundle.py, received by firmware/ota.py in a temp "flash root",
+# OTA bundles: built by tools/bundle.py, received by firmware/system/ota.py in a temp "flash root",
 # applied at the next "boot" by safemode.boot(), rolled back after 3 crashed starts.
 import json
 import os
@@ -13,8 +13,8 @@ for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools')):
         sys.path.insert(0, p)
 
 import bundle  # noqa: E402
-import ota  # noqa: E402
-import safemode  # noqa: E402
+from system import ota  # noqa: E402
+from system import safemode  # noqa: E402
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -273,6 +273,30 @@ def test_rollback_after_three_failed_starts(tmp_path, dev):
     assert safemode.crashes(fs) == 0
     st = ota.status(fs)
     assert st['result'] == 'rolled back' and st['version'] == '2.0'
+
+
+def test_rollback_removes_the_folders_the_update_made(tmp_path, dev):
+    """An update that brings a package (net/) to an app with a module of that name (net.mpy):
+    rolled back, no empty net/ stays behind to be imported instead of the old net.mpy. A
+    folder the old app has (web/) stays."""
+    populate(str(dev), {'net.mpy': MPY + b'old wifi module'})
+    files = dict(NEW)
+    files.update({'net/__init__.mpy': MPY + b'pkg', 'net/sub/deep.mpy': MPY + b'deep',
+                  'web/added.mpy': MPY + b'added'})
+    receive(dev, make_bundle(tmp_path, files))
+    fs = ota.Fs(str(dev))
+    boot(dev)
+    assert os.path.isdir(os.path.join(str(dev), 'net', 'sub'))
+    msgs = []
+    for _ in range(3):
+        safemode.count_start(fs)
+        boot(dev, msgs)
+    assert 'ota: update rolled back' in msgs
+    for gone in ('net', 'mep'):
+        assert not os.path.exists(os.path.join(str(dev), gone)), gone
+    after = tree(str(dev))
+    assert after['net.mpy'] == MPY + b'old wifi module'
+    assert after['web/index.html'] == OLD['web/index.html'] and 'web/added.mpy' not in after
 
 
 def test_crashes_before_three_keep_the_update(tmp_path, dev):

@@ -8,7 +8,7 @@ import zoneinfo
 import pytest
 
 import periods
-from ha import Periods
+from net.ha import Periods
 from periods import period_start, period_end, utc_offset
 
 CPH = zoneinfo.ZoneInfo('Europe/Copenhagen')
@@ -118,30 +118,33 @@ def test_helpers_are_loaded_only_when_a_period_ends(monkeypatch):
     """Per reading nothing is imported; at a boundary periods.py and tz.py come and go."""
     import sys
     import compat
-    import periods as _p, tz as _tz
+    import periods as _p
+    import system
+    from system import tz as _tz
     monkeypatch.setattr(compat, 'UNLOAD', True)
     monkeypatch.setitem(sys.modules, 'periods', _p)      # put back afterwards
-    monkeypatch.setitem(sys.modules, 'tz', _tz)
-    del sys.modules['periods'], sys.modules['tz']
+    monkeypatch.setitem(sys.modules, 'system.tz', _tz)
+    monkeypatch.setattr(system, 'tz', _tz)
+    del sys.modules['periods'], sys.modules['system.tz']
     p = Periods(CFG)
     t = utc(2025, 6, 10, 10, 59, 50)
     imports = []
     real = __builtins__['__import__'] if isinstance(__builtins__, dict) else __builtins__.__import__
 
     def spy(name, *a, **kw):
-        if name in ('periods', 'tz'):
+        if name in ('periods', 'system.tz'):
             imports.append(name)
         return real(name, *a, **kw)
     monkeypatch.setattr('builtins.__import__', spy)
     feed(p, t, 100)                                   # first reading: bounds computed
-    assert 'periods' in imports and 'periods' not in sys.modules and 'tz' not in sys.modules
+    assert 'periods' in imports and 'periods' not in sys.modules and 'system.tz' not in sys.modules
     imports.clear()
     for i in range(1, 9):
         feed(p, t + i, 100 + i)                       # same hour: nothing imported
     assert imports == []
     v = feed(p, t + 10, 110)                          # 11:00 UTC: a new hour
     assert 'periods' in imports and v['h'] == 2      # from the reading at 10:59:58
-    assert 'periods' not in sys.modules and 'tz' not in sys.modules
+    assert 'periods' not in sys.modules and 'system.tz' not in sys.modules
 
 
 def test_time_zone_change_recomputes_the_bounds():

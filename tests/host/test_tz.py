@@ -1,4 +1,4 @@
-# firmware/tz.py against the IANA database (CPython's zoneinfo): every zone it names gives
+# firmware/system/tz.py against the IANA database (CPython's zoneinfo): every zone it names gives
 # the same UTC offset at every moment from 2020 to 2031, and local midnights, hours and
 # month starts fall where the database puts them, across daylight-saving changes.
 import datetime
@@ -6,7 +6,7 @@ import zoneinfo
 
 import pytest
 
-import tz
+from system import tz
 
 START = int(datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).timestamp())
 END = int(datetime.datetime(2031, 12, 31, tzinfo=datetime.timezone.utc).timestamp())

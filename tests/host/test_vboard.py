@@ -498,7 +498,7 @@ def test_wrong_mpy_version(board, tmp_path):
     with pytest.raises(flash.FlashError, match=r'\.mpy v6\.3\) but this tool compiles for '
                                                r'MicroPython 1\.22\.2 \(\.mpy v6\.2\)'):
         flash.check_mpy(info, ('1.22.2', (6, 2)))
-    src = os.path.join(board.fs, 'boards.mpy')
+    src = os.path.join(board.fs, 'drivers', 'boards.mpy')
     good = open(src, 'rb').read()
     try:
         with open(src, 'wb') as f:                  # as MicroPython 1.19's mpy-cross wrote it
@@ -552,11 +552,14 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
     # a board that had the app as files (an earlier flash, an OTA update): module files that
     # would be imported instead of the frozen ones, old pages in web/static; and what is not
     # the app's: its config, a data file, a module of the user's own
-    for rel in ('app.mpy', 'boards.mpy', 'mep/engine.mpy', 'mep/__init__.mpy',
+    for rel in ('app.mpy', 'drivers/boards.mpy', 'mep/engine.mpy', 'mep/__init__.mpy',
                 'web/server.mpy', 'web/static/dashboard.html.gz', 'lib/microdot/microdot.mpy'):
         os.makedirs(os.path.dirname(str(fs / rel)), exist_ok=True)
         src = os.path.join(build, rel if rel.startswith('lib/') else rel)
         shutil.copyfile(src, str(fs / rel))
+    # the WiFi module of the layout before drivers/: in the root it would be imported instead
+    # of the frozen net package
+    shutil.copyfile(os.path.join(build, 'drivers', 'wifi.mpy'), str(fs / 'net.mpy'))
     (fs / 'notes.txt').write_text('mine\n')
     (fs / 'mine.py').write_text('X = 1\n')
     (fs / 'keep.dat').write_bytes(b'\x01\x02')
@@ -581,17 +584,18 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert ('mode: frozen image (the image has the app frozen in (MicroPython 1.29.0): '
                 'uploading only boot.py, main.py and the web pages; the app runs from the '
                 'image)') in o, o
-        assert re.search(r'removing 6 app module files from the board: the image has them '
+        assert re.search(r'removing 7 app module files from the board: the image has them '
                          r'frozen in, and a file on the board would be imported instead '
-                         r'\(app\.mpy, boards\.mpy, lib/microdot/microdot\.mpy', o), o
+                         r'\(app\.mpy, drivers/boards\.mpy, lib/microdot/microdot\.mpy', o), o
+        assert 'net.mpy' in o
         assert 'moving the web pages from /web/static to /lib/web/static' in o
-        assert 'removed 7 files that the frozen image replaces' in o
+        assert 'removed 8 files that the frozen image replaces' in o
         pages = sorted('lib/web/static/' + n for n in os.listdir(
             os.path.join(flash.FIRMWARE, 'web', 'static')) if not n.startswith('.'))
         assert board_files(b) == sorted(['boot.py', 'main.py', flash.BOARD_MANIFEST,
                                          'config.json', 'notes.txt', 'mine.py',
                                          'keep.dat'] + pages)
-        for folder in ('mep', 'web', 'lib/microdot'):      # an empty one would still shadow
+        for folder in ('mep', 'web', 'drivers', 'lib/microdot'):   # an empty one would still shadow
             assert not os.path.exists(str(fs / folder)), folder
         assert (fs / 'config.json').read_bytes() == config
         n, kb, _t, _a = sent(o)

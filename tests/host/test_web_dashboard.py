@@ -34,7 +34,7 @@ def profile(t):
 def write_history(data_dir, end):
     """Readings every minute for DAYS days up to `end`, through Store; returns the truth:
     {('h', UTC hour start) | ('d', local date) | ('m', (year, month)): [import Wh, export Wh]}."""
-    from store import Store
+    from storage.store import Store
     s = Store(data_dir, cfg={'timezone': 'Europe/Copenhagen'})
     t = first = end - end % 60 - DAYS * 86400
     e_in, e_out, truth = 10 ** 6, 10 ** 5, {}

@@ -233,7 +233,7 @@ WANT = [{'ssid': 'Home', 'rssi': -52, 'security': 'WPA/WPA2'},
 
 
 def test_wifi_scan_sorted_by_signal_one_per_name():
-    from net import Wifi
+    from drivers.wifi import Wifi
     wlan = StandInWLAN()
     w = Wifi(StandInNetwork(wlan))
     assert w.scan() == WANT
@@ -244,7 +244,7 @@ def test_wifi_scan_sorted_by_signal_one_per_name():
 
 
 def test_wifi_scan_through_the_app_and_the_link_recovers(app):
-    from net import Wifi
+    from drivers.wifi import Wifi
     app.wait_readings(2)
     app.app.wifi = Wifi(StandInNetwork(StandInWLAN(block_s=2.0)))
     h = logged_in(app)

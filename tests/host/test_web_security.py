@@ -665,10 +665,10 @@ def test_short_passwords_refused(tmp_path):
 
 
 def test_password_hashing_does_not_stall_the_link(app):
-    import cfgpw
+    from system import passwords
     app.wait_readings(5)
     t = time.monotonic()
-    cfgpw.pbkdf2_sha256(b'calibrate', b'salt', 20000)
+    passwords.pbkdf2_sha256(b'calibrate', b'salt', 20000)
     per_round = (time.monotonic() - t) / 20000
     app.app.config.pw_iterations = int(2.0 / per_round)       # about 2 s of hashing
     h = logged_in(app)

@@ -32,11 +32,11 @@ def save(h, csrf, section, values, **extra):
 
 
 def test_sections_cover_every_setting_and_send_no_secret(app):
-    import cfgschema
+    from system import config_schema
     h = logged_in(app)
     j = api(h)
     keys = [f['key'] for s in j['sections'] for f in s['fields']]
-    want = [f[0] for f in cfgschema.SCHEMA if f[0] != 'web_password_hash']
+    want = [f[0] for f in config_schema.SCHEMA if f[0] != 'web_password_hash']
     assert sorted(keys) == sorted(want), set(keys) ^ set(want)     # each exactly once
     c = app.app.config
     secrets = [c[k] for k in ('mbk', 'ota_key', 'session_secret', 'ap_password')] + \

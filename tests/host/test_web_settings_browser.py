@@ -82,7 +82,7 @@ def test_wifi_scan_on_the_pc_and_with_a_radio(app, browser):
     wait(lambda: msg.text == 'no WiFi on this board', 15, 'no WiFi message')
     assert 'err' in msg.get_attribute('class')
     shot(browser, 'settings-wifi-scan-pc', msg)
-    from net import Wifi
+    from drivers.wifi import Wifi
     app.app.wifi = Wifi(StandInNetwork(StandInWLAN()))
     try:
         f.find_element(By.CSS_SELECTOR, 'button.scan').click()
@@ -103,7 +103,7 @@ def test_wifi_scan_on_the_pc_and_with_a_radio(app, browser):
 
 def test_time_zone_names_to_choose_and_a_posix_rule(app, browser):
     from selenium.webdriver.common.by import By
-    import tz
+    from system import tz
     open_settings(app, browser)
     inp = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="time"] [name=timezone]')
     assert inp.get_attribute('list') == 'tzlist'

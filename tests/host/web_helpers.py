@@ -5,7 +5,7 @@ import contextlib
 import os
 import sys
 
-from config import Config
+from system.config import Config
 from tools.mepsim.meter import Meter
 from tools.mepsim.serve import SimPort
 

@@ -1,7 +1,7 @@
 # Table decoders against hand-built tables: named fields, signed LE integers, short tables.
 from support import raises, unhex
 from mep import tables as t
-from mep import tablesx as tx
+from mep import tables_startup as tx
 from mep import requests as rq
 
 

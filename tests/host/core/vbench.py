@@ -14,7 +14,7 @@ class Bench:
     def __init__(self, key=KEY, meter_key=KEY, seed=1, fast=True, bt23_ms=1000, bt28_ms=1000,
                  settings=None, turnaround_ms=20, sleepy=False):
         self.t = 0
-        # sleepy: as mep/link.py, the driver sleeps through an answer it can expect
+        # sleepy: as drivers/link.py, the driver sleeps through an answer it can expect
         # (Engine.expect_ms) and finds the bytes collected in the port's buffer
         self.sleepy = sleepy
         self.wake_at = None

@@ -14,8 +14,8 @@ import os
 import json
 import hashlib
 from binascii import hexlify, unhexlify
-import hmac_sha256
-from fsops import Fs, read_json  # noqa: F401 (ota.Fs, ota.read_json for callers)
+from system import hmac_sha256
+from storage.fs import Fs, read_json  # noqa: F401 (ota.Fs, ota.read_json for callers)
 
 MAGIC = b'MEPOTA1'
 FORMAT = 1
@@ -320,6 +320,15 @@ def rollback(fs, why):
     if j:
         for p in j['added']:
             fs.remove(p)
+        # and the folders they made (an empty folder left behind is imported as an empty
+        # package before the old app's module of the same name: drivers/, net/, ...)
+        dirs = set()
+        for p in j['added']:
+            while '/' in p:
+                p = p.rsplit('/', 1)[0]
+                dirs.add(p)
+        for d in sorted(dirs, key=lambda d: -d.count('/')):
+            fs.rmdir_empty(d)
         for p in j['replaced']:
             if fs.exists(OLD + '/' + p):
                 fs.rename(OLD + '/' + p, p)

@@ -8,7 +8,7 @@
 # resets the counter, so the previous app gets its own 3 tries before safe mode.
 # Hardware (pin, AP starter, sleep) is passed in, so all of this runs on the PC in tests.
 import os
-import ota
+from system import ota
 
 CRASHES = 'crashes'
 CONFIG = 'config.json'
@@ -110,7 +110,7 @@ def device_boot():
     """boot.py on the board: build the real pin and AP starter and run boot()."""
     import time
     import machine
-    import boards
+    from drivers import boards
     fs = ota.Fs('/')
     cfg = config(fs)
     try:
@@ -123,8 +123,8 @@ def device_boot():
 
     def start_ap(pw):
         import network
-        import net
-        return net.Wifi(network).start_ap(None, pw)
+        from drivers import wifi
+        return wifi.Wifi(network).start_ap(None, pw)
 
     return boot(fs, pin, prof['safe_active'], start_ap, time.sleep_ms)
 
@@ -134,4 +134,4 @@ def start_app(fs):
     OTA) from the heap; main.py then runs app.main()."""
     count_start(fs)
     from compat import unload
-    unload('safemode', 'ota', 'hmac_sha256')
+    unload('system.safemode', 'system.ota', 'system.hmac_sha256')

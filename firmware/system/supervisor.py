@@ -39,7 +39,7 @@ class Supervisor:
     def _last_reboot(self):
         r = None
         if self.fs is not None:
-            from fsops import read_json
+            from storage.fs import read_json
             r = read_json(self.fs, REASON)
             self.fs.remove(REASON)
         if self.reset_cause != 'watchdog':
@@ -78,10 +78,10 @@ class Supervisor:
         if not self.good and self.uptime_ms >= GOOD_AFTER_MS:
             self.good = True
             if self.fs is not None:
-                import safemode
+                from system import safemode
                 safemode.mark_good(self.fs)
                 safemode = None
-                unload('safemode', 'ota')
+                unload('system.safemode', 'system.ota')
         self._passes += 1
         if self._passes % MEM_EVERY:
             return None

@@ -310,7 +310,7 @@ class History:
         are dropped again unless they were loaded before; the Zone keeps working."""
         if self.cfg is None:
             return None
-        mine = [n for n in ('periods', 'tz') if n not in sys.modules]
+        mine = [n for n in ('periods', 'system.tz') if n not in sys.modules]
         try:
             import periods
             return periods.zone(self.cfg)
@@ -531,11 +531,11 @@ class History:
         """Load the saved history (never raises). A corrupt one is discarded with a warning;
         the old single-file format is converted. The code is in history_load.py, imported
         for this only."""
-        import history_load
+        from storage import history_load
         try:
             history_load.load(self)
         finally:
-            unload('history_load')
+            unload('storage.history_load')
         return self.warning
 
     # ---- export ----

@@ -47,6 +47,12 @@ class Fs:
             os.remove(self.path(b))
         os.rename(self.path(a), self.path(b))
 
+    def rmdir_empty(self, rel):
+        try:
+            os.rmdir(self.path(rel))
+        except OSError:             # not empty, or not there
+            pass
+
     def rmtree(self, rel):
         if self.isdir(rel):
             for name in os.listdir(self.path(rel)):

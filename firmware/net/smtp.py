@@ -10,7 +10,7 @@ import time
 from binascii import b2a_base64
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time, epoch_offset
-from tcp import open_tcp, again as _again
+from net.tcp import open_tcp, again as _again
 
 STEP_MS = 10000
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
@@ -21,7 +21,7 @@ class SmtpError(Exception):
     pass
 
 
-from config import opt as _opt
+from system.config import opt as _opt
 from alarms import mail_configured as configured
 
 

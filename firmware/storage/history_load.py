@@ -9,7 +9,7 @@
 # sha256 of everything before. Read in small chunks, never as a whole.
 import struct
 from binascii import crc32
-import history as H
+from storage import history as H
 
 
 def _exists(path):
@@ -181,6 +181,6 @@ def _convert(h, f):
 def _convert_any(h):
     """Convert the old file (its path, else the .tmp/.bak copies atomic.py may have left).
     True when converted; False when none was readable."""
-    import atomic
+    from storage import atomic
     ok, src = atomic.read(h.path, lambda f: _convert(h, f))
     return bool(ok)

@@ -1,11 +1,12 @@
-# Device settings: one JSON file described by the schema in cfgschema.py (defaults, labels,
-# validation); web password hashes in cfgpw.py. Loading never raises: a missing, corrupt or
+# Device settings: one JSON file described by the schema in config_schema.py (defaults, labels,
+# validation); web password hashes in passwords.py. Loading never raises: a missing, corrupt or
 # invalid file falls back to the .bak copy or to defaults (config.fallback, config.warning).
 # Secret values never appear in warnings, error messages, public_view() or export().
 # Only this module and the values stay in the heap: the methods that need the schema or
 # the password code import it for the call, and on MicroPython drop it again afterwards.
 import json
-import atomic
+import sys
+from storage import atomic
 from compat import unload, asyncio
 
 # PBKDF2 rounds for new web passwords. Measured: 5 us a round on the 32-bit MicroPython unix
@@ -17,18 +18,20 @@ PW_CHUNK = 32
 
 
 def _run(mod, fn, args):
-    return getattr(__import__(mod), fn)(*args)
+    __import__(mod)
+    return getattr(sys.modules[mod], fn)(*args)
 
 
 def _drops():
     """What to drop after a call: the schema and password code, and tz.py (the time zone
     check loads it) unless it was loaded before. Ask before the call."""
-    import sys
-    return ('cfgschema', 'cfgpw', 'tz') if 'tz' not in sys.modules else ('cfgschema', 'cfgpw')
+    if 'system.tz' not in sys.modules:
+        return ('system.config_schema', 'system.passwords', 'system.tz')
+    return ('system.config_schema', 'system.passwords')
 
 
 def _call(mod, fn, *args):
-    """mod.fn(*args); afterwards cfgschema/cfgpw are dropped again (compat.unload). The
+    """mod.fn(*args); afterwards config_schema/passwords are dropped again (compat.unload). The
     import runs in _run's frame, which is gone by then, so nothing on the stack holds them."""
     drop = _drops()
     try:
@@ -53,11 +56,11 @@ class Config:
         self.pw_iterations = pw_iterations
         self.warning = None
         self.fallback = False
-        self.values = _call('cfgschema', 'defaults')
+        self.values = _call('system.config_schema', 'defaults')
 
     def load(self, save_generated=True):
         """Read the file (never raises). Returns self."""
-        return _call('cfgschema', 'load', self, save_generated)
+        return _call('system.config_schema', 'load', self, save_generated)
 
     def __getitem__(self, key):
         v = self.values[key]
@@ -73,7 +76,7 @@ class Config:
         nothing. Returns {field: message} (empty = applied). An empty secret in `changes` keeps
         the current value unless keep_empty_secrets is False. Cleared generated secrets
         (ap_password, session_secret, ota_key) are regenerated."""
-        return _call('cfgschema', 'update', self, changes, keep_empty_secrets, clear)
+        return _call('system.config_schema', 'update', self, changes, keep_empty_secrets, clear)
 
     def save(self):
         atomic.write(self.path, self._dump)
@@ -86,7 +89,7 @@ class Config:
 
     def set_password(self, plain, iterations=None):
         """Set the web password. Returns {} or {'web_password_hash': message}."""
-        return _call('cfgpw', 'set_password', self.values, plain,
+        return _call('system.passwords', 'set_password', self.values, plain,
                      iterations or self.pw_iterations)
 
     def _lock(self):
@@ -98,33 +101,33 @@ class Config:
     async def set_password_async(self, plain, chunk=PW_CHUNK):
         """set_password() yielding to the event loop every `chunk` rounds."""
         async with self._lock():
-            return await _call_async('cfgpw', 'set_password_async', self.values, plain,
+            return await _call_async('system.passwords', 'set_password_async', self.values, plain,
                                      self.pw_iterations, chunk)
 
     def check_password(self, plain):
         """True when `plain` matches the stored hash (False when no password is set)."""
-        return _call('cfgpw', 'check', self.values['web_password_hash'], plain)
+        return _call('system.passwords', 'check', self.values['web_password_hash'], plain)
 
     async def check_password_async(self, plain, chunk=PW_CHUNK):
         """check_password() yielding to the event loop every `chunk` rounds; one check or
         change at a time."""
         async with self._lock():
-            return await _call_async('cfgpw', 'check_async', self.values['web_password_hash'],
+            return await _call_async('system.passwords', 'check_async', self.values['web_password_hash'],
                                      plain, chunk)
 
     def public_view(self):
-        return _call('cfgschema', 'public_view', self.values)
+        return _call('system.config_schema', 'public_view', self.values)
 
     def schema_view(self):
-        return _call('cfgschema', 'schema_view')
+        return _call('system.config_schema', 'schema_view')
 
     def export(self, include_secrets=False):
-        return _call('cfgschema', 'export', self.values, include_secrets)
+        return _call('system.config_schema', 'export', self.values, include_secrets)
 
     def restore(self, data):
         """Apply an export() dict: validated like update(); absent settings (secrets included)
         keep their current value; an empty secret present in `data` clears it."""
-        return _call('cfgschema', 'restore', self, data)
+        return _call('system.config_schema', 'restore', self, data)
 
 
 def opt(cfg, key, default=None):

@@ -28,7 +28,7 @@
 # Home Assistant: <ha_prefix>/sensor/mep_<utility serial>/<key>/config (retained), one
 # device per meter, announced only once the utility serial is known (so the id never
 # changes); re-sent when HA publishes 'online' on <ha_prefix>/status. The discovery
-# configs are built by hadisc.py, which mqtt.py imports only while it sends them.
+# configs are built by ha_discovery.py, which mqtt.py imports only while it sends them.
 import json
 from binascii import unhexlify
 from compat import unload
@@ -36,7 +36,7 @@ from compat import unload
 
 ENERGY_KEYS = ('e_in', 'e_out', 'eq_in', 'eq_out')
 
-from config import opt as _opt
+from system.config import opt as _opt
 
 
 _UNIT_PREFIX = (('eq_', 'varh'), ('e_', 'Wh'), ('q_', 'var'), ('pf_', ''), ('p_', 'W'),
@@ -185,7 +185,7 @@ class Periods:
 
     def _roll(self, st, t, e):
         import sys
-        mine = [n for n in ('periods', 'tz') if n not in sys.modules]
+        mine = [n for n in ('periods', 'system.tz') if n not in sys.modules]
         try:
             import periods
             return periods.roll(self.cfg, st, self.path, self._prev, t, e)

@@ -1,6 +1,6 @@
 # Where readings go: the RAM ring (live charts) and the history aggregates on flash.
-from ring import Ring
-from history import History
+from storage.ring import Ring
+from storage.history import History
 
 # history.py's files: history.state, history.minute.N, .hour.N, .day.N (an old history.bin is
 # converted once)

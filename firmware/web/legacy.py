@@ -16,7 +16,7 @@
 # - CurrentDateTime is the reading's time (UTC, "YYYY-MM-DDThh:mm:ss.000Z"), so it changes
 #   with every poll; CurrentDateTimeString is the same moment as "YYYY-MM-DD hh:mm:ss".
 
-from tz import civil_from_days
+from system.tz import civil_from_days
 
 FW_INFO = {'name': 'MEP open firmware', 'by': 'MEP open firmware contributors',
            'version': '0.1.0'}

@@ -1,13 +1,13 @@
 # Settings schema of config.py: defaults, labels, help texts and validators, and the code that
 # loads, changes and describes the settings. config.py imports this module for one call and
-# drops it again on MicroPython, so only the values stay in the heap. cfgpw (random keys,
+# drops it again on MicroPython, so only the values stay in the heap. passwords.py (random keys,
 # password hashes) is imported only by the functions that need it.
 # Loading never raises: a missing, corrupt or invalid file falls back to the .bak copy or to
 # defaults (cfg.fallback, cfg.warning). Secret values never appear in warnings, error
 # messages, public_view() or export().
 import json
-import atomic
-import boards
+from storage import atomic
+from drivers import boards
 from mep.digest import key_from_mbk
 
 ALARM_KINDS = ('power_above', 'energy_today_above', 'export_above')
@@ -16,11 +16,11 @@ GENERATED = ('ap_password', 'session_secret', 'ota_key', 'legacy_token')  # made
 
 
 def _gen(key):
-    import cfgpw
+    from system import passwords
     if key == 'ap_password':  # 16 of 32 unambiguous characters: 80 bits
         abc = 'abcdefghijkmnpqrstuvwxyz23456789'
-        return ''.join(abc[b & 31] for b in cfgpw.rand(16))
-    return cfgpw.hexs(cfgpw.rand(16 if key == 'legacy_token' else 32))
+        return ''.join(abc[b & 31] for b in passwords.rand(16))
+    return passwords.hexs(passwords.rand(16 if key == 'legacy_token' else 32))
 
 
 # ---- validators: return an error message (without the value) or None ----
@@ -53,7 +53,7 @@ def _v_hosts(v):
 
 
 def _v_tz(v):
-    import tz
+    from system import tz
     try:
         tz.rule_of(v)
     except tz.TzError:
@@ -115,14 +115,14 @@ def _v_mbk(v):
 
 
 def _v_hexkey(v):
-    import cfgpw
-    return None if len(v) >= 32 and len(v) % 2 == 0 and cfgpw.is_hex(v) else \
+    from system import passwords
+    return None if len(v) >= 32 and len(v) % 2 == 0 and passwords.is_hex(v) else \
         'must be at least 32 hex digits (an even number)'
 
 
 def _v_pwhash(v):
-    import cfgpw
-    return cfgpw.bad_hash(v)
+    from system import passwords
+    return passwords.bad_hash(v)
 
 
 def _num(v, kind):

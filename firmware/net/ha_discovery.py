@@ -6,8 +6,8 @@
 # Assistant shows them unavailable instead of the last value. Energy counters (retained
 # B/energy/*) and the time of the last reading stay: they are true when shown.
 import json
-from config import opt as _opt
-from ha import node_id
+from system.config import opt as _opt
+from net.ha import node_id
 
 # key, name, device_class, unit, state_class
 _PHASE = (('p_in_%s', '%s power import', 'power', 'W'),

@@ -1,10 +1,11 @@
-# host-only: never flashed to an ESP32 (tools/flash.py puts it on a virtual board only).
+# host-only: the 'host' board's hardware, never flashed to an ESP32 (tools/flash.py puts it on a
+# virtual board only; tools/bench_heap.py into the trees it runs on the unix port).
 # Stand-ins for the 'host' board: the MEP port is a TCP connection to the meter simulator or
 # a pseudo-terminal, the lines and the watchdog only record what they were asked to do (tests
 # read the records).
 #
 # Both kinds of port are non-blocking file descriptors polled every few ms, the same design
-# as the UART port in hw_esp32.py, and the same code runs on CPython and on the MicroPython
+# as the UART port in drivers/esp32.py, and the same code runs on CPython and on the MicroPython
 # unix port (which has socket and select.poll but no termios).
 import os
 import select

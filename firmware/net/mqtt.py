@@ -17,8 +17,8 @@ import socket
 from binascii import hexlify
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload, MICROPYTHON
-import ha
-from tcp import open_tcp, again
+from net import ha
+from net.tcp import open_tcp, again
 
 QMAX = const(8)                # a queued reading is ~1 KB of heap on the ESP32
 KEEPALIVE = const(60)          # s
@@ -30,7 +30,7 @@ _CONNACK = {1: 'unacceptable protocol', 2: 'client id rejected', 3: 'server unav
             4: 'bad user name or password', 5: 'not authorized'}
 
 
-from config import opt as _opt
+from system.config import opt as _opt
 
 
 class MQTTRefused(Exception):
@@ -432,7 +432,7 @@ class Mqtt:
             return
         self.c = None
         self._cur = self._disc = None
-        unload('hadisc')
+        unload('net.ha_discovery')
         try:
             if graceful:
                 c.publish(self.base() + '/status', 'offline', retain=True)
@@ -483,27 +483,27 @@ class Mqtt:
                 self._announce = False
                 on = _opt(self.cfg, 'ha_discovery', True)
                 if on or not self._cleared:
-                    import hadisc      # dropped again once the generator is done (_next)
+                    from net import ha_discovery      # dropped again once the generator is done (_next)
                     if on:
                         old = []
                         if not self._ids_cleaned:
                             self._ids_cleaned = True
                             old = ha.old_node_ids(info)
                         sysinfo = self._sys()
-                        self._disc = hadisc.announce(
+                        self._disc = ha_discovery.announce(
                             self.cfg, info, self.base(), self._ha_pfx, old, sysinfo,
                             list(ha.diag_dict(self._link, sysinfo)))
-                        self._ha_pfx = hadisc.prefix(self.cfg)
+                        self._ha_pfx = ha_discovery.prefix(self.cfg)
                     else:
                         self._cleared = True
-                        self._disc = hadisc.clear_messages(self.cfg, info, self._ha_pfx)
+                        self._disc = ha_discovery.clear_messages(self.cfg, info, self._ha_pfx)
                         self._ha_pfx = None
         if self._disc is not None:
             m = self._next('_disc')
             if m is not None:
                 self._send(m[0], m[1], True)
                 return True
-            unload('hadisc')
+            unload('net.ha_discovery')
         words = link_words(self._link)
         if self._link is not None and words != self._link_sent:
             self._link_sent = words
