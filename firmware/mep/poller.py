@@ -6,6 +6,7 @@ from mep import requests as rq
 from mep import tables
 from mep.frames import STATUS_RSTL
 from mep.jobs import Job, PRIO_POLL
+from mep.reading import FIELDS
 
 STARTUP = (rq.BT52, rq.BT01, rq.BT21, rq.ET03, rq.ET11, rq.ET13, rq.ET50)
 BT23_COUNT = 16                  # forward/reverse active and reactive energy
@@ -17,20 +18,10 @@ SLACK_WH = 2                     # counter resolution allowed on top
 REBASE_N = 10                    # consistent readings before a new counter base is taken
 REBASE_MS = 60000                # ... spanning at least this long
 ENERGY_KEYS = ('e_fwd', 'e_rev', 'eq_fwd', 'eq_rev')
-READING_KEYS = ('e_in', 'e_out', 'eq_in', 'eq_out')
+READING_KEYS = tuple(f[0] for f in FIELDS if f[3] is None)     # e_in e_out eq_in eq_out
 
-# BT28 value index -> reading key and divisor (the meter sends mA, mV, mHz, 1/1000)
-_B28 = ((0, 'p_in', 1), (1, 'p_out', 1), (2, 'q_in', 1), (3, 'q_out', 1), (12, 's', 1),
-        (11, 'freq', 1000), (47, 'p_in_avg', 1), (48, 'p_out_avg', 1),
-        (4, 'i_l1', 1000), (5, 'i_l2', 1000), (6, 'i_l3', 1000),
-        (7, 'u_l1', 1000), (8, 'u_l2', 1000), (9, 'u_l3', 1000),
-        (26, 'p_in_l1', 1), (27, 'p_in_l2', 1), (28, 'p_in_l3', 1),
-        (29, 'p_out_l1', 1), (30, 'p_out_l2', 1), (31, 'p_out_l3', 1),
-        (44, 'u_avg_l1', 1000), (45, 'u_avg_l2', 1000), (46, 'u_avg_l3', 1000),
-        (49, 'p_in_avg_l1', 1), (50, 'p_in_avg_l2', 1), (51, 'p_in_avg_l3', 1),
-        (52, 'p_out_avg_l1', 1), (53, 'p_out_avg_l2', 1), (54, 'p_out_avg_l3', 1),
-        (10, 'pf_l1', 1000), (13, 'pf_l2', 1000), (14, 'pf_l3', 1000))
-
+# BT28 value index -> reading key and divisor, in the reading's order (mep/reading.py)
+_B28 = tuple((f[3], f[0], f[4]) for f in FIELDS if f[3] is not None)
 
 _B28_INT = tuple((i, k) for i, k, d in _B28 if d == 1)
 _B28_MILLI = tuple((i, k) for i, k, d in _B28 if d == 1000)

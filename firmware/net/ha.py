@@ -32,11 +32,10 @@
 import json
 from binascii import unhexlify
 from compat import unload
-
-
-ENERGY_KEYS = ('e_in', 'e_out', 'eq_in', 'eq_out')
-
+from mep.reading import FIELDS, ENERGY_UNITS
 from system.config import opt as _opt
+
+ENERGY_KEYS = tuple(f[0] for f in FIELDS if f[1] in ENERGY_UNITS)     # e_in .. eq_out
 
 
 _UNIT_PREFIX = (('eq_', 'varh'), ('e_', 'Wh'), ('q_', 'var'), ('pf_', ''), ('p_', 'W'),

@@ -8,30 +8,13 @@
 import json
 from system.config import opt as _opt
 from net.ha import node_id
+from mep.reading import FIELDS, KEY, UNIT, LABEL, HA, ENERGY_UNITS
 
-# key, name, device_class, unit, state_class
-_PHASE = (('p_in_%s', '%s power import', 'power', 'W'),
-          ('p_out_%s', '%s power export', 'power', 'W'),
-          ('u_%s', '%s voltage', 'voltage', 'V'),
-          ('i_%s', '%s current', 'current', 'A'),
-          # HA's power_factor takes '%' or no unit; the reading has a ratio 0..1 -> no unit
-          ('pf_%s', '%s power factor', 'power_factor', None))
-LIVE = (
-    ('p_in', 'Power import', 'power', 'W', 'measurement'),
-    ('p_out', 'Power export', 'power', 'W', 'measurement'),
-    ('q_in', 'Reactive power import', 'reactive_power', 'var', 'measurement'),
-    ('q_out', 'Reactive power export', 'reactive_power', 'var', 'measurement'),
-    ('s', 'Apparent power', 'apparent_power', 'VA', 'measurement'),
-    ('pf', 'Power factor', 'power_factor', None, 'measurement'),
-    ('freq', 'Frequency', 'frequency', 'Hz', 'measurement'),
-)
-# retained Wh / varh counters on B/energy/<key>, shown in k-units
-ENERGY = (
-    ('e_in', 'Energy import', 'energy', 'kWh', 'total_increasing'),
-    ('e_out', 'Energy export', 'energy', 'kWh', 'total_increasing'),
-    ('eq_in', 'Reactive energy import', None, 'kvarh', 'total_increasing'),
-    ('eq_out', 'Reactive energy export', None, 'kvarh', 'total_increasing'),
-)
+# The reading's values (B/state) and energy counters (retained Wh / varh on B/energy/<key>,
+# shown in k-units) are announced as mep/reading.py FIELDS describes them (column HA). The
+# total power factor is not in the reading: the state message adds it (ha.power_factor).
+# HA's power_factor takes '%' or no unit; the reading has a ratio 0..1, so no unit.
+_PF = ('pf', 'Power factor', 'power_factor', None, 'measurement', 'live')
 # B/period: energy imported in the current local hour / day / month (resets at its start)
 PERIOD = (('h', 'Energy this hour'), ('d', 'Energy today'), ('m', 'Energy this month'))
 # B/diag (entity_category diagnostic); key, name, device_class, unit, state_class
@@ -87,13 +70,14 @@ def sensors(diag_keys=None):
     """(key, name, device_class, unit, state_class, kind) of every announced sensor; kind:
     'live', 'energy', 'period', 'diag', 'time'. diag_keys: the B/diag keys known now
     (a diagnostic nobody can supply, e.g. RSSI on a PC, is not announced)."""
-    for s in LIVE:
-        yield s + ('live',)
-    for tpl in _PHASE:
-        for ph in ('l1', 'l2', 'l3'):
-            yield (tpl[0] % ph, tpl[1] % ph.upper(), tpl[2], tpl[3], 'measurement', 'live')
-    for s in ENERGY:
-        yield s + ('energy',)
+    for f in FIELDS:
+        if f[HA] is not None and f[UNIT] not in ENERGY_UNITS:
+            yield (f[KEY], f[LABEL], f[HA] or None, f[UNIT] or None, 'measurement', 'live')
+            if f[KEY] == 's':
+                yield _PF
+    for f in FIELDS:
+        if f[HA] is not None and f[UNIT] in ENERGY_UNITS:
+            yield (f[KEY], f[LABEL], f[HA] or None, 'k' + f[UNIT], 'total_increasing', 'energy')
     for k, name in PERIOD:
         yield ('e_' + k, name, 'energy', 'kWh', 'total', 'period')
     yield ('last_reading', 'Last reading', 'timestamp', None, None, 'time')

@@ -5,36 +5,12 @@
 # counters are `_total` counters, per-phase values carry a phase="L1".. label. The link
 # section reads link.status(): 'link' (the state in words), 'counters' ('rx' frames
 # received, 'tx', 'retransmits', ...), 'diag' {'turnaround': {'p50','p95','max'} ms}.
-CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+from mep.reading import FIELDS, KEY, UNIT, LABEL, METRIC, ENERGY_UNITS
 
-# reading key, metric name, type, help, factor
-_SINGLE = (
-    ('p_in', 'mep_power_import_watts', 'gauge', 'Active power import'),
-    ('p_out', 'mep_power_export_watts', 'gauge', 'Active power export'),
-    ('q_in', 'mep_reactive_power_import_vars', 'gauge', 'Reactive power import'),
-    ('q_out', 'mep_reactive_power_export_vars', 'gauge', 'Reactive power export'),
-    ('s', 'mep_apparent_power_volt_amperes', 'gauge', 'Apparent power'),
-    ('freq', 'mep_frequency_hertz', 'gauge', 'Grid frequency'),
-    ('p_in_avg', 'mep_average_power_import_watts', 'gauge', 'Average active power import'),
-    ('p_out_avg', 'mep_average_power_export_watts', 'gauge', 'Average active power export'),
-    ('e_in', 'mep_energy_import_joules_total', 'counter', 'Active energy imported', 3600),
-    ('e_out', 'mep_energy_export_joules_total', 'counter', 'Active energy exported', 3600),
-    ('eq_in', 'mep_reactive_energy_import_var_seconds_total', 'counter',
-     'Reactive energy imported', 3600),
-    ('eq_out', 'mep_reactive_energy_export_var_seconds_total', 'counter',
-     'Reactive energy exported', 3600),
-)
-# key prefix (+ l1..l3), metric name, help
-_PHASE = (
-    ('p_in_', 'mep_phase_power_import_watts', 'Active power import per phase'),
-    ('p_out_', 'mep_phase_power_export_watts', 'Active power export per phase'),
-    ('u_', 'mep_voltage_volts', 'RMS voltage per phase'),
-    ('i_', 'mep_current_amperes', 'RMS current per phase'),
-    ('pf_', 'mep_power_factor_ratio', 'Power factor per phase (0..1)'),
-    ('p_in_avg_', 'mep_phase_average_power_import_watts', 'Average power import per phase'),
-    ('p_out_avg_', 'mep_phase_average_power_export_watts', 'Average power export per phase'),
-    ('u_avg_', 'mep_average_voltage_volts', 'Average voltage per phase'),
-)
+CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+# The reading's values are exported as mep/reading.py FIELDS names them (column METRIC); a
+# counter in Wh / varh as J / var*s.
+_TO_SECONDS = 3600
 _LINK_COUNTERS = (    # counters key, metric (mep_link_<name>_total), help
     ('rx', 'frames', 'Response frames received from the meter'),
     ('tx', 'requests', 'Request frames sent to the meter'),
@@ -67,22 +43,29 @@ def _head(name, typ, text):
 def metrics_text(reading, info, link_status, sysinfo):
     """Yields the exposition text in pieces (each ends with a newline)."""
     r = reading or {}
-    for row in _SINGLE:
-        v = r.get(row[0])
-        if v is not None:
-            if len(row) > 4:
-                v = v * row[4]
-            yield _head(row[1], row[2], row[3]) + '%s %s\n' % (row[1], _val(v))
-    for pre, name, text in _PHASE:
-        head = False
-        for ph in ('1', '2', '3'):
-            v = r.get(pre + 'l' + ph)
-            if v is None:
-                continue
-            if not head:
-                head = True
-                yield _head(name, 'gauge', text)
-            yield '%s{phase="L%s"} %s\n' % (name, ph, _val(v))
+    head = None                         # the metric whose HELP/TYPE went out last
+    for f in FIELDS:
+        name = f[METRIC]
+        v = r.get(f[KEY])
+        if name is None or v is None:
+            continue
+        key = f[KEY]
+        phase = key[-3:-1] == '_l'      # the three phases share a metric, labelled
+        if f[UNIT] in ENERGY_UNITS:
+            v = v * _TO_SECONDS
+        if name != head:
+            head = name
+            if phase:                   # 'L1 average voltage' -> 'Average voltage per phase'
+                text = f[LABEL][3].upper() + f[LABEL][4:] + ' per phase'
+            else:
+                text = f[LABEL]
+            if f[UNIT] == '':
+                text += ' (0..1)'
+            yield _head(name, 'counter' if f[UNIT] in ENERGY_UNITS else 'gauge', text)
+        if phase:
+            yield '%s{phase="L%s"} %s\n' % (name, key[-1], _val(v))
+        else:
+            yield '%s %s\n' % (name, _val(v))
     if r.get('time') is not None:
         yield _head('mep_reading_timestamp_seconds', 'gauge',
                     'UTC unix time of the newest reading') + \

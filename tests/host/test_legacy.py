@@ -31,7 +31,7 @@ STR_KEYS = ['Utility_SN', 'Meter_Manufacturer', 'Meter_Model', 'Meter_SW_Version
 
 def base_reading(t=1717243200):
     r = {'time': t, 'seq': 1}
-    for k, _, _ in FIELDS:
+    for k in (f[0] for f in FIELDS):
         r[k] = 0.0
     r.update({'p_in': 3456.4, 'p_out': 0.0, 'p_in_l1': 1000.4, 'p_in_l2': 1200.0,
               'p_in_l3': 1256.0, 'u_l1': 230.123, 'u_l2': 229.9, 'u_l3': 231.0005,

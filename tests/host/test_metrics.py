@@ -23,7 +23,7 @@ SYS = {'heap_free': 54321, 'heap_alloc': 40000, 'uptime': 3600,
 
 def reading():
     r = {'time': 1717243200, 'seq': 42}
-    for i, (k, _, _) in enumerate(FIELDS):
+    for i, k in enumerate(f[0] for f in FIELDS):
         r[k] = 1.25 + i
     r['e_in'] = 12345678
     r['pf_l2'] = 0.97
