@@ -1,7 +1,7 @@
 # What a reading holds: one poll cycle's values in SI units, and the one table that describes
-# them. A reading is a plain dict (cheap on MicroPython) with the keys of FIELDS, in this order,
-# after 'time' (UTC unix seconds, int, when the BT28 answer arrived) and 'seq' (readings since
-# boot). Energies come from BT23, everything else from BT28.
+# them. A reading is a plain dict (cheap on MicroPython) with the keys of FIELDS besides 'time'
+# (UTC unix seconds, int, when the BT28 answer arrived) and 'seq' (readings since boot).
+# Energies come from BT23, everything else from BT28.
 #
 # Every module that shows, stores or exports a value takes what it needs about it from FIELDS:
 # the poller which BT28 value it is and its scale, Home Assistant discovery the name, device

@@ -204,3 +204,25 @@ def test_a_polls_job_is_sent_again_as_new_until_its_request_changes():
     poll_cycle(r, 1004)
     assert [j for j in r.jobs if j.tag == 'bt23'][-1] is not j23
     assert r.readings[-1]['e_in'] == 1004
+
+
+def test_the_field_table_describes_every_value_of_a_reading_once():
+    from mep.reading import FIELDS, KEY, UNIT, BT28, DIV, METRIC, ENERGY_UNITS
+    keys = [f[KEY] for f in FIELDS]
+    assert len(keys) == len(set(keys))
+    idx = [f[BT28] for f in FIELDS if f[BT28] is not None]
+    assert len(idx) == len(set(idx)) and max(idx) < tables.BT28_VALUES
+    for f in FIELDS:
+        assert f[UNIT] in ('W', 'var', 'VA', 'V', 'A', 'Hz', 'Wh', 'varh', ''), f
+        assert (f[BT28] is None) == (f[UNIT] in ENERGY_UNITS), f      # energies: BT23
+        assert f[DIV] in (1, 1000), f
+    for i, f in enumerate(FIELDS):      # the phases of a value: together, one metric
+        if f[KEY].endswith('_l1'):
+            three = FIELDS[i:i + 3]
+            assert [g[KEY] for g in three] == [f[KEY][:-1] + n for n in '123']
+            assert len(set(g[METRIC] for g in three)) == 1
+    # a reading from a full BT28 has exactly the table's keys (MicroPython's dicts keep no order)
+    r = to_reading(list(range(tables.BT28_VALUES)), {'e_fwd': 1, 'e_rev': 2, 'eq_fwd': 3,
+                                                     'eq_rev': 4}, EPOCH, 1)
+    assert sorted(r) == sorted(['time', 'seq'] + keys)
+    assert r['freq'] == 11 / 1000 and r['p_in_l1'] == 26 and r['e_in'] == 1 and r['eq_out'] == 4
