@@ -419,12 +419,18 @@ def ota_bundle(tree, key_hex):
     from tools import bundle
     files = []
     size = 0
-    for rel in ('boards.mpy', 'store.mpy', 'ring.mpy', 'mqtt.mpy', 'history.mpy', 'config.mpy',
-                'ha.mpy', 'alarms.mpy'):
+    for rel in ('drivers/boards.mpy', 'storage/store.mpy', 'storage/ring.mpy', 'net/mqtt.mpy',
+                'storage/history.mpy', 'system/config.mpy', 'net/ha.mpy', 'alarms.mpy'):
         path = os.path.join(tree, rel)
-        if os.path.exists(path) and size < 16384:
+        if not os.path.exists(path):
+            path = path[:-4] + '.py'        # a tree of sources (--source)
+            rel = rel[:-4] + '.py'
+        if size < 16384:
             files.append((rel, path))
             size += os.path.getsize(path)
+    if size < 16384:
+        raise SystemExit('the OTA bundle of the soak would be %d bytes, under 16 KB: it would '
+                         'not stream as a real update does' % size)
     out = os.path.join(tree, '..', 'update.bin')
     bundle.write_bundle(out, files, bytes.fromhex(key_hex), 'host', '9.9.9')
     with open(out, 'rb') as f:

@@ -73,7 +73,7 @@ class Lines:
 
 
 class Watchdog:
-    """machine.WDT: once started it cannot be stopped, only fed (see supervisor.py)."""
+    """machine.WDT: once started it cannot be stopped, only fed (see system/supervisor.py)."""
 
     def __init__(self, timeout_ms=30000):
         self._wdt = machine.WDT(timeout=timeout_ms)

@@ -20,15 +20,14 @@ REBASE_MS = 60000                # ... spanning at least this long
 ENERGY_KEYS = ('e_fwd', 'e_rev', 'eq_fwd', 'eq_rev')
 READING_KEYS = tuple(f[0] for f in FIELDS if f[3] is None)     # e_in e_out eq_in eq_out
 
-# BT28 value index -> reading key and divisor, in the reading's order (mep/reading.py)
-_B28 = tuple((f[3], f[0], f[4]) for f in FIELDS if f[3] is not None)
-
-_B28_INT = tuple((i, k) for i, k, d in _B28 if d == 1)
-_B28_MILLI = tuple((i, k) for i, k, d in _B28 if d == 1000)
-_B28_TOP = max(i for i, k, d in _B28)
+# BT28 value index -> reading key (mep/reading.py FIELDS): the values the meter sends as they
+# are (W, var, VA) and those it sends in thousandths (mA, mV, mHz, 1/1000)
+_B28_INT = tuple((f[3], f[0]) for f in FIELDS if f[3] is not None and f[4] == 1)
+_B28_MILLI = tuple((f[3], f[0]) for f in FIELDS if f[3] is not None and f[4] == 1000)
+_B28_TOP = max(f[3] for f in FIELDS if f[3] is not None)
 # every key of a reading from a full BT28: a copy of it is a dict at its final size (filling
 # an empty one grows it five times on the way)
-_FULL = dict.fromkeys(('time', 'seq') + tuple(k for i, k, d in _B28) + READING_KEYS)
+_FULL = dict.fromkeys(('time', 'seq') + tuple(f[0] for f in FIELDS))
 
 
 def to_reading(v, energy, t, seq):
@@ -46,9 +45,12 @@ def to_reading(v, energy, t, seq):
             r[key] = v[i] / 1000
     else:
         r = {'time': t, 'seq': seq}
-        for i, key, div in _B28:
+        for i, key in _B28_INT:
             if i < n:
-                r[key] = v[i] / div if div != 1 else v[i]
+                r[key] = v[i]
+        for i, key in _B28_MILLI:
+            if i < n:
+                r[key] = v[i] / 1000
     e = energy or {}
     for k in range(4):
         r[READING_KEYS[k]] = e.get(ENERGY_KEYS[k])
