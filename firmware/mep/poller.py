@@ -6,7 +6,7 @@ from mep import requests as rq
 from mep import tables
 from mep.frames import STATUS_RSTL
 from mep.jobs import Job, PRIO_POLL
-from mep.reading import FIELDS
+from mep.reading import rows
 
 STARTUP = (rq.BT52, rq.BT01, rq.BT21, rq.ET03, rq.ET11, rq.ET13, rq.ET50)
 BT23_COUNT = 16                  # forward/reverse active and reactive energy
@@ -18,16 +18,16 @@ SLACK_WH = 2                     # counter resolution allowed on top
 REBASE_N = 10                    # consistent readings before a new counter base is taken
 REBASE_MS = 60000                # ... spanning at least this long
 ENERGY_KEYS = ('e_fwd', 'e_rev', 'eq_fwd', 'eq_rev')
-READING_KEYS = tuple(f[0] for f in FIELDS if f[3] is None)     # e_in e_out eq_in eq_out
+READING_KEYS = tuple(f[0] for f in rows() if f[3] is None)     # e_in e_out eq_in eq_out
 
-# BT28 value index -> reading key (mep/reading.py FIELDS): the values the meter sends as they
-# are (W, var, VA) and those it sends in thousandths (mA, mV, mHz, 1/1000)
-_B28_INT = tuple((f[3], f[0]) for f in FIELDS if f[3] is not None and f[4] == 1)
-_B28_MILLI = tuple((f[3], f[0]) for f in FIELDS if f[3] is not None and f[4] == 1000)
-_B28_TOP = max(f[3] for f in FIELDS if f[3] is not None)
+# BT28 value index -> reading key (mep/reading.py): the values the meter sends as they are
+# (W, var, VA) and those it sends in thousandths (mA, mV, mHz, 1/1000)
+_B28_INT = tuple((f[3], f[0]) for f in rows() if f[3] is not None and f[4] == 1)
+_B28_MILLI = tuple((f[3], f[0]) for f in rows() if f[3] is not None and f[4] == 1000)
+_B28_TOP = max(f[3] for f in rows() if f[3] is not None)
 # every key of a reading from a full BT28: a copy of it is a dict at its final size (filling
 # an empty one grows it five times on the way)
-_FULL = dict.fromkeys(('time', 'seq') + tuple(f[0] for f in FIELDS))
+_FULL = dict.fromkeys(('time', 'seq') + tuple(f[0] for f in rows()))
 
 
 def to_reading(v, energy, t, seq):

@@ -32,10 +32,10 @@
 import json
 from binascii import unhexlify
 from compat import unload
-from mep.reading import FIELDS, ENERGY_UNITS
+from mep.reading import rows, ENERGY_UNITS
 from system.config import opt as _opt
 
-ENERGY_KEYS = tuple(f[0] for f in FIELDS if f[1] in ENERGY_UNITS)     # e_in .. eq_out
+ENERGY_KEYS = tuple(f[0] for f in rows() if f[1] in ENERGY_UNITS)     # e_in .. eq_out
 
 
 _UNIT_PREFIX = (('eq_', 'varh'), ('e_', 'Wh'), ('q_', 'var'), ('pf_', ''), ('p_', 'W'),
@@ -43,7 +43,7 @@ _UNIT_PREFIX = (('eq_', 'varh'), ('e_', 'Wh'), ('q_', 'var'), ('pf_', ''), ('p_'
 
 
 def unit(k):
-    """The unit of reading key k (mep/reading.py FIELDS), None for time/seq; derived from
+    """The unit of reading key k (the table of mep/reading.py), None for time/seq; derived from
     the key's prefix so the field table itself need not be loaded."""
     if k == 'freq':
         return 'Hz'

@@ -8,10 +8,10 @@
 import json
 from system.config import opt as _opt
 from net.ha import node_id
-from mep.reading import FIELDS, KEY, UNIT, LABEL, HA, ENERGY_UNITS
+from mep.reading import rows, KEY, UNIT, LABEL, HA, ENERGY_UNITS
 
 # The reading's values (B/state) and energy counters (retained Wh / varh on B/energy/<key>,
-# shown in k-units) are announced as mep/reading.py FIELDS describes them (column HA). The
+# shown in k-units) are announced as the table of mep/reading.py describes them (column ha). The
 # total power factor is not in the reading: the state message adds it (ha.power_factor).
 # HA's power_factor takes '%' or no unit; the reading has a ratio 0..1, so no unit.
 _PF = ('pf', 'Power factor', 'power_factor', None, 'measurement', 'live')
@@ -70,12 +70,12 @@ def sensors(diag_keys=None):
     """(key, name, device_class, unit, state_class, kind) of every announced sensor; kind:
     'live', 'energy', 'period', 'diag', 'time'. diag_keys: the B/diag keys known now
     (a diagnostic nobody can supply, e.g. RSSI on a PC, is not announced)."""
-    for f in FIELDS:
+    for f in rows():
         if f[HA] is not None and f[UNIT] not in ENERGY_UNITS:
             yield (f[KEY], f[LABEL], f[HA] or None, f[UNIT] or None, 'measurement', 'live')
             if f[KEY] == 's':
                 yield _PF
-    for f in FIELDS:
+    for f in rows():
         if f[HA] is not None and f[UNIT] in ENERGY_UNITS:
             yield (f[KEY], f[LABEL], f[HA] or None, 'k' + f[UNIT], 'total_increasing', 'energy')
     for k, name in PERIOD:

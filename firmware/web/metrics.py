@@ -5,10 +5,10 @@
 # counters are `_total` counters, per-phase values carry a phase="L1".. label. The link
 # section reads link.status(): 'link' (the state in words), 'counters' ('rx' frames
 # received, 'tx', 'retransmits', ...), 'diag' {'turnaround': {'p50','p95','max'} ms}.
-from mep.reading import FIELDS, KEY, UNIT, LABEL, METRIC, ENERGY_UNITS
+from mep.reading import rows, KEY, UNIT, LABEL, METRIC, ENERGY_UNITS
 
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
-# The reading's values are exported as mep/reading.py FIELDS names them (column METRIC); a
+# The reading's values are exported as the table of mep/reading.py names them (column metric); a
 # counter in Wh / varh as J / var*s.
 _TO_SECONDS = 3600
 _LINK_COUNTERS = (    # counters key, metric (mep_link_<name>_total), help
@@ -44,7 +44,7 @@ def metrics_text(reading, info, link_status, sysinfo):
     """Yields the exposition text in pieces (each ends with a newline)."""
     r = reading or {}
     head = None                         # the metric whose HELP/TYPE went out last
-    for f in FIELDS:
+    for f in rows():
         name = f[METRIC]
         v = r.get(f[KEY])
         if name is None or v is None:

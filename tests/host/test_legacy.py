@@ -12,7 +12,9 @@ from microdot.test_client import TestClient
 
 from web import legacy
 from compat import unix_time
-from mep.reading import FIELDS
+from mep.reading import rows
+
+FIELDS = tuple(rows())
 from tools.mepsim.meter import Meter
 from web.server import create_app
 from web_helpers import AppOnSim, MBK, PASSWORD

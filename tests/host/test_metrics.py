@@ -6,7 +6,9 @@ from microdot.test_client import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from web import metrics
-from mep.reading import FIELDS
+from mep.reading import rows
+
+FIELDS = tuple(rows())
 from web import legacy_routes, server
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',

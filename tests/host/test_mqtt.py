@@ -12,7 +12,9 @@ import pytest
 from net import ha
 from net import ha_discovery
 from net import mqtt
-from mep.reading import FIELDS
+from mep.reading import rows
+
+FIELDS = tuple(rows())
 from mqtt_broker import Broker, make_cert
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
