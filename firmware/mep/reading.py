@@ -1,12 +1,12 @@
 # What a reading holds: one poll cycle's values in SI units, and the one table that describes
-# them. A reading is a plain dict (cheap on MicroPython) with the keys of the table below besides 'time'
-# (UTC unix seconds, int, when the BT28 answer arrived) and 'seq' (readings since boot).
-# Energies come from BT23, everything else from BT28.
+# them. A reading is a plain dict (cheap on MicroPython) with the keys of the table below,
+# besides 'time' (UTC unix seconds, int, when the BT28 answer arrived) and 'seq' (readings
+# since boot). Energies come from BT23, everything else from BT28.
 #
-# Every module that shows, stores or exports a value takes what it needs about it from this table:
-# the poller which BT28 value it is and its scale, Home Assistant discovery the name, device
-# class and unit, the Prometheus page the metric name and help text (net/ha.py derives the
-# unit from the key's prefix, checked against this table by the tests).
+# Every module that shows, stores or exports a value takes what it needs about it from this
+# table: the poller which BT28 value it is and its scale, Home Assistant discovery the name,
+# device class and unit, the Prometheus page the metric name and help text (net/ha.py derives
+# the unit from the key's prefix, checked against this table by the tests).
 #
 # Columns (one row a line; the label is the rest of the line):
 #   key      the reading's key; a per-phase value ends in _l1, _l2, _l3
@@ -19,8 +19,8 @@
 #   metric   Prometheus metric name; the three phases share theirs, labelled phase="L1".."L3"
 #   label    for people
 # The table is text, made into rows only while they are read (rows()): as tuples it would
-# take some 9 KB of heap where the app runs as .mpy files (a tuple per row, a string object per
-# label), as text about 4 KB; frozen into the image it takes none either way.
+# take some 9 KB of heap where the app runs as .mpy files (a tuple per row, a string object
+# per label), as text about 4 KB; frozen into the image it takes none either way.
 _TABLE = """\
 p_in         W    0  1    power          mep_power_import_watts                       Power import
 p_out        W    1  1    power          mep_power_export_watts                       Power export
