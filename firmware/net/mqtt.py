@@ -18,7 +18,7 @@ from binascii import hexlify
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload, MICROPYTHON
 from net import ha
-from net.tcp import open_tcp, again
+from net.tcp import open_tcp, again, tls_context
 
 QMAX = const(8)                # a queued reading is ~1 KB of heap on the ESP32
 KEEPALIVE = const(60)          # s
@@ -584,13 +584,6 @@ class Mqtt:
 def _tls(s, host, timeout):
     """TLS over the connected socket s (no certificate check, as umqtt.simple does). The
     handshake blocks, bounded by timeout (s)."""
-    import ssl
     s.setblocking(True)
     s.settimeout(timeout)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        ctx.check_hostname = False
-    except AttributeError:
-        pass
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx.wrap_socket(s, server_hostname=host)
+    return tls_context().wrap_socket(s, server_hostname=host)

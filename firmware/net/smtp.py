@@ -10,7 +10,7 @@ import time
 from binascii import b2a_base64
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time, epoch_offset
-from net.tcp import open_tcp, again as _again
+from net.tcp import open_tcp, again as _again, tls_context
 
 STEP_MS = 10000
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
@@ -124,15 +124,8 @@ class _Conn:
         return await self.reply(expect, what or line.split(' ')[0])
 
     async def tls(self):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        try:
-            ctx.check_hostname = False
-        except Exception:
-            pass
-        ctx.verify_mode = ssl.CERT_NONE
-        self.s = ctx.wrap_socket(self.s, server_hostname=self.host,
-                                 do_handshake_on_connect=False)
+        self.s = tls_context().wrap_socket(self.s, server_hostname=self.host,
+                                           do_handshake_on_connect=False)
         if hasattr(self.s, 'do_handshake'):   # CPython; MicroPython shakes hands on first I/O
             await self._io(lambda: self.s.do_handshake() or True, 'TLS handshake')
 

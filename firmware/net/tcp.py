@@ -51,3 +51,16 @@ async def open_tcp(host, port, step_ms):
         s.close()
         raise OSError(err, 'connect failed')
     return s
+
+
+def tls_context():
+    """A TLS client context that checks no certificate (the board holds no CA certificates;
+    umqtt.simple does the same). MQTT and mail use it."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        ctx.check_hostname = False
+    except Exception:           # a MicroPython without the attribute
+        pass
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
