@@ -6,7 +6,7 @@ from mep import requests as rq
 from mep import tables
 from mep.frames import STATUS_RSTL
 from mep.jobs import Job, PRIO_POLL
-from mep.reading import rows
+from mep.reading import rows, ENERGY_KEYS as READING_KEYS
 
 STARTUP = (rq.BT52, rq.BT01, rq.BT21, rq.ET03, rq.ET11, rq.ET13, rq.ET50)
 BT23_COUNT = 16                  # forward/reverse active and reactive energy
@@ -18,13 +18,21 @@ SLACK_WH = 2                     # counter resolution allowed on top
 REBASE_N = 10                    # consistent readings before a new counter base is taken
 REBASE_MS = 60000                # ... spanning at least this long
 ENERGY_KEYS = ('e_fwd', 'e_rev', 'eq_fwd', 'eq_rev')
-READING_KEYS = tuple(f[0] for f in rows() if f[3] is None)     # e_in e_out eq_in eq_out
 
-# BT28 value index -> reading key (mep/reading.py): the values the meter sends as they are
-# (W, var, VA) and those it sends in thousandths (mA, mV, mHz, 1/1000)
-_B28_INT = tuple((f[3], f[0]) for f in rows() if f[3] is not None and f[4] == 1)
-_B28_MILLI = tuple((f[3], f[0]) for f in rows() if f[3] is not None and f[4] == 1000)
-_B28_TOP = max(f[3] for f in rows() if f[3] is not None)
+
+def _bt28_map():
+    """BT28 value index -> reading key (mep/reading.py), the table read once: the values the
+    meter sends as they are (W, var, VA), those it sends in thousandths (mA, mV, mHz, 1/1000),
+    and the highest index."""
+    ints, milli = [], []
+    for f in rows():
+        if f[3] is not None:
+            (ints if f[4] == 1 else milli).append((f[3], f[0]))
+    return tuple(ints), tuple(milli), max(i for i, k in ints + milli)
+
+
+_B28_INT, _B28_MILLI, _B28_TOP = _bt28_map()
+del _bt28_map
 # every key of a reading from a full BT28: a copy of it is a dict at its final size (filling
 # an empty one grows it five times on the way)
 _FULL = dict.fromkeys(('time', 'seq') + tuple(f[0] for f in rows()))

@@ -79,3 +79,7 @@ def rows():
             yield (key, '' if unit == '-' else unit, label, None if bt28 == '-' else int(bt28),
                    int(div), None if ha == '-' else ('' if ha == 'none' else ha), metric)
         i = j + 1
+
+
+# the energy counters' keys (e_in e_out eq_in eq_out: not from BT28), for the poller and MQTT
+ENERGY_KEYS = tuple(f[KEY] for f in rows() if f[BT28] is None)

@@ -32,10 +32,8 @@
 import json
 from binascii import unhexlify
 from compat import unload
-from mep.reading import rows, ENERGY_UNITS
+from mep.reading import ENERGY_KEYS
 from system.config import opt as _opt
-
-ENERGY_KEYS = tuple(f[0] for f in rows() if f[1] in ENERGY_UNITS)     # e_in .. eq_out
 
 
 _UNIT_PREFIX = (('eq_', 'varh'), ('e_', 'Wh'), ('q_', 'var'), ('pf_', ''), ('p_', 'W'),
