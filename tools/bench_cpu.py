@@ -240,8 +240,8 @@ def io_floor(micropython, mqtt_port, seconds, state_bytes=700):
 
 
 def core_loop(micropython, tree, work, readings):
-    """tools/host/core_loop.py on the compiled firmware: (us of the engine and poller, us of
-    the consumers, readings)."""
+    """tools/host/core_loop.py on the compiled firmware: (us of the engine, poller and
+    consumers, us of the engine and poller, us of the consumers, readings)."""
     data = tempfile.mkdtemp(prefix='core-', dir=work)
     env = dict(os.environ, MICROPYPATH=':'.join(
         ['.frozen', tree, os.path.join(ROOT, 'tools'), os.path.join(ROOT, 'tools', 'host')]))

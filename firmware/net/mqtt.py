@@ -460,8 +460,7 @@ class Mqtt:
         # a QoS 0 PUBLISH only writes: built here in one piece, one write (umqtt's publish
         # writes four pieces, a system call and a TCP segment each, and never reads for it).
         # Built whole before the write: out of memory here leaves the connection as it was.
-        pkt = publish_packet(topic, payload, retain)
-        self.c.sock.write(pkt)
+        self.c.sock.write(publish_packet(topic, payload, retain))
         self.published += 1
 
     def _oom(self):

@@ -5,7 +5,8 @@
 # coupled in virtual time: each request goes to the simulator, the time jumps to the end of
 # its answer, and the answer is handed to the engine in one piece, as the link finds it after
 # sleeping through it. A reading goes to the consumers the app wires (the ring and history,
-# the alarms, the MQTT messages with the periods, built into PUBLISH packets but not sent).
+# the alarms, and the real MQTT publisher: its periods and messages, each built into a
+# PUBLISH packet as the publisher's step does, but not sent).
 # The simulator's own work is timed apart and left out.
 #
 #     micropython core_loop.py DATA_DIR READINGS
@@ -20,7 +21,7 @@ from mepsim import Meter
 from storage.store import Store
 from system.config import Config
 from net import ha
-from net.mqtt import publish_packet
+from net.mqtt import Mqtt, publish_packet
 from alarms import Alarms
 
 try:
@@ -45,26 +46,22 @@ def main(data_dir, n):
 
     cfg = Config(data_dir + '/config.json')
     cfg.values['mqtt_enabled'] = True
+    cfg.values['mqtt_host'] = '127.0.0.1'      # never connected: its messages are built only
     meter = Meter(key=KEY, turnaround_ms=20, start_epoch=EPOCH)
     eng = Engine(KEY, Settings(), wall)
     poller = Poller(eng.submit, wall, 1000, 1000, True)
     store = Store(data_dir, 300, cfg=cfg)
     alarms = Alarms(cfg, energy_since=store.energy_since)
-    periods = ha.Periods(cfg)
-    base = 'mep/bench'
-    energy = {}
+    mqtt = Mqtt(cfg, lambda: poller.info, log=None, periods=ha.Periods(cfg))
     spent = [0]                             # us in the consumers
-    sink = []
 
     def consume(r):
         t0 = ticks_us()
         store.add(r)
         alarms.feed(r)
-        periods.feed(r)
-        for topic, payload, retain in ha.reading_messages(cfg, base, r, energy,
-                                                           periods.values(r)):
-            sink.append(publish_packet(topic, payload, retain))
-        sink.clear()
+        mqtt.publish_reading(r)             # feeds the periods, queues the reading
+        for topic, payload, retain in mqtt._messages(mqtt.q.pop()):
+            publish_packet(topic, payload, retain)
         spent[0] += ticks_diff(ticks_us(), t0)
     poller.on_reading(consume)
 
