@@ -75,7 +75,7 @@ def main(argv=None):
     ap.add_argument('--mep', help='HOST:PORT or device path of a meter; default: start the '
                                   'built-in simulator')
     ap.add_argument('--no-sim', action='store_true', help='do not start the simulator')
-    ap.add_argument('--fast', action='store_true', help='poll BT23/BT28 back to back')
+    ap.add_argument('--fast', action='store_true', help='fast mode: BT28 back to back, BT23 at its interval')
     ap.add_argument('--mqtt', help='HOST:PORT of an MQTT broker to publish to')
     ap.add_argument('--alert-every', type=float, default=0,
                     help='let the simulator raise an alert this often (seconds)')

@@ -257,6 +257,14 @@ class Decoder:
             return False
         return True
 
+    def _ends_burst(self, k):
+        """Nothing follows offset k in the buffer, or an alert (00 00) or a valid frame."""
+        if self.n == k:
+            return True
+        if self.n >= k + 2 and self.buf[k] == 0 and self.buf[k + 1] == 0:
+            return True
+        return self._probe(k) == 1
+
     def _scan(self, events, quiet):
         buf = self.buf
         while self.n >= 2 or (quiet and self.n):
@@ -290,6 +298,12 @@ class Decoder:
                 resp = parse_response(memoryview(buf)[:n + 2], self.expect)
             except FrameError as e:
                 self._garbage(events, str(e), 1)
+                continue
+            if quiet and self.dropped and not self._ends_burst(n + 2):
+                # found by skipping garbage, with more bytes behind it in the same burst: a
+                # meter answers a request with one frame and then waits, so this is a piece
+                # of the garbage (a cut answer's payload holds 00 01 xx often enough)
+                self._garbage(events, 'a frame inside garbage', 1)
                 continue
             self._drop(n + 2)
             self.dropped = 0

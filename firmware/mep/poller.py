@@ -1,5 +1,7 @@
 # The poller: start-up reads, then BT23 (energies) and BT28 (instantaneous values) at their
-# intervals or back to back ("fast mode"). Each BT28 answer makes one reading in SI units
+# intervals, or BT28 back to back with BT23 still at its interval ("fast mode": live values as
+# often as the wire allows; the energy counters, which move a Wh at a time, need no more than
+# their interval and would halve the rate). Each BT28 answer makes one reading in SI units
 # (see mep/reading.py) handed to every listener. Sans-IO: the link's loop calls step(now);
 # listeners must be cheap (an async consumer uses link.Subscription, which never blocks).
 from mep import requests as rq
@@ -87,6 +89,7 @@ class Poller:
         self._clock_at = None
         self._next23 = 0
         self._next28 = 0
+        self._last23 = False            # the last poll was BT23 (fast mode: BT28 next)
         self._last_reading_ms = None
         self._job = None
         self._polls = {}                # tag -> (BT21 it was made from, partial, Job)
@@ -130,7 +133,8 @@ class Poller:
         if 'bt21' not in self.tables:
             return                      # table layouts unknown: nothing is decoded for sure
         if self.fast:
-            if self._next23 <= self._next28:
+            # a BT28 after every BT23, whatever the interval (0: BT23 before every BT28)
+            if now - self._next23 >= 0 and not self._last23:
                 self._send23(now)
             else:
                 self._send28(now)
@@ -144,13 +148,13 @@ class Poller:
             self._send28(now)
 
     def _send23(self, now):
-        self._next23 = (now if self.fast else max(self._next23, now - self.bt23_ms)) + self.bt23_ms
+        self._next23 = max(self._next23, now - self.bt23_ms) + self.bt23_ms
+        self._last23 = True
         self._poll('bt23', False)
 
     def _send28(self, now):
         self._next28 = (now if self.fast else max(self._next28, now - self.bt28_ms)) + self.bt28_ms
-        if self.fast:
-            self._next23 = self._next28     # BT23 then BT28, again and again
+        self._last23 = False
         self._poll('bt28', self._bt28_partial)
 
     def _poll(self, tag, partial):

@@ -204,7 +204,7 @@ SCHEMA = (
     ('board', 'choice', boards.DEFAULT, 'Board', 'Pins of the module hardware.', tuple(sorted(boards.PROFILES))),
     ('poll_bt23_ms', 'int', 1000, 'Energy poll interval (ms)', 'BT23 energy registers.', (0, 3600000)),
     ('poll_bt28_ms', 'int', 1000, 'Power poll interval (ms)', 'BT28 instantaneous values.', (0, 3600000)),
-    ('fast_mode', 'bool', False, 'Fast mode', 'Poll back-to-back, ignoring the intervals.', None),
+    ('fast_mode', 'bool', False, 'Fast mode', 'Live values (BT28) back to back, ignoring their interval; the energies (BT23) still at theirs (0: before every reading).', None),
     ('timezone', 'str', 'Europe/Copenhagen', 'Time zone', 'A name such as Europe/Copenhagen, Europe/Vienna or '
      'Europe/Zurich (daylight saving included), or a POSIX TZ rule. Days, hours and months of the charts, '
      'alarms and Home Assistant start at local time.', _v_tz),

@@ -124,6 +124,28 @@ def test_partial_frame_then_silence_then_good_frame():
     assert kinds(d.feed(good)) == [EV_FRAME]
 
 
+def test_a_cut_answer_is_not_mistaken_for_the_frames_inside_it():
+    # a cut BT28-sized answer whose payload holds 00 01 01 (a 0x01 "unrecognised request")
+    # and 00 01 42, then silence: no frame may come out of it, only a framing error; a
+    # real frame behind garbage still does, and so does an alert after it
+    data = bytes((7,)) * 40 + b'\x00\x01\x01' + bytes((9,)) * 30 + b'\x00\x01\x42\x5d' + \
+        bytes((3,)) * 20
+    cut = read_resp(data)[:100]
+    d = Decoder()
+    ev = d.feed(cut)
+    assert ev == []
+    ev = d.idle()
+    assert kinds(ev) == [EV_ERROR] and 'incomplete' in ev[0][1], ev
+    assert d.pending() == 0
+    good = read_resp(b'ok')
+    for tail in (b'', b'\x00\x00'):
+        d = Decoder()
+        ev = d.feed(b'\x13\x99' + good + tail) + d.idle()
+        got = [e for e in ev if e[0] != EV_ERROR]
+        assert [e[0] for e in got] == [EV_FRAME] + ([EV_ALERT] if tail else []), ev
+        assert got[0][1].data == b'ok'
+
+
 def test_buffer_never_exceeds_one_max_frame():
     d = Decoder()
     big = read_resp(bytes(512))

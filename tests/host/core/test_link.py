@@ -41,18 +41,39 @@ def test_readings_match_meter_truth():
     assert r['time'] >= 1763700000
 
 
-def test_fast_mode_is_back_to_back():
-    b = Bench(fast=True)
-    started(b)
+def _tables_in(b, ms):
+    n23 = b.meter.stats['by_table'].get(rq.BT23, 0)
+    n28 = b.meter.stats['by_table'].get(rq.BT28, 0)
     n = len(b.readings)
-    t0 = b.t
-    b.run(10000)
-    cycles = len(b.readings) - n
-    period = 10000 / cycles
-    # BT23 partial (22+29 bytes) + BT28 (19+233 bytes) on the wire + 2 meter turnarounds
-    floor = (22 + 29 + 19 + 233) * 1.0416667 + 2 * 20
-    assert period < floor * 1.15, (period, floor)
+    b.run(ms)
+    return (b.meter.stats['by_table'].get(rq.BT23, 0) - n23,
+            b.meter.stats['by_table'].get(rq.BT28, 0) - n28, len(b.readings) - n)
+
+
+def test_fast_mode_reads_bt28_back_to_back_and_bt23_at_its_interval():
+    b = Bench(fast=True, bt23_ms=1000)
+    started(b)
+    d23, d28, got = _tables_in(b, 10000)
+    assert 9 <= d23 <= 11, d23                     # the energies once a second
+    assert d28 - 1 <= got <= d28, (got, d28)       # every BT28 a reading (one in flight)
+    # the wire time of 10 BT23 partial reads (22+29 bytes) and their turnarounds, the rest
+    # BT28 (19+233 bytes) back to back
+    t28 = (19 + 233) * 1.0416667 + 20
+    floor = (10000 - d23 * ((22 + 29) * 1.0416667 + 20)) / t28
+    assert d28 >= floor * 0.87, (d28, floor)
     assert b.poller.cycle_ms is not None
+    assert all(r['e_in'] is not None for r in b.readings[1:])
+    err = check_reading(b.readings[-1], b.meter.model.snapshot())
+    assert err is None, err
+
+
+def test_fast_mode_never_starves_bt28():
+    # an energy interval of 0, or a meter slower than the interval: BT23 and BT28 alternate
+    for bt23_ms, turnaround in ((0, 20), (1000, 1200)):
+        b = Bench(fast=True, bt23_ms=bt23_ms, turnaround_ms=turnaround)
+        started(b, 60000)
+        d23, d28, got = _tables_in(b, 30000)
+        assert abs(d23 - d28) <= 1 and d28 >= 8, (bt23_ms, turnaround, d23, d28)
 
 
 def test_slow_mode_respects_intervals():
