@@ -5,6 +5,8 @@ except ImportError:  # CPython
     def const(x):
         return x
 
+from array import array
+
 from mep import requests as rq
 from mep import frames
 
@@ -120,28 +122,101 @@ class JobQueue:
 
 
 _LOG_KEYS = ('n', 't', 'kind', 'desc', 'seq', 'req', 'resp', 'status', 'text', 'ms')
+LOG_ROOM = const(320)   # frame bytes an entry keeps in place: a poll's request and a BT28 answer
+_NONE_T = const(1)      # flags: no wall time, no SEQ, no status
+_NONE_SEQ = const(2)
+_NONE_ST = const(4)
+_NO_FRAME = const(0xFFFF)
 
 
 class ExchangeLog:
-    """The last `size` exchanges, oldest first when listed. An entry is kept as a tuple
-    (no dict per exchange) holding raw bytes; it becomes a dict (_LOG_KEYS) only when
-    listed, and rendering (hex, decoding) is left to whoever shows it."""
+    """The last `size` exchanges, oldest first when listed, kept in storage allocated at
+    start: numbers in arrays, the request and answer frames copied into one slot of
+    LOG_ROOM bytes per entry (a pair that does not fit, a long user read, is kept as it
+    is). So nothing of an exchange stays in the heap: an answer kept for 16 exchanges would
+    otherwise sit among the readings' short-lived objects and split the heap's free space
+    (a 112 KB heap then failed 1.7 KB allocations with 36 KB free). An entry becomes a dict (_LOG_KEYS), its frames bytes, only when listed;
+    rendering (hex, decoding) is left to whoever shows it."""
 
     def __init__(self, size=16):
         self.size = size
-        self._items = []
         self.count = 0
+        self._n = array('I', bytes(4 * size))
+        self._t = array('I', bytes(4 * size))
+        self._seq = array('I', bytes(4 * size))
+        self._ms = array('I', bytes(4 * size))
+        self._st = bytearray(size)
+        self._flags = bytearray(size)
+        self._nq = array('H', bytes(2 * size))
+        self._nr = array('H', bytes(2 * size))
+        self._obj = [None] * (4 * size)     # kind, desc, text, (req, resp) that did not fit
+        self._buf = bytearray(size * LOG_ROOM)
 
     def add(self, t, kind, desc, seq, req, resp, status, text, ms):
+        i = self.count % self.size
         self.count += 1
-        items = self._items
-        if len(items) >= self.size:
-            items.pop(0)
-        items.append((self.count, t, kind, desc, seq, req, resp, status, text, ms))
+        self._n[i] = self.count & 0xFFFFFFFF
+        f = 0
+        if t is None:
+            f |= _NONE_T
+        else:
+            self._t[i] = int(t)
+        if seq is None:
+            f |= _NONE_SEQ
+        else:
+            self._seq[i] = seq
+        if status is None:
+            f |= _NONE_ST
+        else:
+            self._st[i] = status
+        self._flags[i] = f
+        self._ms[i] = max(0, int(ms))
+        o = self._obj
+        k = 4 * i
+        o[k] = kind
+        o[k + 1] = desc
+        o[k + 2] = text
+        nq = 0 if req is None else len(req)
+        nr = 0 if resp is None else len(resp)
+        if nq + nr <= LOG_ROOM:
+            o[k + 3] = None
+            b = self._buf
+            at = i * LOG_ROOM
+            if nq:
+                b[at:at + nq] = req
+            if nr:
+                b[at + nq:at + nq + nr] = resp
+            self._nq[i] = _NO_FRAME if req is None else nq
+            self._nr[i] = _NO_FRAME if resp is None else nr
+        else:
+            o[k + 3] = (req, resp)
+
+    def _entry(self, i):
+        f = self._flags[i]
+        k = 4 * i
+        o = self._obj
+        kept = o[k + 3]
+        if kept is not None:
+            req, resp = kept
+        else:
+            at = i * LOG_ROOM
+            nq, nr = self._nq[i], self._nr[i]
+            b = self._buf
+            req = None if nq == _NO_FRAME else bytes(b[at:at + nq])
+            at += 0 if nq == _NO_FRAME else nq
+            resp = None if nr == _NO_FRAME else bytes(b[at:at + nr])
+        return {'n': self._n[i], 't': None if f & _NONE_T else self._t[i], 'kind': o[k],
+                'desc': o[k + 1], 'seq': None if f & _NONE_SEQ else self._seq[i],
+                'req': req, 'resp': resp, 'status': None if f & _NONE_ST else self._st[i],
+                'text': o[k + 2], 'ms': self._ms[i]}
+
+    def _slots(self):
+        n = min(self.count, self.size)
+        return [(self.count - n + j) % self.size for j in range(n)]
 
     @property
     def items(self):
-        return [dict(zip(_LOG_KEYS, e)) for e in self._items]
+        return [self._entry(i) for i in self._slots()]
 
     def since(self, n):
-        return [dict(zip(_LOG_KEYS, e)) for e in self._items if e[0] > n]
+        return [self._entry(i) for i in self._slots() if self._n[i] > n]

@@ -60,6 +60,16 @@ def test_slow_meter_readings_status_and_diagnostics(tmp_path):
         assert log['count'] >= 16 and len(log['items']) == 16
         assert all(x.get('desc') for x in log['items'])
         assert len(h.get('/api/log?since=%d' % (log['count'] - 2)).json['items']) <= 2
+        # the log goes out a value at a time: no piece of the answer is over 1 KB (an
+        # entry with a decoded BT28 answer is ~1.7 KB), and it is the entries' JSON
+        from web import server, tinker
+        eng_log = app.app.link.engine.log
+        entries = eng_log.items
+        assert any(len(json.dumps(tinker.entry_view(app.app, e))) > 1024 for e in entries)
+        pieces = list(server.chunked(tinker._log_json(app.app, entries, eng_log.count)))
+        assert max(len(p) for p in pieces) <= 1024, [len(p) for p in pieces]
+        assert json.loads(''.join(pieces)) == json.loads(json.dumps(
+            {'count': eng_log.count, 'items': [tinker.entry_view(app.app, e) for e in entries]}))
         now = h.get('/api/now').json
         assert 'e_in' in json.dumps(now)
         # unauthenticated: no diagnostics
