@@ -121,7 +121,6 @@ class JobQueue:
         return out
 
 
-_LOG_KEYS = ('n', 't', 'kind', 'desc', 'seq', 'req', 'resp', 'status', 'text', 'ms')
 LOG_ROOM = const(320)   # frame bytes an entry keeps in place: a poll's request and a BT28 answer
 _NONE_T = const(1)      # flags: no wall time, no SEQ, no status
 _NONE_SEQ = const(2)
@@ -135,13 +134,13 @@ class ExchangeLog:
     LOG_ROOM bytes per entry (a pair that does not fit, a long user read, is kept as it
     is). So nothing of an exchange stays in the heap: an answer kept for 16 exchanges would
     otherwise sit among the readings' short-lived objects and split the heap's free space
-    (a 112 KB heap then failed 1.7 KB allocations with 36 KB free). An entry becomes a dict (_LOG_KEYS), its frames bytes, only when listed;
+    (a 112 KB heap then failed 1.7 KB allocations with 36 KB free). Entry number k (from 1)
+    is in slot (k - 1) % size. An entry becomes a dict, its frames bytes, only when listed;
     rendering (hex, decoding) is left to whoever shows it."""
 
     def __init__(self, size=16):
         self.size = size
         self.count = 0
-        self._n = array('I', bytes(4 * size))
         self._t = array('I', bytes(4 * size))
         self._seq = array('I', bytes(4 * size))
         self._ms = array('I', bytes(4 * size))
@@ -155,7 +154,6 @@ class ExchangeLog:
     def add(self, t, kind, desc, seq, req, resp, status, text, ms):
         i = self.count % self.size
         self.count += 1
-        self._n[i] = self.count & 0xFFFFFFFF
         f = 0
         if t is None:
             f |= _NONE_T
@@ -191,7 +189,8 @@ class ExchangeLog:
         else:
             o[k + 3] = (req, resp)
 
-    def _entry(self, i):
+    def _entry(self, num):
+        i = (num - 1) % self.size
         f = self._flags[i]
         k = 4 * i
         o = self._obj
@@ -205,18 +204,16 @@ class ExchangeLog:
             req = None if nq == _NO_FRAME else bytes(b[at:at + nq])
             at += 0 if nq == _NO_FRAME else nq
             resp = None if nr == _NO_FRAME else bytes(b[at:at + nr])
-        return {'n': self._n[i], 't': None if f & _NONE_T else self._t[i], 'kind': o[k],
+        return {'n': num, 't': None if f & _NONE_T else self._t[i], 'kind': o[k],
                 'desc': o[k + 1], 'seq': None if f & _NONE_SEQ else self._seq[i],
                 'req': req, 'resp': resp, 'status': None if f & _NONE_ST else self._st[i],
                 'text': o[k + 2], 'ms': self._ms[i]}
 
-    def _slots(self):
-        n = min(self.count, self.size)
-        return [(self.count - n + j) % self.size for j in range(n)]
-
     @property
     def items(self):
-        return [self._entry(i) for i in self._slots()]
+        return self.since(0)
 
     def since(self, n):
-        return [self._entry(i) for i in self._slots() if self._n[i] > n]
+        """The entries still kept whose number is over n, oldest first."""
+        first = max(n + 1, self.count - self.size + 1, 1)
+        return [self._entry(k) for k in range(first, self.count + 1)]
