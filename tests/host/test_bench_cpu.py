@@ -5,6 +5,7 @@
 import os
 import subprocess
 import sys
+import time
 
 from tools import bench_cpu
 from tools import bench_heap as bh
@@ -34,3 +35,23 @@ def test_core_loop_on_cpython_makes_readings_with_every_consumer(tmp_path):
     assert len(line) == 1, r.stdout
     n, eng, cons, sim, total = [int(x) for x in line[0].split()[1:]]
     assert n == 25 and eng > 0 and cons > 0 and sim > 0 and total == eng + cons
+
+
+def test_paced_core_loop_sleeps_between_readings_and_leaves_the_sleeps_out(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools'),
+         os.path.join(ROOT, 'tools', 'host')]))
+    n, pace = 12, 100
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'host', 'core_loop.py'),
+                        str(tmp_path), str(n), str(pace)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    wall_us = (time.monotonic() - t0) * 1e6
+    assert r.returncode == 0, r.stderr
+    line = [x for x in r.stdout.splitlines() if x.startswith('CORE ')]
+    assert len(line) == 1, r.stdout
+    got, eng, cons, sim, total = [int(x) for x in line[0].split()[1:]]
+    assert got == n and eng > 0 and cons > 0 and total == eng + cons
+    # it slept after each reading, and no sleep is in the work it reports
+    assert wall_us >= n * pace * 1000
+    assert total + sim <= wall_us - n * pace * 1000

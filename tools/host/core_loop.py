@@ -9,7 +9,12 @@
 # PUBLISH packet as the publisher's step does, but not sent).
 # The simulator's own work is timed apart and left out.
 #
-#     micropython core_loop.py DATA_DIR READINGS
+# With PACE_MS the process sleeps that long after each reading, as the app does while an
+# answer comes in (a BT28 answer takes about 250 ms on the wire); the sleeps are left out of
+# the times, so the work is the same and only what a sleep does to it (caches, a virtual CPU
+# that resumes) shows.
+#
+#     micropython core_loop.py DATA_DIR READINGS [PACE_MS]
 #
 # prints one line: CORE <readings> <us engine+poller> <us consumers> <us simulator> <us total>
 import sys
@@ -25,7 +30,7 @@ from net.mqtt import Mqtt, publish_packet
 from alarms import Alarms
 
 try:
-    ticks_us, ticks_diff = time.ticks_us, time.ticks_diff
+    ticks_us, ticks_diff, sleep_ms = time.ticks_us, time.ticks_diff, time.sleep_ms
 except AttributeError:                      # CPython
     def ticks_us():
         return time.perf_counter_ns() // 1000
@@ -33,12 +38,15 @@ except AttributeError:                      # CPython
     def ticks_diff(a, b):
         return a - b
 
+    def sleep_ms(ms):
+        time.sleep(ms / 1000)
+
 KEY = b'ABCDEFGHIJKLMNOP'
 EPOCH = 1763700000
 WARM = 20                                   # readings before the measurement starts
 
 
-def main(data_dir, n):
+def main(data_dir, n, pace_ms=0):
     clock = [0]
 
     def wall():
@@ -70,7 +78,14 @@ def main(data_dir, n):
     t0 = None
     start_readings = 0
     t = 0
+    slept = 0                               # us asleep between readings (paced runs)
+    last = 0
     while poller.readings < WARM + n:
+        if pace_ms and t0 is not None and poller.readings != last:
+            s0 = ticks_us()
+            sleep_ms(pace_ms)
+            slept += ticks_diff(ticks_us(), s0)
+        last = poller.readings
         if t0 is None and poller.readings >= WARM:
             spent[0] = sim = 0
             start_readings = poller.readings
@@ -95,7 +110,7 @@ def main(data_dir, n):
             eng.on_bytes(data, t)
         elif not sent:
             t += max(1, eng.wait_ms(t))
-    total = ticks_diff(ticks_us(), t0)
+    total = ticks_diff(ticks_us(), t0) - slept
     done = poller.readings - start_readings
     if eng.c['jobs_failed'] or poller.errors:
         raise SystemExit('core loop: %d jobs failed, poller: %s'
@@ -105,4 +120,4 @@ def main(data_dir, n):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
