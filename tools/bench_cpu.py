@@ -304,9 +304,7 @@ def main(argv=None):
         print('no MicroPython unix port (--micropython PATH, or ./dev setup)', file=sys.stderr)
         return 2
     exe = os.path.abspath(exe)
-    libs = [os.path.abspath(d) for d in args.lib] + \
-        [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
-        [os.path.expanduser('~/.micropython/lib')]
+    libs = bh.lib_dirs(args.lib)
     if bh.find_umqtt(libs) is None:
         print('umqtt.simple not found: give --lib DIR (a dir holding umqtt/simple.py)',
               file=sys.stderr)

