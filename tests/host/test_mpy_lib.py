@@ -46,10 +46,16 @@ NAME, VERSION = 'micropython-demo.pkg', '9.9'
 FILES = {'demo/pkg.py': b'X = 1\n', 'demo/other.py': b'Y = 2\n', 'setup.cfg': b'[x]\n'}
 
 
-def test_installs_only_the_pinned_files_of_an_archive_with_the_pinned_hash(tmp_path, monkeypatch):
+def pinned(monkeypatch, files=('demo/pkg.py',)):
+    """Pins the demo archive (its real hash) to the given files: (archive, its sha256)."""
     archive = sdist(NAME, VERSION, FILES)
     sha = hashlib.sha256(archive).hexdigest()
-    monkeypatch.setattr(mpy_lib, 'PINS', {NAME: (VERSION, sha, ('demo/pkg.py',))})
+    monkeypatch.setattr(mpy_lib, 'PINS', {NAME: (VERSION, sha, files)})
+    return archive, sha
+
+
+def test_installs_only_the_pinned_files_of_an_archive_with_the_pinned_hash(tmp_path, monkeypatch):
+    archive, _ = pinned(monkeypatch)
     get, asked = registry(NAME, VERSION, archive)
     dest = str(tmp_path / 'lib')
     assert not mpy_lib.installed(dest)
@@ -66,10 +72,8 @@ def test_installs_only_the_pinned_files_of_an_archive_with_the_pinned_hash(tmp_p
 
 def test_an_archive_whose_hash_differs_from_the_pin_is_refused_and_nothing_unpacked(
         tmp_path, monkeypatch):
-    archive = sdist(NAME, VERSION, FILES)
+    _, sha = pinned(monkeypatch)
     tampered = sdist(NAME, VERSION, dict(FILES, **{'demo/pkg.py': b'import os\n'}))
-    sha = hashlib.sha256(archive).hexdigest()
-    monkeypatch.setattr(mpy_lib, 'PINS', {NAME: (VERSION, sha, ('demo/pkg.py',))})
     # the registry lists the pinned hash but serves other bytes
     get, _ = registry(NAME, VERSION, tampered, listed_sha=sha)
     dest = str(tmp_path / 'lib')
@@ -88,13 +92,11 @@ def test_a_release_without_the_pinned_sdist_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_changed_pin_installs_again(tmp_path, monkeypatch):
-    archive = sdist(NAME, VERSION, FILES)
-    sha = hashlib.sha256(archive).hexdigest()
-    monkeypatch.setattr(mpy_lib, 'PINS', {NAME: (VERSION, sha, ('demo/pkg.py',))})
+    archive, _ = pinned(monkeypatch)
     get, asked = registry(NAME, VERSION, archive)
     dest = str(tmp_path / 'lib')
     mpy_lib.install(dest, get)
-    monkeypatch.setattr(mpy_lib, 'PINS', {NAME: (VERSION, sha, ('demo/pkg.py', 'demo/other.py'))})
+    pinned(monkeypatch, ('demo/pkg.py', 'demo/other.py'))
     assert not mpy_lib.installed(dest)
     mpy_lib.install(dest, get)
     assert open(os.path.join(dest, 'demo', 'other.py'), 'rb').read() == b'Y = 2\n'
