@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tarfile
+import urllib.error
 import urllib.request
 
 PYPI = 'https://pypi.org/pypi/%s/json'
@@ -52,8 +53,11 @@ def installed(dest=None):
 
 
 def _get(url, timeout=60):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.read()
+    except OSError as e:            # URLError, HTTPError, time-outs
+        raise SystemExit('could not fetch %s: %s' % (url, getattr(e, 'reason', None) or e))
 
 
 def fetch(name, version, sha256, files, dest, get=_get):

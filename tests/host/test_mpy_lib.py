@@ -109,3 +109,11 @@ def test_the_pinned_umqtt_is_installed_where_the_app_tests_look():
     from tools import bench_heap as bh
     assert bh.find_umqtt(bh.lib_dirs()) is not None
     assert mpy_lib.lib_dir() in bh.lib_dirs()
+
+
+def test_an_unreachable_registry_is_a_clear_error(monkeypatch):
+    def refuse(url, timeout=None):
+        raise mpy_lib.urllib.error.URLError(ConnectionRefusedError(111, 'Connection refused'))
+    monkeypatch.setattr(mpy_lib.urllib.request, 'urlopen', refuse)
+    with pytest.raises(SystemExit, match=r'could not fetch https://pypi\.org/.*Connection refused'):
+        mpy_lib._get(mpy_lib.PYPI % 'micropython-umqtt.simple')
