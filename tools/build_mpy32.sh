@@ -19,6 +19,8 @@
 #                         (on the device: in flash) instead of the heap
 #   PYTHON=EXE            the Python that runs MicroPython's build scripts (and the manifest:
 #                         firmware/manifest.py needs one with microdot, e.g. .venv/bin/python)
+#   FLOAT=single          single-precision floats, as the esp32 port has (the unix port's
+#                         default is double): how the device computes and prints values
 #   JOBS=N                parallel make jobs (default 2)
 #
 # Needs a 32-bit cross compiler and C library (Debian/Ubuntu:
@@ -34,7 +36,7 @@
 #   python -m tools.bench_heap --micropython ./micropython32 --heap 128k --mqtt --lib DIR
 set -euo pipefail
 
-[ "$#" -ge 1 ] || { sed -n '2,30p' "$0"; exit 2; }
+[ "$#" -ge 1 ] || { sed -n '2,32p' "$0"; exit 2; }
 SRC="$(cd "$1" && pwd)"
 LIB="${2:-$SRC/lib/micropython-lib}"
 OUT="${3:-$PWD/micropython32}"
@@ -51,8 +53,14 @@ LIB="$(cd "$LIB" && pwd)"
 
 extra=()
 BUILD=build-mep32
+cflags="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2"
+case "${FLOAT:-}" in
+    '' | double) ;;
+    single) BUILD=build-mep32f; cflags+=" -DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_FLOAT" ;;
+    *) echo "build_mpy32: FLOAT must be single or double, not '$FLOAT'" >&2; exit 1 ;;
+esac
 if [ -n "${FROZEN_MANIFEST:-}" ]; then
-    BUILD=build-mep32-frozen
+    BUILD=$BUILD-frozen
     extra+=(FROZEN_MANIFEST="$(cd "$(dirname "$FROZEN_MANIFEST")" && pwd)/$(basename "$FROZEN_MANIFEST")")
 fi
 
@@ -62,7 +70,7 @@ make -C "$SRC/ports/unix" -j"$JOBS" \
     CROSS_COMPILE="$CROSS" PYTHON="${PYTHON:-python3}" \
     MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 \
     MPY_LIB_DIR="$LIB" \
-    CFLAGS_EXTRA="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2" \
+    CFLAGS_EXTRA="$cflags" \
     "${extra[@]+"${extra[@]}"}"
 cp "$SRC/ports/unix/$BUILD/micropython" "$OUT"
 "$OUT" -c "import sys; print('built', sys.implementation._machine, 'maxsize', sys.maxsize)"
