@@ -1,7 +1,6 @@
 """micropython-lib modules the tests run the app with on the MicroPython unix port, from PyPI.
 
     python -m tools.mpy_lib            install them (./dev setup does), print the folder
-    python -m tools.mpy_lib --where    only print the folder
 
 The app needs micropython-lib's umqtt.simple, which a stock ESP32 image freezes and
 tools/flash.py installs with mip where an image lacks it. mip's index is no package registry,
@@ -17,7 +16,6 @@ import json
 import os
 import sys
 import tarfile
-import urllib.error
 import urllib.request
 
 PYPI = 'https://pypi.org/pypi/%s/json'
@@ -100,9 +98,6 @@ def install(dest=None, get=_get):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    if argv == ['--where']:
-        print(lib_dir())
-        return 0
     if argv:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+import urllib.error
 
 import pytest
 
@@ -113,7 +114,7 @@ def test_the_pinned_umqtt_is_installed_where_the_app_tests_look():
 
 def test_an_unreachable_registry_is_a_clear_error(monkeypatch):
     def refuse(url, timeout=None):
-        raise mpy_lib.urllib.error.URLError(ConnectionRefusedError(111, 'Connection refused'))
+        raise urllib.error.URLError(ConnectionRefusedError(111, 'Connection refused'))
     monkeypatch.setattr(mpy_lib.urllib.request, 'urlopen', refuse)
     with pytest.raises(SystemExit, match=r'could not fetch https://pypi\.org/.*Connection refused'):
         mpy_lib._get(mpy_lib.PYPI % 'micropython-umqtt.simple')
