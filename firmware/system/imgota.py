@@ -1,0 +1,320 @@
+# Image updates for a board that runs the app frozen into its MicroPython image (no room for
+# the app as files): a signed image file streams into the next OTA app slot, 4 KB at a time,
+# is checked whole (length, SHA-256, signature), and only then becomes the boot slot. The
+# bootloader (rollback enabled in MicroPython's sdkconfig) starts it as "pending verify";
+# confirm() keeps it once the release has proven itself (safemode.mark_good). A reset before
+# that makes the bootloader start the previous slot again. The running slot is never
+# written; a refused or broken upload leaves the boot slot as it was.
+#
+# Image file format 1 (tools/imagefile.py writes it):
+#   b'MEPIMG1 <manifest length> <signature>\n'   signature: 64 hex digits, HMAC-SHA256 under
+#                                                the device's OTA key over the manifest bytes
+#   manifest: JSON {"format": 1, "kind": "image", "device": "esp32"|"esp32c3"|"host",
+#                   "version": "..", "size": <image bytes>, "sha256": <of the image>,
+#                   "created": unix seconds}
+#   the app image (ESP-IDF format: magic 0xE9, chip id at offset 12), exactly `size` bytes.
+import json
+import hashlib
+from binascii import hexlify, unhexlify
+from system import hmac_sha256
+from storage.fs import read_json
+
+MAGIC = b'MEPIMG1'
+FORMAT = 1
+MAX_HEADER = 100
+MAX_MANIFEST = 2048
+BLOCK = 4096
+# the chip id in an app image's header; 0xFFFF (no real chip) marks the virtual board's
+CHIP_IDS = {'esp32': 0x0000, 'esp32c3': 0x0005, 'host': 0xFFFF}
+PENDING = 'image_pending.json'   # written after set_boot: the image on its way or on trial
+STATUS = 'image_status.json'     # what became of the last image update
+_HEADER, _MANIFEST, _IMAGE, _DONE, _FAILED = 0, 1, 2, 3, 4
+
+
+class ImageError(Exception):
+    def __init__(self, msg, status=400):
+        Exception.__init__(self, msg)
+        self.status = status
+
+
+def partitions():
+    """(esp32.Partition, the running slot, the next slot), or ImageError when this board
+    cannot take an image (no esp32 module, or no OTA partition table)."""
+    try:
+        from esp32 import Partition
+    except ImportError:
+        raise ImageError('this board cannot take an image update (no esp32.Partition): '
+                         'update it with a bundle or tools/flash.py')
+    try:
+        run = Partition(Partition.RUNNING)
+        nxt = run.get_next_update()
+    except OSError:
+        raise ImageError('this board has no OTA partitions (its image was written without '
+                         'the OTA partition table): write an image built by '
+                         'tools/image/build.sh once with tools/flash.py, then updates work '
+                         'here')
+    return Partition, run, nxt
+
+
+def label(p):
+    return p.info()[4]
+
+
+def now():
+    try:
+        from compat import unix_time
+        return unix_time()
+    except ImportError:
+        return 0
+
+
+def running_version():
+    """The release frozen into the running image (release.py), if it carries one."""
+    try:
+        import release
+        return release.VERSION
+    except (ImportError, AttributeError):
+        return None
+
+
+class ImageReceiver:
+    """Streams one image file into the next slot. feed() as chunks arrive, then finish(),
+    which checks it whole and makes it the boot slot. Holds in RAM the header line or the
+    manifest and one 4 KB block."""
+
+    def __init__(self, key, chip, fs, parts=None):
+        self.P, self.run, self.slot = parts or partitions()
+        self._key = unhexlify(key) if isinstance(key, str) else key
+        self.chip = chip
+        self.fs = fs
+        self._state = _HEADER
+        self._buf = bytearray()
+        self._blk = None
+        self._fill = 0
+        self._nblk = 0
+        self.received = 0
+        self.expected = None
+        self.manifest = None
+        self.error = None
+
+    def feed(self, chunk):
+        if self._state == _FAILED:
+            raise ImageError(self.error)
+        try:
+            self._feed(memoryview(chunk))
+        except ImageError as e:
+            self._fail(str(e))
+            raise
+        except OSError as e:
+            self._fail('writing the image to flash failed (%s)' % (e,))
+            raise ImageError(self.error, 500)
+
+    def _feed(self, mv):
+        n = len(mv)
+        i = 0
+        self.received += n
+        while i < n:
+            st = self._state
+            if st == _HEADER:
+                j = i
+                while j < n and mv[j] != 10:
+                    j += 1
+                self._buf.extend(mv[i:j])
+                k = min(len(self._buf), len(MAGIC))
+                if bytes(self._buf[:k]) != MAGIC[:k] or len(self._buf) > MAX_HEADER:
+                    raise ImageError('not an image file for this firmware (bad header)')
+                if j == n:
+                    return
+                i = j + 1
+                self._header(i)
+            elif st == _MANIFEST:
+                take = min(n - i, self._need - len(self._buf))
+                self._buf.extend(mv[i:i + take])
+                i += take
+                if len(self._buf) == self._need:
+                    self._manifest()
+            elif st == _IMAGE:
+                i += self._image(mv[i:])
+            else:
+                raise ImageError('unexpected data after the image: refused')
+
+    def _header(self, hlen):
+        parts = bytes(self._buf).decode().split(' ')
+        self._buf = bytearray()
+        if len(parts) < 3 or not parts[2]:
+            raise ImageError('unsigned image refused: it carries no signature')
+        try:
+            self._need = int(parts[1])
+            self._sig = unhexlify(parts[2])
+        except ValueError:
+            raise ImageError('malformed image header')
+        if len(self._sig) != 32 or not 2 <= self._need <= MAX_MANIFEST:
+            raise ImageError('malformed image header')
+        self._hlen = hlen
+        self._state = _MANIFEST
+
+    def _manifest(self):
+        raw = bytes(self._buf)
+        self._buf = bytearray()
+        if not hmac_sha256.equal(hmac_sha256.digest(self._key, raw), self._sig):
+            raise ImageError('bad signature: the image file was modified or signed with '
+                             'another key')
+        try:
+            m = json.loads(raw)
+        except ValueError:
+            raise ImageError('signed manifest is not valid JSON')
+        if not isinstance(m, dict) or m.get('format') != FORMAT or m.get('kind') != 'image':
+            raise ImageError('unsupported image file format')
+        if m.get('device') != self.chip:
+            raise ImageError('image is for %r, this device is %r: refused'
+                             % (m.get('device'), self.chip))
+        size, h = m.get('size'), m.get('sha256')
+        if not isinstance(size, int) or size < 24 or not isinstance(h, str) or len(h) != 64:
+            raise ImageError('bad size or sha256 in the image manifest')
+        room = self.slot.info()[3]
+        if size > room:
+            raise ImageError('image of %d KB is too large for slot %s (%d KB)'
+                             % (size // 1024, label(self.slot), room // 1024), 413)
+        settle(self.fs, (self.P, self.run, self.slot))
+        pend = read_json(self.fs, PENDING)
+        if pend and pend.get('slot') == label(self.run):
+            raise ImageError('the running image is still on trial (it has not run long '
+                             'enough to be kept); try again in a minute', 409)
+        self.manifest = m
+        self.expected = self._hlen + len(raw) + size
+        self._left = size
+        self._hash = hashlib.sha256()
+        if label(self.P(self.P.BOOT)) != label(self.run):
+            # an image staged before and not started yet: withdraw it first, so an upload
+            # cut short never leaves the boot slot pointing at a half-written one
+            self.run.set_boot()
+        self.fs.remove(PENDING)
+        self._blk = bytearray(BLOCK)
+        self._state = _IMAGE
+
+    def _image(self, mv):
+        take = min(len(mv), self._left, BLOCK - self._fill)
+        self._blk[self._fill:self._fill + take] = mv[:take]
+        if self._nblk == 0 and self._fill < 24 <= self._fill + take:
+            self._check_head()
+        self._fill += take
+        self._left -= take
+        self._hash.update(mv[:take])
+        if self._fill == BLOCK:
+            self._flush()
+        if self._left == 0:
+            if self._fill:
+                self._flush()
+            self._state = _DONE
+        return take
+
+    def _check_head(self):
+        b = self._blk
+        if b[0] != 0xE9:
+            raise ImageError('not an ESP32 app image (no 0xE9 header)')
+        want = CHIP_IDS.get(self.chip)
+        got = b[12] | b[13] << 8
+        if got != want:
+            raise ImageError('the image is built for chip id 0x%04x, this %s needs 0x%04x: '
+                             'refused' % (got, self.chip, want))
+
+    def _flush(self):
+        for k in range(self._fill, BLOCK):
+            self._blk[k] = 0xFF
+        self.slot.writeblocks(self._nblk, self._blk)
+        self._nblk += 1
+        self._fill = 0
+
+    def finish(self):
+        """Check the image is complete and right, then make it the boot slot."""
+        if self._state == _FAILED:
+            raise ImageError(self.error)
+        if self._state != _DONE:
+            if self.expected:
+                msg = 'upload truncated: got %d of %d bytes' % (self.received, self.expected)
+            else:
+                msg = 'upload truncated: the image header or manifest is incomplete'
+            self._fail(msg)
+            raise ImageError(msg)
+        m = self.manifest
+        if hexlify(self._hash.digest()).decode() != m['sha256'].lower():
+            self._fail('the image is damaged: its SHA-256 does not match the signed manifest')
+            raise ImageError(self.error)
+        try:
+            self.slot.set_boot()
+        except OSError as e:
+            self._fail('the bootloader would not accept the image (%s)' % (e,))
+            raise ImageError(self.error)
+        self.fs.write(PENDING, json.dumps({
+            'version': m.get('version'), 'slot': label(self.slot), 'from': label(self.run),
+            'from_version': running_version(), 'when': now()}).encode())
+        return {'version': m.get('version'), 'slot': label(self.slot),
+                'bytes': self.expected}
+
+    def abort(self):
+        self._fail('aborted')
+
+    def _fail(self, msg):
+        self._blk = None
+        self._buf = bytearray()
+        self.error = self.error or msg
+        self._state = _FAILED
+
+
+def settle(fs, parts=None):
+    """Record a rollback: an image was made the boot slot, yet another slot runs and the
+    boot slot is no longer the new one (the bootloader went back)."""
+    pend = read_json(fs, PENDING)
+    if not pend:
+        return
+    P, run, _n = parts or partitions()
+    if pend.get('slot') == label(run) or label(P(P.BOOT)) == pend.get('slot'):
+        return                      # on trial, or staged and not started yet
+    fs.write(STATUS, json.dumps({
+        'result': 'rolled back', 'version': pend.get('version'), 'slot': pend.get('slot'),
+        'why': 'the new image did not confirm itself before a reset: the bootloader started '
+               '%s again' % label(run), 'when': now()}).encode())
+    fs.remove(PENDING)
+
+
+def confirm(fs, parts=None):
+    """The running release has proven itself: keep the running image (cancel the rollback).
+    Does nothing on a board without OTA partitions."""
+    try:
+        parts = parts or partitions()
+    except ImageError:
+        return None
+    P, run, _n = parts
+    try:
+        P.mark_app_valid_cancel_rollback()
+    except OSError:
+        pass        # otadata blank (the image was just written by esptool): nothing pending
+    pend = read_json(fs, PENDING)
+    if pend and pend.get('slot') == label(run):
+        fs.write(STATUS, json.dumps({'result': 'updated', 'version': pend.get('version'),
+                                     'slot': label(run), 'when': now()}).encode())
+        fs.remove(PENDING)
+        return 'confirmed'
+    settle(fs, parts)
+    return None
+
+
+def status(fs, version=None, parts=None):
+    """For /api/status: the running slot and its version, an image staged or on trial, and
+    the last image update's result (a rollback included); None without OTA partitions."""
+    try:
+        parts = parts or partitions()
+    except ImageError:
+        return None
+    P, run, nxt = parts
+    settle(fs, parts)
+    pend = read_json(fs, PENDING)
+    boot = label(P(P.BOOT))
+    d = {'slot': label(run), 'version': running_version() or version,
+         'slot_kb': run.info()[3] // 1024, 'next': label(nxt), 'staged': None, 'trial': None,
+         'last': read_json(fs, STATUS)}
+    if pend and pend.get('slot') == label(run):
+        d['trial'] = pend.get('version')
+    elif boot != label(run):
+        d['staged'] = {'slot': boot, 'version': pend and pend.get('version')}
+    return d
