@@ -87,6 +87,8 @@ def _vb_setup():
         os.mount(os.VfsPosix(d), m)
         path.append(m)
     sys.path[:] = path + ['/lib']
+    if %(flashdir)r:
+        os.mount(os.VfsPosix(%(flashdir)r), '/.vboard-flash')
     if %(frozen)r:
         # as in an image, a frozen module's __file__ is its source name ('web/server.py'),
         # not a place in the filesystem
@@ -138,6 +140,8 @@ def _vb_setup():
     def used(d):
         n = 0
         for e in uos.ilistdir(d):
+            if d == '/' and e[0].startswith('.vboard-'):
+                continue        # the image's modules and the emulated flash: not the filesystem
             p = d.rstrip('/') + '/' + e[0]
             if e[1] & 0x4000:
                 n += 4096 + used(p)
@@ -219,12 +223,34 @@ sys.stdout.write(%(ready)r)
 '''
 
 
+def esp32_boot(flash_path, env, log):
+    """A reset of a board with the ESP32's update machinery (tools/host/esp32_board): the
+    bootloader picks the slot, its image's modules become the frozen ones, the board's
+    esp32.Partition learns the slot. Returns (frozen dirs, (slot, version))."""
+    emu = os.path.join(ROOT, 'tools', 'host', 'esp32_board')
+    if emu not in sys.path:
+        sys.path.insert(0, emu)
+    import esp32_flash
+    import vimage
+    fl = esp32_flash.Flash(flash_path)
+    p = esp32_flash.bootloader(fl, out=log)
+    env['MEP_OTA_FLASH'] = '/.vboard-flash/' + os.path.basename(flash_path)  # on the board
+    env['MEP_OTA_RUNNING'] = p['name'] if p else ''
+    if p is None:
+        return [emu], (None, None)
+    dest = flash_path + '.run'
+    shutil.rmtree(dest, ignore_errors=True)
+    version = vimage.extract(vimage.slot_image(fl, p), dest)
+    log('bootloader: starting %s (version %s)' % (p['name'], version))
+    return [dest, emu], (p['name'], version)
+
+
 class VBoard:
     """One virtual board. start() returns once the port exists; the board runs in a thread
     until stop()."""
 
     def __init__(self, fs=DEFAULT_FS, heapsize=None, flash_size=2 << 20, frozen=(), env=None,
-                 log=None, console=None):
+                 log=None, console=None, ota_flash=None):
         self.fs = os.path.abspath(fs)
         self.heapsize = heapsize
         self.flash_size = flash_size
@@ -233,6 +259,8 @@ class VBoard:
         self.log = log or (lambda msg: print('vboard: ' + msg, file=sys.stderr, flush=True))
         self.console = console      # a binary file that receives a copy of the port's output
         self.cmd = micropython_cmd()
+        self.ota_flash = ota_flash and os.path.abspath(ota_flash)  # an emulated ESP32 flash: its bootloader picks the image
+        self.booted = None          # (slot, version) the emulated bootloader started
         self.proc = None
         self.port = None
         self.resets = {'hard': 0, 'soft': 0}
@@ -287,8 +315,15 @@ class VBoard:
         a[3] = termios.ICANON
         termios.tcsetattr(s_mp, termios.TCSANOW, a)
         self.s_mp = s_mp
-        code = STARTUP % {'started': STARTED_MARK.decode(), 'fs': self.fs, 'frozen': self.frozen, 'reset': RESET_MARK.decode(),
-                          'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode()}
+        frozen = self.frozen
+        if self.ota_flash:
+            if hard:
+                self._image = esp32_boot(self.ota_flash, self.env, self.log)
+                self.booted = self._image[1]
+            frozen = self._image[0] + self.frozen
+        code = STARTUP % {'started': STARTED_MARK.decode(), 'fs': self.fs, 'frozen': frozen, 'reset': RESET_MARK.decode(),
+                          'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode(),
+                          'flashdir': self.ota_flash and os.path.dirname(self.ota_flash)}
         cmd = [self.cmd]
         if self.heapsize:
             cmd += ['-X', 'heapsize=%s' % self.heapsize]
@@ -517,7 +552,9 @@ class VBoard:
                         self._from_port(data)
                 self._interrupt()
                 self._flush_held()
-                if p.poll() is not None:
+                # machine.reset() from code run at start (main.py) would fall into the
+                # interpreter's -i REPL instead of ending it: its mark is the reset
+                if p.poll() is not None or self._reset_seen:
                     self._exited()
 
 
@@ -533,6 +570,10 @@ def main(argv=None):
                          'image); 0: the host disk')
     ap.add_argument('--frozen', action='append', default=[],
                     help='a folder of modules the image provides (may repeat)')
+    ap.add_argument('--ota-flash', metavar='FILE',
+                    help='an emulated ESP32 flash (tools/host/esp32_board): its bootloader '
+                         'picks the app slot at every hard reset and that image is the frozen '
+                         'app; the board gets esp32.Partition')
     ap.add_argument('--mep', help='HOST:PORT of the meter simulator for the app (MEP_TARGET)')
     ap.add_argument('--http-port', type=int, help='web UI port of the app (MEP_HTTP_PORT)')
     ap.add_argument('--quiet', action='store_true',
@@ -557,7 +598,8 @@ def main(argv=None):
         shutil.rmtree(a.fs)
     console = open(a.log, 'ab') if a.log else None
     try:
-        board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console)
+        board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console,
+                       ota_flash=a.ota_flash and os.path.abspath(a.ota_flash))
     except RuntimeError as e:
         raise SystemExit('vboard: %s' % e)
     port = board.start()

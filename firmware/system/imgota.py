@@ -33,7 +33,7 @@ _HEADER, _MANIFEST, _IMAGE, _DONE, _FAILED = 0, 1, 2, 3, 4
 
 class ImageError(Exception):
     def __init__(self, msg, status=400):
-        Exception.__init__(self, msg)
+        super().__init__(msg)
         self.status = status
 
 

@@ -34,9 +34,17 @@ def clear(fs):
 
 
 def mark_good(fs):
-    """The app has run long enough: forget the crashes and keep an OTA update on trial."""
+    """The app has run long enough: forget the crashes and keep an OTA update on trial; on a
+    board with OTA partitions also the running image (the bootloader's rollback is off)."""
     clear(fs)
     ota.commit(fs)
+    try:
+        from system import imgota
+        imgota.confirm(fs)
+    except Exception as e:  # never let it stop the app; the next start tries again
+        print('image: confirming the running image failed: %r' % (e,))
+    from compat import unload
+    unload('system.imgota')
 
 
 def button_held(pin, level, sleep_ms=None):

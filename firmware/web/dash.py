@@ -38,6 +38,11 @@ def status_dict(ctx):
         d['ota'] = ota.status(ota.Fs(ctx.data_dir or '/'))
     except Exception:
         d['ota'] = None
+    try:            # the image slots (None on a board without OTA partitions)
+        from system import imgota
+        d['image'] = imgota.status(ota.Fs(ctx.data_dir or '/'), d['version'])
+    except Exception as e:
+        d['image'] = {'error': repr(e)}
     return d
 
 

@@ -13,6 +13,22 @@ def app_version(ctx):
     return v() if callable(v) else v
 
 
+class Peeked:
+    """The request body with its first chunk, already read to tell an image from a bundle,
+    put back in front."""
+
+    def __init__(self, first, stream):
+        self.first = first
+        self.stream = stream
+
+    async def read(self, n):
+        b = self.first
+        if b:
+            self.first = None
+            return b
+        return await self.stream.read(n)
+
+
 async def _drain(stream, left):
     try:
         while left > 0:
@@ -66,9 +82,13 @@ async def ota_upload(ctx, request):
     if n <= 0:
         return server.error(request, 400, 'empty upload: choose a bundle file (the body '
                                           'must carry Content-Length)')
+    first = await request.stream.read(min(CHUNK, n))
+    if first[:6] == b'MEPIMG':      # an image file (system/imgota.py), not a bundle
+        from web import imgupdate
+        return await imgupdate.upload(ctx, request, first, n)
     rx = ota.OtaReceiver(ctx.data_dir or '/', ctx.config['ota_key'], ctx.chip,
                          ctx.config['hostname'])
-    stream = request.stream
+    stream = Peeked(first, request.stream)
     left = n
     err = None
     checked = False

@@ -16,7 +16,15 @@
     Array.prototype.forEach.call(document.querySelectorAll('input.csrf'), function (e) { e.value = d.csrf; });
     set('version', d.version);
     set('chip', d.chip);
-    var o = d.ota;
+    var im = d.image, o = d.ota;
+    if (im && !im.error) {
+      $('image').hidden = false;
+      set('image', 'Running image: slot ' + im.slot + ', version ' + (im.version || '?') +
+        (im.trial ? ' (on trial: kept once it has run a minute)' : '') +
+        (im.staged ? '. The next restart starts version ' + (im.staged.version || '?') + ' from slot ' + im.staged.slot : '') +
+        (im.last ? '. Last image update: ' + (im.last.result === 'updated' ? 'updated to ' + im.last.version :
+          'version ' + (im.last.version || '?') + ' was rolled back (' + im.last.why + ')') : '') + '.');
+    }
     if (o) {
       $('last').hidden = false;
       set('last', 'Last update: ' + (o.result === 'updated' ? 'updated to version ' + o.version :

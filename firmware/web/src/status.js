@@ -25,6 +25,18 @@
     '04': 'operation not possible', '05': 'inappropriate action', '06': 'device busy', '07': 'data not ready',
     '08': 'data locked', '09': 'renegotiate', '0a': 'invalid service sequence'};
 
+  // the image slots of a board with OTA partitions (d.image: null on other boards)
+  function imageRows(im) {
+    if (!im) return [];
+    if (im.error) return [['Image slots', 'unknown: ' + im.error]];
+    var l = im.last;
+    return [['Running image', 'slot ' + im.slot + ' (' + kb(im.slot_kb * 1024) + '), version ' + (im.version || '?') +
+        (im.trial ? ', on trial: kept once it has run a minute' : '')],
+      im.staged ? ['Next restart', 'starts version ' + (im.staged.version || '?') + ' from slot ' + im.staged.slot] : null,
+      ['Last image update', !l ? 'none' : l.result === 'updated' ? 'updated to ' + l.version + ' (slot ' + l.slot + ')' :
+        'version ' + (l.version || '?') + ' was rolled back: ' + l.why]];
+  }
+
   function render(d) {
     var s = d.sys || {}, l = d.link || {}, g = l.diag || {}, t = g.turnaround || {}, c = l.counters || {},
       w = s.wifi, q = d.poller || {}, i = d.info || {}, m = d.mqtt, o = d.ota;
@@ -57,7 +69,7 @@
       s.collections != null ? ['Garbage collections', s.collections] : null]);
     h += card('Firmware', [['Version', d.version], ['Board', s.board], ['Chip', s.chip || d.chip],
       ['Last update', o ? (o.result === 'updated' ? 'updated to ' + o.version : o.result === 'rolled back' ?
-        'version ' + (o.version || '?') + ' was rolled back' + (o.why ? ': ' + o.why : '') : o.result) : 'none']]);
+        'version ' + (o.version || '?') + ' was rolled back' + (o.why ? ': ' + o.why : '') : o.result) : 'none']].concat(imageRows(d.image)));
     h += card('MQTT', m ? (m.enabled ? [
       ['Broker', m.connected ? 'connected' : 'not connected' + (m.last_error ? ': ' + m.last_error : '')],
       ['Messages sent', m.published], ['Reconnects', m.reconnects], ['Waiting to be sent', m.queued], ['Dropped', m.drops]] :

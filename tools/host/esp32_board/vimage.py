@@ -13,7 +13,8 @@ DROM = 0x3F400020
 
 def make_image(frozen_dir, version, extra=None):
     """The image of the app in `frozen_dir` (compiled modules), `release.py` with VERSION
-    added; `extra` {path: bytes} adds or replaces modules (tests' broken releases)."""
+    added; `extra` {path: bytes or None} adds, replaces or leaves out modules (tests' broken
+    releases)."""
     buf = io.BytesIO()
     files = {'release.py': ("VERSION = '%s'\n" % version).encode()}
     with tarfile.open(fileobj=buf, mode='w', format=tarfile.USTAR_FORMAT) as tar:
@@ -25,6 +26,8 @@ def make_image(frozen_dir, version, extra=None):
                     files[os.path.relpath(p, frozen_dir).replace(os.sep, '/')] = f.read()
         files.update(extra or {})
         for rel in sorted(files):
+            if files[rel] is None:      # left out
+                continue
             info = tarfile.TarInfo(rel)
             info.size = len(files[rel])
             info.mtime = 0

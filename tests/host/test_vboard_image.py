@@ -1,0 +1,242 @@
+# Image updates end to end on the virtual board with the ESP32's update machinery emulated
+# (tools/vboard.py --ota-flash: a flash file with the project's OTA partition table, otadata,
+# esp32.Partition on the board, a bootloader with rollback at every hard reset; an image is
+# the frozen app plus release.py with its version). The real app on real MicroPython takes a
+# signed image file on its update page, the bootloader starts it, the app confirms it once it
+# has run a minute with the web UI and the link up; a release that crashes at start is
+# rolled back by the bootloader at the reset that follows; a power cut during the upload or
+# before the confirmation always brings the board back on the old or the new image.
+# MEP_VBOARD_POWERCUT_TRIALS=N runs N power-cut trials of each kind (default 1).
+import json
+import os
+import random
+import shutil
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from test_vboard import (Console, MBK, READING, WEB_PW, WIFI_PW, frozen_app, free_port,  # noqa: F401
+                         login, sim, wait_for, web)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+EMU = os.path.join(ROOT, 'tools', 'host', 'esp32_board')
+if EMU not in sys.path:
+    sys.path.insert(0, EMU)
+
+import esp32_flash as ef  # noqa: E402
+import vimage  # noqa: E402
+import flash  # noqa: E402
+import vboard  # noqa: E402
+from tools import imagefile  # noqa: E402
+
+CSV = os.path.join(ROOT, 'tools', 'image', 'partitions-mep-4MiB-ota.csv')
+BROKEN = {'hw_host.mpy': None,       # the release fails inside app.run(): device_main resets
+          'hw_host.py': b"raise RuntimeError('broken release')\n"}
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    """The frozen app, a key, and a prepared filesystem (boot.py, main.py, pages, config)."""
+    tmp = tmp_path_factory.mktemp('imgota')
+    app_dir, build = frozen_app(tmp)
+    fs = tmp / 'fs-template'
+    fs.mkdir()
+    for rel in flash.AS_SOURCE:
+        shutil.copyfile(os.path.join(build, rel), str(fs / rel))
+    shutil.copytree(os.path.join(build, 'web', 'static'), str(fs / 'lib' / 'web' / 'static'))
+    ans = iter(['', ''])
+    secrets = iter([WIFI_PW, MBK, WEB_PW, WEB_PW])
+    cfg_path, cfg = flash.prompt_config(str(tmp), ask=lambda p: next(ans),
+                                        secret=lambda p: next(secrets), out=lambda m: None,
+                                        chip='host')
+    shutil.copyfile(cfg_path, str(fs / 'config.json'))
+    key = bytes.fromhex(cfg['ota_key'])
+    images = {v: vimage.make_image(app_dir, v) for v in ('1.0.0', '2.0.0')}
+    images['3.0.0'] = vimage.make_image(app_dir, '3.0.0', BROKEN)
+    return {'tmp': tmp, 'fs': str(fs), 'key': key, 'images': images}
+
+
+class Board:
+    def __init__(self, setup, sim, name):
+        tmp = setup['tmp'] / name
+        tmp.mkdir()
+        self.fs = str(tmp / 'fs')
+        shutil.copytree(setup['fs'], self.fs)
+        self.flash_path = str(tmp / 'flash.bin')
+        fl = ef.new_flash(self.flash_path, ef.parse_csv(open(CSV).read()))
+        vimage.write_slot(fl, 'ota_0', setup['images']['1.0.0'])   # as written by cable
+        self.flash = fl
+        self.http = free_port()
+        self.console = Console(str(tmp / 'console.log'))
+        self.vb = vboard.VBoard(self.fs, console=self.console.f, log=lambda m: None,
+                                ota_flash=self.flash_path,
+                                env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(self.http),
+                                     'MEP_CONSOLE': '1'})
+        self.vb.http = self.http
+        self.key = setup['key']
+        self.images = setup['images']
+
+    def start(self):
+        self.vb.start()
+
+    def stop(self):
+        self.vb.stop()
+
+    def up(self, timeout=90):
+        """Wait for the app of this boot to serve its web UI; a logged-in opener."""
+        since = self.console.size()
+
+        def ok():
+            try:
+                return web(self.vb, '/api/session')[0] == 200
+            except OSError:
+                return False
+        wait_for(ok, timeout, 'the web UI')
+        del since
+        return login(self.vb, WEB_PW)
+
+    def status(self, o):
+        st, body = web(self.vb, '/api/status', opener=o)
+        assert st == 200, body
+        return json.loads(body)
+
+    def upload(self, o, data, csrf):
+        req = urllib.request.Request('http://127.0.0.1:%d/api/ota' % self.http, data=data,
+                                     headers={'X-CSRF-Token': csrf,
+                                              'Content-Type': 'application/octet-stream'})
+        try:
+            r = o.open(req, timeout=120)
+            return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def file(self, version, key=None):
+        return imagefile.pack(self.images[version], key or self.key, version)
+
+    def reset(self):
+        """Power off and on (the interpreter killed, the bootloader runs)."""
+        self.vb.hard_reset()
+
+
+def test_image_update_end_to_end(setup, sim):
+    b = Board(setup, sim, 'e2e')
+    b.start()
+    try:
+        assert b.vb.booted == ('ota_0', '1.0.0')
+        o = b.up()
+        d = b.status(o)
+        im = d['image']
+        assert im['slot'] == 'ota_0' and im['version'] == '1.0.0' and im['slot_kb'] == 1920
+        assert im['staged'] is None and im['trial'] is None and im['last'] is None
+
+        # refused: another key, another chip; nothing staged
+        st, r = b.upload(o, b.file('2.0.0', key=bytes(32)), d['csrf'])
+        assert st == 400 and 'bad signature' in r['error'], r
+        esp32 = imagefile.pack(b.images['2.0.0'], b.key, '2.0.0', device='esp32')
+        st, r = b.upload(o, esp32, d['csrf'])
+        assert st == 400 and "image is for 'esp32', this device is 'host'" in r['error'], r
+        assert b.status(o)['image']['staged'] is None
+
+        # the update: streamed into ota_1, verified, made the boot slot
+        st, r = b.upload(o, b.file('2.0.0'), d['csrf'])
+        assert st == 200 and r['slot'] == 'ota_1' and r['version'] == '2.0.0', r
+        im = b.status(o)['image']
+        assert im['slot'] == 'ota_0' and im['staged'] == {'slot': 'ota_1', 'version': '2.0.0'}
+        b.reset()
+        assert b.vb.booted == ('ota_1', '2.0.0')
+        o = b.up()
+        im = b.status(o)['image']
+        assert im['slot'] == 'ota_1' and im['version'] == '2.0.0' and im['trial'] == '2.0.0'
+        assert ef.state_of(b.flash, 'ota_1') == 'pending verify'
+        # kept once it has run a minute with the web UI and the link up (supervisor)
+        wait_for(lambda: READING.search(b.console.text()), 60, 'a reading')
+        wait_for(lambda: (b.status(o)['image']['last'] or {}).get('result') == 'updated', 100,
+                 'the image confirmed')
+        assert ef.state_of(b.flash, 'ota_1') == 'valid'
+        im = b.status(o)['image']
+        assert im['trial'] is None and im['last']['version'] == '2.0.0'
+
+        # a release that crashes at start: the reset that follows goes back to 2.0.0
+        d = b.status(o)
+        st, r = b.upload(o, b.file('3.0.0'), d['csrf'])
+        assert st == 200 and r['slot'] == 'ota_0', r
+        n = b.vb.resets['hard']
+        b.reset()
+        assert b.vb.booted == ('ota_0', '3.0.0')
+        wait_for(lambda: 'broken release' in b.console.text(), 60, 'the crash')
+        # device_main reboots 10 s after the crash: the bootloader rolls the image back
+        wait_for(lambda: b.vb.resets['hard'] >= n + 2, 60, 'the reset after the crash')
+        assert b.vb.booted == ('ota_1', '2.0.0')
+        o = b.up()
+        im = b.status(o)['image']
+        assert im['slot'] == 'ota_1' and im['version'] == '2.0.0'
+        assert im['last']['result'] == 'rolled back' and im['last']['version'] == '3.0.0'
+        assert 'did not confirm itself' in im['last']['why']
+        st, body = web(b.vb, '/status', opener=o)
+        assert st == 200
+    finally:
+        b.stop()
+
+
+def test_power_cut_during_upload_and_before_confirmation(setup, sim):
+    n = int(os.environ.get('MEP_VBOARD_POWERCUT_TRIALS', '1'))
+    rnd = random.Random(int(os.environ.get('MEP_POWERCUT_SEED', '27')))
+    b = Board(setup, sim, 'cuts')
+    b.start()
+    tally = []
+    try:
+        o = b.up()
+        data = b.file('2.0.0')
+        for i in range(n):
+            # during the upload: cut after a random share of the body has gone out
+            d = b.status(o)
+            old = b.vb.booted
+            share = rnd.random()
+            res = {}
+
+            def send():
+                try:
+                    res['r'] = b.upload(o, data, d['csrf'])
+                except OSError as e:
+                    res['r'] = e
+            t = threading.Thread(target=send)
+            t0 = time.monotonic()
+            t.start()
+            # the upload takes a few seconds on this board; cut within its first ~4 s
+            time.sleep(share * 4)
+            b.reset()
+            t.join(60)
+            o = b.up()
+            tally.append(('upload, %.1f s in' % (time.monotonic() - t0), b.vb.booted[1]))
+            assert b.vb.booted in (old, ('ota_1', '2.0.0'), ('ota_0', '2.0.0')), b.vb.booted
+            if isinstance(res.get('r'), tuple) and res['r'][0] == 200:
+                # it finished before the cut: the new image is on trial now; cut before it
+                # confirms itself, and the bootloader goes back
+                assert b.vb.booted[1] == '2.0.0'
+                time.sleep(rnd.random() * 20)
+                b.reset()
+                o = b.up()
+                tally.append(('before confirmation', b.vb.booted[1]))
+                assert b.vb.booted == old
+            else:
+                assert b.vb.booted == old
+            # before the confirmation: a complete upload, reset, cut at a random moment
+            d = b.status(o)
+            st, r = b.upload(o, data, d['csrf'])
+            assert st == 200, r
+            b.reset()
+            assert b.vb.booted[1] == '2.0.0'
+            time.sleep(rnd.random() * 30)       # the app confirms after 60 s
+            b.reset()
+            o = b.up()
+            tally.append(('before confirmation', b.vb.booted[1]))
+            assert b.vb.booted == old
+            im = b.status(o)['image']
+            assert im['last']['result'] == 'rolled back', im
+        print('\nvirtual board power cuts: %s' % tally)
+    finally:
+        b.stop()
