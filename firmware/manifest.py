@@ -56,6 +56,11 @@ def _microdot_dir():
     return os.path.dirname(microdot.__file__)
 
 
+# the release's version (release.py, VERSION = '...'), written by tools/image/build.sh
+_rel = os.environ.get("MEP_RELEASE_PY")
+if _rel:
+    module(os.path.basename(_rel), base_path=os.path.dirname(_rel))
+
 _md = _microdot_dir()
 for _name in ("__init__.py", "microdot.py", "helpers.py", "sse.py", "csrf.py"):  # tools/flash.py
     if os.path.exists(os.path.join(_md, _name)):

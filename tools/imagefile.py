@@ -37,6 +37,9 @@ def image_device(image):
     if len(image) < 24 or image[0] != 0xE9:
         raise ImageFileError('not an ESP32 app image (no 0xE9 header): give the app image '
                              '(micropython.bin), not firmware.bin')
+    if bytes(image[32:36]) != b'\x32\x54\xcd\xab':
+        raise ImageFileError('not an app image (no app descriptor at its start): give '
+                             'micropython.bin, not firmware.bin with the bootloader')
     cid = image[12] | image[13] << 8
     if cid not in DEVICES:
         raise ImageFileError('the image is for chip id 0x%04x, not ESP32 or ESP32-C3' % cid)

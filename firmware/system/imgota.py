@@ -169,7 +169,7 @@ class ImageReceiver:
             raise ImageError('image is for %r, this device is %r: refused'
                              % (m.get('device'), self.chip))
         size, h = m.get('size'), m.get('sha256')
-        if not isinstance(size, int) or size < 24 or not isinstance(h, str) or len(h) != 64:
+        if not isinstance(size, int) or size < 64 or not isinstance(h, str) or len(h) != 64:
             raise ImageError('bad size or sha256 in the image manifest')
         room = self.slot.info()[3]
         if size > room:
@@ -195,7 +195,7 @@ class ImageReceiver:
     def _image(self, mv):
         take = min(len(mv), self._left, BLOCK - self._fill)
         self._blk[self._fill:self._fill + take] = mv[:take]
-        if self._nblk == 0 and self._fill < 24 <= self._fill + take:
+        if self._nblk == 0 and self._fill < 36 <= self._fill + take:
             self._check_head()
         self._fill += take
         self._left -= take
@@ -212,6 +212,9 @@ class ImageReceiver:
         b = self._blk
         if b[0] != 0xE9:
             raise ImageError('not an ESP32 app image (no 0xE9 header)')
+        if bytes(b[32:36]) != b'\x32\x54\xcd\xab':     # esp_app_desc_t's magic word
+            raise ImageError('not an app image (no app descriptor): use micropython.bin, not '
+                             'firmware.bin with the bootloader')
         want = CHIP_IDS.get(self.chip)
         got = b[12] | b[13] << 8
         if got != want:
