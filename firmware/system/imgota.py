@@ -184,11 +184,6 @@ class ImageReceiver:
         self.expected = self._hlen + len(raw) + size
         self._left = size
         self._hash = hashlib.sha256()
-        if label(self.P(self.P.BOOT)) != label(self.run):
-            # an image staged before and not started yet: withdraw it first, so an upload
-            # cut short never leaves the boot slot pointing at a half-written one
-            self.run.set_boot()
-        self.fs.remove(PENDING)
         self._blk = bytearray(BLOCK)
         self._state = _IMAGE
 
@@ -222,6 +217,11 @@ class ImageReceiver:
                              'refused' % (got, self.chip, want))
 
     def _flush(self):
+        if self._nblk == 0 and label(self.P(self.P.BOOT)) != label(self.run):
+            # an image staged before and not started yet: withdraw it before its slot is
+            # written, so an upload cut short never leaves the boot slot on a half-written one
+            self.run.set_boot()
+            self.fs.remove(PENDING)
         for k in range(self._fill, BLOCK):
             self._blk[k] = 0xFF
         self.slot.writeblocks(self._nblk, self._blk)

@@ -204,11 +204,16 @@ def test_a_new_upload_withdraws_a_staged_image_first(board):
     fl, fs = board
     upload(fs, imagefile.pack(image('4.0.0'), KEY, '4.0.0'))
     assert label_of(Partition(Partition.BOOT)) == 'ota_1'
+    # a second upload refused before any of it is written (another chip) keeps it staged
+    with pytest.raises(imgota.ImageError):
+        upload(fs, imagefile.pack(image('4.1.0', chip=0), KEY, '4.1.0', device='host'))
+    assert label_of(Partition(Partition.BOOT)) == 'ota_1' and fs.exists(imgota.PENDING)
     # a second upload, cut short half way: the boot slot goes back to the running one
     rx = imgota.ImageReceiver(KEY, 'host', fs, parts())
     data = imagefile.pack(image('4.1.0', seed=3), KEY, '4.1.0')
     rx.feed(data[:len(data) // 2])
     assert label_of(Partition(Partition.BOOT)) == 'ota_0'
+    assert not fs.exists(imgota.PENDING)
     with pytest.raises(imgota.ImageError):
         rx.finish()
     assert boot(fl)['name'] == 'ota_0' and running_version(fl) == '1.0.0'

@@ -7,7 +7,8 @@
 #
 # Needs ESP-IDF (the version MicroPython 1.29's ports/esp32/README.md names) set up in this
 # shell (`. $IDF_PATH/export.sh`), or run inside Espressif's container, e.g.
-#   docker run --rm -v $PWD:/mep -w /mep espressif/idf:v5.4.1 tools/image/build.sh esp32
+#   docker run --rm -v $PWD:/mep -w /mep espressif/idf:$IDF_TAG tools/image/build.sh esp32
+# (IDF_TAG: the ESP-IDF release MicroPython 1.29's ports/esp32/README.md names)
 # and the project set up (./dev setup: microdot in .venv). MICROPYTHON_DIR defaults to
 # build/micropython (cloned at v1.29.0 when missing). Writes build/image/<chip>/:
 #   firmware.bin     bootloader, partition table and the app, for tools/flash.py
@@ -26,8 +27,9 @@ if ! command -v idf.py >/dev/null 2>&1 || [ -z "${IDF_PATH:-}" ]; then
     cat >&2 <<MSG
 build.sh: ESP-IDF is not set up in this shell (no idf.py, IDF_PATH unset), so the image
 cannot be built here. Install ESP-IDF as MicroPython 1.29's ports/esp32/README.md says and
-run '. \$IDF_PATH/export.sh' first, or run this inside Espressif's container:
-  docker run --rm -v "$ROOT":/mep -w /mep espressif/idf:v5.4.1 tools/image/build.sh $CHIP
+run '. \$IDF_PATH/export.sh' first, or run this inside Espressif's container (IDF_TAG: the ESP-IDF
+release named there):
+  docker run --rm -v "$ROOT":/mep -w /mep espressif/idf:\$IDF_TAG tools/image/build.sh $CHIP
 MSG
     exit 3
 fi

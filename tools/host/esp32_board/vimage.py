@@ -61,3 +61,49 @@ def slot_image(flash, p):
     if not n:
         raise ValueError(why)
     return flash.read(p['offset'], n)
+
+
+def main(argv=None):
+    """A flash file for `tools/vboard.py --ota-flash` with the current app in ota_0, or an
+    app image for it (sign it with tools/imagefile.py for the update page)."""
+    import argparse
+    import sys
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    sys.path.insert(0, os.path.join(root, 'tools'))
+    sys.path.insert(0, root)
+    import flash
+    from tools.image import stamp
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument('what', choices=('flash', 'image'))
+    ap.add_argument('path')
+    ap.add_argument('--version', help='default: the checkout\'s version')
+    a = ap.parse_args(argv)
+    version = a.version or stamp.version()
+    with tempfile.TemporaryDirectory() as tmp:
+        m = flash.build('host', os.path.join(tmp, 'build'))
+        app = os.path.join(tmp, 'app')
+        for rel in m['files']:
+            if rel in flash.AS_SOURCE or rel.startswith('web/static/'):
+                continue
+            dest = os.path.join(app, rel[len('lib/'):] if rel.startswith('lib/') else rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(os.path.join(tmp, 'build', rel), 'rb') as f, open(dest, 'wb') as g:
+                g.write(f.read())
+        image = make_image(app, version)
+    if a.what == 'image':
+        with open(a.path, 'wb') as f:
+            f.write(image)
+        print('%s: app image %s, %d bytes' % (a.path, version, len(image)))
+        return 0
+    csv = os.path.join(root, 'tools', 'image', 'partitions-mep-4MiB-ota.csv')
+    with open(csv) as f:
+        fl = ef.new_flash(a.path, ef.parse_csv(f.read()))
+    write_slot(fl, 'ota_0', image)
+    print('%s: 4 MB flash, the OTA partition table, %s in ota_0' % (a.path, version))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
