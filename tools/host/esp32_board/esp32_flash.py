@@ -276,10 +276,11 @@ def verify_image(read, limit):
         if off + 8 + ln > limit:
             return None, 'image length does not fit in the partition'
         sha.update(sh)
-        data = read(off + 8, ln)
-        sha.update(data)
-        for b in data:
-            ck ^= b
+        for k in range(0, ln, SECTOR):      # a sector at a time, as the bootloader maps it
+            data = read(off + 8 + k, min(SECTOR, ln - k))
+            sha.update(data)
+            for b in data:
+                ck ^= b
         off += 8 + ln
     pad = 15 - off % 16
     tail = read(off, pad + 1)
