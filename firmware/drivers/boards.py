@@ -3,7 +3,7 @@
 #
 # Fields:
 #   name            human name shown in the UI
-#   chip            'esp32', 'esp32c3' or 'host'
+#   chip            'esp32', 'esp32c3', 'esp32s3' or 'host'
 #   uart            hardware UART id used for the MEP (None on the host)
 #   rx, tx          GPIOs of the MEP serial line (RX = meter -> module)
 #   enable          GPIO driving MEP ENABLE through an RS-232 driver output
@@ -32,11 +32,12 @@ PROFILES = {
         'led': None, 'led_active': 1,
         'boot_button': 9, 'safe_active': 0,
     },
-    # This project's own MEP drawer PCB (hardware/kicad). Checked against the KiCad netlist
-    # by tests/host/test_board_netlist.py.
+    # This project's own MEP drawer PCB, rev C (hardware/kicad): ESP32-S3-MINI-1-N4R2 (2 MB
+    # quad PSRAM: the stock ESP32_GENERIC_S3 image runs the app as .mpy files). Checked
+    # against the KiCad netlist by tests/host/test_board_netlist.py.
     'mepdrawer': {
-        'name': 'Open MEP drawer PCB rev B (ESP32-C3-MINI-1)',
-        'chip': 'esp32c3',
+        'name': 'Open MEP drawer PCB rev C (ESP32-S3-MINI-1, PSRAM)',
+        'chip': 'esp32s3',
         'uart': 1, 'rx': 6, 'tx': 7,
         'enable': 5, 'enable_active': 0,
         # GPIO4 drives the ON input of a TPS22917 load switch feeding the MAX3232 VCC:
@@ -44,7 +45,8 @@ PROFILES = {
         # GPIO5 has a pull-up to that supply: ENABLE stays off until the firmware drives it low.
         'driver_supply': 4,
         'led': 10, 'led_active': 1,
-        'boot_button': 9, 'safe_active': 0,
+        # GPIO0: the S3's download strap, pulled up, BOOT button to ground
+        'boot_button': 0, 'safe_active': 0,
     },
     # The firmware running on a PC against the meter simulator (pseudo-terminal or TCP).
     'host': {

@@ -6,7 +6,7 @@
 #   b'MEPOTA1 <manifest length> <signature>\n'   signature: 64 hex digits, HMAC-SHA256 under
 #                                                the device's OTA key over the manifest bytes
 #   manifest: JSON, exactly <manifest length> bytes:
-#     {"format": 1, "device": "mep"|"esp32"|"esp32c3", "device_id": optional, "version": "..",
+#     {"format": 1, "device": "mep"|"esp32"|"esp32c3"|"esp32s3", "device_id": optional, "version": "..",
 #      "created": unix seconds, "files": [{"path": "app.mpy", "size": 123, "sha256": hex}, ..]}
 #   the files' contents, concatenated in manifest order; nothing after the last one.
 # The manifest lists every file's SHA-256, so signing the manifest signs the whole bundle.
@@ -32,7 +32,7 @@ STATUS = 'ota_status.json'
 BOARD_MANIFEST = '.manifest.json'  # tools/flash.py's record of the board; stale after an OTA
 PROTECTED = ('boot.py', 'main.py')  # they carry the rollback: only tools/flash.py writes them
 SUFFIXES = ('.mpy', '.py', '.gz', '.html', '.css', '.js', '.svg', '.ico', '.png', '.txt')
-MPY_ARCH = {'esp32': 10, 'esp32c3': 11}  # .mpy header byte 2 >> 2 (0: plain bytecode)
+MPY_ARCH = {'esp32': 10, 'esp32s3': 10, 'esp32c3': 11}  # .mpy header byte 2 >> 2 (0: plain bytecode)
 _HEADER, _MANIFEST, _FILES, _DONE, _FAILED = 0, 1, 2, 3, 4
 
 

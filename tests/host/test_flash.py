@@ -219,8 +219,11 @@ def test_mpy_version_mismatch_is_explained():
 def test_board_chip_detection():
     assert flash.chip_of('Generic ESP32 module with ESP32') == 'esp32'
     assert flash.chip_of('ESP32C3 module with ESP32C3') == 'esp32c3'
+    # os.uname().machine of the stock ESP32_GENERIC_S3 image and of its SPIRAM_OCT variant
+    assert flash.chip_of('Generic ESP32S3 module with ESP32-S3') == 'esp32s3'
+    assert flash.chip_of('Generic ESP32S3 module with Octal-SPIRAM with ESP32-S3') == 'esp32s3'
     with pytest.raises(flash.FlashError, match='not supported'):
-        flash.chip_of('ESP32S3 module with ESP32S3')
+        flash.chip_of('ESP32S2 module with ESP32S2')
     out = "MEPINFO ('ESP32C3 module with ESP32C3', (1, 29, 0), %d, 900000, True, [])\n" \
           'MEPMAN {"files": {"a.mpy": {"sha256": "x", "size": 3}}}\n' % (6 | 3 << 8 | 11 << 10)
     info = flash.parse_info(out)
@@ -252,6 +255,33 @@ def test_firmware_image_chip_check(tmp_path):
         flash.image_chip(str(img))
 
 
+def test_esp32s3_image_and_its_psram(tmp_path):
+    # ESP image header: chip id 9 is the ESP32-S3; the SPIRAM_OCT variant names itself
+    # 'Generic ESP32S3 module with Octal-SPIRAM' inside the image, the plain one does not
+    head = bytes([0xE9, 3, 2, 0x20] + [0] * 8 + [9, 0, 0, 0])
+    quad = tmp_path / 'ESP32_GENERIC_S3-v1.29.0.bin'
+    quad.write_bytes(head + b'\xff' * 64 + b'Generic ESP32S3 module\x00ESP32-S3\x00' + b'\xff' * 64)
+    octal = tmp_path / 'ESP32_GENERIC_S3-SPIRAM_OCT-v1.29.0.bin'
+    octal.write_bytes(head + b'\xff' * 64 + b'Generic ESP32S3 module with Octal-SPIRAM\x00' + b'\xff' * 9)
+    assert flash.image_chip(str(quad)) == flash.image_chip(str(octal)) == 'esp32s3'
+    assert flash.image_psram(str(quad)) == 'quad' and flash.image_psram(str(octal)) == 'octal'
+    assert flash.FLASH_OFFSET['esp32s3'] == 0 and flash.ARCH['esp32s3'] == 'xtensawin'
+    assert flash.DOWNLOAD['esp32s3'].endswith('/ESP32_GENERIC_S3/')
+    with pytest.raises(flash.FlashError, match='is for esp32s3, but --chip says esp32c3'):
+        flash.write_micropython('/dev/null', str(quad), 'esp32c3')
+
+
+def test_esp32s3_native_usb_port_is_found():
+    class Port:
+        def __init__(self, device, vid, pid):
+            self.device, self.vid, self.pid = device, vid, pid
+    # MicroPython's own USB CDC on the S3 (TinyUSB, 0x303A:0x4001), and the ROM's USB
+    # serial/JTAG in download mode (0x303A:0x1001, as the C3 always shows)
+    for pid in (0x4001, 0x1001):
+        ports = [Port('/dev/ttyS0', None, None), Port('/dev/null', 0x303A, pid)]
+        assert flash.find_port(comports=ports) == '/dev/null'
+
+
 def test_config_prompts_validate_and_never_echo(tmp_path):
     answers = iter(['MyWifi'])
     secrets = iter(['wifi-pass-123', 'not-an-mbk', 'Zq7!mW2pX9rT4vB8nK3s',
@@ -273,30 +303,51 @@ def test_config_prompts_validate_and_never_echo(tmp_path):
     assert open(saved[0]).read().strip() == data['ota_key']
 
 
-def test_config_prompt_asks_for_the_board_profile(tmp_path):
+def test_config_prompt_asks_for_the_board_profile(tmp_path, monkeypatch):
+    # one profile for the chip: no question asked (the MEP drawer PCB rev C is the S3 board)
+    out = []
+    assert flash.choose_board('esp32', ask=lambda p: 1 / 0, out=out.append) == 'dabbler'
+    assert flash.choose_board('esp32s3', ask=lambda p: 1 / 0, out=out.append) == 'mepdrawer'
+    assert flash.choose_board('esp32c3', ask=lambda p: 1 / 0, out=out.append) == 'ustepper'
+    # two profiles for a chip: a numbered question
+    from drivers import boards
+    monkeypatch.setitem(boards.PROFILES, 's3other', dict(boards.PROFILES['ustepper'],
+                                                         chip='esp32s3', name='another S3 board'))
     answers = iter(['7', 'mepdrawer', ''])         # a bad pick, then a name; empty SSID
     secrets = iter(['', '', 'web-pass-1', 'web-pass-1'])
     out = []
     path, cfg = flash.prompt_config(str(tmp_path), ask=lambda p: next(answers),
                                     secret=lambda p: next(secrets), out=out.append,
-                                    chip='esp32c3')
+                                    chip='esp32s3')
     text = '\n'.join(out)
-    assert 'ustepper' in text and 'mepdrawer' in text and 'dabbler' not in text
+    assert 's3other' in text and 'mepdrawer' in text and 'dabbler' not in text
     assert 'answer 1..2' in text
     assert json.load(open(path))['board'] == 'mepdrawer'
-    # one profile for the chip: no question asked
-    assert flash.choose_board('esp32', ask=lambda p: 1 / 0, out=out.append) == 'dabbler'
-    assert flash.choose_board('esp32c3', ask=lambda p: '', out=out.append) == 'mepdrawer'
-    assert flash.choose_board('esp32c3', ask=lambda p: '2', out=out.append) == 'ustepper'
+    assert flash.choose_board('esp32s3', ask=lambda p: '', out=out.append) == 'mepdrawer'
+    assert flash.choose_board('esp32s3', ask=lambda p: '2', out=out.append) == 's3other'
     with pytest.raises(flash.FlashError, match='no board profile chosen'):
-        flash.choose_board('esp32c3', ask=lambda p: 'nope', out=out.append)
+        flash.choose_board('esp32s3', ask=lambda p: 'nope', out=out.append)
 
 
 def test_heap_warning_for_small_boards():
     w = flash.heap_warning(110 * 1024)              # an ESP32-WROOM-32
     assert w and '110 KB' in w and 'run out of memory' in w
-    assert flash.heap_warning(260 * 1024) is None
+    assert 'as .mpy files needs about 272 KB' in w  # README, Memory: the soak's smallest heap
+    assert flash.heap_warning(260 * 1024) is not None
+    assert flash.heap_warning(296 * 1024) is None
     assert flash.heap_warning(None) is None
+    # an ESP32-S3 with 2 MB of PSRAM on the stock image: about 2 MB of heap, no warning
+    assert flash.heap_warning(2000 * 1024, chip='esp32s3',
+                              machine='Generic ESP32S3 module with ESP32-S3') is None
+    # the same module with the octal-PSRAM image (its PSRAM ignored), and a module without
+    # PSRAM on the stock image: warned, with the image that brings the PSRAM up
+    w = flash.heap_warning(150 * 1024, chip='esp32s3',
+                           machine='Generic ESP32S3 module with Octal-SPIRAM with ESP32-S3')
+    assert w and 'runs an octal-PSRAM image' in w and 'ESP32_GENERIC_S3 for quad PSRAM' in w
+    w = flash.heap_warning(150 * 1024, chip='esp32s3',
+                           machine='Generic ESP32S3 module with ESP32-S3')
+    assert w and 'runs a quad-PSRAM image' in w and 'SPIRAM_OCT for octal PSRAM' in w
+    assert 'PSRAM' not in flash.heap_warning(128 * 1024, chip='esp32c3', machine='ESP32C3')
 
 
 def test_no_secret_accepted_on_the_command_line():

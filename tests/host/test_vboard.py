@@ -488,6 +488,38 @@ def test_full_filesystem_and_small_heap(tmp_path):
     assert (tmp_path / 'fs' / 'big.bin').read_bytes() == big.read_bytes()
 
 
+S3_STOCK = 'Generic ESP32S3 module with ESP32-S3'        # os.uname().machine of the images
+S3_OCTAL = 'Generic ESP32S3 module with Octal-SPIRAM with ESP32-S3'
+
+
+@pytest.mark.parametrize('machine, heap, warned', [
+    (S3_STOCK, '2M', None),                            # rev C: quad PSRAM, the stock image
+    (S3_OCTAL, '160k', 'runs an octal-PSRAM image'),   # its PSRAM ignored by the wrong image
+])
+def test_esp32s3_detected_as_far_as_a_pc_shows_it(tmp_path, machine, heap, warned):
+    """A virtual board posing as an ESP32-S3 image (os.uname().machine, sys.platform 'esp32')
+    with the heap an S3 gives with and without its PSRAM: flash.py's real probe over the port
+    finds an ESP32-S3 and its heap, warns only without PSRAM, and then stops at the .mpy
+    architecture, which stays the PC's, before anything is written."""
+    b = vboard.VBoard(str(tmp_path / 'fs'), heapsize=heap, machine=machine, log=lambda m: None)
+    b.start()
+    try:
+        r, _ = run_flash(['--port', b.port, '--out', str(tmp_path / 'build')], tmp_path)
+    finally:
+        b.stop()
+    assert r.returncode == 2, r.stdout + r.stderr
+    m = re.search(r'board: (.*), MicroPython 1\.29\.\d+, \d+ KB free on the filesystem, '
+                  r'(\d+) KB of heap', r.stdout)
+    assert m and m.group(1) == machine, r.stdout
+    if warned:
+        assert 'WARNING: MicroPython has %s KB of heap' % m.group(2) in r.stdout
+        assert warned in r.stdout and 'ESP32_GENERIC_S3 for quad PSRAM' in r.stdout
+    else:
+        assert int(m.group(2)) > 1900 and 'WARNING' not in r.stdout, r.stdout
+    assert 'expected xtensawin' in r.stderr, r.stderr     # built for the S3, refused here
+    assert os.listdir(str(tmp_path / 'fs')) == []
+
+
 def test_wrong_mpy_version(board, tmp_path):
     """The board's real .mpy version against another pinned one, and a .mpy from another
     MicroPython version on the board: both explained."""
