@@ -38,13 +38,13 @@ PROFILES = {
     'mepdrawer': {
         'name': 'Open MEP drawer PCB rev C (ESP32-S3-MINI-1, PSRAM)',
         'chip': 'esp32s3',
-        'uart': 1, 'rx': 6, 'tx': 7,
-        'enable': 5, 'enable_active': 0,
-        # GPIO4 drives the ON input of a TPS22917 load switch feeding the MAX3232 VCC:
+        'uart': 1, 'rx': 12, 'tx': 14,
+        'enable': 13, 'enable_active': 0,
+        # GPIO9 drives the ON input of a TPS22917 load switch feeding the MAX3232 VCC:
         # high = transceiver powered, low = off (a 3.3k pull-down keeps it off from power-on).
-        # GPIO5 has a pull-up to that supply: ENABLE stays off until the firmware drives it low.
-        'driver_supply': 4,
-        'led': 10, 'led_active': 1,
+        # GPIO13 has a pull-up to that supply: ENABLE stays off until the firmware drives it low.
+        'driver_supply': 9,
+        'led': 16, 'led_active': 1,
         # GPIO0: the S3's download strap, pulled up, BOOT button to ground
         'boot_button': 0, 'safe_active': 0,
     },

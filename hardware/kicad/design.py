@@ -3,18 +3,25 @@
 generate.py turns this into the KiCad schematic and board. Net names here are the schematic's
 label names ('GND' and '+3V3' are power symbols). A pin mapped to None is marked no-connect.
 
-GPIO plan (must match firmware/boards.py, profile 'mepdrawer'; checked by
+Rev C: ESP32-S3-MINI-1-N4R2 (4 MB flash, 2 MB quad PSRAM in the package): the stock
+ESP32_GENERIC_S3 MicroPython image brings the PSRAM up and runs the app as .mpy files.
+
+GPIO plan (must match firmware/drivers/boards.py, profile 'mepdrawer'; checked by
 tests/host/test_board_netlist.py against the exported netlist):
-  IO6  <- MAX3232 R1OUT   MEP RX (meter TXD, connector pin 2)
-  IO7  -> MAX3232 T2IN    MEP TX (to meter RXD, connector pin 5)
-  IO5  -> MAX3232 T1IN    ENABLE, through T1OUT, diode D5 and R12 to connector pin 3 (GPIO low = enabled;
+  IO12 <- MAX3232 R1OUT   MEP RX (meter TXD, connector pin 2)
+  IO14 -> MAX3232 T2IN    MEP TX (to meter RXD, connector pin 5)
+  IO13 -> MAX3232 T1IN    ENABLE, through T1OUT, diode D5 and R12 to connector pin 3 (GPIO low = enabled;
                           R16 pull-up to the transceiver supply: off while the GPIO floats)
-  IO4  -> TPS22917 ON     RS-232 transceiver supply switch (GPIO high = transceiver powered; R11 3.3k
+  IO9  -> TPS22917 ON     RS-232 transceiver supply switch (GPIO high = transceiver powered; R11 3.3k
                           pull-down: off from power-on, against the chip's ~45k weak pull-up)
-  IO10 -> R10 -> LED D6   status LED, active high
-  IO9  <- SW1 BOOT        active low (strapping pin; also the firmware's safe-mode button)
-  IO18/IO19               USB D-/D+ (native USB serial/JTAG)
-  IO2, IO8                strapping pins, pulled up (never used for I/O)
+  IO16 -> R10 -> LED D6   status LED, active high
+  IO0  <- SW1 BOOT        active low (strapping pin: low at reset = ROM download mode; also the
+                          firmware's safe-mode button), R7 pull-up
+  IO19/IO20               USB D-/D+ (native USB)
+  IO3, IO45, IO46         strapping pins, left open: their internal pulls and the eFuse
+                          defaults select 3.3 V flash (IO45 low), boot from flash, normal logs
+  IO26                    the in-package PSRAM's chip select on the -N4R2 (module datasheet):
+                          never connected; IO27-IO32 are the flash/PSRAM bus inside the package
 """
 
 R0603 = 'Resistor_SMD:R_0603_1608Metric'
@@ -41,21 +48,21 @@ def c100n(ref, a, b, pos, desc=''):
     return cap(ref, '100n', C0603, 'GRM188R71H104KA93D', a, b, pos, desc)
 
 
-# ESP32-C3-MINI-1 pin numbers (module datasheet, "Pin Definitions")
-ESP_PINS = {
-    '3V3': '3', 'EN': '8', 'IO0': '12', 'IO1': '13', 'IO2': '5', 'IO3': '6', 'IO4': '18',
-    'IO5': '19', 'IO6': '20', 'IO7': '21', 'IO8': '22', 'IO9': '23', 'IO10': '16',
-    'IO18': '26', 'IO19': '27', 'RXD0': '30', 'TXD0': '31',
-}
-ESP_GND = ['1', '2', '11', '14'] + [str(n) for n in range(36, 54)]
-ESP_NC = ['4', '7', '9', '10', '15', '17', '24', '25', '28', '29', '32', '33', '34', '35']
+# ESP32-S3-MINI-1 pin numbers (module datasheet, "Pin Definitions"; the -N4R2 has the same pins)
+ESP_MODULE = 'ESP32-S3-MINI-1'
+ESP_PINS = {'3V3': '3', 'EN': '45', 'TXD0': '39', 'RXD0': '40'}
+ESP_PINS.update({'IO%d' % n: str(4 + n) for n in range(22)})          # IO0..IO21: pins 4..25
+ESP_PINS.update({'IO26': '26', 'IO47': '27', 'IO33': '28', 'IO34': '29', 'IO48': '30',
+                 'IO35': '31', 'IO36': '32', 'IO37': '33', 'IO38': '34', 'IO39': '35',
+                 'IO40': '36', 'IO41': '37', 'IO42': '38', 'IO45': '41', 'IO46': '44'})
+ESP_GND = ['1', '2', '42', '43'] + [str(n) for n in range(46, 66)]   # 61: centre pad, 62-65: corners
+ESP_NC = []
 
-esp_nets = {
-    '3V3': '+3V3', 'EN': 'ESP_EN', 'IO0': None, 'IO1': None, 'IO2': 'STRAP_IO2', 'IO3': None,
-    'IO4': 'XCVR_ON', 'IO5': 'ENABLE_TTL', 'IO6': 'RXD_TTL', 'IO7': 'TXD_TTL',
-    'IO8': 'STRAP_IO8', 'IO9': 'BOOT', 'IO10': 'LED', 'IO18': 'USB_DN', 'IO19': 'USB_DP',
-    'RXD0': None, 'TXD0': None,
-}
+esp_nets = {k: None for k in ESP_PINS}
+esp_nets.update({
+    '3V3': '+3V3', 'EN': 'ESP_EN', 'IO0': 'BOOT', 'IO9': 'XCVR_ON', 'IO13': 'ENABLE_TTL',
+    'IO12': 'RXD_TTL', 'IO14': 'TXD_TTL', 'IO16': 'LED', 'IO19': 'USB_DN', 'IO20': 'USB_DP',
+})
 _u1_pins = {ESP_PINS[k]: v for k, v in esp_nets.items()}
 _u1_pins.update({n: 'GND' for n in ESP_GND})
 
@@ -70,11 +77,15 @@ NOTCH = (97.0, 118.0, 125.0, 126.0)
 # Two M3 mounting holes, 5 mm from each end, 3 mm above the lower edge (the original's places).
 HOLES = [(93.0, 123.0), (153.0, 123.0)]
 HOLE_KEEPOUT = 2.9          # radius without copper tracks or parts: M3 head 5.5 mm + margin
-# The module, rotated so its antenna points down over the cut-out; the antenna starts at the
-# cut-out's edge (y = 118), so no board lies under it.
-ESP_AT = (111.0, 112.4, 180)
+# The module, rotated so its antenna points down over the cut-out. ESP32-S3-MINI-1: 15.4 x 20.5 mm,
+# the antenna's 5.1 mm at one end; footprint origin at the centre of the pad field, 7.7 mm from
+# the antenna end of the body. The antenna area starts 0.1 mm inside the board edge, which keeps
+# the ground pads next to it 0.4 mm from the edge; nothing but solder mask lies under it.
+ESP_AT = (111.0, 110.2, 180)
+ESP_BODY = 7.7          # half the module's width; body (without antenna) from -7.7 to +7.7
+ESP_HEIGHT = 2.55       # 2.4 +/- 0.15 mm (module datasheet, physical dimensions)
 # Copper keep-outs (both layers) along the cut-out edge beside the antenna.
-ANTENNA_KEEPOUTS = [(97.0, 116.6, 103.6, 118.0), (118.4, 116.6, 125.0, 118.0)]
+ANTENNA_KEEPOUTS = [(97.0, 116.6, 103.1, 118.0), (118.9, 116.6, 125.0, 118.0)]
 # Heights above the board (mm, datasheet maximum or nominal where no maximum is given). The
 # original's tallest top-side part (apart from the MEP header J1, the same part in the same place)
 # is its ESP32-WROOM-32 module: 3.10 +/- 0.15 mm. Top-side parts stay within that; taller parts go
@@ -149,28 +160,27 @@ PARTS = [
     res('R5', '5.1k', 'RC0603FR-075K1L', 'CC2', 'GND', (91.2, 111.0, 90)),
     dict(ref='U5', sym='Power_Protection:USBLC6-2SC6', value='USBLC6-2SC6', fp='Package_TO_SOT_SMD:SOT-23-6',
          mfr='STMicroelectronics', mpn='USBLC6-2SC6',
-         pins={'1': 'USB_DN_C', '6': 'USB_DN', '3': 'USB_DP_C', '4': 'USB_DP', '2': 'GND', '5': 'VBUS'},
-         pos=(101.0, 109.6, 0), h=H['SOT236'], desc='USB ESD protection (D+, D-, VBUS)'),
-    # --- ESP32-C3 ----------------------------------------------------------------------------------
-    dict(ref='U1', sym='MEP:ESP32-C3-MINI-1', value='ESP32-C3-MINI-1-H4', fp='MEP:ESP32-C3-MINI-1',
-         mfr='Espressif Systems', mpn='ESP32-C3-MINI-1-H4', pins=_u1_pins,
-         pos=ESP_AT, h=2.5, desc='-H4: 4 MB flash, 105 C; same footprint as the -N4'),
-    cap('C7', '10u', C0805, 'GRM21BR61A106KE19L', '+3V3', 'GND', (119.6, 115.0, 0), 'module supply'),
-    c100n('C8', '+3V3', 'GND', (122.3, 114.6, 90)),
-    res('R6', '10k', 'RC0603FR-0710KL', '+3V3', 'ESP_EN', (120.0, 109.1, 0), 'EN RC delay'),
-    cap('C6', '1u', C0603, 'GRM188R61E105KA12D', 'ESP_EN', 'GND', (120.0, 110.9, 0)),
+         pins={'6': 'USB_DN_C', '1': 'USB_DN', '4': 'USB_DP_C', '3': 'USB_DP', '2': 'GND', '5': 'VBUS'},
+         pos=(100.6, 109.2, 180), h=H['SOT236'], desc='USB ESD protection (D+, D-, VBUS)'),
+    # --- ESP32-S3 ----------------------------------------------------------------------------------
+    dict(ref='U1', sym='MEP:ESP32-S3-MINI-1', value='ESP32-S3-MINI-1-N4R2', fp='MEP:ESP32-S3-MINI-1',
+         mfr='Espressif Systems', mpn='ESP32-S3-MINI-1-N4R2', pins=_u1_pins,
+         pos=ESP_AT, h=ESP_HEIGHT,
+         desc='4 MB flash, 2 MB quad PSRAM in package (stock ESP32_GENERIC_S3 image), -40..85 C'),
+    cap('C7', '10u', C0805, 'GRM21BR61A106KE19L', '+3V3', 'GND', (120.1, 114.4, 90), 'module supply'),
+    c100n('C8', '+3V3', 'GND', (122.2, 114.4, 90)),
+    res('R6', '10k', 'RC0603FR-0710KL', '+3V3', 'ESP_EN', (101.3, 113.3, 90), 'EN RC delay'),
+    cap('C6', '1u', C0603, 'GRM188R61E105KA12D', 'ESP_EN', 'GND', (99.3, 115.1, 90)),
     dict(ref='SW2', sym='Switch:SW_Push', value='RESET', fp='Button_Switch_SMD:SW_SPST_B3U-1000P',
-         mfr='Omron', mpn='B3U-1000P', pins={'1': 'ESP_EN', '2': 'GND'}, pos=(120.6, 101.2, 0), h=1.6),
+         mfr='Omron', mpn='B3U-1000P', pins={'1': 'ESP_EN', '2': 'GND'}, pos=(92.6, 118.1, 0), h=1.6),
     dict(ref='SW1', sym='Switch:SW_Push', value='BOOT', fp='Button_Switch_SMD:SW_SPST_B3U-1000P',
-         mfr='Omron', mpn='B3U-1000P', pins={'1': 'BOOT', '2': 'GND'}, pos=(102.0, 101.2, 0), h=1.6,
-         desc='BOOT / safe mode (IO9)'),
-    res('R7', '10k', 'RC0603FR-0710KL', '+3V3', 'BOOT', (105.9, 104.6, 270)),
-    res('R8', '10k', 'RC0603FR-0710KL', '+3V3', 'STRAP_IO8', (107.6, 104.6, 270)),
-    res('R9', '10k', 'RC0603FR-0710KL', '+3V3', 'STRAP_IO2', (119.4, 112.9, 180)),
-    res('R10', '1k', 'RC0603FR-071KL', 'LED', 'LED_A', (114.6, 104.6, 270)),
+         mfr='Omron', mpn='B3U-1000P', pins={'1': 'BOOT', '2': 'GND'}, pos=(120.85, 100.5, 0), h=1.6,
+         desc='BOOT / safe mode (IO0)'),
+    res('R7', '10k', 'RC0603FR-0710KL', '+3V3', 'BOOT', (116.9, 100.3, 0)),
+    res('R10', '1k', 'RC0603FR-071KL', 'LED', 'LED_A', (113.9, 100.3, 180)),
     dict(ref='D6', sym='Device:LED', value='green', fp='LED_SMD:LED_0603_1608Metric',
          mfr='Lite-On', mpn='LTST-C191KGKT', pins={'1': 'GND', '2': 'LED_A'},
-         pos=(114.6, 101.4, 270), h=H['LED0603'], desc='status LED (IO10, active high), ~1.4 mA'),
+         pos=(110.9, 100.3, 0), h=H['LED0603'], desc='status LED (IO16, active high), ~1.4 mA'),
     # --- RS-232 transceiver and its supply switch -------------------------------------------------
     dict(ref='U3', sym='Interface_UART:MAX3232', value='MAX3232E', fp='Package_SO:SOIC-16_3.9x9.9mm_P1.27mm',
          mfr='Analog Devices (Maxim)', mpn='MAX3232EESE+',
@@ -185,17 +195,17 @@ PARTS = [
     c100n('C10', 'C2P', 'C2N', (131.0, 103.6, 90)),
     c100n('C11', 'VP_232', 'GND', (128.2, 107.2, 90)),
     c100n('C12', 'VN_232', 'GND', (128.2, 103.6, 90)),
-    c100n('C13', 'VCC_232', 'GND', (124.4, 108.2, 90)),
+    c100n('C13', 'VCC_232', 'GND', (124.4, 110.7, 90)),
     dict(ref='U4', sym='Power_Management:TPS22917DBV', value='TPS22917', fp='Package_TO_SOT_SMD:SOT-23-6',
          mfr='Texas Instruments', mpn='TPS22917DBVR',
          pins={'1': '+3V3', '2': 'GND', '3': 'XCVR_ON', '4': None, '5': 'XCVR_QOD', '6': 'VCC_232'},
-         pos=(121.0, 105.6, 0), h=H['SOT236'],
+         pos=(121.7, 107.2, 0), h=H['SOT236'],
          desc='RS-232 transceiver supply switch: IO4 high = on; QOD tied to VOUT discharges VCC_232 when off'),
-    res('R11', '3.3k', 'RC0603FR-073K3L', 'XCVR_ON', 'GND', (117.2, 104.6, 270),
+    res('R11', '3.3k', 'RC0603FR-073K3L', 'XCVR_ON', 'GND', (121.7, 110.3, 0),
         'transceiver off from power-on until firmware enables it (wins against the 45k internal pull-up)'),
-    res('R17', '100', 'RC0603FR-07100RL', 'XCVR_QOD', 'VCC_232', (124.4, 104.7, 90),
+    res('R17', '100', 'RC0603FR-07100RL', 'XCVR_QOD', 'VCC_232', (124.6, 107.4, 90),
         'QOD: VCC_232 discharged through ~100 ohm while the switch is off'),
-    res('R16', '10k', 'RC0603FR-0710KL', 'VCC_232', 'ENABLE_TTL', (124.4, 101.6, 90),
+    res('R16', '10k', 'RC0603FR-0710KL', 'VCC_232', 'ENABLE_TTL', (124.6, 104.2, 270),
         'ENABLE off while IO5 floats: T1IN high = T1OUT low'),
     dict(ref='D5', sym='Device:D', value='1N4148W', fp='Diode_SMD:D_SOD-123',
          mfr='Diodes Incorporated', mpn='1N4148W-7-F', pins={'1': 'ENABLE_D', '2': 'ENABLE_232'},

@@ -4,7 +4,7 @@
     python3 hardware/kicad/generate.py     (a Python 3 with numpy; plus kicad-cli, and KiCad's pcbnew
                                             module for /usr/bin/python3 or $KICAD_PYTHON)
 
-Steps: write the project-local library (ESP32-C3-MINI-1 symbol and footprint, drawn from the module
+Steps: write the project-local library (ESP32-S3-MINI-1 symbol and footprint, drawn from the module
 datasheet's dimensions), the schematic (symbols placed by function so the signal flows left to
 right; nets drawn as wires wherever a wire fits without touching another net or crossing a symbol,
 a net label where it does not, and each net's name on one pin), export its netlist with kicad-cli, place the footprints
@@ -29,8 +29,8 @@ NAME = 'mep-drawer'
 SYMDIR = os.environ.get('KICAD9_SYMBOL_DIR', '/usr/share/kicad/symbols')
 FPDIR = os.environ.get('KICAD9_FOOTPRINT_DIR', '/usr/share/kicad/footprints')
 LIBDIR = os.path.join(HERE, 'lib')
-TITLE = 'MEP drawer module (ESP32-C3)'
-REV = 'B'
+TITLE = 'MEP drawer module (ESP32-S3)'
+REV = 'C'
 DATE = '2026-11-26'
 
 
@@ -48,10 +48,10 @@ FONT_HIDE = ['effects', ['font', ['size', '1.27', '1.27']], ['hide', 'yes']]
 
 
 # ------------------------------------------------------------------------------------------------
-# Project-local library: ESP32-C3-MINI-1
+# Project-local library: ESP32-S3-MINI-1
 # ------------------------------------------------------------------------------------------------
 
-def esp_symbol(name='ESP32-C3-MINI-1'):
+def esp_symbol(name=design.ESP_MODULE):
     pins = []
 
     def pin(kind, x, y, ang, pname, number, hide=False):
@@ -61,33 +61,37 @@ def esp_symbol(name='ESP32-C3-MINI-1'):
         p += [['name', q(pname), FONT], ['number', q(number), FONT]]
         pins.append(p)
 
-    left = ['3V3', 'EN', 'IO0', 'IO1', 'IO2', 'IO3', 'IO4', 'IO5', 'IO6', 'IO7', 'IO8', 'IO9', 'IO10']
+    # right: supply, EN and the GPIOs the board uses (IO0..IO10), then the other low GPIOs;
+    # left: USB, UART0 and the high GPIOs (the PSRAM's IO26 among them)
+    right = ['3V3', 'EN', None] + ['IO%d' % n for n in range(11)] + [None] + \
+        ['IO%d' % n for n in range(11, 19)] + ['IO21']
+    left = [('IO19', 'IO19/USB_D-'), ('IO20', 'IO20/USB_D+'), None, ('RXD0', 'RXD0/IO44'),
+            ('TXD0', 'TXD0/IO43'), ('IO26', 'IO26/PSRAM_CS'), None] + \
+        [('IO%d' % n, 'IO%d' % n) for n in (33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 45, 46, 47, 48)]
     y = 25.4
-    for n in left:
-        kind = 'power_in' if n == '3V3' else 'input' if n == 'EN' else 'bidirectional'
-        pin(kind, 15.24, y, 180, n, design.ESP_PINS[n])
-        y -= 2.54 if n != 'EN' else 5.08
-    right = [('IO18', 'IO18/USB_D-'), ('IO19', 'IO19/USB_D+'), ('RXD0', 'RXD0/IO20'), ('TXD0', 'TXD0/IO21')]
-    y = 25.4
-    for key, label in right:
-        pin('bidirectional', -15.24, y, 0, label, design.ESP_PINS[key])
-        y -= 2.54
-    y -= 2.54
-    for n in design.ESP_NC:
-        pin('no_connect', -15.24, y, 0, 'NC', n)
+    for n in right:
+        if n:
+            kind = 'power_in' if n == '3V3' else 'input' if n == 'EN' else 'bidirectional'
+            pin(kind, 15.24, y, 180, n, design.ESP_PINS[n])
         y -= 2.54
     bottom = y
+    y = 25.4
+    for e in left:
+        if e:
+            pin('bidirectional', -15.24, y, 0, e[1], design.ESP_PINS[e[0]])
+        y -= 2.54
+    bottom = min(bottom, y)
     for i, n in enumerate(design.ESP_GND):
         pin('power_in' if i == 0 else 'passive', 0, bottom - 2.54, 90, 'GND', n, hide=i > 0)
     props = [
         ['property', q('Reference'), q('U'), ['at', '-12.7', '29.21', '0'], FONT],
         ['property', q('Value'), q(name), ['at', '0', '29.21', '0'], FONT],
-        ['property', q('Footprint'), q('MEP:ESP32-C3-MINI-1'), ['at', '0', '-50', '0'], FONT_HIDE],
-        ['property', q('Datasheet'), q('https://www.espressif.com/sites/default/files/documentation/esp32-c3-mini-1_datasheet_en.pdf'),
-         ['at', '0', '-52', '0'], FONT_HIDE],
-        ['property', q('Description'), q('ESP32-C3 Wi-Fi/BLE module, 4 MB flash, PCB antenna, 13.2 x 16.6 mm'),
-         ['at', '0', '-54', '0'], FONT_HIDE],
-        ['property', q('ki_keywords'), q('ESP32 ESP32-C3 RISC-V WiFi module'), ['at', '0', '0', '0'], FONT_HIDE],
+        ['property', q('Footprint'), q('MEP:' + design.ESP_MODULE), ['at', '0', '-60', '0'], FONT_HIDE],
+        ['property', q('Datasheet'), q('https://www.espressif.com/sites/default/files/documentation/esp32-s3-mini-1_mini-1u_datasheet_en.pdf'),
+         ['at', '0', '-62', '0'], FONT_HIDE],
+        ['property', q('Description'), q('ESP32-S3 Wi-Fi/BLE module, up to 8 MB flash, 2 MB quad PSRAM (-N4R2), PCB antenna, 15.4 x 20.5 mm'),
+         ['at', '0', '-64', '0'], FONT_HIDE],
+        ['property', q('ki_keywords'), q('ESP32 ESP32-S3 Xtensa WiFi module PSRAM'), ['at', '0', '0', '0'], FONT_HIDE],
     ]
     body = ['symbol', q(name + '_0_1'),
             ['rectangle', ['start', '-12.7', '27.94'], ['end', '12.7', num(bottom)],
@@ -97,10 +101,12 @@ def esp_symbol(name='ESP32-C3-MINI-1'):
 
 
 def esp_footprint():
-    """ESP32-C3-MINI-1 land pattern from the datasheet's module dimensions (13.2 x 16.6 mm,
-    0.8 mm pitch, 0.8 x 0.4 mm pads on the outer ring, 3 x 3 thermal pad array, 4 corner pads).
-    Origin at the centre of the pad field; the antenna is at -y."""
+    """ESP32-S3-MINI-1 land pattern from the module datasheet's dimensions (15.4 x 20.5 mm;
+    15 pads a side at 0.85 mm pitch, 0.8 x 0.4 mm; the ground pad 61 as a 3 x 3 array of
+    1.2 mm squares at 1.65 mm pitch; corner pads 62-65, 0.8 mm square). Origin at the centre
+    of the pad field; the antenna is at -y (its 5.1 mm beyond y = -7.7)."""
     items = []
+    B = design.ESP_BODY
 
     def line(x1, y1, x2, y2, layer, w):
         items.append(['fp_line', ['start', num(x1), num(y1)], ['end', num(x2), num(y2)],
@@ -113,43 +119,47 @@ def esp_footprint():
         items.append(['pad', q(n), 'smd', 'rect', at, ['size', num(w), num(h)], layers,
                       U('espfp', 'pad', n, x, y)])
 
-    for i in range(11):                      # pins 1..11, left side, top to bottom
-        pad(str(1 + i), -5.9, -4.0 + 0.8 * i, 0.8, 0.4)
-    for i in range(13):                      # pins 12..24, bottom row, left to right
-        pad(str(12 + i), -4.8 + 0.8 * i, 4.9, 0.8, 0.4, 90)
-    for i in range(11):                      # pins 25..35, right side, bottom to top
-        pad(str(25 + i), 5.9, 4.0 - 0.8 * i, 0.8, 0.4)
-    for i in range(13):                      # pins 36..48, top row (GND), right to left
-        pad(str(36 + i), 4.8 - 0.8 * i, -4.9, 0.8, 0.4, 90)
-    for ix in (-1, 0, 1):                    # pin 49: exposed ground pad as a 3 x 3 array
+    P, R = 0.85, 7.0
+    for i in range(15):                      # pins 1..15, left side, top to bottom
+        pad(str(1 + i), -R, -5.95 + P * i, 0.8, 0.4)
+    for i in range(15):                      # pins 16..30, bottom row, left to right
+        pad(str(16 + i), -5.95 + P * i, R, 0.8, 0.4, 90)
+    for i in range(15):                      # pins 31..45, right side, bottom to top
+        pad(str(31 + i), R, 5.95 - P * i, 0.8, 0.4)
+    for i in range(15):                      # pins 46..60 (GND), top row, right to left
+        pad(str(46 + i), 5.95 - P * i, -R, 0.8, 0.4, 90)
+    for ix in (-1, 0, 1):                    # pin 61: ground pad as a 3 x 3 array
         for iy in (-1, 0, 1):
-            pad('49', 1.975 * ix, 1.975 * iy, 1.45, 1.45)
-    for n, (x, y) in zip(('50', '51', '52', '53'), ((5.95, -4.95), (5.95, 4.95), (-5.95, 4.95), (-5.95, -4.95))):
-        pad(n, x, y, 0.7, 0.7)
+            pad('61', 1.65 * ix, 1.65 * iy, 1.2, 1.2)
+    for n, (x, y) in zip(('62', '63', '64', '65'), ((-R, -R), (-R, R), (R, R), (R, -R))):
+        pad(n, x, y, 0.8, 0.8)
+    A = B + 5.1                              # the antenna end
     # fab outline and antenna area
-    line(-6.6, -11.0, 6.6, -11.0, 'F.Fab', 0.1)
-    line(6.6, -11.0, 6.6, 5.6, 'F.Fab', 0.1)
-    line(6.6, 5.6, -6.6, 5.6, 'F.Fab', 0.1)
-    line(-6.6, 5.6, -6.6, -11.0, 'F.Fab', 0.1)
-    line(-6.6, -5.6, 6.6, -5.6, 'F.Fab', 0.1)
-    # silkscreen: corners outside the pads, antenna area outline
+    line(-B, -A, B, -A, 'F.Fab', 0.1)
+    line(B, -A, B, B, 'F.Fab', 0.1)
+    line(B, B, -B, B, 'F.Fab', 0.1)
+    line(-B, B, -B, -A, 'F.Fab', 0.1)
+    line(-B, -B, B, -B, 'F.Fab', 0.1)
+    # silkscreen: antenna area outline and the corners outside the pads
+    s = B + 0.12
     for sx in (-1, 1):
-        line(sx * 6.72, -11.12, sx * 6.72, -5.6, 'F.SilkS', 0.12)
-        line(sx * 6.72, 5.72, sx * 5.4, 5.72, 'F.SilkS', 0.12)
-    line(-6.72, -11.12, 6.72, -11.12, 'F.SilkS', 0.12)
-    line(-6.72, 5.72, -6.72, 5.3, 'F.SilkS', 0.12)
+        line(sx * s, -A - 0.12, sx * s, -B, 'F.SilkS', 0.12)
+        line(sx * s, s, sx * 6.5, s, 'F.SilkS', 0.12)
+    line(-s, -A - 0.12, s, -A - 0.12, 'F.SilkS', 0.12)
+    line(-s, s, -s, 7.6, 'F.SilkS', 0.12)
     # courtyard
-    line(-6.85, -11.25, 6.85, -11.25, 'F.CrtYd', 0.05)
-    line(6.85, -11.25, 6.85, 5.85, 'F.CrtYd', 0.05)
-    line(6.85, 5.85, -6.85, 5.85, 'F.CrtYd', 0.05)
-    line(-6.85, 5.85, -6.85, -11.25, 'F.CrtYd', 0.05)
-    fp = ['footprint', q('ESP32-C3-MINI-1'), ['version', '20241229'], ['generator', q('mep-drawer-generate')],
+    c = B + 0.25
+    line(-c, -A - 0.25, c, -A - 0.25, 'F.CrtYd', 0.05)
+    line(c, -A - 0.25, c, c, 'F.CrtYd', 0.05)
+    line(c, c, -c, c, 'F.CrtYd', 0.05)
+    line(-c, c, -c, -A - 0.25, 'F.CrtYd', 0.05)
+    fp = ['footprint', q(design.ESP_MODULE), ['version', '20241229'], ['generator', q('mep-drawer-generate')],
           ['layer', q('F.Cu')],
-          ['descr', q('Espressif ESP32-C3-MINI-1, 13.2 x 16.6 mm, land pattern drawn from the module datasheet dimensions')],
-          ['tags', q('ESP32-C3 module')],
-          ['property', q('Reference'), q('REF**'), ['at', '0', '-12.3', '0'], ['layer', q('F.SilkS')],
+          ['descr', q('Espressif ESP32-S3-MINI-1, 15.4 x 20.5 mm, land pattern drawn from the module datasheet dimensions')],
+          ['tags', q('ESP32-S3 module')],
+          ['property', q('Reference'), q('REF**'), ['at', '0', num(-A - 1.2), '0'], ['layer', q('F.SilkS')],
            U('espfp', 'ref'), ['effects', ['font', ['size', '1', '1'], ['thickness', '0.15']]]],
-          ['property', q('Value'), q('ESP32-C3-MINI-1'), ['at', '0', '-8.3', '0'], ['layer', q('F.Fab')],
+          ['property', q('Value'), q(design.ESP_MODULE), ['at', '0', '-10', '0'], ['layer', q('F.Fab')],
            U('espfp', 'val'), ['effects', ['font', ['size', '1', '1'], ['thickness', '0.15']]]],
           ['attr', 'smd']] + items + [['embedded_fonts', 'no']]
     return fp
@@ -161,7 +171,9 @@ def write_library():
            ['generator_version', q('9.0')], esp_symbol()]
     with open(os.path.join(LIBDIR, 'MEP.kicad_sym'), 'w') as f:
         f.write(dump(lib) + '\n')
-    with open(os.path.join(LIBDIR, 'MEP.pretty', 'ESP32-C3-MINI-1.kicad_mod'), 'w') as f:
+    for old in os.listdir(os.path.join(LIBDIR, 'MEP.pretty')):
+        os.remove(os.path.join(LIBDIR, 'MEP.pretty', old))
+    with open(os.path.join(LIBDIR, 'MEP.pretty', design.ESP_MODULE + '.kicad_mod'), 'w') as f:
         f.write(dump(esp_footprint()) + '\n')
     # The project tables also name the standard KiCad libraries this design uses (through KiCad's
     # own path variables), so ERC/DRC find them on a machine whose global tables are empty.
@@ -353,8 +365,8 @@ def write_schematic():
         'J2': (40, 150, 0), 'R4': (66, 112, 0), 'R5': (72, 112, 0), 'U5': (88, 152, 0), 'D3': (80, 122, 180),
         # module and its parts
         'U1': (142, 160, 0), 'C7': (112, 188, 0), 'C8': (120, 188, 0), 'R6': (168, 126, 0), 'C6': (174, 144, 0),
-        'SW2': (188, 140, 0), 'SW1': (182, 196, 0), 'R7': (174, 186, 0), 'R8': (166, 186, 0),
-        'R9': (166, 144, 0), 'R10': (190, 172, 0), 'D6': (202, 180, 180),
+        'SW2': (188, 140, 0), 'SW1': (182, 196, 0), 'R7': (174, 186, 0),
+        'R10': (190, 172, 0), 'D6': (202, 180, 180),
         # transceiver, its supply switch, MEP connector
         'U4': (190, 112, 0), 'R11': (172, 108, 0), 'R17': (212, 116, 0), 'C13': (242, 116, 0), 'R16': (200, 150, 0),
         'U3': (232, 160, 0), 'C9': (205, 141, 0), 'C10': (264, 140, 0), 'C11': (274, 150, 0), 'C12': (294, 150, 0),

@@ -257,7 +257,7 @@ def write_board(pads_net, stamps, pro):
         R.add_rect('#keepout', {F, B}, (kx0 + kx1) / 2, (ky0 + ky1) / 2, kx1 - kx0, ky1 - ky0, 0.0)
     # the module's underside inside its pad ring stays ground on the top layer (no signal tracks)
     ux, uy, _ = design.ESP_AT
-    R.add_rect('GND', {F}, ux, uy, 11.0, 9.0, 0.0)
+    R.add_rect('GND', {F}, ux, uy, 12.6, 12.6, 0.0)
     nx0, ny0, nx1, ny1 = design.NOTCH
     R.add_rect('#edge', {F, B}, (nx0 + nx1) / 2, (ny0 + ny1) / 2 + 1, nx1 - nx0, ny1 - ny0 + 2, R.edge)
     # no via anywhere inside a pad (any net, any side): solder would wick into it
@@ -307,7 +307,7 @@ def write_board(pads_net, stamps, pro):
         silk.append(['gr_text', q(t), ['at', num(x), num(y), '0'], ['layer', q(layer)], U('txt', t),
                      ['effects', ['font', ['size', '0.8', '0.8'], ['thickness', '0.12']]]])
     back = [
-        ('MEP drawer module rev B (ESP32-C3) - mep-firmware', 124.0, 111.4),
+        ('MEP drawer module rev C (ESP32-S3) - mep-firmware', 124.0, 111.4),
         ('J1: 1 GND  2 RXD in  3 ENABLE  4 +24V  5 TXD out  6 NC', 124.0, 113.0),
         ('download mode: hold BOOT, tap RESET', 124.0, 114.6),
     ]
@@ -337,8 +337,8 @@ def write_board(pads_net, stamps, pro):
 
     board = ['kicad_pcb', ['version', '20241229'], ['generator', '"pcbnew"'], ['generator_version', '"9.0"'],
              ['general', ['thickness', '1.6'], ['legacy_teardrops', 'no']], ['paper', '"A4"'],
-             ['title_block', ['title', q('MEP drawer module (ESP32-C3)')], ['date', q('2026-11-21')],
-              ['rev', q('B')], ['company', q('mep-firmware project')]],
+             ['title_block', ['title', q('MEP drawer module (ESP32-S3)')], ['date', q('2026-12-07')],
+              ['rev', q('C')], ['company', q('mep-firmware project')]],
              LAYERS, ['setup', ['pad_to_mask_clearance', '0'], ['allow_soldermask_bridges_in_footprints', 'no'],
                       ['tenting', 'front', 'back'], ['aux_axis_origin', num(bx0), num(by1)]],
              ['net', '0', '""']] + [['net', str(netids[n]), q(n)] for n in nets] + fps + edge + silk + fit_drawing(fps) + items + zones + [
@@ -412,7 +412,7 @@ def fit_drawing(fps):
         label = '%s %.1f%s' % (ref, p['h'], ' B' if back else '')
         text(label, (x0 + x1) / 2, (y0 + y1) / 2, 0.5 if (x1 - x0) < 3 else 0.6, key=ref)
     bx0, by0, bx1, by1 = design.BOARD
-    text('MEP drawer PCB rev B, fit test: print at 100 % (actual size), cut along the outline', bx0 + 35, by0 - 6, 1.0)
+    text('MEP drawer PCB rev C, fit test: print at 100 % (actual size), cut along the outline', bx0 + 35, by0 - 6, 1.0)
     text('boxes: part outlines, height in mm above the board; B / dashed = on the back; M3 holes with head', bx0 + 35, by0 - 4, 0.8)
     text('J1 = MEP header (pins point to the upper edge)', bx0 + 35, by1 + 3, 0.8)
     out.append(['gr_line', ['start', num(bx0), num(by1 + 6)], ['end', num(bx0 + 10), num(by1 + 6)],
@@ -568,7 +568,10 @@ def route_all(R, allpads):
         ys = [p['y'] for p in pads]
         order.append(((max(xs) - min(xs)) + (max(ys) - min(ys)), net))
     order.sort()
-    prio = [n for n in ('/CC1', '/CC2', '/USB_DP_C', '/USB_DN_C', '/USB_DP', '/USB_DN', '/VBUS') if n in bynet]
+    # the USB fan-out first; then the module's three MEP lines, the one on the pad nearest the
+    # transceiver first, so each keeps the innermost free lane past the others
+    prio = [n for n in ('/CC1', '/CC2', '/USB_DP_C', '/USB_DN_C', '/USB_DP', '/USB_DN', '/VBUS',
+                        '/RXD_TTL', '/ENABLE_TTL', '/TXD_TTL') if n in bynet]
     nets = prio + [n for _, n in order if n not in prio]
     failed = []
     # ground vias next to the SMD ground pads first (short, direct), then the signals
@@ -713,7 +716,7 @@ def gnd_drops(R, pads):
         key = (p['ref'], p['number'], round(p['x'], 2), round(p['y'], 2))
         if B in p['layers'] or key in done:
             continue
-        if p['ref'] == 'U1' and p['number'] not in ('49',):
+        if p['ref'] == 'U1' and p['number'] not in ('61',):
             continue   # the module's ring GND pads join the pour; each centre pad gets a via beside it
         done.add(key)
         viafree = (~R.blocked(net, F, VIA_D / 2 + 0.05, clr)) & (~R.blocked(net, B, VIA_D / 2 + 0.05, clr)) & ~R.inpad

@@ -17,10 +17,11 @@ from drivers import boards  # noqa: E402
 
 KICAD = os.path.join(ROOT, 'hardware', 'kicad')
 SCH = os.path.join(KICAD, 'mep-drawer.kicad_sch')
-ESP_MODULE = 'ESP32-C3-MINI-1'
+ESP_MODULE = 'ESP32-S3-MINI-1'
 GND = 'GND'
-STRAPPING = {2, 8, 9}
-USB_PINS = {18, 19}
+STRAPPING = {0, 3, 45, 46}          # ESP32-S3 datasheet, strapping pins
+USB_PINS = {19, 20}                 # native USB D-/D+
+FLASH_PSRAM = set(range(26, 33))    # SPI0/1 to the in-package flash and PSRAM (IO26: PSRAM CS)
 
 
 # ---------------------------------------------------------------- netlist reader
@@ -146,15 +147,18 @@ def gpio_net(netlist, esp, n):
 
 # ---------------------------------------------------------------- tests
 
-def test_profile_is_for_the_c3_module(profile, esp, netlist):
-    assert profile['chip'] == 'esp32c3'
+def test_profile_is_for_the_s3_module_with_quad_psram(profile, esp, netlist):
+    assert profile['chip'] == 'esp32s3'
     assert netlist.parts[esp]['lib'] == 'MEP', 'the module symbol comes from the project library'
+    # -N4R2: 4 MB flash and 2 MB quad PSRAM, which the stock ESP32_GENERIC_S3 image brings up
+    assert netlist.parts[esp]['value'] == 'ESP32-S3-MINI-1-N4R2'
 
 
-def test_profile_pins_avoid_strapping_and_usb(profile):
+def test_profile_pins_avoid_strapping_usb_and_psram(profile):
     used = [profile[k] for k in ('rx', 'tx', 'enable', 'driver_supply', 'led')]
-    assert not set(used) & (STRAPPING | USB_PINS), used
-    assert profile['boot_button'] == 9, 'GPIO9 is the ROM download strap: the BOOT button'
+    assert not set(used) & (STRAPPING | USB_PINS | FLASH_PSRAM), used
+    assert not set(used) & set(range(33, 38)), 'IO33-IO37 are the octal PSRAM bus on R8 modules'
+    assert profile['boot_button'] == 0, 'GPIO0 is the ROM download strap: the BOOT button'
     assert len(set(used + [profile['boot_button']])) == 6, 'pins must be distinct'
 
 
@@ -210,7 +214,7 @@ def test_driver_supply_switch(profile, netlist, esp, xcvr):
     pulls = [r for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R'
              and netlist.other_side(r, p) == GND]
     assert len(pulls) == 1, 'the switch input needs a pull-down so the transceiver stays off while the GPIO floats'
-    # the ESP32-C3 may enable its ~45k weak pull-up on the pin around reset: the pull-down must
+    # the ESP32-S3 may enable its ~45k weak pull-up on the pin around reset: the pull-down must
     # hold the ON input below 0.4 V against it (3.3 V x R / (R + 45k))
     r = _ohms(netlist.parts[pulls[0]]['value'])
     assert 3.3 * r / (r + 45e3) < 0.4, '%s %s loses against the internal pull-up' % (pulls[0], r)
@@ -248,17 +252,19 @@ def test_boot_button(profile, netlist, esp):
     assert netlist.other_side(*switches[0]) == GND, 'BOOT button pulls the pin low: active low'
     pulls = [r for r, p, _ in netlist.others(net, esp) if netlist.parts[r]['part'] == 'R'
              and netlist.other_side(r, p) == '+3V3']
-    assert pulls, 'GPIO9 needs a pull-up (boot from flash when the button is not pressed)'
+    assert pulls, 'GPIO0 needs a pull-up (boot from flash when the button is not pressed)'
 
 
-def test_strapping_and_usb(netlist, esp):
-    for n in (2, 8):
+def test_strapping_psram_and_usb(netlist, esp):
+    # IO3 (JTAG source), IO45 (VDD_SPI voltage: high would give the 3.3 V flash 1.8 V) and
+    # IO46 (boot mode, ROM log) stay open: their internal pulls select the defaults. IO26 is
+    # the in-package PSRAM's chip select on the -N4R2: nothing else may touch it.
+    for n in (3, 45, 46, 26):
         net = gpio_net(netlist, esp, n)
-        assert any(netlist.parts[r]['part'] == 'R' and netlist.other_side(r, p) == '+3V3'
-                   for r, p, _ in netlist.others(net, esp)), 'GPIO%d (strapping) must be pulled up' % n
+        assert not netlist.others(net, esp), 'IO%d must stay unconnected: %r' % (n, netlist.members(net))
     usb = netlist.refs('USB_C_Receptacle_USB2.0_16P')
     assert len(usb) == 1
-    for gpio, line in ((18, 'D-'), (19, 'D+')):
+    for gpio, line in ((19, 'D-'), (20, 'D+')):
         net = gpio_net(netlist, esp, gpio)
         # straight to the receptacle, or through one pass-through line of an ESD array
         # (its two pins of the same name, e.g. USBLC6 I/O1 pins 1 and 6)

@@ -30,8 +30,8 @@ EXPECTED = {  # from the hardware docs (shared/docs/mep-protocol.md, section 1)
                     driver_supply=32, boot_button=0, safe_active=0),
     'ustepper': dict(chip='esp32c3', rx=6, tx=7, enable=5, enable_active=0,
                      driver_supply=None, boot_button=9, safe_active=0),
-    'mepdrawer': dict(chip='esp32s3', rx=6, tx=7, enable=5, enable_active=0, driver_supply=4,
-                      led=10, boot_button=0, safe_active=0),
+    'mepdrawer': dict(chip='esp32s3', rx=12, tx=14, enable=13, enable_active=0,
+                      driver_supply=9, led=16, boot_button=0, safe_active=0),
     'host': dict(chip='host', uart=None, rx=None, tx=None, enable=None, driver_supply=None),
 }
 FIELDS = ('name', 'chip', 'uart', 'rx', 'tx', 'enable', 'enable_active', 'driver_supply', 'led',
@@ -296,7 +296,7 @@ def test_esp32_lines_follow_the_profile(esp32_hw):
     lines.driver_power(True)
     lines = hw.Lines(boards.get('mepdrawer'))
     lines.led(True)
-    assert FakePin.made[10].level == 1
+    assert FakePin.made[16].level == 1
 
 
 async def test_esp32_uart_port(esp32_hw):
