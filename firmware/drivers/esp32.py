@@ -1,4 +1,4 @@
-# The real hardware of an ESP32 / ESP32-C3 board profile (imported on the device only).
+# The real hardware of an ESP32 / ESP32-C3 / ESP32-S3 board profile (imported on the device only).
 #
 # The MEP port polls the UART instead of wrapping it in asyncio.StreamReader, every 4 ms
 # inside a frame, every 16 ms while an answer is due and every 100 ms otherwise (the link
