@@ -199,7 +199,7 @@ PARTS = [
     dict(ref='U4', sym='Power_Management:TPS22917DBV', value='TPS22917', fp='Package_TO_SOT_SMD:SOT-23-6',
          mfr='Texas Instruments', mpn='TPS22917DBVR',
          pins={'1': '+3V3', '2': 'GND', '3': 'XCVR_ON', '4': None, '5': 'XCVR_QOD', '6': 'VCC_232'},
-         pos=(121.7, 107.2, 0), h=H['SOT236'],
+         pos=(121.7, 107.1, 0), h=H['SOT236'],
          desc='RS-232 transceiver supply switch: IO4 high = on; QOD tied to VOUT discharges VCC_232 when off'),
     res('R11', '3.3k', 'RC0603FR-073K3L', 'XCVR_ON', 'GND', (121.7, 110.3, 0),
         'transceiver off from power-on until firmware enables it (wins against the 45k internal pull-up)'),
