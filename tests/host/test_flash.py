@@ -271,6 +271,31 @@ def test_esp32s3_image_and_its_psram(tmp_path):
         flash.write_micropython('/dev/null', str(quad), 'esp32c3')
 
 
+def test_esp32s3_image_goes_to_esptool_for_the_esp32s3(tmp_path, monkeypatch, capsys):
+    """--write-micropython with an ESP32-S3 image runs the real esptool for the esp32s3 (the
+    write would follow at FLASH_OFFSET 0x0); on a port where no bootloader answers (a pseudo-terminal nobody reads) it
+    ends with the download-mode advice, after saying which PSRAM the image brings up."""
+    img = tmp_path / 'ESP32_GENERIC_S3-v1.29.0.bin'
+    img.write_bytes(bytes([0xE9, 3, 2, 0x20] + [0] * 8 + [9, 0, 0, 0]) + b'\xff' * 4096)
+    calls = []
+    real_run = flash.run
+
+    def run(cmd, timeout, what):
+        calls.append(cmd)
+        return real_run(cmd, timeout, what)
+    monkeypatch.setattr(flash, 'run', run)
+    m, s = os.openpty()
+    try:
+        with pytest.raises(flash.FlashError, match='could not talk to the esp32s3 bootloader'):
+            flash.write_micropython(os.ttyname(s), str(img))
+    finally:
+        os.close(m)
+        os.close(s)
+    assert calls and calls[0][3:5] == ['--chip', 'esp32s3']
+    assert calls[0][-1] == 'erase-flash'          # erase first; the write never came
+    assert 'brings up quad PSRAM' in capsys.readouterr().out
+
+
 def test_esp32s3_native_usb_port_is_found():
     class Port:
         def __init__(self, device, vid, pid):
