@@ -18,7 +18,7 @@
 # Event: {'alarm': index, 'kind', 'state': 'on'|'off', 'repeat': bool, 'value',
 #         'threshold', 'unit', 'time': reading time, 'text'}
 from compat import asyncio, ticks_ms, ticks_diff, unload
-from system.config import opt as _opt
+from system.config import mail_configured
 
 KINDS = {'power_above': ('W', 'Power import'),
          'export_above': ('W', 'Power export'),
@@ -156,10 +156,6 @@ class Alarms:
             text = '%s is back to %s %s (limit %s %s)' % (label, v, unit, thr, unit)
         return {'alarm': i, 'kind': a['kind'], 'state': state, 'repeat': repeat, 'value': v,
                 'threshold': thr, 'unit': unit, 'time': r.get('time'), 'text': text}
-
-
-def mail_configured(cfg):
-    return bool(_opt(cfg, 'smtp_host') and _opt(cfg, 'smtp_from') and _opt(cfg, 'smtp_to'))
 
 
 class Mailer:

@@ -253,16 +253,18 @@ def io_floor(micropython, mqtt_port, seconds, state_bytes=700):
 PACE_MS = 250      # about a BT28 answer's time on the wire: what fast mode sleeps per reading
 
 
-def core_loop(micropython, tree, work, readings, pace_ms=0):
+def core_loop(micropython, tree, work, readings, pace_ms=0, extra_us=0):
     """tools/host/core_loop.py on the compiled firmware: (us of the engine, poller and
     consumers, us of the engine and poller, us of the consumers, readings). pace_ms: a sleep
-    after each reading, left out of the times."""
+    after each reading, left out of the times; extra_us: a known workload in the consumers
+    (tests of the benchmark)."""
     data = tempfile.mkdtemp(prefix='core-', dir=work)
     env = dict(os.environ, MICROPYPATH=':'.join(
         ['.frozen', tree, os.path.join(ROOT, 'tools'), os.path.join(ROOT, 'tools', 'host')]))
     r = subprocess.run([micropython, '-X', 'heapsize=1m',
                         os.path.join(ROOT, 'tools', 'host', 'core_loop.py'), data,
-                        str(readings), str(pace_ms)], capture_output=True, text=True, env=env,
+                        str(readings), str(pace_ms), str(extra_us)], capture_output=True,
+                       text=True, env=env,
                        cwd=work, timeout=300 + readings * pace_ms / 1000)
     for line in r.stdout.splitlines():
         if line.startswith('CORE '):

@@ -12,42 +12,14 @@ except ImportError:  # CPython
 
 from struct import unpack_from
 from mep import requests as rq
+from mep.tabfmt import (TableError, ShortTable, need as _need, i32, u16le,  # noqa: F401
+                        MEP_ENTRY, ET50_FLAG_ET58)
 
 # What decode() calls with 'mep.tables_startup' once it is done with that module. Nothing by
 # default; the app sets compat.unload here, so on MicroPython the decoders leave the heap again.
 release = None
 
 BT28_VALUES = const(55)
-
-
-class TableError(ValueError):
-    pass
-
-
-class ShortTable(TableError):
-    def __init__(self, table, need, got):
-        super().__init__('%s too short: need %d bytes, got %d'
-                         % (rq.table_name(table), need, got))
-        self.table = table
-        self.need = need
-        self.got = got
-
-
-def _need(table, data, n):
-    if len(data) < n:
-        raise ShortTable(table, n, len(data))
-
-
-def i32(b, o):
-    """Signed 32-bit little-endian integer at offset o."""
-    v = b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)
-    if v & 0x80000000:
-        v -= 0x100000000
-    return v
-
-
-def u16le(b, o):
-    return b[o] | (b[o + 1] << 8)
 
 
 def bt23_offset(b21):
@@ -114,10 +86,6 @@ def bt28(data, b21=None):
 
 
 # --- ET13 / ET50 facts the alert chain needs -------------------------------------------------
-
-MEP_ENTRY = const(4)     # entries 0..3 are M-Bus devices, entry 4 is the MEP device
-ET50_FLAG_ET58 = const(0x02)   # procedure results go to ET58 instead of BT08
-
 
 def et13_alert_offset(config_entry_size):
     """Offset of the MEP entry's alert-flags byte in ET13."""

@@ -8,7 +8,7 @@ except ImportError:  # CPython
         return x
 
 from mep import requests as rq
-from mep.tables import (TableError, _need, i32, u16le, MEP_ENTRY,  # noqa: F401
+from mep.tabfmt import (TableError, need as _need, i32, u16le, MEP_ENTRY,  # noqa: F401
                         ET50_FLAG_ET58)
 
 # The 16-bit fields of ET03/ET11/ET13 are read little-endian like every other table integer.

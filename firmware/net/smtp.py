@@ -11,6 +11,7 @@ from binascii import b2a_base64
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time, epoch_offset
 from net.tcp import open_tcp, again as _again, tls_context
+from system.config import opt as _opt, mail_configured as configured
 
 STEP_MS = 10000
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
@@ -19,10 +20,6 @@ _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct',
 
 class SmtpError(Exception):
     pass
-
-
-from system.config import opt as _opt
-from alarms import mail_configured as configured
 
 
 def _b64(s):

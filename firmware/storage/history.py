@@ -59,8 +59,10 @@ import time
 from binascii import crc32
 import sys
 from compat import epoch_offset, sleep_ms, unload
+from storage.histfmt import (P_UNIT, REC as _REC, RS as _RS, PAGE as _PAGE,  # noqa: F401
+                              MAGIC as _MAGIC, VERSION as _VERSION, SHDR as _SHDR,
+                              SLVL as _SLVL, SGLB as _SGLB, pack, open_rw as _open_rw)
 
-P_UNIT = 2
 EMPTY = -32768
 MIN_TIME = 1577836800  # 2020-01-01
 MAX_TIME = 4102444800  # 2100-01-01
@@ -72,17 +74,9 @@ SAVE_EVERY = 60
 PEND_MAX = 8  # closed unsaved buckets per level; more: written at once (add())
 LEVELS = (('minute', 60, 1440), ('hour', 3600, 744), ('day', 86400, 366))
 COLUMNS = ('time', 'p_min', 'p_avg', 'p_max', 'e_in', 'e_out')
-_REC = '<I3h2I'
-_RS = 20  # record size: _REC (18 bytes) + the 16-bit check
 _CHUNK = 32  # records per file read/write
-_PAGE = 192  # records per file (3840 bytes: one 4 KB flash block)
 _EMAX = 0xFFFFFFFF
 _EV = (EMPTY, EMPTY, EMPTY, 0, 0)
-_MAGIC = b'MEPS'
-_VERSION = 2
-_SHDR = '<4sBBBBI'
-_SLVL = '<Iiqi2h2I'
-_SGLB = '<5q'
 
 
 class HistoryError(ValueError):
@@ -91,22 +85,6 @@ class HistoryError(ValueError):
 
 def _clamp(v, lo, hi):
     return lo if v < lo else hi if v > hi else v
-
-
-def _open_rw(path):
-    """Open for in-place writes, creating the file when it does not exist."""
-    try:
-        return open(path, 'r+b')
-    except OSError as e:
-        if e.args and e.args[0] != 2:  # anything but ENOENT: never truncate
-            raise
-    return open(path, 'w+b')
-
-
-def pack(buf, off, i, v):
-    """Record of bucket i with values v = (p_min, p_avg, p_max, e_in, e_out) at buf[off:]."""
-    struct.pack_into(_REC, buf, off, i, v[0], v[1], v[2], v[3], v[4])
-    struct.pack_into('<H', buf, off + 18, crc32(memoryview(buf)[off:off + 18]) & 0xFFFF)
 
 
 def _unpack(buf, off, i):
@@ -200,7 +178,7 @@ class Level:
     def files(self):
         return [self.page(s) for s in range(0, self.n, _PAGE)]
 
-    def _span(self, i, last):
+    def span(self, i, last):
         """Records from bucket i on for one read/write: up to last, within one file."""
         s = i % self.n
         return s, min(_CHUNK, last - i + 1, self.n - s, _PAGE - s % _PAGE)
@@ -211,7 +189,7 @@ class Level:
         try:
             i = first
             while i <= last:
-                s, c = self._span(i, last)
+                s, c = self.span(i, last)
                 if s // _PAGE != p:
                     if f:
                         f.close()
@@ -252,7 +230,7 @@ class Level:
         i = max(i, 0)
         while i <= last:
             if i < self.wlo:  # from the file, a chunk at a time
-                s, c = self._span(i, min(last, self.wlo - 1))
+                s, c = self.span(i, min(last, self.wlo - 1))
                 buf = self._read(s, c)
                 vals = [_unpack(buf, k * _RS, i + k) for k in range(c)]
             else:
@@ -287,22 +265,22 @@ class History:
         for k, (name, period, n) in enumerate(LEVELS):
             self.levels.append(Level(name, period, sizes[k] if sizes else n,
                                      base + '.' + name))
-        self._ss = struct.calcsize(_SHDR) + len(self.levels) * struct.calcsize(_SLVL) \
+        self.state_size = struct.calcsize(_SHDR) + len(self.levels) * struct.calcsize(_SLVL) \
             + struct.calcsize(_SGLB) + 4
         self.warning = None
         self.dropped = 0
         self.dirty = False
         self._saved_at = None
-        self._seq = 0  # of the last state written or loaded
+        self.seq = 0  # of the last state written or loaded
         self._rebases = 0
         self._saving = False
         self._run = None  # the save (generator) under way
-        self._reset_state()
+        self.reset_state()
 
-    def _reset_state(self):
+    def reset_state(self):
         self.t_last = None  # newest accepted reading time
-        self._base = [None, None]  # last e_in / e_out counter value (int Wh)
-        self._bt = [0, 0]  # time of that value
+        self.base = [None, None]  # last e_in / e_out counter value (int Wh)
+        self.base_t = [0, 0]  # time of that value
         self._drop0 = None  # time of the first reading of a streak dropped as too old
 
     def zone(self):
@@ -354,7 +332,7 @@ class History:
 
     def file_size(self):
         """Flash bytes of the files once written."""
-        return sum(lv.n * _RS for lv in self.levels) + 2 * self._ss
+        return sum(lv.n * _RS for lv in self.levels) + 2 * self.state_size
 
     def files(self):
         out = [self.state_path]
@@ -366,8 +344,8 @@ class History:
         if e is None:
             return 0
         q = int(e)
-        b, dt = self._base[k], t - self._bt[k]
-        self._base[k], self._bt[k] = q, t
+        b, dt = self.base[k], t - self.base_t[k]
+        self.base[k], self.base_t[k] = q, t
         if b is None or q <= b or dt > MAX_GAP or (q - b) * 3600 > MAX_W * (dt if dt > 0 else 1):
             return 0
         return q - b
@@ -388,7 +366,7 @@ class History:
             for lv in self.levels:
                 lv.rebase(self._index(lv, t))
             self._rebases += 1
-            self._reset_state()
+            self.reset_state()
             self.warning = 'clock moved back by more than a day; newer history discarded'
         self._drop0 = None
         pi, po = r.get('p_in'), r.get('p_out')
@@ -425,13 +403,14 @@ class History:
 
     # ---- persistence ----
     def _state(self, seq):
-        b, none = self._base, -1
+        b, none = self.base, -1
         out = bytearray(struct.pack(_SHDR, _MAGIC, _VERSION, P_UNIT, len(self.levels), 0, seq))
         for lv in self.levels:
             out += struct.pack(_SLVL, lv.n, lv.head, lv.sum, lv.cnt, lv.lo, lv.hi, lv.ein,
                                lv.eout)
+        bt = self.base_t
         out += struct.pack(_SGLB, none if b[0] is None else b[0], none if b[1] is None else b[1],
-                           self._bt[0], self._bt[1], none if self.t_last is None else self.t_last)
+                           bt[0], bt[1], none if self.t_last is None else self.t_last)
         out += struct.pack('<I', crc32(out) & 0xFFFFFFFF)
         return out
 
@@ -441,7 +420,7 @@ class History:
         slot."""
         self._saving = True
         try:
-            seq = self._seq + 1
+            seq = self.seq + 1
             state = self._state(seq)  # a consistent snapshot: readings may come meanwhile
             marks = [(lv.wlo, lv.head) for lv in self.levels]
             rebases = self._rebases
@@ -453,14 +432,14 @@ class History:
                             yield
                 f = _open_rw(self.state_path)
                 try:
-                    f.seek((seq & 1) * self._ss)
+                    f.seek((seq & 1) * self.state_size)
                     f.write(state)
                 finally:
                     f.close()
             except BaseException:
                 self.dirty = True
                 raise
-            self._seq = seq
+            self.seq = seq
             if rebases == self._rebases:  # else the next save writes from the rebase on
                 for lv, (a, h) in zip(self.levels, marks):
                     if h >= 0:

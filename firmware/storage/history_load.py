@@ -9,12 +9,13 @@
 # sha256 of everything before. Read in small chunks, never as a whole.
 import struct
 from binascii import crc32
-from storage import history as H
+import os
+from storage import histfmt as F
 
 
 def _exists(path):
     try:
-        H.os.stat(path)
+        os.stat(path)
         return True
     except OSError:
         return False
@@ -22,15 +23,15 @@ def _exists(path):
 
 def _remove(path):
     try:
-        H.os.remove(path)
+        os.remove(path)
     except OSError:
         pass
 
 
 def _globals(h, g):
-    h._reset_state()
-    h._base = [None if g[0] < 0 else g[0], None if g[1] < 0 else g[1]]
-    h._bt = [g[2], g[3]]
+    h.reset_state()
+    h.base = [None if g[0] < 0 else g[0], None if g[1] < 0 else g[1]]
+    h.base_t = [g[2], g[3]]
     h.t_last = None if g[4] < 0 else g[4]
 
 
@@ -39,46 +40,46 @@ def _parse(h, d):
     when damaged or of another layout, None when blank."""
     if not any(d):
         return None
-    ss = h._ss
+    ss = h.state_size
     if len(d) != ss or struct.unpack_from('<I', d, ss - 4)[0] != crc32(d[:ss - 4]) & 0xFFFFFFFF:
         return False
-    magic, ver, unit, nl, _, seq = struct.unpack_from(H._SHDR, d, 0)
-    if magic != H._MAGIC or ver != H._VERSION or unit != H.P_UNIT or nl != len(h.levels):
+    magic, ver, unit, nl, _, seq = struct.unpack_from(F.SHDR, d, 0)
+    if magic != F.MAGIC or ver != F.VERSION or unit != F.P_UNIT or nl != len(h.levels):
         return False
-    off, sl, st = struct.calcsize(H._SHDR), struct.calcsize(H._SLVL), []
+    off, sl, st = struct.calcsize(F.SHDR), struct.calcsize(F.SLVL), []
     for lv in h.levels:
-        st.append(struct.unpack_from(H._SLVL, d, off))
+        st.append(struct.unpack_from(F.SLVL, d, off))
         off += sl
         if st[-1][0] != lv.n:
             return False  # sizes changed
-    if seq <= h._seq:
+    if seq <= h.seq:
         return True  # the other slot is newer
     for lv, x in zip(h.levels, st):
         lv.reset()
         lv.head, lv.sum, lv.cnt, lv.lo, lv.hi, lv.ein, lv.eout = x[1:]
         lv.wlo = lv.head
-    _globals(h, struct.unpack_from(H._SGLB, d, off))
-    h._seq = seq
+    _globals(h, struct.unpack_from(F.SGLB, d, off))
+    h.seq = seq
     return True
 
 
 def _state(h):
     """The state file -> (loaded, a damaged slot seen)."""
     with open(h.state_path, 'rb') as f:
-        d = f.read(2 * h._ss)
+        d = f.read(2 * h.state_size)
     ok = bad = False
     for k in (0, 1):
-        r = _parse(h, d[k * h._ss:(k + 1) * h._ss])
+        r = _parse(h, d[k * h.state_size:(k + 1) * h.state_size])
         ok = ok or r is True
         bad = bad or r is False
     return ok, bad
 
 
 def _reset(h):
-    h._seq = 0
+    h.seq = 0
     for lv in h.levels:
         lv.reset()
-    h._reset_state()
+    h.reset_state()
 
 
 def load(h):
@@ -122,7 +123,7 @@ def _convert(h, f):
     import hashlib
     hs, ls, gs = struct.calcsize('<4sBBH'), struct.calcsize('<Iiqi'), struct.calcsize('<5q')
     magic, ver, unit, nl = struct.unpack('<4sBBH', _take(f, hs))
-    if magic != b'MEPH' or ver != 1 or unit != H.P_UNIT or nl != len(h.levels):
+    if magic != b'MEPH' or ver != 1 or unit != F.P_UNIT or nl != len(h.levels):
         raise ValueError('not a history file of this layout')
     st = [struct.unpack('<Iiqi', _take(f, ls)) for _ in h.levels]
     g = struct.unpack('<5q', _take(f, gs))
@@ -142,7 +143,7 @@ def _convert(h, f):
         left -= len(b)
     if _take(f, 8) != d.digest()[:8]:
         raise ValueError('checksum mismatch')
-    off, rs = hs + nl * ls + gs, H._RS
+    off, rs = hs + nl * ls + gs, F.RS
     for lv, x in zip(h.levels, st):
         n, head = lv.n, x[1]
         e = ('H', 2) if lv.period == 60 else ('I', 4)
@@ -151,7 +152,7 @@ def _convert(h, f):
         if head >= 0:
             i = max(0, head - n + 1)  # the whole window, oldest first
             while i <= head:
-                s, c = lv._span(i, head)
+                s, c = lv.span(i, head)
                 a, v = off, []
                 for tc, sz in cols:
                     f.seek(a + s * sz)
@@ -160,12 +161,12 @@ def _convert(h, f):
                 buf = bytearray(c * rs)
                 for k in range(c):
                     r = (v[0][k], v[1][k], v[2][k], v[3][k], v[4][k])
-                    H.pack(buf, k * rs, i + k, r)
+                    F.pack(buf, k * rs, i + k, r)
                     if i + k == head:
                         lv.lo, lv.hi, lv.ein, lv.eout = r[0], r[2], r[3], r[4]
-                out = H._open_rw(lv.page(s))
+                out = F.open_rw(lv.page(s))
                 try:
-                    out.seek(s % H._PAGE * rs)
+                    out.seek(s % F.PAGE * rs)
                     out.write(buf)
                 finally:
                     out.close()
@@ -173,7 +174,7 @@ def _convert(h, f):
             lv.head, lv.sum, lv.cnt, lv.wlo = head, x[2], x[3], head
         off += n * (10 if lv.period == 60 else 14)
     _globals(h, g)
-    h._seq = 0
+    h.seq = 0
     h.save()  # the state (and the open buckets again)
     return True
 

@@ -137,3 +137,8 @@ def opt(cfg, key, default=None):
     except KeyError:
         return default
     return default if v is None else v
+
+
+def mail_configured(cfg):
+    """True when alarm mails can go out: an SMTP host, a sender and a recipient are set."""
+    return bool(opt(cfg, 'smtp_host') and opt(cfg, 'smtp_from') and opt(cfg, 'smtp_to'))

@@ -131,16 +131,26 @@ def _log_json(ctx, entries, count):
 
 def _pieces(json, d):
     # a dict as JSON a value at a time: an entry with a decoded BT28 answer is ~1.7 KB in
-    # one piece, more than a fragmented 112 KB heap may have in one block
+    # one piece, more than a fragmented 112 KB heap may have in one block; a list of dicts
+    # (ET13's entries, ~1.1 KB) goes an item at a time too
+    if isinstance(d, list):
+        yield '['
+        sep = ''
+        for v in d:
+            yield sep
+            yield from _pieces(json, v)
+            sep = ', '
+        yield ']'
+        return
+    if not isinstance(d, dict):
+        yield json.dumps(d)
+        return
     yield '{'
     sep = ''
     for k in d:
         v = d[k]
-        if isinstance(v, dict):
-            yield sep + json.dumps(k) + ': '
-            yield from _pieces(json, v)
-        else:
-            yield sep + json.dumps(k) + ': ' + json.dumps(v)
+        yield sep + json.dumps(k) + ': '
+        yield from _pieces(json, v)
         sep = ', '
     yield '}'
 

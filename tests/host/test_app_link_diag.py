@@ -27,16 +27,29 @@ def test_slow_meter_readings_status_and_diagnostics(tmp_path):
         meter.turnaround_ms = 550
         meter.gap_ms = 150
         n0 = len(app.stamps)
-        time.sleep(25)
-        got = len(app.stamps) - n0
-        assert got >= 8, (got, app.app.link.status())
+        t0 = time.monotonic()
         h = Http(app.port)
         login(h)
-        st = h.get('/api/status').json
+
+        def enough():
+            """4 readings at the slow timing (after some 10 s of start-up tables) and 16
+            exchanges for the log and the diagnostics file."""
+            st = h.get('/api/status').json
+            d = st['link']['diag']
+            done = (len(app.stamps) - n0 >= 4 and d['status_codes'].get('00', 0) >= 16
+                    and d['timeout_ms'] >= 1500)
+            return done and st
+        st = enough()
+        while not st and time.monotonic() - t0 < 120:
+            time.sleep(0.5)
+            st = enough()
+        got = len(app.stamps) - n0
+        assert st, (got, app.app.link.status())
+        print('4 readings and 16 exchanges at the slow timing after %.1f s'
+              % (time.monotonic() - t0))
         d = st['link']['diag']
         assert d['turnaround']['p50'] >= 500, d
         assert d['timeout_ms'] >= 1500 and d['max_gap_ms'] >= 150, d
-        assert d['status_codes'].get('00', 0) >= 16
         assert st['link']['link'] == 'ok'
         page = h.get('/status')
         body = page.body
@@ -48,8 +61,8 @@ def test_slow_meter_readings_status_and_diagnostics(tmp_path):
         assert 'attachment' in r.headers.get('content-disposition', '')
         diag = r.json
         assert diag['version'] and diag['board'] == 'host'
-        assert 24 <= len(diag['exchanges']) <= 64      # 64 once that many happened
-        assert diag['link']['counters']['rx'] >= 24
+        assert 16 <= len(diag['exchanges']) <= 64      # 64 once that many happened
+        assert diag['link']['counters']['rx'] >= 16
         kinds = set(e['kind'] for e in diag['exchanges'])
         assert 'poll' in kinds
         text = r.text

@@ -315,10 +315,10 @@ def test_corrupt_history_is_discarded(tmp_path, damage):
     if damage == 'garbage':
         data = bytearray(b'\x00not a history file' * 50)
     elif damage == 'truncate':
-        data = data[:h._ss - 30]  # both state slots (the saves alternate) damaged
+        data = data[:h.state_size - 30]  # both state slots (the saves alternate) damaged
     elif damage == 'flip':
-        data[h._ss - 100] ^= 0x10
-        data[2 * h._ss - 100] ^= 0x10
+        data[h.state_size - 100] ^= 0x10
+        data[2 * h.state_size - 100] ^= 0x10
     elif damage == 'empty':
         data = bytearray()
     with open(h.state_path, 'wb') as f:

@@ -18,6 +18,14 @@ T0 = 1718000000 - 1718000000 % 86400 + 3 * 3600  # a UTC day, 03:00
 SMALL = (100, 48, 10)
 
 
+def patch_fs(monkeypatch, name, value):
+    """Replace `open` (writes: history.py and histfmt.open_rw) or `os` (history.py and
+    history_load.py) where the history's file code calls it."""
+    from storage import histfmt, history_load
+    for mod in {'open': (history, histfmt), 'os': (history, history_load)}[name]:
+        monkeypatch.setattr(mod, name, value, raising=False)
+
+
 # ---- the model: every bucket in RAM arrays (the previous implementation's rules) ----
 
 class MLevel:
@@ -206,7 +214,7 @@ def walk(seed, n, start=T0, jumps=True):
 def test_files_match_the_model_through_saves_and_reloads(tmp_path, monkeypatch, seed, sizes,
                                                          lfs):
     if lfs:  # littlefs-like file handles (LfsLikeFile below)
-        monkeypatch.setattr(history, 'open', LfsLikeFile, raising=False)
+        patch_fs(monkeypatch, 'open', LfsLikeFile)
     p = str(tmp_path / 'h.bin')
     rnd = random.Random(seed * 7)
     h, m = History(p, sizes), Model(sizes)
@@ -214,9 +222,9 @@ def test_files_match_the_model_through_saves_and_reloads(tmp_path, monkeypatch, 
     saved = m.reloaded()
     n = 2500 if sizes else 1200
     for k, r in enumerate(walk(seed, n)):
-        seq = h._seq
+        seq = h.seq
         assert h.add(r) == m.add(r), (k, h.t_last, h._drop0, m.t_last, m.drop0)
-        if h._seq != seq:  # too many closed buckets: written at once
+        if h.seq != seq:  # too many closed buckets: written at once
             saved = m.reloaded()
         x = rnd.random()
         if x < 0.05:
@@ -385,8 +393,8 @@ def install_faults(monkeypatch, fail_at, counter):
         step('open')
         return FakeFile(real_open(p, mode), mode)
 
-    monkeypatch.setattr(history, 'os', FakeOs())
-    monkeypatch.setattr(history, 'open', fake_open, raising=False)
+    patch_fs(monkeypatch, 'os', FakeOs())
+    patch_fs(monkeypatch, 'open', fake_open)
 
 
 def count_steps(monkeypatch, fn):
@@ -460,13 +468,13 @@ def test_power_cut_at_every_step_of_a_save(tmp_path, monkeypatch, scenario, size
     for k in range(1, total + 1):
         p = str(tmp_path / ('k%d.bin' % k))
         h, m, old = prepare(p)
-        seq = h._seq
+        seq = h.seq
         with monkeypatch.context() as mp:
             install_faults(mp, k, [0])
             with pytest.raises(PowerCut):
                 h.save()
         h2 = reload(p, sizes)
-        assert h2._seq == seq and h2.t_last == old.t_last, 'the state of the last save'
+        assert h2.seq == seq and h2.t_last == old.t_last, 'the state of the last save'
         assert_old_state(rows_of(h2), old.rows(), m.rows(), scenario is scenario_rebase)
         # and it goes on from there: nothing the cut save wrote comes back later
         if scenario is scenario_rebase:
@@ -603,8 +611,7 @@ def test_io_is_chunked(tmp_path, monkeypatch):
         def __exit__(self, *a):
             self.f.close()
 
-    monkeypatch.setattr(history, 'open', lambda p, mode='r': F(real_open(p, mode)),
-                        raising=False)
+    patch_fs(monkeypatch, 'open', lambda p, mode='r': F(real_open(p, mode)))
     for i in range(0, 2 * 86400, 45):  # closed buckets are written 9 at a time
         h.add({'time': T0 + i, 'p_in': 100 + i % 300, 'p_out': 0})
     h.save()
@@ -712,7 +719,7 @@ async def test_save_while_an_async_save_is_suspended(tmp_path, monkeypatch):
     """The app's final save() runs right after cancelling the tasks, before a cancelled
     save_async() got control back: the suspended one is ended first (its file closed),
     then everything is written once more."""
-    monkeypatch.setattr(history, 'open', LfsLikeFile, raising=False)
+    patch_fs(monkeypatch, 'open', LfsLikeFile)
     p = str(tmp_path / 'h.bin')
     h, m = History(p, SMALL), Model(SMALL)
     for i in range(0, 3600, 30):

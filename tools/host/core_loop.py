@@ -14,7 +14,11 @@
 # the times, so the work is the same and only what a sleep does to it (caches, a virtual CPU
 # that resumes) shows.
 #
-#     micropython core_loop.py DATA_DIR READINGS [PACE_MS]
+# EXTRA_US (for testing the benchmark itself) adds a known workload to the consumers: a busy
+# wait of that many microseconds on every measured reading, which the consumers' figure must
+# show and the engine's must not.
+#
+#     micropython core_loop.py DATA_DIR READINGS [PACE_MS [EXTRA_US]]
 #
 # prints one line: CORE <readings> <us engine+poller> <us consumers> <us simulator> <us total>
 import sys
@@ -46,8 +50,9 @@ EPOCH = 1763700000
 WARM = 20                                   # readings before the measurement starts
 
 
-def main(data_dir, n, pace_ms=0):
+def main(data_dir, n, pace_ms=0, extra_us=0):
     clock = [0]
+    measuring = [False]
 
     def wall():
         return EPOCH + clock[0] // 1000
@@ -70,6 +75,9 @@ def main(data_dir, n, pace_ms=0):
         mqtt.publish_reading(r)             # feeds the periods, queues the reading
         for topic, payload, retain in mqtt._messages(mqtt.q.pop()):
             publish_packet(topic, payload, retain)
+        if extra_us and measuring[0]:
+            while ticks_diff(ticks_us(), t0) < extra_us:
+                pass
         spent[0] += ticks_diff(ticks_us(), t0)
     poller.on_reading(consume)
 
@@ -89,6 +97,7 @@ def main(data_dir, n, pace_ms=0):
         if t0 is None and poller.readings >= WARM:
             spent[0] = sim = 0
             start_readings = poller.readings
+            measuring[0] = True
             t0 = ticks_us()
         clock[0] = t
         poller.step(t)
@@ -120,4 +129,5 @@ def main(data_dir, n, pace_ms=0):
 
 
 if __name__ == '__main__':
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0,
+         int(sys.argv[4]) if len(sys.argv) > 4 else 0)
