@@ -680,10 +680,13 @@ def test_password_hashing_does_not_stall_the_link(app):
     assert r.status == 200 and app.app.config.check_password('slow-hash-pw-1')
     assert t1 - t0 > 1.0, t1 - t0
     gap = app.max_gap(t0, t1)
-    print('password hashed in %.2f s; longest time without a reading meanwhile: %.2f s'
-          % (t1 - t0, gap))
-    assert gap < 0.4 * (t1 - t0), 'no reading for %.2f s while the password was hashed ' \
-        '(%.2f s)' % (gap, t1 - t0)
+    during = [t for t in list(app.stamps) if t0 < t < t1]
+    print('password hashed in %.2f s; %d readings meanwhile, longest time without one: %.2f s'
+          % (t1 - t0, len(during), gap))
+    # the link went on reading while the hash ran (a hash that held the loop would let at
+    # most the one reading through that was due when it ended): counted, not timed
+    assert len(during) >= 3, 'only %d readings while the password was hashed (%.2f s)' \
+        % (len(during), t1 - t0)
 
 
 # --- CSRF failures --------------------------------------------------------------------------
