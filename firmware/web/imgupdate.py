@@ -3,13 +3,14 @@
 # downgrade guard as bundles, and answers in words. Refused before anything is written when
 # the board has no OTA partitions, the file is not for this chip, not signed with this
 # module's key or too large for the slot; refused after it when truncated or damaged.
-from web import server, update
+from web import server
+from web import upload as up
 
 
 async def upload(ctx, request, first, n):
     from system import imgota
     from storage.fs import Fs
-    stream = update.Peeked(first, request.stream)
+    stream = up.Peeked(first, request.stream)
     left = n
     err = None
     code = 400
@@ -18,14 +19,14 @@ async def upload(ctx, request, first, n):
         rx = imgota.ImageReceiver(ctx.config['ota_key'], ctx.chip, Fs(ctx.data_dir or '/'))
         checked = False
         while left > 0:
-            b = await stream.read(min(update.CHUNK, left))
+            b = await stream.read(min(up.CHUNK, left))
             if not b:
                 break
             left -= len(b)
             rx.feed(b)
             if not checked and rx.manifest is not None:
                 checked = True
-                err = await update._downgrade(ctx, request, rx.manifest.get('version'))
+                err = await up.downgrade(ctx, request, rx.manifest.get('version'))
                 if err:
                     rx.abort()
                     break
@@ -39,7 +40,7 @@ async def upload(ctx, request, first, n):
             rx.abort()
         err = 'upload failed: %s' % e
     if err:
-        await update._drain(stream, left)
+        await up.drain(stream, left)
         ctx.log('web: image refused: %s' % err)
         return server.error(request, code, 'image refused: ' + err)
     ctx.log('web: image %s written to %s; it runs after a restart'
