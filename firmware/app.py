@@ -16,7 +16,6 @@ from mep import tables
 # the protocol core has no compat: it drops its start-up table decoders through this
 tables.release = unload
 
-VERSION = '0.1.0'
 NAME = 'Open MEP firmware'
 
 
@@ -38,9 +37,13 @@ class App:
         self.data_dir = data_dir
         self.http_host = http_host
         self.started = unix_time()
+        from system.version import running
+        self.release = running()        # release.py: what tools/flash.py or a bundle wrote
+        unload('system.version')
         self._t0 = ticks_ms()
         self.reboot_requested = False
         self.web_task = None
+        self.web_served = 0             # requests the web UI answered (web/server.py)
         if pw_iterations:
             self.config = Config(join(data_dir, 'config.json'), pw_iterations)
         else:
@@ -89,7 +92,9 @@ class App:
             from system.supervisor import Supervisor
             from storage.fs import Fs
             self.supervisor = Supervisor(hw.Watchdog(), Fs(data_dir),
-                                         reset_cause=self.reset_cause)
+                                         reset_cause=self.reset_cause, proven=self.proven,
+                                         good_after_ms=d.get('good_after_ms'),
+                                         prove_within_ms=d.get('prove_within_ms'))
 
     def _key(self):
         mbk = self.config['mbk']
@@ -137,6 +142,17 @@ class App:
             d['url'] = 'http://127.0.0.1:%d/' % self.http_port
         return d
 
+    def proven(self):
+        """None once this release has proven itself (the supervisor then calls the proven-good
+        hook): its web UI answered a request and it read the meter (or no MBK is set); else
+        what it still lacks."""
+        missing = []
+        if self.http_port and not self.web_served:
+            missing.append('the web UI has not answered')
+        if self.config['mbk'] and not self.poller.readings:
+            missing.append('no reading from the meter')
+        return ', '.join(missing) or None
+
     def _raw_hook(self):
         # every frame passes the hook: it is set only while raw frames are published
         self.link.engine.on_frame = self._raw if self.config['mqtt_raw'] else None
@@ -156,7 +172,7 @@ class App:
     # --- for the web UI ---------------------------------------------------------------------
 
     def version(self):
-        return VERSION
+        return self.release
 
     def warnings(self):
         out = []
@@ -168,7 +184,7 @@ class App:
         return out
 
     def sysinfo(self):
-        d = {'version': VERSION, 'uptime_s': (ticks_ms() - self._t0) // 1000,
+        d = {'version': self.release, 'uptime_s': (ticks_ms() - self._t0) // 1000,
              'heap_free': mem_free(), 'heap_alloc': mem_alloc(),
              'reset_cause': self.reset_cause, 'board': self.board['name'], 'chip': self.chip}
         if self.supervisor is not None:
@@ -248,6 +264,11 @@ class App:
                         sup.alive('web')
                     if self.mqtt is not None and getattr(self.mqtt, 'running', False):
                         sup.alive('mqtt')
+                    if not sup.good and not self.web_served and self.web_task is not None \
+                            and getattr(self, 'web_app', None) is not None:
+                        from web import selftest     # until the web UI has answered once
+                        if await selftest.served(self):
+                            unload('web.selftest')
                 if self.reboot_requested and self.chip != 'host':
                     self.store.save()
                     await sleep_ms(500)
@@ -358,20 +379,7 @@ def run(board=None, **opts):
     asyncio.run(app.main())
 
 
-def device_main(out=print):
-    """main.py on the board: run the app; on a crash reboot, so safe mode's count of failed
-    starts means something (Ctrl-C leaves the REPL)."""
-    try:
-        run()
-    except KeyboardInterrupt:
-        out('app stopped (Ctrl-C); REPL')
-    except Exception as e:
-        import sys
-        if hasattr(sys, 'print_exception'):
-            sys.print_exception(e)
-        else:
-            out('app crashed: %r' % (e,))
-        out('rebooting in 10 s (Ctrl-C for the REPL)')
-        import machine
-        time.sleep(10)
-        machine.reset()
+def device_main():
+    """main.py on the board runs this; it handles whatever the app raises (main.py is never
+    replaced by an update: it counts the failed start and resets the board)."""
+    run()

@@ -6,7 +6,7 @@
 
 BUILD_DIR is what `tools/flash.py --dry-run` writes (build/flash/<chip>/). The bundle holds
 every file of it except boot.py and main.py (only a cable may replace those: they carry the
-rollback) and dot-files. The format is described at the top of firmware/system/ota.py, whose code
+rollback) and dot-files, plus a release.py that names the bundle's version (tools/version.py). The format is described at the top of firmware/system/ota.py, whose code
 (header line, manifest checks, HMAC) is used here too.
 
 The OTA key is the hex string of the device's `ota_key` setting. It is read from a file
@@ -26,8 +26,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'firmware'))
 
 from system import ota  # noqa: E402  (firmware/system/ota.py: one definition of the format)
+sys.path.insert(0, os.path.join(ROOT, 'tools'))
+import version as release_version  # noqa: E402  (tools/version.py)
 
 DEVICES = ('mep', 'esp32', 'esp32c3', 'esp32s3', 'host')   # host: a virtual board (tools/vboard.py)
+RELEASE = 'release.py'      # the release's version, as firmware/system/version.py reads it
 
 
 class BundleError(Exception):
@@ -70,6 +73,31 @@ def collect(build_dir):
     return out
 
 
+# Modules of earlier releases, before drivers/, storage/, net/ and system/: a bundle removes
+# them (tools/flash.py too), so no old module stays to be imported instead of a new one.
+RETIRED = ('atomic', 'boards', 'cfgpw', 'cfgschema', 'config', 'fsops', 'ha', 'hadisc',
+           'history', 'history_load', 'hmac_sha256', 'hw_esp32', 'legacy', 'metrics', 'mqtt',
+           'net', 'ota', 'ring', 'safemode', 'smtp', 'store', 'supervisor', 'tcp', 'tz',
+           'mep/link', 'mep/tablesx')
+
+
+def stale(files):
+    """What a bundle of `files` removes from the board: the modules of RETIRED, and the other
+    form of every module it brings (a stale app.py is imported before the new app.mpy; a
+    stale release.mpy would do no harm, but goes too)."""
+    bundled = set(rel for rel, _l in files)
+    out = set()
+    for m in RETIRED:
+        out.add(m + '.py')
+        out.add(m + '.mpy')
+    for rel in bundled:
+        if rel.endswith('.mpy'):
+            out.add(rel[:-4] + '.py')
+        elif rel.endswith('.py'):
+            out.add(rel[:-3] + '.mpy')
+    return sorted(p for p in out if p not in bundled and not ota.check_path(p))
+
+
 def _sha256(path):
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -78,7 +106,7 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def manifest_bytes(files, device, version, device_id=None, created=None):
+def manifest_bytes(files, device, version, device_id=None, created=None, remove=()):
     if device not in DEVICES:
         raise BundleError('device must be one of %s' % ', '.join(DEVICES))
     entries = []
@@ -91,15 +119,44 @@ def manifest_bytes(files, device, version, device_id=None, created=None):
          'created': int(time.time() if created is None else created), 'files': entries}
     if device_id:
         m['device_id'] = device_id
+    bundled = set(rel for rel, _l in files)
+    rm = sorted(set(p for p in remove if p not in bundled))
+    for p in rm:
+        err = ota.check_path(p)
+        if err:
+            raise BundleError('cannot remove: ' + err)
+    if rm:
+        m['remove'] = rm
     raw = json.dumps(m, separators=(',', ':'), sort_keys=True).encode()
     if len(raw) > ota.MAX_MANIFEST:
         raise BundleError('manifest too large (%d bytes, max %d)' % (len(raw), ota.MAX_MANIFEST))
     return raw
 
 
-def write_bundle(out_path, files, key, device, version, device_id=None, created=None):
-    """Write the bundle; returns its manifest dict. Files are streamed, never held whole."""
-    raw = manifest_bytes(files, device, version, device_id, created)
+def write_bundle(out_path, files, key, device, version, device_id=None, created=None,
+                 remove=None):
+    """Write the bundle; returns its manifest dict. Files are streamed, never held whole.
+    The bundle's release.py says `version` (any release.py/.mpy among `files` is left out).
+    remove: files of earlier releases the device deletes (kept for a rollback); default
+    stale(files)."""
+    try:
+        rel_src = release_version.release_source(version)
+    except release_version.VersionError as e:
+        raise BundleError(str(e))
+    rel_tmp = out_path + '.release.py'
+    with open(rel_tmp, 'w', encoding='utf-8') as f:
+        f.write(rel_src)
+    try:
+        files = [f for f in files if f[0] not in (RELEASE, RELEASE[:-3] + '.mpy')]
+        files.append((RELEASE, rel_tmp))
+        return _write(out_path, files, key, device, version, device_id, created,
+                      stale(files) if remove is None else remove)
+    finally:
+        os.remove(rel_tmp)
+
+
+def _write(out_path, files, key, device, version, device_id, created, remove):
+    raw = manifest_bytes(files, device, version, device_id, created, remove)
     tmp = out_path + '.part'
     with open(tmp, 'wb') as out:
         out.write(ota.header_line(raw, key))
@@ -128,7 +185,8 @@ def main(argv=None):
     ap.add_argument('--device', required=True, choices=DEVICES,
                     help="target chip, or 'mep' for a bundle without chip-specific files")
     ap.add_argument('--device-id', help='restrict the bundle to one device (its hostname)')
-    ap.add_argument('--version', default=None, help='version string shown on the device')
+    ap.add_argument('--version', default=None, help='the release version (default: '
+                    'tools/version.py, e.g. 0.2.0+5.g1a2b3c4); the bundle carries it in release.py')
     ap.add_argument('--key-file', help='file holding the OTA key (hex); prompted if omitted')
     ap.add_argument('-o', '--output', help='bundle file to write')
     ap.add_argument('--verify', metavar='BUNDLE', help='check a bundle instead of building one')
@@ -144,7 +202,8 @@ def main(argv=None):
         if not a.build_dir or not a.output:
             ap.error('BUILD_DIR and -o are needed to build a bundle')
         files = collect(a.build_dir)
-        m = write_bundle(a.output, files, key, a.device, a.version or 'dev', a.device_id)
+        m = write_bundle(a.output, files, key, a.device, a.version or release_version.describe(),
+                         a.device_id)
         print('wrote %s: %d files, version %s' % (a.output, len(m['files']), m['version']))
         return 0
     except (BundleError, ota.OtaError) as e:

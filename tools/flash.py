@@ -47,6 +47,7 @@ FIRMWARE = os.path.join(ROOT, 'firmware')
 HOST_HW = os.path.join(ROOT, 'tools', 'host', 'hw_host.py')
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bundle  # noqa: E402  (tools/bundle.py; it puts firmware/ on sys.path)
+import version as release_version  # noqa: E402  (tools/version.py)
 
 MICROPYTHON = '1.29'
 ARCH = {'esp32': 'xtensawin', 'esp32c3': 'rv32imc', 'esp32s3': 'xtensawin',
@@ -65,13 +66,13 @@ KNOWN_USB = {(0x303A, 0x1001): 'Espressif native USB serial/JTAG (ESP32-C3; ESP3
              (0x10C4, 0xEA60): 'Silicon Labs CP210x', (0x1A86, 0x7523): 'WCH CH340',
              (0x0403, 0x6001): 'FTDI FT232R'}
 AS_SOURCE = ('boot.py', 'main.py')
+# The release's version (tools/version.py), a module of its own that the build writes; on an
+# image with the app frozen in, the image carries it and a file on the board would hide it.
+RELEASE = 'release.py'
 # The app's modules of earlier layouts, before drivers/, storage/, net/ and system/: left on a
 # board, the root ones come before a frozen image's packages on sys.path ('' is first there),
 # e.g. an old net.mpy instead of the frozen net package, so frozen mode removes them too.
-OLD_MODULES = ('atomic', 'boards', 'cfgpw', 'cfgschema', 'config', 'fsops', 'ha', 'hadisc',
-               'history', 'history_load', 'hmac_sha256', 'hw_esp32', 'legacy', 'metrics', 'mqtt',
-               'net', 'ota', 'ring', 'safemode', 'smtp', 'store', 'supervisor', 'tcp', 'tz',
-               'mep/link', 'mep/tablesx')
+OLD_MODULES = bundle.RETIRED
 HOST_MARK = '# host-only'           # a firmware/ file whose first line starts so stays off
 SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim', 'src', 'node_modules')
 # microdot from its PyPI package (pinned in pyproject.toml), uploaded to /lib/microdot/.
@@ -480,10 +481,12 @@ def frozen_sources(files):
     return out
 
 
-def build(chip, out_dir, frozen=None):
+def build(chip, out_dir, frozen=None, version=None):
     """Write exactly what goes on the board into out_dir; return its manifest. frozen: the
     names of FROZEN_CHECK the MicroPython image has (the app's: frozen mode, see
-    frozen_sources; 'microdot': it is not uploaded either); None: everything."""
+    frozen_sources; 'microdot': it is not uploaded either); None: everything. version: the
+    release's version written to RELEASE (default tools/version.py's describe()); not in
+    frozen mode, where the image says which release it is."""
     if chip not in ARCH:
         raise FlashError('unknown chip %r (esp32, esp32c3 or esp32s3)' % chip)
     arch = ARCH[chip]
@@ -519,28 +522,26 @@ def build(chip, out_dir, frozen=None):
         files[dest_rel] = {'sha256': _sha(dest), 'size': os.path.getsize(dest)}
     if errors:
         raise FlashError('mpy-cross could not compile:\n  ' + '\n  '.join(errors))
+    release = None
+    if not frozen:
+        release = version or release_version.describe()
+        dest = os.path.join(out_dir, RELEASE)
+        release_version.write_release(dest, release)
+        files[RELEASE] = {'sha256': _sha(dest), 'size': os.path.getsize(dest)}
     mp_version, mpy = mpy_cross_version()
     manifest = {'chip': chip, 'arch': arch, 'micropython': mp_version, 'mpy': list(mpy),
                 'files': files, 'mip': sorted('%s@%s' % kv for kv in MIP_PACKAGES.items()),
-                'frozen': sorted(frozen or ())}
+                'frozen': sorted(frozen or ()), 'release': release}
     with open(os.path.join(out_dir, BOARD_MANIFEST), 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
     return manifest
 
 
-def git_version():
-    try:
-        r = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
-                           capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() or 'dev'
-    except (OSError, subprocess.TimeoutExpired):
-        return 'dev'
-
-
 def make_bundle(chip, out_dir, key, version=None, path=None):
     path = path or os.path.join(os.path.dirname(os.path.abspath(out_dir)),
                                 'mep-%s.ota' % chip)
-    m = bundle.write_bundle(path, bundle.collect(out_dir), key, chip, version or git_version())
+    m = bundle.write_bundle(path, bundle.collect(out_dir), key, chip,
+                            version or release_version.describe())
     return path, m
 
 
@@ -1015,7 +1016,7 @@ def dry_run(a):
     if a.frozen and (a.key_file or a.action == 'bundle'):
         raise FlashError('an OTA bundle always carries the app as .mpy files: --frozen does '
                          'not apply to it')
-    m = build(chip, out_dir, set(FROZEN_CHECK) if a.frozen else None)
+    m = build(chip, out_dir, set(FROZEN_CHECK) if a.frozen else None, a.version)
     if a.frozen:
         print('--frozen: built for an image with the app and microdot frozen in (boot.py, '
               'main.py and the web pages only)')
@@ -1060,7 +1061,7 @@ def flash(a):
     check_mpy(info, mpy_cross_version())
     shadow = ((), ())
     if frozen:
-        modules = app_modules(info['chip']) + list(OLD_MODULES)
+        modules = app_modules(info['chip']) + list(OLD_MODULES) + [RELEASE[:-3]]
         dirs = {m.split('/')[0] for m in modules if '/' in m}
         dirs |= {'lib/microdot'} if 'microdot' in frozen else set()
         shadow = shadowing(board_listing(port, dirs), modules, frozen)
@@ -1108,7 +1109,8 @@ def main(argv=None):
     p.add_argument('--out', help='build folder (default build/flash/<chip>/)')
     p.add_argument('--key-file', help='OTA key file (hex) to sign the bundle')
     p.add_argument('--bundle-out', help='bundle file (default build/flash/mep-<chip>.ota)')
-    p.add_argument('--version', help='version recorded in the bundle (default: git commit)')
+    p.add_argument('--version', help='the release version written to release.py and the bundle '
+                   '(default: tools/version.py, e.g. 0.2.0+5.g1a2b3c4)')
     g = p.add_mutually_exclusive_group()
     g.add_argument('--frozen', action='store_true', default=None,
                    help='the MicroPython image has the app frozen in (firmware/manifest.py): '

@@ -20,6 +20,13 @@ mpremote and a serial terminal talk to it as to a board on a USB serial port:
   (as the stock ESP32 image freezes asyncio and umqtt, or an image with the app frozen in),
   outside the filesystem: searched where an ESP32 searches its frozen modules (sys.path
   ['', '.frozen', DIR..., '/lib']) and named as frozen modules are (__file__ 'app.py').
+- `machine.WDT(timeout=ms)` is a watchdog kept by the vboard: if the board does not feed it
+  in time, the interpreter is killed and restarted as a hard reset with
+  `machine.reset_cause() == machine.WDT_RESET` (as on an ESP32, a reset ends it; so does a
+  soft reset here). --wdt-scale 0.2 makes its time run 5 times faster;
+- VBoard.power_cut() kills the interpreter at once (nothing is flushed or closed) and starts
+  it again as a power-up (`machine.PWRON_RESET`); machine.reset() gives `machine.SOFT_RESET`
+  as on an ESP32.
 It is honest about what it is: os.uname() is absent as on the unix port and
 sys.platform is 'linux', so tools/flash.py reports a virtual board and builds for the 'host'
 board profile (the MEP port is a TCP connection to the meter simulator, see tools/host/hw_host.py).
@@ -46,6 +53,9 @@ DEFAULT_FS = os.path.join(ROOT, 'build', 'vboard', 'fs')
 RESET_MARK = b'\x1b]vboard-hard-reset\x07'   # printed by machine.reset() in the board
 READY_MARK = b'\x1b]vboard-boot-done\x07'    # printed once boot.py (and main.py) finished
 STARTED_MARK = b'\x1b]vboard-started\x07'    # printed once Ctrl-C can interrupt (SIGINT)
+WDT_MARK = b'\x1b]vbwdt '                     # + timeout in ms + BEL: WDT made (or fed: 0)
+# machine.reset_cause() values, as the esp32 port numbers them
+PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 INTR_AFTER_S = 0.05     # Ctrl-C becomes SIGINT once the interpreter is this long not reading
 SOFT_REBOOT = b'MPY: soft reboot\r\n'
 RAW_BANNER = b'raw REPL; CTRL-B to exit'
@@ -121,7 +131,14 @@ def _vb_setup():
             self.v = 1
         def off(self):
             self.v = 0
+    class WDT:
+        # the vboard keeps the time: creating one (re)arms it, feed() restarts it
+        def __init__(self, id=0, timeout=5000):
+            sys.stdout.write('\x1b]vbwdt %%d\x07' %% max(1, timeout))
+        def feed(self):
+            sys.stdout.write('\x1b]vbwdt 0\x07')
     class Machine:
+        PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
         def __getattr__(self, name):
             return getattr(umachine, name)
         def reset(self):
@@ -132,8 +149,9 @@ def _vb_setup():
         def unique_id(self):
             return b'vboard'
         def reset_cause(self):
-            return 1
+            return %(cause)d
     Machine.Pin = Pin
+    Machine.WDT = WDT
     sys.modules['machine'] = Machine()
     size = %(flash)r
     import uos
@@ -264,7 +282,7 @@ class VBoard:
     until stop()."""
 
     def __init__(self, fs=DEFAULT_FS, heapsize=None, flash_size=2 << 20, frozen=(), env=None,
-                 log=None, console=None, ota_flash=None, machine=None):
+                 log=None, console=None, ota_flash=None, machine=None, wdt_scale=1.0):
         self.fs = os.path.abspath(fs)
         self.heapsize = heapsize
         self.flash_size = flash_size
@@ -279,6 +297,9 @@ class VBoard:
         self.proc = None
         self.port = None
         self.resets = {'hard': 0, 'soft': 0}
+        self.power_cuts = 0             # power_cut() calls
+        self.watchdog_resets = 0        # resets by the board's machine.WDT
+        self.wdt_scale = wdt_scale
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
@@ -310,14 +331,22 @@ class VBoard:
                 pass
 
     def hard_reset(self):
-        """Like pressing RESET (or a power cycle): restart, boot.py and main.py."""
+        """Like pressing RESET: restart, boot.py and main.py."""
         with self._lock:
             self._kill()
-            self._spawn(hard=True)
+            self._spawn(hard=True, cause=HARD_RESET)
+
+    def power_cut(self):
+        """Cut the power at this moment: the interpreter is killed (no file closed, nothing
+        flushed) and starts again as at power-up."""
+        with self._lock:
+            self._kill()
+            self.power_cuts += 1
+            self._spawn(hard=True, cause=PWRON_RESET)
 
     # -- the interpreter side ----------------------------------------------------------
 
-    def _spawn(self, hard, raw=False):
+    def _spawn(self, hard, raw=False, cause=PWRON_RESET):
         """Start the interpreter: boot.py always, main.py unless it comes back to the raw
         REPL (raw=True: the vboard enters the raw REPL for the caller once it is up)."""
         self.m_mp, s_mp = os.openpty()
@@ -339,7 +368,8 @@ class VBoard:
         code = STARTUP % {'started': STARTED_MARK.decode(), 'fs': self.fs, 'frozen': frozen, 'reset': RESET_MARK.decode(),
                           'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode(),
                           'flashdir': self.ota_flash and os.path.dirname(self.ota_flash),
-                          'machine': self.machine or ''}
+                          'machine': self.machine or '',
+                          'cause': cause if hard else SOFT_RESET}
         cmd = [self.cmd]
         if self.heapsize:
             cmd += ['-X', 'heapsize=%s' % self.heapsize]
@@ -359,6 +389,9 @@ class VBoard:
         self._reset_seen = False
         self._after_ready = b''
         self._cr = False
+        self._wdt_ms = None           # the watchdog: off until the board makes one
+        self._wdt_due = None
+        self._carry = b''
         self.log('%s reset: %s' % ('hard' if hard else 'soft',
                                     'boot.py, then raw REPL' if raw else 'boot.py, main.py'))
 
@@ -424,7 +457,40 @@ class VBoard:
                 return
             del self._out[:n]
 
+    def _watchdog(self, data):
+        """Take the watchdog's marks out of the board's output (a mark may be split)."""
+        data = self._carry + data
+        self._carry = b''
+        if b'\x1b' not in data:
+            return data
+        out = bytearray()
+        i = 0
+        while True:
+            j = data.find(WDT_MARK, i)
+            if j < 0:
+                k = data.rfind(b'\x1b', i)
+                if k >= 0 and WDT_MARK.startswith(data[k:]):    # a mark's first bytes
+                    out += data[i:k]
+                    self._carry = data[k:]
+                else:
+                    out += data[i:]
+                return bytes(out)
+            out += data[i:j]
+            e = data.find(b'\x07', j)
+            if e < 0:
+                self._carry = data[j:]
+                return bytes(out)
+            ms = int(data[j + len(WDT_MARK):e] or 0)
+            if ms:
+                self._wdt_ms = ms * self.wdt_scale / 1000
+            if self._wdt_ms:
+                self._wdt_due = time.monotonic() + self._wdt_ms
+            i = e + 1
+
     def _from_board(self, data):
+        data = self._watchdog(data)
+        if not data:
+            return
         if STARTED_MARK in data:
             self._started = True
             data = data.replace(STARTED_MARK, b'')
@@ -528,7 +594,7 @@ class VBoard:
             self.log('MicroPython ended by signal %d: hard reset' % -rc)
             hard = True
         if hard:
-            self._spawn(hard=True)
+            self._spawn(hard=True, cause=SOFT_RESET)
         else:
             self._to_port(SOFT_REBOOT)
             self._spawn(hard=False, raw=raw)
@@ -572,6 +638,11 @@ class VBoard:
                 # interpreter's -i REPL instead of ending it: its mark is the reset
                 if p.poll() is not None or self._reset_seen:
                     self._exited()
+                elif self._wdt_due is not None and time.monotonic() > self._wdt_due:
+                    self.log('watchdog: not fed for %.1f s: reset' % self._wdt_ms)
+                    self.watchdog_resets += 1
+                    self._kill()
+                    self._spawn(hard=True, cause=WDT_RESET)
 
 
 def main(argv=None):
@@ -601,6 +672,8 @@ def main(argv=None):
                     help="pose as an ESP32 image to tools/flash.py's probe: os.uname().machine "
                          "(e.g. 'Generic ESP32S3 module with ESP32S3') and sys.platform 'esp32'; "
                          'its .mpy architecture stays the PC\'s, so flash.py stops there')
+    ap.add_argument('--wdt-scale', type=float, default=1.0,
+                    help="the watchdog's time runs this much slower (0.2: 5 times faster)")
     a = ap.parse_args(argv)
     heap = None
     for x in a.xopt:
@@ -619,7 +692,8 @@ def main(argv=None):
     console = open(a.log, 'ab') if a.log else None
     try:
         board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console,
-                       ota_flash=a.ota_flash and os.path.abspath(a.ota_flash), machine=a.machine)
+                       ota_flash=a.ota_flash and os.path.abspath(a.ota_flash), machine=a.machine,
+                       wdt_scale=a.wdt_scale)
     except RuntimeError as e:
         raise SystemExit('vboard: %s' % e)
     port = board.start()

@@ -1,13 +1,19 @@
 # Over-the-air update of the app: a signed bundle streams into ota_part/, is checked there,
 # becomes ota_new/ once complete and is swapped in at the next boot (a refused or broken
-# upload never touches an update already staged); a new app that keeps crashing is rolled back from ota_old/.
+# upload never touches an update already staged); a new app that keeps crashing, hangs or
+# does not prove itself is rolled back from ota_old/. Every step is journalled, so a power
+# cut at any moment leaves the old or the new release, and the next boot finishes the step.
+# What recovers is never what a bundle replaces: boot.py, main.py and the modules of
+# RECOVERY (this one, safe mode, the filesystem operations) are refused in a bundle; only a
+# cable (tools/flash.py) writes them.
 #
 # Bundle format 1 (tools/bundle.py writes it):
 #   b'MEPOTA1 <manifest length> <signature>\n'   signature: 64 hex digits, HMAC-SHA256 under
 #                                                the device's OTA key over the manifest bytes
 #   manifest: JSON, exactly <manifest length> bytes:
 #     {"format": 1, "device": "mep"|"esp32"|"esp32c3"|"esp32s3", "device_id": optional, "version": "..",
-#      "created": unix seconds, "files": [{"path": "app.mpy", "size": 123, "sha256": hex}, ..]}
+#      "created": unix seconds, "files": [{"path": "app.mpy", "size": 123, "sha256": hex}, ..],
+#      "remove": optional, ["old/module.mpy", ..]: files of earlier releases this one drops}
 #   the files' contents, concatenated in manifest order; nothing after the last one.
 # The manifest lists every file's SHA-256, so signing the manifest signs the whole bundle.
 import os
@@ -15,6 +21,7 @@ import json
 import hashlib
 from binascii import hexlify, unhexlify
 from system import hmac_sha256
+from system.update_status import record
 from storage.fs import Fs, read_json  # noqa: F401 (ota.Fs, ota.read_json for callers)
 
 MAGIC = b'MEPOTA1'
@@ -28,9 +35,16 @@ OLD = 'ota_old'
 COMPLETE = STAGE + '/.complete'
 JOURNAL = OLD + '/.journal'
 TRIAL = 'ota_trial'
-STATUS = 'ota_status.json'
+ROLLBACK = 'ota_rollback'         # a rollback asked for or under way: its reason
+RELEASE = 'release.py'            # the release's version (system/version.py)
 BOARD_MANIFEST = '.manifest.json'  # tools/flash.py's record of the board; stale after an OTA
 PROTECTED = ('boot.py', 'main.py')  # they carry the rollback: only tools/flash.py writes them
+# Modules that apply and roll back updates (as .py or .mpy, and no folder of that name to
+# hide them): never in a bundle. 'system' and 'storage' themselves: a module file of that
+# name in the root would hide the frozen package on an image with the app frozen in.
+RECOVERY = ('boot', 'main', 'system', 'storage', 'system/__init__', 'system/safemode',
+            'system/ota', 'system/hmac_sha256', 'system/update_status', 'storage/__init__',
+            'storage/fs')
 SUFFIXES = ('.mpy', '.py', '.gz', '.html', '.css', '.js', '.svg', '.ico', '.png', '.txt')
 MPY_ARCH = {'esp32': 10, 'esp32s3': 10, 'esp32c3': 11}  # .mpy header byte 2 >> 2 (0: plain bytecode)
 _HEADER, _MANIFEST, _FILES, _DONE, _FAILED = 0, 1, 2, 3, 4
@@ -52,8 +66,13 @@ def check_path(p):
     for part in p.split('/'):
         if not part or part[0] == '.':
             return 'bad file path %r' % (p,)
-    if p in PROTECTED or p.split('/')[0] in (STAGE, OLD, PART):
-        return '%s cannot be replaced over the air (use tools/flash.py)' % p
+    stem = p.rsplit('.', 1)[0] if '.' in p.rsplit('/', 1)[-1] else p
+    for r in RECOVERY:
+        if stem == r or p.startswith(r + '/') and r.count('/'):
+            return ('%s is part of what applies and rolls back updates: it cannot be replaced '
+                    'over the air (use tools/flash.py)' % p)
+    if p.split('/')[0] in (STAGE, OLD, PART, TRIAL, ROLLBACK):
+        return '%s cannot be replaced over the air' % p
     for s in SUFFIXES:
         if p.endswith(s):
             return None
@@ -87,6 +106,15 @@ def check_manifest(m, chip, device_id=None):
         size, h = f.get('size'), f.get('sha256')
         if not isinstance(size, int) or size < 0 or not isinstance(h, str) or len(h) != 64:
             raise OtaError('bad size or sha256 for %s' % f['path'])
+    rm = m.get('remove', [])
+    if not isinstance(rm, list) or len(rm) > MAX_FILES:
+        raise OtaError('bad list of files to remove')
+    for p in rm:
+        err = check_path(p)
+        if err:
+            raise OtaError('cannot remove: ' + err)
+        if p in seen:
+            raise OtaError('%s is both in the bundle and to be removed' % p)
     return files
 
 
@@ -285,13 +313,39 @@ class OtaReceiver:
                 pass
 
 
-def apply_pending(fs, crashes=0, max_crashes=3):
-    """At boot, before the app: roll back an app on trial that crashed `max_crashes` starts in
-    a row, else swap in a complete staged bundle. Returns 'rolled back', 'applied' or None."""
+def _version_of_release(fs):
+    """The version in the board's release.py (as tools/version.py writes it), or None."""
+    t = fs.read(RELEASE) or b''
+    i = t.find(b'VERSION = ')
+    if i < 0:
+        return None
+    v = t[i + 10:].split(b'\n')[0].strip()
+    return v[1:-1].decode() if len(v) > 1 and v[0] in b'\'"' and v[-1] == v[0] else None
+
+
+def trial(fs):
+    """The update on trial: {'version', 'previous'}, or None."""
+    if not fs.exists(TRIAL):
+        return None
+    t = read_json(fs, TRIAL)
+    if isinstance(t, dict):
+        return t
+    return {'version': (fs.read(TRIAL) or b'').decode(), 'previous': None}
+
+
+def apply_pending(fs, crashes=0, max_crashes=3, why=None):
+    """At boot, before the app: finish a rollback under way or asked for (request_rollback),
+    roll back an app on trial that failed `max_crashes` starts in a row (`why`: how the last
+    one ended), else swap in a complete staged bundle. Returns 'rolled back', 'applied' or
+    None. Each step is journalled: after a power cut the next boot runs it again to its end."""
     if isinstance(fs, str):
         fs = Fs(fs)
+    if fs.exists(ROLLBACK):
+        rollback(fs, (fs.read(ROLLBACK) or b'').decode() or 'asked for')
+        return 'rolled back'
     if fs.exists(TRIAL) and crashes >= max_crashes:
-        rollback(fs, 'the new app failed to start %d times' % crashes)
+        rollback(fs, 'it failed to start %d times in a row%s'
+                 % (crashes, ' (last: %s)' % why if why else ''))
         return 'rolled back'
     if not fs.exists(COMPLETE):
         return None
@@ -300,23 +354,45 @@ def apply_pending(fs, crashes=0, max_crashes=3):
     if j is None:  # a fresh apply, not one resumed after a power cut
         fs.rmtree(OLD)
         fs.makedirs(OLD)
-        j = {'version': m['version'], 'replaced': [], 'added': []}
+        j = {'version': m['version'], 'previous': _version_of_release(fs), 'replaced': [],
+             'added': [], 'removed': []}
         for f in m['files']:
             j['replaced' if fs.exists(f['path']) else 'added'].append(f['path'])
+        for p in m.get('remove', ()):
+            if fs.exists(p):
+                j['removed'].append(p)
         fs.write(JOURNAL, json.dumps(j).encode())
+    for p in j.get('removed', ()):
+        if fs.exists(p) and not fs.exists(OLD + '/' + p):
+            fs.rename(p, OLD + '/' + p)
     for p in j['replaced'] + j['added']:
         if fs.exists(STAGE + '/' + p):
             if fs.exists(p) and not fs.exists(OLD + '/' + p) and p in j['replaced']:
                 fs.rename(p, OLD + '/' + p)
             fs.rename(STAGE + '/' + p, p)
-    fs.write(TRIAL, str(j['version']).encode())
+    if not fs.exists(TRIAL):
+        record(fs, 'on trial', j['version'], previous=j.get('previous'))
+        fs.write(TRIAL, json.dumps({'version': j['version'],
+                                    'previous': j.get('previous')}).encode())
+    fs.remove(COMPLETE)     # first: a power cut in rmtree must not apply it again
     fs.rmtree(STAGE)
     fs.remove(BOARD_MANIFEST)
     return 'applied'
 
 
+def request_rollback(fs, why):
+    """Ask the next boot to roll the update on trial back (it did not prove itself)."""
+    if fs.exists(TRIAL):
+        fs.write(ROLLBACK, why.encode())
+
+
 def rollback(fs, why):
+    """Put the previous release back from OLD. Safe to run again after a power cut: ROLLBACK
+    holds the reason until the end."""
+    if not fs.exists(ROLLBACK):
+        fs.write(ROLLBACK, why.encode())
     j = read_json(fs, JOURNAL)
+    t = trial(fs)
     if j:
         for p in j['added']:
             fs.remove(p)
@@ -329,21 +405,22 @@ def rollback(fs, why):
                 dirs.add(p)
         for d in sorted(dirs, key=lambda d: -d.count('/')):
             fs.rmdir_empty(d)
-        for p in j['replaced']:
+        for p in j['replaced'] + j.get('removed', []):
             if fs.exists(OLD + '/' + p):
                 fs.rename(OLD + '/' + p, p)
-    fs.write(STATUS, json.dumps({'result': 'rolled back', 'version': j and j['version'],
-                                 'why': why}).encode())
+    version = (j and j['version']) or (t and t.get('version'))
+    record(fs, 'rolled back', version, why, (j and j.get('previous')) or (t and t.get('previous')))
     fs.rmtree(OLD)
     fs.remove(TRIAL)
     fs.remove(BOARD_MANIFEST)
+    fs.remove(ROLLBACK)
 
 
 def commit(fs):
-    """The app on trial ran long enough: keep it and free ota_old/."""
-    if fs.exists(TRIAL):
-        v = (fs.read(TRIAL) or b'').decode()
-        fs.write(STATUS, json.dumps({'result': 'updated', 'version': v}).encode())
+    """The app on trial has proven itself: keep it and free ota_old/."""
+    t = trial(fs)
+    if t is not None:
+        record(fs, 'updated', t.get('version'), previous=t.get('previous'))
         fs.remove(TRIAL)
     if fs.exists(OLD):
         fs.rmtree(OLD)
@@ -351,4 +428,5 @@ def commit(fs):
 
 def status(fs):
     """What happened to the last update, for the status page (None if nothing)."""
-    return read_json(fs, STATUS)
+    from system.update_status import status
+    return status(fs)

@@ -1,18 +1,26 @@
-# Safe mode and the crash counter, decided by boot.py before the app starts.
+# Safe mode, the crash counter and the start of the app, for boot.py and main.py (which an
+# update never replaces, nor this module: system/ota.py RECOVERY).
 #
 # Safe mode skips the app and leaves the REPL plus a WiFi access point, so a broken app or
 # config can be repaired. It is entered when the board's BOOT button is held at boot, or after
-# MAX_CRASHES starts in a row that never reached 60 s of running: main.py counts every start
-# (start_app), the app's supervisor calls mark_good() once it has run 60 s. Before that an
-# OTA update on trial that keeps crashing is rolled back (ota.apply_pending), which also
-# resets the counter, so the previous app gets its own 3 tries before safe mode.
+# MAX_CRASHES starts in a row that failed: main.py counts every start (before_app) and arms
+# the watchdog before it imports the app; an exception from the app is recorded (failed) and
+# the board reset; a hang is reset by the watchdog. The app's supervisor clears the count once
+# the app has run a while (stable) and calls mark_good() once it has proven itself (served its
+# web UI, read the meter or has no MBK). Before safe mode, an OTA update on trial that keeps
+# failing is rolled back (ota.apply_pending), which also resets the counter, so the previous
+# app gets its own 3 tries; one that does not prove itself in time is rolled back too (reject).
 # Hardware (pin, AP starter, sleep) is passed in, so all of this runs on the PC in tests.
 import os
+import json
 from system import ota
 
 CRASHES = 'crashes'
+FAILED = 'crash_reason'   # how the last start failed (an exception; none after a hang)
 CONFIG = 'config.json'
+BUTTON = 'boot_button.json'
 MAX_CRASHES = 3
+WDT_MS = 30000            # the watchdog main.py arms before it imports the app
 AP_PASSWORD_KEYS = ('ap_password',)
 active = None  # None until boot() ran; then True (safe mode) or False
 reason = None
@@ -27,15 +35,19 @@ def crashes(fs):
 
 def count_start(fs):
     fs.write(CRASHES, str(crashes(fs) + 1).encode())
+    fs.remove(FAILED)
 
 
 def clear(fs):
     fs.remove(CRASHES)
+    fs.remove(FAILED)
 
 
 def mark_good(fs):
-    """The app has run long enough: forget the crashes and keep an OTA update on trial; on a
-    board with OTA partitions also the running image (the bootloader's rollback is off)."""
+    """THE proven-good hook, called once by the supervisor when the running release has
+    proven itself (system/supervisor.py: run GOOD_AFTER_MS, served its web UI, read the meter
+    or has no MBK): forget the failed starts, keep an update on trial and, on a board with
+    OTA partitions, the running image (the bootloader's rollback is off)."""
     clear(fs)
     ota.commit(fs)
     try:
@@ -45,6 +57,27 @@ def mark_good(fs):
         print('image: confirming the running image failed: %r' % (e,))
     from compat import unload
     unload('system.imgota')
+
+
+def stable(fs):
+    """The app ran GOOD_AFTER_MS without proving itself yet (e.g. the meter does not answer):
+    the start did not fail, unless an update is on trial, which has to prove itself."""
+    if not fs.exists(ota.TRIAL):
+        clear(fs)
+
+
+def reject(fs, why):
+    """The update on trial did not prove itself in time: roll it back at the next boot.
+    Returns False when no update is on trial."""
+    if not fs.exists(ota.TRIAL):
+        return False
+    ota.request_rollback(fs, why)
+    return True
+
+
+def failed(why, fs=None):
+    """main.py: the app raised `why` (or ended): recorded for the rollback's reason."""
+    (fs or ota.Fs('/')).write(FAILED, str(why)[:160].encode())
 
 
 def button_held(pin, level, sleep_ms=None):
@@ -86,17 +119,35 @@ def fallback_password(rand=None):
     return ''.join(abc[b % len(abc)] for b in (rand or os.urandom)(10))
 
 
-def boot(fs, pin=None, level=0, start_ap=None, sleep_ms=None, out=print, rand=None):
-    """Everything boot.py does, with the hardware handed in. Returns True in safe mode."""
+def last_failure(fs, watchdog=False):
+    """How the last start ended, in words, if it failed."""
+    why = fs.read(FAILED)
+    if why:
+        return why.decode()
+    if watchdog:
+        return 'it hung: the watchdog reset the board'
+    return None
+
+
+def boot(fs, pin=None, level=0, start_ap=None, sleep_ms=None, out=print, rand=None,
+         watchdog=False, button=None):
+    """Everything boot.py does, with the hardware handed in. Returns True in safe mode.
+    watchdog: the board was reset by its watchdog; button: () -> (pin, level), called after
+    the update step (it may import what an update replaced)."""
     global active, reason
     try:
-        r = ota.apply_pending(fs, crashes(fs), MAX_CRASHES)
+        r = ota.apply_pending(fs, crashes(fs), MAX_CRASHES, last_failure(fs, watchdog))
     except Exception as e:  # a damaged update must not stop the board from booting
         r = None
         out('ota: applying the pending update failed: %r' % (e,))
     if r:
-        clear(fs)
+        clear(fs)           # the release now in place gets its own tries
         out('ota: update %s' % r)
+    if button is not None:
+        try:
+            pin, level = button()
+        except Exception as e:      # no BOOT button check, but the rest goes on
+            out('boot: the board profile failed: %r' % (e,))
     reason = decide(fs, pin, level, sleep_ms)
     active = reason is not None
     if active:
@@ -114,32 +165,68 @@ def boot(fs, pin=None, level=0, start_ap=None, sleep_ms=None, out=print, rand=No
     return active
 
 
+def button(fs, cfg):
+    """(BOOT button GPIO or None, level that means pressed) of the configured board profile.
+    Kept in BUTTON once known, so boot.py imports drivers/boards.py (which an update may
+    replace, and which then might hang or raise) only for a board name not seen before."""
+    name = cfg.get('board')
+    c = ota.read_json(fs, BUTTON)
+    if isinstance(c, dict) and c.get('board') == name and 'gpio' in c:
+        return c['gpio'], c.get('level', 0)
+    from drivers import boards
+    try:
+        prof = boards.get(name or boards.DEFAULT)
+    except ValueError:
+        prof = boards.PROFILES[boards.DEFAULT]
+    fs.write(BUTTON, json.dumps({'board': name, 'gpio': prof['boot_button'],
+                                 'level': prof['safe_active']}).encode())
+    return prof['boot_button'], prof['safe_active']
+
+
 def device_boot():
     """boot.py on the board: build the real pin and AP starter and run boot()."""
     import time
     import machine
-    from drivers import boards
     fs = ota.Fs('/')
-    cfg = config(fs)
-    try:
-        prof = boards.get(cfg.get('board') or boards.DEFAULT)
-    except ValueError:
-        prof = boards.PROFILES[boards.DEFAULT]
-    pin = None
-    if prof['boot_button'] is not None:
-        pin = machine.Pin(prof['boot_button'], machine.Pin.IN, machine.Pin.PULL_UP)
+
+    def pin():
+        gpio, level = button(fs, config(fs))
+        if gpio is None:
+            return None, level
+        return machine.Pin(gpio, machine.Pin.IN, machine.Pin.PULL_UP), level
 
     def start_ap(pw):
         import network
         from drivers import wifi
         return wifi.Wifi(network).start_ap(None, pw)
 
-    return boot(fs, pin, prof['safe_active'], start_ap, time.sleep_ms)
+    wdt = getattr(machine, 'WDT_RESET', None)
+    return boot(fs, None, 0, start_ap, time.sleep_ms, watchdog=wdt is not None and
+                machine.reset_cause() == wdt, button=pin)
 
 
-def start_app(fs):
-    """main.py, normal start: count this start, then drop the boot-time modules (safe mode,
-    OTA) from the heap; main.py then runs app.main()."""
+def start_app(fs, arm=None):
+    """main.py, normal start: count this start, arm the watchdog (arm(WDT_MS)), then drop the
+    boot-time modules (safe mode, OTA) from the heap; main.py then imports and runs the app."""
     count_start(fs)
-    from compat import unload
-    unload('system.safemode', 'system.ota', 'system.hmac_sha256')
+    if arm is not None:
+        arm(WDT_MS)
+    import sys
+    for m in ('system.safemode', 'system.ota', 'system.hmac_sha256', 'system.update_status'):
+        sys.modules.pop(m, None)
+    import gc
+    gc.collect()
+
+
+def before_app():
+    """main.py on the board: decide safe mode if boot.py did not, then (not in safe mode)
+    count this start and arm the watchdog. Returns True when the app is to be started."""
+    import machine
+    if active is None:          # boot.py failed or was skipped
+        device_boot()
+    if active:
+        print('safe mode (%s): app not started. Fix things on the REPL, then machine.reset()'
+              % reason)
+        return False
+    start_app(ota.Fs('/'), lambda ms: machine.WDT(timeout=ms))
+    return True

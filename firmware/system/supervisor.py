@@ -14,12 +14,21 @@ REASON = 'reboot_reason.json'
 ALLOWANCE_MS = {'link': 90000, 'web': 60000, 'mqtt': 180000}
 LOW_HEAP = 24 * 1024  # collect when less than this is free
 MEM_EVERY = 5  # the heap is looked at every this many passes
-GOOD_AFTER_MS = 60000  # then safemode.mark_good(): crash counter cleared, OTA trial kept
+GOOD_AFTER_MS = 60000  # running this long without a failure: the start did not fail
+PROVE_WITHIN_MS = 600000  # an update on trial that has not proven itself by then: rolled back
 
 
 class Supervisor:
-    def __init__(self, watchdog, fs=None, tasks=None, reset_cause='power on', clock=ticks_ms):
+    def __init__(self, watchdog, fs=None, tasks=None, reset_cause='power on', clock=ticks_ms,
+                 proven=None, good_after_ms=None, prove_within_ms=None):
+        # proven: () -> None once the app has proven itself (the App: its web UI served, the
+        # meter read or no MBK), else what it still lacks, in words
         self.wdt = watchdog
+        self.proven = proven
+        self.good_after_ms = good_after_ms or GOOD_AFTER_MS
+        self.prove_within_ms = prove_within_ms or PROVE_WITHIN_MS
+        self._stable = False
+        self._rejected = False
         self.fs = fs
         self.clock = clock
         self.reset_cause = reset_cause
@@ -44,6 +53,8 @@ class Supervisor:
             self.fs.remove(REASON)
         if self.reset_cause != 'watchdog':
             return None
+        if r and r.get('why'):
+            return 'rebooted by watchdog: ' + r['why']
         if r and r.get('task'):
             return 'rebooted by watchdog: task %s hung (silent %d s)' % (r['task'], r['silent_s'])
         return 'rebooted by watchdog: the event loop stalled'
@@ -75,13 +86,8 @@ class Supervisor:
         if self.hung is not None:
             return self.hung
         self.wdt.feed()
-        if not self.good and self.uptime_ms >= GOOD_AFTER_MS:
-            self.good = True
-            if self.fs is not None:
-                from system import safemode
-                safemode.mark_good(self.fs)
-                safemode = None
-                unload('system.safemode', 'system.ota')
+        if not self.good and self.uptime_ms >= self.good_after_ms:
+            self._judge()
         self._passes += 1
         if self._passes % MEM_EVERY:
             return None
@@ -91,11 +97,46 @@ class Supervisor:
             self.collections += 1
         return None
 
-    def _record(self, name, silent):
-        print('supervisor: task %s silent for %d s; watchdog will reboot' % (name, silent // 1000))
+    def _judge(self):
+        """Once the app has run good_after_ms: has it proven itself? Then the one call of the
+        proven-good hook (safemode.mark_good). Until then its start counts as not failed
+        (safemode.stable), and an update on trial that has not proven itself within
+        prove_within_ms is rolled back: the watchdog is no longer fed, and boot.py rolls
+        back what safemode.reject asked for."""
+        missing = self.proven() if self.proven is not None else None
+        if missing is None:
+            self.good = True
+        elif self._stable and (self._rejected or self.uptime_ms < self.prove_within_ms):
+            return
+        if self.fs is None:
+            return
+        from system import safemode
+        if self.good:
+            safemode.mark_good(self.fs)
+        elif not self._stable:
+            self._stable = True
+            safemode.stable(self.fs)
+        else:
+            self._rejected = True
+            t = self.prove_within_ms // 1000
+            why = ('it did not prove itself within %s (%s)'
+                   % ('%d min' % (t // 60) if t >= 120 else '%d s' % t, missing))
+            if safemode.reject(self.fs, why):
+                self.hung = 'update'
+                self._record('update', self.uptime_ms, why)
+        safemode = None
+        unload('system.safemode', 'system.ota', 'system.hmac_sha256', 'system.update_status')
+
+    def _record(self, name, silent, why=None):
+        if why:
+            print('supervisor: %s; watchdog will reboot' % why)
+        else:
+            print('supervisor: task %s silent for %d s; watchdog will reboot'
+                  % (name, silent // 1000))
         if self.fs is not None:
             try:
-                self.fs.write(REASON, json.dumps({'task': name, 'silent_s': silent // 1000}).encode())
+                self.fs.write(REASON, json.dumps({'task': name, 'silent_s': silent // 1000,
+                                                  'why': why}).encode())
             except OSError:
                 pass
 

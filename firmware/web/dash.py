@@ -25,7 +25,6 @@ def _version(ctx):
 
 
 def status_dict(ctx):
-    from system import ota
     d = {'version': _version(ctx), 'chip': ctx.chip, 'sys': ctx.sysinfo(),
          'link': ctx.link.status(), 'warnings': ctx.warnings(),
          'poller': {'readings': ctx.poller.readings, 'errors': ctx.poller.errors,
@@ -34,13 +33,17 @@ def status_dict(ctx):
     d['link'].pop('queue', None)
     m = getattr(ctx, 'mqtt', None)
     d['mqtt'] = m.stats() if m is not None else None
+    # the last update (a bundle or an image): {'version', 'result', 'rolled_back', 'reason',
+    # 'when', 'previous'} or None
+    from system import update_status
+    from storage.fs import Fs
     try:
-        d['ota'] = ota.status(ota.Fs(ctx.data_dir or '/'))
+        d['update'] = update_status.status(Fs(ctx.data_dir or '/'))
     except Exception:
-        d['ota'] = None
+        d['update'] = None
     try:            # the image slots (None on a board without OTA partitions)
         from system import imgota
-        d['image'] = imgota.status(ota.Fs(ctx.data_dir or '/'), d['version'])
+        d['image'] = imgota.status(Fs(ctx.data_dir or '/'), d['version'])
     except Exception as e:
         d['image'] = {'error': repr(e)}
     return d

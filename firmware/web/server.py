@@ -386,6 +386,7 @@ def create_app(ctx):
     Request.max_readline = MAX_HEAD + 2     # web/conn.py holds the head to MAX_HEAD
     app = Microdot()
     ctx.web_boot_host = ctx.config['hostname'].lower()
+    ctx.web_served = getattr(ctx, 'web_served', 0)
 
     @app.before_request
     async def guard(request):
@@ -406,6 +407,7 @@ def create_app(ctx):
 
     @app.after_request
     async def cookies(request, response):
+        ctx.web_served += 1         # the web UI works (system/supervisor.py, proven)
         return _secure(auth.set_cookies(request, response))
 
     @app.after_error_request

@@ -1,7 +1,7 @@
 # What the update page's two uploads share (bundles: web/update.py, image files:
 # web/imgupdate.py): the request body with its first chunk put back in front, the drain of
-# a refused upload's rest, and the downgrade guard (an older version needs the web password,
-# header X-Confirm-Password).
+# a refused upload's rest, and the downgrade guard (an older version, or one that does not
+# order, needs the web password, header X-Confirm-Password).
 CHUNK = 1024
 
 
@@ -38,28 +38,23 @@ async def drain(stream, left):
         pass
 
 
-def version_key(v):
-    """'1.10.2' -> (1, 10, 2): numbers compared as numbers ('1.2.0-rc1' -> (1, 2, 0))."""
-    out = []
-    for part in str(v).split('.'):
-        n = ''
-        for ch in part:
-            if not ch.isdigit():
-                break
-            n += ch
-        out.append(int(n) if n else 0)
-    return tuple(out)
-
-
 async def downgrade(ctx, request, new):
-    """None when bundle version `new` may be installed, else the reason it may not."""
+    """None when version `new` (a bundle's or an image's) may be installed, else the reason
+    it may not: older than the running release, or no version that orders (system/version.py:
+    a bare commit hash such as 'a5b7acc' is none), unless confirmed with the web password."""
+    from system.version import key
     run = app_version(ctx)
-    if version_key(new) >= version_key(run):
+    k_new, k_run = key(new), key(run)
+    if k_new is not None and (k_run is None or k_new >= k_run):
         return None
+    if k_new is None:
+        what = ('version %r does not say whether it is newer than the running %s (a version is '
+                'MAJOR.MINOR.PATCH+N.gHASH)' % (new, run))
+    else:
+        what = 'version %s is older than the running %s' % (new, run)
     pw = request.headers.get('X-Confirm-Password')
     if not pw:
-        return ('version %s is older than the running %s: confirm the downgrade with the web '
-                'password' % (new, run))
+        return what + ': confirm the downgrade with the web password'
     from web import guard
     why = await guard.password_ok(ctx, request, pw)
     if why:

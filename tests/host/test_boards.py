@@ -126,36 +126,85 @@ def test_start_app_counts_the_start_and_drops_the_boot_modules(fs, monkeypatch):
         full = 'system.' + name
         monkeypatch.setitem(sys.modules, full, sys.modules.get(full) or importlib.import_module(full))
         monkeypatch.setattr(system, name, sys.modules[full])
-    safemode.start_app(fs)
-    assert safemode.crashes(fs) == 1
+    armed = []
+    safemode.start_app(fs, armed.append)
+    assert safemode.crashes(fs) == 1 and armed == [30000]
     for name in ('safemode', 'ota', 'hmac_sha256'):
         assert 'system.' + name not in sys.modules, name
 
 
-def _run_main_py(monkeypatch, active):
-    """Execute firmware/main.py with stand-ins for safemode and app; return the calls."""
+def _run_main_py(monkeypatch, go=True, app_main=None, before=None):
+    """Execute firmware/main.py with stand-ins for safemode, app and machine; return the
+    calls."""
     calls = []
     sm = types.ModuleType('safemode')
-    sm.active, sm.reason = active, 'BOOT button held at power-up'
-    sm.device_boot = lambda: calls.append('device_boot')
-    sm.start_app = lambda fs: calls.append(('start_app', fs.root))
+
+    def before_app():
+        calls.append('before_app')
+        if before is not None:
+            before()
+        return go
+    sm.before_app = before_app
+    sm.failed = lambda why: calls.append(('failed', why))
     ap = types.ModuleType('app')
-    ap.device_main = lambda: calls.append('device_main')
+    ap.device_main = app_main or (lambda: calls.append('device_main'))
+    mach = types.ModuleType('machine')
+    mach.reset = lambda: calls.append('reset')
+    mach.WDT = lambda timeout: calls.append(('WDT', timeout))
     import system
+    import time
     monkeypatch.setitem(sys.modules, 'system.safemode', sm)
     monkeypatch.setattr(system, 'safemode', sm)
     monkeypatch.setitem(sys.modules, 'app', ap)
+    monkeypatch.setitem(sys.modules, 'machine', mach)
+    monkeypatch.setattr(time, 'sleep', lambda s: calls.append(('sleep', s)))
+    monkeypatch.setattr(sys, 'print_exception', lambda e: None, raising=False)
     from drivers import boards as _b
     path = os.path.join(os.path.dirname(os.path.dirname(_b.__file__)), 'main.py')
     exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})
     return calls
 
 
-def test_main_py_starts_the_app_only_outside_safe_mode(monkeypatch, capsys):
-    assert _run_main_py(monkeypatch, False) == [('start_app', ''), 'device_main']
-    assert _run_main_py(monkeypatch, True) == []
-    assert 'safe mode (BOOT button held' in capsys.readouterr().out
-    assert _run_main_py(monkeypatch, None) == ['device_boot', ('start_app', ''), 'device_main']
+def test_main_py_starts_the_app_only_outside_safe_mode(monkeypatch):
+    assert _run_main_py(monkeypatch) == ['before_app', 'device_main', ('failed', 'the app ended'),
+                                         ('sleep', 3), 'reset']
+    assert _run_main_py(monkeypatch, go=False) == ['before_app']
+
+
+def test_main_py_survives_whatever_the_app_does(monkeypatch, capsys):
+    """An exception at import or later (even a BaseException that is no Exception) counts as
+    a failed start and resets the board; Ctrl-C leaves the REPL; the start-up code failing
+    still starts the app, under a watchdog armed right there."""
+    def boom():
+        raise ValueError('bad release')
+    assert _run_main_py(monkeypatch, app_main=boom) == [
+        'before_app', ('failed', "ValueError('bad release')"), ('sleep', 3), 'reset']
+
+    def gen_exit():
+        raise GeneratorExit()
+    assert _run_main_py(monkeypatch, app_main=gen_exit)[1] == ('failed', 'GeneratorExit()')
+
+    def ctrl_c():
+        raise KeyboardInterrupt()
+    assert _run_main_py(monkeypatch, app_main=ctrl_c) == ['before_app']
+    assert 'app stopped (Ctrl-C)' in capsys.readouterr().out
+
+    def broken():
+        raise OSError(28)               # e.g. the start could not be counted
+    calls = _run_main_py(monkeypatch, before=broken)
+    assert calls[:3] == ['before_app', ('WDT', 30000), 'device_main'] and calls[-1] == 'reset'
+
+
+def test_before_app_counts_arms_the_watchdog_then_the_app_may_start(fs, monkeypatch):
+    armed = []
+    monkeypatch.setitem(sys.modules, 'machine', types.SimpleNamespace(
+        WDT=lambda timeout: armed.append(timeout)))
+    monkeypatch.setattr(safemode, 'active', False)
+    monkeypatch.setattr(safemode.ota, 'Fs', lambda root: fs)
+    assert safemode.before_app() is True
+    assert armed == [safemode.WDT_MS] and safemode.crashes(fs) == 1
+    monkeypatch.setattr(safemode, 'active', True)
+    assert safemode.before_app() is False and armed == [safemode.WDT_MS]
 
 
 def test_garbled_counter_counts_as_crashes(fs):
@@ -206,6 +255,61 @@ def test_supervisor_feeds_only_while_all_tasks_report(fs):
     assert supervisor.Supervisor(hw_host.Watchdog(), fs, reset_cause='watchdog').last_reboot == \
         'rebooted by watchdog: the event loop stalled'
     assert supervisor.Supervisor(hw_host.Watchdog(), fs).last_reboot is None
+
+
+def test_supervisor_calls_the_proven_good_hook_once_the_release_has_proven_itself(fs,
+                                                                                  monkeypatch):
+    """60 s of running clear the failed starts; the hook (safemode.mark_good) is called once,
+    when the app says it has proven itself (its web UI answered, the meter read)."""
+    calls = []
+    real = safemode.mark_good
+    monkeypatch.setattr(safemode, 'mark_good', lambda f: (calls.append('good'), real(f)))
+    clock = Clock()
+    missing = ['the web UI has not answered']
+    safemode.count_start(fs)
+    sup = supervisor.Supervisor(hw_host.Watchdog(), fs, {'link': 5000}, clock=clock,
+                                proven=lambda: missing[0])
+    for _ in range(120):
+        clock.t += 1000
+        sup.alive('link')
+        sup.check()
+    assert safemode.crashes(fs) == 0 and not sup.good and calls == []
+    missing[0] = None
+    for _ in range(5):
+        clock.t += 1000
+        sup.alive('link')
+        sup.check()
+    assert sup.good and calls == ['good']
+
+
+def test_an_update_that_does_not_prove_itself_stops_the_feeding(tmp_path, fs):
+    """On trial and not proven after prove_within_ms: a rollback is asked for and the
+    watchdog is no longer fed, so the board resets into it. Its failed starts are not
+    cleared while it is on trial."""
+    from system import ota
+    fs.write(ota.TRIAL, b'{"version": "0.2.0+9.gabc", "previous": "0.2.0+4.gdef"}')
+    safemode.count_start(fs)
+    wdt, clock = hw_host.Watchdog(), Clock()
+    sup = supervisor.Supervisor(wdt, fs, {'link': 5000}, clock=clock, good_after_ms=10000,
+                                prove_within_ms=30000, proven=lambda: 'no reading from the meter')
+    while clock.t < 29000:
+        clock.t += 1000
+        sup.alive('link')
+        assert sup.check() is None
+    assert safemode.crashes(fs) == 1 and not fs.exists(ota.ROLLBACK)
+    clock.t += 1000
+    sup.alive('link')
+    sup.check()
+    fed = wdt.fed
+    for _ in range(3):
+        clock.t += 1000
+        sup.alive('link')
+        assert sup.check() == 'update'
+    assert wdt.fed == fed
+    assert fs.read(ota.ROLLBACK) == b'it did not prove itself within 30 s (no reading from ' \
+                                     b'the meter)'
+    assert supervisor.Supervisor(hw_host.Watchdog(), fs, reset_cause='watchdog').last_reboot == \
+        'rebooted by watchdog: it did not prove itself within 30 s (no reading from the meter)'
 
 
 def test_supervisor_marks_a_start_good_after_60_s(fs):

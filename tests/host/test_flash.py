@@ -41,7 +41,7 @@ def built(request, tmp_path_factory):
     out = tmp / chip
     bundle_path = tmp / 'bundle.ota'
     r, _ = run_flash('--dry-run', '--chip', chip, '--out', str(out), '--key-file', str(key),
-                     '--bundle-out', str(bundle_path), '--version', 't1')
+                     '--bundle-out', str(bundle_path), '--version', '0.2.0+7.gc0ffee1')
     assert r.returncode == 0, r.stderr
     return chip, str(out), str(bundle_path), r.stdout
 
@@ -65,7 +65,10 @@ def test_every_module_is_valid_mpy_for_the_chip(built):
     assert set(expected) <= set(present)
     assert 'boot.py' in present and 'main.py' in present and 'system/ota.mpy' in present
     mpys = [p for p in present if p.endswith('.mpy')]
-    assert not [p for p in present if p.endswith('.py') and p not in flash.AS_SOURCE]
+    assert not [p for p in present if p.endswith('.py') and p not in flash.AS_SOURCE
+                and p != flash.RELEASE]
+    with open(os.path.join(out, flash.RELEASE)) as f:   # the version the board will report
+        assert "VERSION = '0.2.0+7.gc0ffee1'" in f.read()
     for rel in mpys:
         with open(os.path.join(out, rel), 'rb') as f:
             head = f.read(4)
@@ -122,9 +125,15 @@ def test_bundle_verifies_on_the_device_code(built, tmp_path):
         for block in iter(lambda: f.read(1000), b''):
             rx.feed(block)
     s = rx.finish()
-    assert s['version'] == 't1'
+    assert s['version'] == '0.2.0+7.gc0ffee1'
     names = [f['path'] for f in rx.manifest['files']]
-    assert 'boot.py' not in names and 'main.py' not in names and 'system/ota.mpy' in names
+    assert 'boot.py' not in names and 'main.py' not in names and 'release.py' in names
+    # what applies and rolls back updates stays out of a bundle's reach
+    for kept in ('system/ota.mpy', 'system/safemode.mpy', 'storage/fs.mpy',
+                 'system/hmac_sha256.mpy', 'system/update_status.mpy'):
+        assert kept not in names and os.path.exists(os.path.join(out, kept)), kept
+    assert 'system/config.mpy' in names and 'app.mpy' in names
+    assert 'app.py' in rx.manifest['remove'] and 'net.mpy' in rx.manifest['remove']
     other = 'esp32c3' if chip == 'esp32' else 'esp32'
     with pytest.raises(ota.OtaError, match='bundle is for'):
         ota.OtaReceiver(str(tmp_path / 'x'), key, other).feed(open(bundle_path, 'rb').read())

@@ -25,7 +25,8 @@ NEW = {'app.mpy': MPY + b'new app', 'web/index.html': b'<p>new</p>' * 50,
        'mep/extra.mpy': MPY + b'added module'}
 OLD = {'app.mpy': MPY + b'old app', 'web/index.html': b'<p>old</p>',
        'config.json': b'{"ap_password": "abcdefghijkmnpqr"}', 'boot.py': b'# boot',
-       'main.py': b'# main'}
+       'main.py': b'# main', 'release.py': b"VERSION = '0.2.0+4.g43be387'\n"}
+NEW_VERSION = '0.2.0+9.ga5b7acc'
 
 
 def tree(root):
@@ -46,12 +47,13 @@ def populate(root, files):
             f.write(data)
 
 
-def make_bundle(tmp_path, files=NEW, key=KEY, device='esp32', device_id=None, name='b.ota'):
+def make_bundle(tmp_path, files=NEW, key=KEY, device='esp32', device_id=None, name='b.ota',
+                remove=()):
     src = tmp_path / ('src-' + name)
     populate(str(src), files)
     out = str(tmp_path / name)
-    bundle.write_bundle(out, [(rel, str(src / rel)) for rel in files], key, device, '2.0',
-                        device_id, created=1700000000)
+    bundle.write_bundle(out, [(rel, str(src / rel)) for rel in files], key, device, NEW_VERSION,
+                        device_id, created=1700000000, remove=remove)
     with open(out, 'rb') as f:
         return f.read()
 
@@ -87,7 +89,7 @@ def test_good_bundle_is_staged_then_applied_at_boot(tmp_path, dev):
     data = make_bundle(tmp_path)
     before = tree(str(dev))
     rx, summary = receive(dev, data)
-    assert summary == {'version': '2.0', 'files': 3, 'bytes': len(data)}
+    assert summary == {'version': NEW_VERSION, 'files': 4, 'bytes': len(data)}
     staged = tree(str(dev))
     for rel in before:  # the running app is untouched until the next boot
         assert staged[rel] == before[rel]
@@ -101,13 +103,21 @@ def test_good_bundle_is_staged_then_applied_at_boot(tmp_path, dev):
         assert after[rel] == content
     assert after['ota_old/app.mpy'] == OLD['app.mpy']
     assert after['config.json'] == OLD['config.json'] and after['boot.py'] == OLD['boot.py']
+    assert after['release.py'] == b"# The release this firmware is (written by the build).\n" \
+        b"VERSION = '0.2.0+9.ga5b7acc'\n"             # what the board reports from now on
     assert ota.STAGE + '/.complete' not in after
     assert ota.TRIAL in after
+    st = ota.status(ota.Fs(str(dev)))
+    assert st['result'] == 'on trial' and st['version'] == NEW_VERSION
+    assert st['previous'] == '0.2.0+4.g43be387' and not st['rolled_back']
 
-    safemode.mark_good(ota.Fs(str(dev)))  # the supervisor does this after 60 s
+    safemode.mark_good(ota.Fs(str(dev)))  # the supervisor's proven-good hook
     after = tree(str(dev))
     assert not any(k.startswith('ota_old/') for k in after) and ota.TRIAL not in after
-    assert ota.status(ota.Fs(str(dev))) == {'result': 'updated', 'version': '2.0'}
+    st = ota.status(ota.Fs(str(dev)))
+    assert st == {'result': 'updated', 'version': NEW_VERSION, 'rolled_back': False,
+                  'reason': None, 'previous': '0.2.0+4.g43be387', 'when': st['when']}
+    assert st['when'] > 1600000000
 
 
 @pytest.mark.parametrize('where', ['file', 'manifest', 'header'])
@@ -175,7 +185,14 @@ def signed(manifest):
                                         ('/abs.py', 'bad file path'),
                                         ('boot.py', 'cannot be replaced'),
                                         ('main.py', 'cannot be replaced'),
+                                        ('system/safemode.mpy', 'rolls back updates'),
+                                        ('system/ota.py', 'rolls back updates'),
+                                        ('system/__init__.mpy', 'rolls back updates'),
+                                        ('storage/fs.mpy', 'rolls back updates'),
+                                        ('system/ota/__init__.mpy', 'rolls back updates'),
+                                        ('system.mpy', 'rolls back updates'),
                                         ('ota_old/x.py', 'cannot be replaced'),
+                                        ('ota_trial/x.py', 'cannot be replaced'),
                                         ('config.json', 'not allowed')])
 def test_dangerous_paths_refused_even_when_signed(dev, path, match):
     m = {'format': 1, 'device': 'esp32', 'version': '1',
@@ -272,7 +289,9 @@ def test_rollback_after_three_failed_starts(tmp_path, dev):
     assert not any(k.startswith(('ota_old/', 'ota_new/')) for k in after)
     assert safemode.crashes(fs) == 0
     st = ota.status(fs)
-    assert st['result'] == 'rolled back' and st['version'] == '2.0'
+    assert st['result'] == 'rolled back' and st['version'] == NEW_VERSION and st['rolled_back']
+    assert st['reason'] == 'it failed to start 3 times in a row'
+    assert st['previous'] == '0.2.0+4.g43be387'
 
 
 def test_rollback_removes_the_folders_the_update_made(tmp_path, dev):
@@ -345,9 +364,106 @@ def test_bundle_cli_builds_and_verifies(tmp_path, capsys):
     assert bundle.main([str(src), '--device', 'esp32', '--key-file', str(keyfile), '-o', out]) == 0
     assert bundle.main(['--verify', out, '--device', 'esp32', '--key-file', str(keyfile)]) == 0
     text = capsys.readouterr().out
-    assert 'valid bundle' in text and '3 files' in text and KEY.hex() not in text
+    assert 'valid bundle' in text and '4 files' in text and KEY.hex() not in text
     with open(out, 'rb') as f:
-        assert b'boot.py' not in f.read()  # only a cable replaces boot.py / main.py
+        data = f.read()
+    assert b'boot.py' not in data  # only a cable replaces boot.py / main.py
+    assert b'release.py' in data
     keyfile.write_text(OTHER_KEY.hex())
     assert bundle.main(['--verify', out, '--device', 'esp32', '--key-file', str(keyfile)]) == 1
     assert 'bad signature' in capsys.readouterr().err
+
+
+def test_a_bundle_removes_what_it_says_and_a_rollback_brings_it_back(tmp_path, dev):
+    """The manifest lists the files of earlier releases to delete (tools/bundle.py: retired
+    modules and the other form of each module it brings): a stale app.py would be imported
+    before the new app.mpy. They go to ota_old/ and come back with a rollback."""
+    populate(str(dev), {'app.py': b'old source app', 'mep/link.mpy': MPY + b'old layout',
+                        'notes.txt': b'mine'})
+    data = make_bundle(tmp_path, remove=None)           # what tools/bundle.py works out
+    m = json.loads(data[data.index(b'\n') + 1:data.index(b'\n') + 1 + int(
+        data[:data.index(b'\n')].split(b' ')[1])])
+    assert 'app.py' in m['remove'] and 'mep/link.mpy' in m['remove']
+    assert 'release.mpy' in m['remove'] and 'notes.txt' not in m['remove']
+    assert not [p for p in m['remove'] if ota.check_path(p)]
+    receive(dev, data)
+    boot(dev)
+    after = tree(str(dev))
+    assert 'app.py' not in after and 'mep/link.mpy' not in after
+    assert after['ota_old/app.py'] == b'old source app' and after['notes.txt'] == b'mine'
+    fs = ota.Fs(str(dev))
+    for _ in range(3):
+        safemode.count_start(fs)
+        boot(dev)
+    after = tree(str(dev))
+    assert after['app.py'] == b'old source app' and after['mep/link.mpy'] == MPY + b'old layout'
+    assert after['app.mpy'] == OLD['app.mpy'] and after['release.py'] == OLD['release.py']
+
+
+@pytest.mark.parametrize('path,match', [('boot.py', 'cannot be replaced'),
+                                        ('system/ota.mpy', 'rolls back updates'),
+                                        ('../x.py', 'bad file path')])
+def test_a_bundle_cannot_remove_what_recovers(dev, path, match):
+    m = {'format': 1, 'device': 'esp32', 'version': '1', 'remove': [path],
+         'files': [{'path': 'a.txt', 'size': 1, 'sha256': '0' * 64}]}
+    refused(dev, signed(m) + b'x', 'cannot remove: .*' + match)
+
+
+def test_a_rollback_cut_by_a_power_cut_is_finished_at_the_next_boot(tmp_path, dev, monkeypatch):
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    boot(dev)
+    real = os.rename
+    calls = []
+
+    def cut(a, b):
+        calls.append(a)
+        if len(calls) == 3:
+            raise OSError('power cut')
+        return real(a, b)
+    monkeypatch.setattr(ota.os, 'rename', cut)
+    with pytest.raises(OSError):
+        ota.rollback(fs, 'it hung: the watchdog reset the board')
+    monkeypatch.setattr(ota.os, 'rename', real)
+    assert fs.exists(ota.ROLLBACK)
+    msgs = []
+    assert boot(dev, msgs) is False and 'ota: update rolled back' in msgs
+    after = tree(str(dev))
+    for rel, content in OLD.items():
+        assert after[rel] == content
+    assert not fs.exists(ota.ROLLBACK) and not fs.exists(ota.TRIAL)
+    assert ota.status(fs)['reason'] == 'it hung: the watchdog reset the board'
+
+
+def test_an_update_that_does_not_prove_itself_is_rolled_back_when_asked(tmp_path, dev):
+    fs = ota.Fs(str(dev))
+    assert safemode.reject(fs, 'nothing on trial') is False and not fs.exists(ota.ROLLBACK)
+    receive(dev, make_bundle(tmp_path))
+    boot(dev)
+    assert safemode.reject(fs, 'it did not prove itself within 10 min (no reading)') is True
+    msgs = []
+    boot(dev, msgs)
+    assert 'ota: update rolled back' in msgs and tree(str(dev))['app.mpy'] == OLD['app.mpy']
+    st = ota.status(fs)
+    assert st['rolled_back'] and st['reason'] == 'it did not prove itself within 10 min ' \
+                                                 '(no reading)'
+
+
+def test_the_reason_of_the_last_failed_start_is_the_rollback_reason(tmp_path, dev):
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    boot(dev)
+    for i in range(3):
+        safemode.count_start(fs)
+        if i == 2:
+            safemode.failed("ImportError('no module named mep.frames')", fs)
+        boot(dev)
+    assert ota.status(fs)['reason'] == ("it failed to start 3 times in a row (last: "
+                                        "ImportError('no module named mep.frames'))")
+    receive(dev, make_bundle(tmp_path, name='again.ota'))
+    boot(dev)
+    for _ in range(3):
+        safemode.count_start(fs)
+        safemode.boot(fs, out=lambda *a: None, watchdog=True)
+    assert ota.status(fs)['reason'] == ('it failed to start 3 times in a row (last: it hung: '
+                                        'the watchdog reset the board)')

