@@ -297,6 +297,7 @@ class VBoard:
         self.proc = None
         self.port = None
         self.resets = {'hard': 0, 'soft': 0}
+        self._cut = False
         self.power_cuts = 0             # power_cut() calls
         self.watchdog_resets = 0        # resets by the board's machine.WDT
         self.wdt_scale = wdt_scale
@@ -339,10 +340,15 @@ class VBoard:
     def power_cut(self):
         """Cut the power at this moment: the interpreter is killed (no file closed, nothing
         flushed) and starts again as at power-up."""
+        self._cut = True            # the port thread leaves the dead interpreter to us
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.kill()                # now, not once the port thread lets go of the lock
         with self._lock:
             self._kill()
             self.power_cuts += 1
             self._spawn(hard=True, cause=PWRON_RESET)
+            self._cut = False
 
     # -- the interpreter side ----------------------------------------------------------
 
@@ -636,7 +642,9 @@ class VBoard:
                 self._flush_held()
                 # machine.reset() from code run at start (main.py) would fall into the
                 # interpreter's -i REPL instead of ending it: its mark is the reset
-                if p.poll() is not None or self._reset_seen:
+                if self._cut:
+                    pass                # power_cut() restarts it
+                elif p.poll() is not None or self._reset_seen:
                     self._exited()
                 elif self._wdt_due is not None and time.monotonic() > self._wdt_due:
                     self.log('watchdog: not fed for %.1f s: reset' % self._wdt_ms)
