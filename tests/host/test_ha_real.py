@@ -362,7 +362,12 @@ def work():
 def test_real_home_assistant(work):
     py = ha_python()
     assert mosquitto_path(), 'mosquitto is not installed (./dev setup installs it)'
-    report = {}
+    report = {'step_s': {}}
+    t_start = time.monotonic()
+
+    def mark(step):
+        """Seconds from the start to the end of each step, for the record."""
+        report['step_s'][step] = round(time.monotonic() - t_start)
     broker = Broker().start()
     ha = HomeAssistant(py, work, broker.port)
     fw = Firmware(work, broker.port)
@@ -370,6 +375,7 @@ def test_real_home_assistant(work):
     try:
         ha.start()
         ha.onboard()
+        mark('ha up')
         watch_path = os.path.join(work, 'watch.jsonl')
         watcher = subprocess.Popen([py, HACTL, 'watch', ha.url, ha.token, watch_path],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -390,15 +396,19 @@ def test_real_home_assistant(work):
         node, ids = check_entities(ha, report)
         for _ in range(2):
             fw.stop()
+            t_r = time.time()
             fw.start()
-            time.sleep(5)
-            wait(lambda: ha.meter()[2].get(ids['p_in'], {}).get('state')
-                 not in (None, 'unavailable', 'unknown'), 60, 1, 'readings after restart')
-            time.sleep(3)
+            # announced again by the new start (live), and Home Assistant shows its readings
+            wait(lambda: len(spy.live_since(t_r, node)) >= len(ids), 60, 1,
+                 're-announce after the firmware restart')
+            wait(lambda: ha.meter()[2].get(ids['p_in'], {}).get('last_updated', '') >
+                 time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(t_r)), 60, 1,
+                 'readings after restart')
             assert check_entities(ha, report)[0] == node
         assert node.startswith('mep_UTIL-'), node       # the utility serial, from the start
         configs = {m[1].split('/')[2] for m in spy.msgs if m[3]}
         assert configs == {node}, configs                 # never under another id
+        mark('1 device and restarts')
 
         # the Energy dashboard set up now: its validation (5.) needs the recorder's first
         # 5-minute statistics compile, which the steps between wait out
@@ -437,6 +447,7 @@ def test_real_home_assistant(work):
         gaps = [b - a for a, b in zip(diag, diag[1:])]
         report['diag_gap_max_s'] = round(max(gaps), 1) if gaps else None
         assert gaps and max(gaps) < DIAG_EXPIRE_S, gaps
+        mark('2 run')
 
         # 3. Home Assistant restarts: the configs are sent again, live
         ha.stop()
@@ -455,6 +466,7 @@ def test_real_home_assistant(work):
              60, 1, 'values after the Home Assistant restart')
         assert check_entities(ha, report)[0] == node
         report['ha_restart_reannounced'] = len(spy.live_since(t_restart, node))
+        mark('3 ha restart')
 
         # nothing Home Assistant complained about so far (templates, units, state classes,
         # counters going backwards, ...)
@@ -481,6 +493,7 @@ def test_real_home_assistant(work):
                          w.get('e') == ids['p_in']})
         report['broker_restart'] = {'p_in_states_seen': during,
                                     'recovered_after_s': round(t_back - t_b - 5, 1)}
+        mark('4 broker restart')
 
         # 5. Energy dashboard and statistics validation (statistics exist after the first
         # 5-minute compile; wait for what is left of it)
@@ -493,6 +506,7 @@ def test_real_home_assistant(work):
         stats = ha.ws({'type': 'recorder/validate_statistics'})[0]
         ours = {k: v for k, v in stats.items() if k in mine}
         assert not ours, ours
+        mark('5 energy and statistics')
 
         # 6. the meter falls silent
         time.sleep(3)
@@ -513,6 +527,7 @@ def test_real_home_assistant(work):
         float(report['silence']['e_in'])                  # the counter stays, a number
         assert report['silence']['last_reading'] not in ('unavailable', 'unknown')
         assert report['silence']['link'] in ('no answer', 'starting'), report['silence']
+        mark('6 silence')
     finally:
         print('\nHOME ASSISTANT REPORT ' + json.dumps(report, indent=1, default=str))
         print('logs: %s (kept with MEP_KEEP_HA=1)' % work)

@@ -162,7 +162,8 @@ def test_login_and_dashboard(server, browser):
     assert '.' in browser.find_element(By.ID, 'e_in').text      # kWh with 3 decimals
     assert len(browser.find_element(By.ID, 'e_in').text.split('.')[1]) == 3
     assert 'NES' in browser.find_element(By.ID, 'meter').text
-    time.sleep(3)   # a few ring points for the 1 h chart
+    r0 = server.app.poller.readings                  # a few ring points for the 1 h chart
+    wait(lambda: server.app.poller.readings >= r0 + 3, 30, 'three more readings')
     browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="p1h"]').click()
     js = ("var c=document.querySelector('#chart canvas'); if(!c) return 0;"
           "var d=c.getContext('2d').getImageData(0,0,c.width,c.height).data,n=0;"
@@ -170,8 +171,7 @@ def test_login_and_dashboard(server, browser):
     wait(lambda: browser.execute_script(js) > 500, 15, 'drawn chart')
     shot(browser, 'dashboard')
     browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="p24h"]').click()
-    time.sleep(1)
-    assert browser.execute_script(js) > 0
+    wait(lambda: browser.execute_script(js) > 0, 15, 'the 24 h chart')
 
 
 def test_old_config_address_leads_to_the_settings(server, browser):

@@ -113,9 +113,10 @@ def test_live_values_and_power_chart(running, browser):
     wait(lambda: browser.execute_script(js) > 500, 15, 'drawn power chart')
     assert 'W' in browser.find_element(By.ID, 'cnote').text
     browser.find_element(By.ID, 'phases').click()           # per phase, collected live
-    time.sleep(3)
-    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '.u-legend .u-label')]
-    assert labels[1:] == ['L1', 'L2', 'L3', 'Total'], labels
+
+    def labels():
+        return [e.text for e in browser.find_elements(By.CSS_SELECTOR, '.u-legend .u-label')]
+    wait(lambda: labels()[1:] == ['L1', 'L2', 'L3', 'Total'], 15, 'per-phase legend')
     shot(browser, 'dashboard-power')
     browser.find_element(By.ID, 'phases').click()
     browser.find_element(By.CSS_SELECTOR, '#tabs button[data-r="p24h"]').click()
