@@ -64,7 +64,8 @@ if [ -n "${FROZEN_MANIFEST:-}" ]; then
     extra+=(FROZEN_MANIFEST="$(cd "$(dirname "$FROZEN_MANIFEST")" && pwd)/$(basename "$FROZEN_MANIFEST")")
 fi
 
-make -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
+# mpy-cross is never frozen into: FROZEN_MANIFEST in its environment breaks its link
+env -u FROZEN_MANIFEST make -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 make -C "$SRC/ports/unix" -j"$JOBS" \
     BUILD="$BUILD" \
     CROSS_COMPILE="$CROSS" PYTHON="${PYTHON:-python3}" \
