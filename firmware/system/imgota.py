@@ -27,7 +27,6 @@ BLOCK = 4096
 # the chip id in an app image's header; 0xFFFF (no real chip) marks the virtual board's
 CHIP_IDS = {'esp32': 0x0000, 'esp32c3': 0x0005, 'host': 0xFFFF}
 PENDING = 'image_pending.json'   # written after set_boot: the image on its way or on trial
-STATUS = 'image_status.json'     # what became of the last image update
 _HEADER, _MANIFEST, _IMAGE, _DONE, _FAILED = 0, 1, 2, 3, 4
 
 
@@ -60,21 +59,16 @@ def label(p):
     return p.info()[4]
 
 
-def now():
-    try:
-        from compat import unix_time
-        return unix_time()
-    except ImportError:
-        return 0
-
-
 def running_version():
-    """The release frozen into the running image (release.py), if it carries one."""
-    try:
-        import release
-        return release.VERSION
-    except (ImportError, AttributeError):
-        return None
+    """The release frozen into the running image (release.py)."""
+    from system import version
+    return version.running()
+
+
+def _record(fs, result, pend, reason=None):
+    """The last update's record (system/update_status.py), which bundles write too."""
+    from system import update_status
+    update_status.record(fs, result, pend.get('version'), reason, pend.get('from_version'))
 
 
 class ImageReceiver:
@@ -250,7 +244,7 @@ class ImageReceiver:
             raise ImageError(self.error)
         self.fs.write(PENDING, json.dumps({
             'version': m.get('version'), 'slot': label(self.slot), 'from': label(self.run),
-            'from_version': running_version(), 'when': now()}).encode())
+            'from_version': running_version()}).encode())
         return {'version': m.get('version'), 'slot': label(self.slot),
                 'bytes': self.expected}
 
@@ -265,19 +259,41 @@ class ImageReceiver:
 
 
 def settle(fs, parts=None):
-    """Record a rollback: an image was made the boot slot, yet another slot runs and the
-    boot slot is no longer the new one (the bootloader went back)."""
+    """Record what became of an image made the boot slot: on trial once it runs; rolled back
+    when another slot runs and the boot slot is no longer the new one (the bootloader went
+    back)."""
     pend = read_json(fs, PENDING)
     if not pend:
         return
     P, run, _n = parts or partitions()
-    if pend.get('slot') == label(run) or label(P(P.BOOT)) == pend.get('slot'):
-        return                      # on trial, or staged and not started yet
-    fs.write(STATUS, json.dumps({
-        'result': 'rolled back', 'version': pend.get('version'), 'slot': pend.get('slot'),
-        'why': 'the new image did not confirm itself before a reset: the bootloader started '
-               '%s again' % label(run), 'when': now()}).encode())
+    if pend.get('slot') == label(run):
+        if not pend.get('started'):     # on trial: the update's record says so once
+            _record(fs, 'on trial', pend)
+            pend['started'] = 1
+            fs.write(PENDING, json.dumps(pend).encode())
+        return
+    if label(P(P.BOOT)) == pend.get('slot'):
+        return                      # staged, not started yet
+    why = pend.get('why') or 'it did not confirm itself before a reset'
+    _record(fs, 'rolled back', pend, '%s: the bootloader started %s again'
+            % (why, label(run)))
     fs.remove(PENDING)
+
+
+def reject(fs, why, parts=None):
+    """The image on trial did not prove itself in time (safemode.reject): remember why; the
+    reset that follows makes the bootloader start the previous image. False when no image
+    is on trial."""
+    try:
+        P, run, _n = parts or partitions()
+    except ImageError:
+        return False
+    pend = read_json(fs, PENDING)
+    if not pend or pend.get('slot') != label(run):
+        return False
+    pend['why'] = why
+    fs.write(PENDING, json.dumps(pend).encode())
+    return True
 
 
 def confirm(fs, parts=None):
@@ -294,8 +310,7 @@ def confirm(fs, parts=None):
         pass        # otadata blank (the image was just written by esptool): nothing pending
     pend = read_json(fs, PENDING)
     if pend and pend.get('slot') == label(run):
-        fs.write(STATUS, json.dumps({'result': 'updated', 'version': pend.get('version'),
-                                     'slot': label(run), 'when': now()}).encode())
+        _record(fs, 'updated', pend)
         fs.remove(PENDING)
         return 'confirmed'
     settle(fs, parts)
@@ -303,8 +318,9 @@ def confirm(fs, parts=None):
 
 
 def status(fs, version=None, parts=None):
-    """For /api/status: the running slot and its version, an image staged or on trial, and
-    the last image update's result (a rollback included); None without OTA partitions."""
+    """For /api/status: the running slot and its version, an image staged or on trial (the
+    last update's result, a rollback included, is /api/status's `update`); None without OTA
+    partitions."""
     try:
         parts = parts or partitions()
     except ImageError:
@@ -313,9 +329,8 @@ def status(fs, version=None, parts=None):
     settle(fs, parts)
     pend = read_json(fs, PENDING)
     boot = label(P(P.BOOT))
-    d = {'slot': label(run), 'version': running_version() or version,
-         'slot_kb': run.info()[3] // 1024, 'next': label(nxt), 'staged': None, 'trial': None,
-         'last': read_json(fs, STATUS)}
+    d = {'slot': label(run), 'version': version or running_version(),
+         'slot_kb': run.info()[3] // 1024, 'next': label(nxt), 'staged': None, 'trial': None}
     if pend and pend.get('slot') == label(run):
         d['trial'] = pend.get('version')
     elif boot != label(run):

@@ -67,10 +67,11 @@ def stable(fs):
 
 
 def reject(fs, why):
-    """The update on trial did not prove itself in time: roll it back at the next boot.
-    Returns False when no update is on trial."""
+    """The update on trial did not prove itself in time: roll it back at the next boot (a
+    bundle by boot.py, an image by the bootloader). Returns False when none is on trial."""
     if not fs.exists(ota.TRIAL):
-        return False
+        from system import imgota
+        return imgota.reject(fs, why)
     ota.request_rollback(fs, why)
     return True
 

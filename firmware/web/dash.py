@@ -33,19 +33,19 @@ def status_dict(ctx):
     d['link'].pop('queue', None)
     m = getattr(ctx, 'mqtt', None)
     d['mqtt'] = m.stats() if m is not None else None
-    # the last update (a bundle or an image): {'version', 'result', 'rolled_back', 'reason',
-    # 'when', 'previous'} or None
     from system import update_status
     from storage.fs import Fs
+    try:            # the image slots (None on a board without OTA partitions); first, as it
+        from system import imgota       # records an image's trial or rollback
+        d['image'] = imgota.status(Fs(ctx.data_dir or '/'), d['version'])
+    except Exception as e:
+        d['image'] = {'error': repr(e)}
+    # the last update (a bundle or an image): {'version', 'result', 'rolled_back', 'reason',
+    # 'when', 'previous'} or None
     try:
         d['update'] = update_status.status(Fs(ctx.data_dir or '/'))
     except Exception:
         d['update'] = None
-    try:            # the image slots (None on a board without OTA partitions)
-        from system import imgota
-        d['image'] = imgota.status(Fs(ctx.data_dir or '/'), d['version'])
-    except Exception as e:
-        d['image'] = {'error': repr(e)}
     return d
 
 

@@ -25,7 +25,7 @@ if EMU not in sys.path:
 import esp32_flash as ef  # noqa: E402
 from esp32_flash import Flash, Partition  # noqa: E402
 from storage.fs import Fs  # noqa: E402
-from system import imgota  # noqa: E402
+from system import imgota, update_status  # noqa: E402
 from tools import imagefile  # noqa: E402
 
 CSV = os.path.join(ROOT, 'tools', 'image', 'partitions-mep-4MiB-ota.csv')
@@ -71,9 +71,11 @@ def write_slot(fl, label, img):
 
 
 @pytest.fixture
-def board(tmp_path):
+def board(tmp_path, monkeypatch):
     """A board as tools/flash.py leaves it: the OTA table, v1 in ota_0, otadata blank."""
     Flash.budget = None
+    # the release frozen into the running image (on a board: its release.py)
+    monkeypatch.setattr(imgota, 'running_version', lambda: running_version(Partition.flash))
     fl = ef.new_flash(str(tmp_path / 'flash.bin'), table())
     write_slot(fl, 'ota_0', image('1.0.0'))
     assert boot(fl)['name'] == 'ota_0'
@@ -130,7 +132,9 @@ def test_image_update_upload_reboot_confirm(board):
     assert boot(fl)['name'] == 'ota_1' and running_version(fl) == '1.1.0'
     assert ef.state_of(fl, 'ota_1') == 'pending verify'
     st = imgota.status(fs, '1.1.0', parts())
-    assert st['trial'] == '1.1.0' and st['last'] is None
+    assert st['trial'] == '1.1.0'
+    u = update_status.status(fs)
+    assert u['result'] == 'on trial' and u['version'] == '1.1.0' and u['previous'] == '1.0.0'
     # a second upload is refused while it is on trial
     with pytest.raises(imgota.ImageError) as e:
         upload(fs, imagefile.pack(image('1.2.0'), KEY, '1.2.0'))
@@ -138,8 +142,9 @@ def test_image_update_upload_reboot_confirm(board):
     assert imgota.confirm(fs, parts()) == 'confirmed'
     assert ef.state_of(fl, 'ota_1') == 'valid'
     st = imgota.status(fs, '1.1.0', parts())
-    assert st['trial'] is None and st['last']['result'] == 'updated'
-    assert st['last']['version'] == '1.1.0'
+    assert st['trial'] is None
+    u = update_status.status(fs)
+    assert u['result'] == 'updated' and u['version'] == '1.1.0' and not u['rolled_back']
     # kept: further resets start it again
     assert boot(fl)['name'] == 'ota_1' and boot(fl)['name'] == 'ota_1'
     # and the next update goes to the other slot, the old image's
@@ -156,13 +161,35 @@ def test_unconfirmed_image_is_rolled_back_at_the_next_reset(board):
     assert boot(fl, msgs.append)['name'] == 'ota_0'
     assert any('never confirmed' in m for m in msgs), msgs
     assert running_version(fl) == '1.0.0'
-    st = imgota.status(fs, '1.0.0', parts())
-    assert st['last']['result'] == 'rolled back' and st['last']['version'] == '2.0.0'
-    assert 'ota_0 again' in st['last']['why']
+    imgota.status(fs, '1.0.0', parts())
+    u = update_status.status(fs)
+    assert u['rolled_back'] and u['version'] == '2.0.0' and u['previous'] == '1.0.0'
+    assert u['reason'] == ('it did not confirm itself before a reset: the bootloader started '
+                           'ota_0 again')
     assert not fs.exists(imgota.PENDING)
     assert boot(fl)['name'] == 'ota_0'                      # and stays there
     imgota.confirm(fs, parts())
-    assert imgota.status(fs, '1.0.0', parts())['last']['result'] == 'rolled back'
+    assert update_status.status(fs)['rolled_back']
+
+
+def test_image_that_does_not_prove_itself_in_time_is_rejected(board):
+    fl, fs = board
+    from system import safemode
+    upload(fs, imagefile.pack(image('2.1.0'), KEY, '2.1.0'))
+    assert boot(fl)['name'] == 'ota_1'
+    # the supervisor's verdict after PROVE_WITHIN_MS (here through the emulated esp32 module)
+    sys.modules['esp32'] = type(sys)('esp32')
+    sys.modules['esp32'].Partition = Partition
+    try:
+        assert safemode.reject(fs, 'it did not prove itself within 10 min (no reading)')
+    finally:
+        del sys.modules['esp32']
+    assert boot(fl)['name'] == 'ota_0'          # the watchdog's reset: the bootloader goes back
+    imgota.status(fs, '1.0.0', parts())
+    u = update_status.status(fs)
+    assert u['rolled_back'] and u['reason'].startswith('it did not prove itself within 10 min')
+    # nothing on trial now: reject says so
+    assert imgota.reject(fs, 'x', parts()) is False
 
 
 def bad_files():

@@ -118,8 +118,12 @@ class Board:
         return imagefile.pack(self.images[version], key or self.key, version)
 
     def reset(self):
-        """Power off and on (the interpreter killed, the bootloader runs)."""
+        """RESET pressed (the interpreter killed, the bootloader runs)."""
         self.vb.hard_reset()
+
+    def cut(self):
+        """The power fails at this moment and comes back."""
+        self.vb.power_cut()
 
 
 def test_image_update_end_to_end(setup, sim):
@@ -131,7 +135,7 @@ def test_image_update_end_to_end(setup, sim):
         d = b.status(o)
         im = d['image']
         assert im['slot'] == 'ota_0' and im['version'] == '1.0.0' and im['slot_kb'] == 1920
-        assert im['staged'] is None and im['trial'] is None and im['last'] is None
+        assert im['staged'] is None and im['trial'] is None and d['update'] is None
 
         # refused: another key, another chip; nothing staged
         st, r = b.upload(o, b.file('2.0.0', key=bytes(32)), d['csrf'])
@@ -149,16 +153,19 @@ def test_image_update_end_to_end(setup, sim):
         b.reset()
         assert b.vb.booted == ('ota_1', '2.0.0')
         o = b.up()
-        im = b.status(o)['image']
+        d = b.status(o)
+        im = d['image']
         assert im['slot'] == 'ota_1' and im['version'] == '2.0.0' and im['trial'] == '2.0.0'
+        assert d['version'] == '2.0.0'
+        assert d['update']['result'] == 'on trial' and d['update']['previous'] == '1.0.0'
         assert ef.state_of(b.flash, 'ota_1') == 'pending verify'
         # kept once it has run a minute with the web UI and the link up (supervisor)
         wait_for(lambda: READING.search(b.console.text()), 60, 'a reading')
-        wait_for(lambda: (b.status(o)['image']['last'] or {}).get('result') == 'updated', 100,
+        wait_for(lambda: (b.status(o)['update'] or {}).get('result') == 'updated', 100,
                  'the image confirmed')
         assert ef.state_of(b.flash, 'ota_1') == 'valid'
-        im = b.status(o)['image']
-        assert im['trial'] is None and im['last']['version'] == '2.0.0'
+        d = b.status(o)
+        assert d['image']['trial'] is None and d['update']['version'] == '2.0.0'
 
         # a release that crashes at start: the reset that follows goes back to 2.0.0
         d = b.status(o)
@@ -172,10 +179,12 @@ def test_image_update_end_to_end(setup, sim):
         wait_for(lambda: b.vb.resets['hard'] >= n + 2, 60, 'the reset after the crash')
         assert b.vb.booted == ('ota_1', '2.0.0')
         o = b.up()
-        im = b.status(o)['image']
+        d = b.status(o)
+        im = d['image']
         assert im['slot'] == 'ota_1' and im['version'] == '2.0.0'
-        assert im['last']['result'] == 'rolled back' and im['last']['version'] == '3.0.0'
-        assert 'did not confirm itself' in im['last']['why']
+        u = d['update']
+        assert u['rolled_back'] and u['version'] == '3.0.0' and u['previous'] == '2.0.0'
+        assert 'did not confirm itself' in u['reason'] and 'started ota_1 again' in u['reason']
         st, body = web(b.vb, '/status', opener=o)
         assert st == 200
     finally:
@@ -200,7 +209,7 @@ def upload_cut(b, o, data, csrf, cut_at):
             sent += n
         time.sleep(0.3)             # let the board take in what was sent
     finally:
-        b.reset()
+        b.cut()
         conn.close()
     return sent
 
@@ -257,13 +266,13 @@ def test_power_cut_during_upload_and_before_confirmation(setup, sim):
             assert b.vb.booted[1] == '2.0.0'
             t = rnd.random() * 45
             time.sleep(t)
-            b.reset()
+            b.cut()
             b.up()
             o = login_keep(b)
             tally.append(('%.0f s after the new image started' % t, b.vb.booted[1]))
             assert b.vb.booted == old
-            im = b.status(o)['image']
-            assert im['last']['result'] == 'rolled back' and im['last']['version'] == '2.0.0'
+            u = b.status(o)['update']
+            assert u['rolled_back'] and u['version'] == '2.0.0', u
             if i + 1 < n:
                 wait_for(lambda: not os.path.exists(os.path.join(b.fs, 'crashes')), 100,
                          'the crash counter cleared')

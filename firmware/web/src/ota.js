@@ -20,10 +20,8 @@
     if (im && !im.error) {
       $('image').hidden = false;
       set('image', 'Running image: slot ' + im.slot + ', version ' + (im.version || '?') +
-        (im.trial ? ' (on trial: kept once it has run a minute)' : '') +
-        (im.staged ? '. The next restart starts version ' + (im.staged.version || '?') + ' from slot ' + im.staged.slot : '') +
-        (im.last ? '. Last image update: ' + (im.last.result === 'updated' ? 'updated to ' + im.last.version :
-          'version ' + (im.last.version || '?') + ' was rolled back (' + im.last.why + ')') : '') + '.');
+        (im.trial ? ' (on trial: kept once it has proven itself)' : '') +
+        (im.staged ? '. The next restart starts version ' + (im.staged.version || '?') + ' from slot ' + im.staged.slot : '') + '.');
     }
     if (d.update) {
       $('last').hidden = false;

@@ -29,12 +29,9 @@
   function imageRows(im) {
     if (!im) return [];
     if (im.error) return [['Image slots', 'unknown: ' + im.error]];
-    var l = im.last;
     return [['Running image', 'slot ' + im.slot + ' (' + kb(im.slot_kb * 1024) + '), version ' + (im.version || '?') +
-        (im.trial ? ', on trial: kept once it has run a minute' : '')],
-      im.staged ? ['Next restart', 'starts version ' + (im.staged.version || '?') + ' from slot ' + im.staged.slot] : null,
-      ['Last image update', !l ? 'none' : l.result === 'updated' ? 'updated to ' + l.version + ' (slot ' + l.slot + ')' :
-        'version ' + (l.version || '?') + ' was rolled back: ' + l.why]];
+        (im.trial ? ', on trial: kept once it has proven itself' : '')],
+      im.staged ? ['Next restart', 'starts version ' + (im.staged.version || '?') + ' from slot ' + im.staged.slot] : null];
   }
 
   function render(d) {
