@@ -3,9 +3,10 @@
 # esp32.Partition on the board, a bootloader with rollback at every hard reset; an image is
 # the frozen app plus release.py with its version). The real app on real MicroPython takes a
 # signed image file on its update page, the bootloader starts it, the app confirms it once it
-# has run a minute with the web UI and the link up; a release that crashes at start is
-# rolled back by the bootloader at the reset that follows; a power cut during the upload or
-# before the confirmation always brings the board back on the old or the new image.
+# proven itself (run a while, served its web UI, read the meter); a release that crashes at
+# start is rolled back by the bootloader at the reset that follows, one whose web UI never
+# answers once its time to prove itself is over (the watchdog's reset); a power cut during
+# the upload or before the confirmation always brings the board back on the old image.
 # MEP_VBOARD_POWERCUT_TRIALS=N runs N power-cut trials of each kind (default 1).
 import json
 import os
@@ -34,6 +35,8 @@ import vboard  # noqa: E402
 from tools import imagefile  # noqa: E402
 
 CSV = os.path.join(ROOT, 'tools', 'image', 'partitions-mep-4MiB-ota.csv')
+NO_WEB_UI = {'web/server.mpy': None,  # starts, reads the meter, feeds the watchdog; no web UI
+             'web/server.py': b"raise ImportError('no web UI here')\n"}
 BROKEN = {'hw_host.mpy': None,       # the release fails inside app.run(): device_main resets
           'hw_host.py': b"raise RuntimeError('broken release')\n"}
 
@@ -57,11 +60,16 @@ def setup(tmp_path_factory):
     key = bytes.fromhex(cfg['ota_key'])
     images = {v: vimage.make_image(app_dir, v) for v in ('1.0.0', '2.0.0')}
     images['3.0.0'] = vimage.make_image(app_dir, '3.0.0', BROKEN)
+    images['4.0.0'] = vimage.make_image(app_dir, '4.0.0', NO_WEB_UI)
     return {'tmp': tmp, 'fs': str(fs), 'key': key, 'images': images}
 
 
+GOOD_AFTER_MS = 5000    # the supervisor's "ran long enough" (60 s on a board)
+WDT_SCALE = 0.25        # the virtual watchdog's 30 s run as 7.5 s
+
+
 class Board:
-    def __init__(self, setup, sim, name):
+    def __init__(self, setup, sim, name, env=None):
         tmp = setup['tmp'] / name
         tmp.mkdir()
         self.fs = str(tmp / 'fs')
@@ -73,9 +81,11 @@ class Board:
         self.http = free_port()
         self.console = Console(str(tmp / 'console.log'))
         self.vb = vboard.VBoard(self.fs, console=self.console.f, log=lambda m: None,
-                                ota_flash=self.flash_path,
-                                env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(self.http),
-                                     'MEP_CONSOLE': '1'})
+                                ota_flash=self.flash_path, wdt_scale=WDT_SCALE,
+                                env=dict({'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(self.http),
+                                          'MEP_CONSOLE': '1',
+                                          'MEP_GOOD_AFTER_MS': str(GOOD_AFTER_MS)},
+                                         **(env or {})))
         self.vb.http = self.http
         self.key = setup['key']
         self.images = setup['images']
@@ -159,7 +169,8 @@ def test_image_update_end_to_end(setup, sim):
         assert d['version'] == '2.0.0'
         assert d['update']['result'] == 'on trial' and d['update']['previous'] == '1.0.0'
         assert ef.state_of(b.flash, 'ota_1') == 'pending verify'
-        # kept once it has run a minute with the web UI and the link up (supervisor)
+        # kept once it has run a while (here 5 s, a minute on a board) and served its web UI
+        # and read the meter (the supervisor's proven-good hook), not before
         wait_for(lambda: READING.search(b.console.text()), 60, 'a reading')
         wait_for(lambda: (b.status(o)['update'] or {}).get('result') == 'updated', 100,
                  'the image confirmed')
@@ -187,6 +198,35 @@ def test_image_update_end_to_end(setup, sim):
         assert 'did not confirm itself' in u['reason'] and 'started ota_1 again' in u['reason']
         st, body = web(b.vb, '/status', opener=o)
         assert st == 200
+    finally:
+        b.stop()
+
+
+def test_an_image_whose_web_ui_never_answers_is_never_confirmed(setup, sim):
+    """It starts, reads the meter and feeds the watchdog, but serves no web UI: it is never
+    marked valid; once its time to prove itself is over (here 12 s, 10 min on a board) the
+    supervisor stops feeding the watchdog, and the bootloader starts the previous image."""
+    b = Board(setup, sim, 'noweb', env={'MEP_PROVE_WITHIN_MS': '12000'})
+    b.start()
+    try:
+        o = b.up()
+        d = b.status(o)
+        st, r = b.upload(o, b.file('4.0.0'), d['csrf'])
+        assert st == 200 and r['slot'] == 'ota_1', r
+        n = b.console.size()
+        b.reset()
+        assert b.vb.booted == ('ota_1', '4.0.0')
+        wait_for(lambda: 'web UI unavailable' in b.console.text(n), 60, 'the new image')
+        wait_for(lambda: READING.search(b.console.text(n)), 60, 'a reading')
+        assert ef.state_of(b.flash, 'ota_1') == 'pending verify'      # never confirmed
+        wait_for(lambda: b.vb.booted == ('ota_0', '1.0.0'), 120, 'the rollback')
+        assert b.vb.watchdog_resets == 1
+        assert 'supervisor: it did not prove itself within 12 s' in b.console.text(n)
+        o = b.up()
+        u = b.status(o)['update']
+        assert u['rolled_back'] and u['version'] == '4.0.0' and u['previous'] == '1.0.0', u
+        assert u['reason'] == ('it did not prove itself within 12 s (the web UI has not '
+                               'answered): the bootloader started ota_0 again'), u
     finally:
         b.stop()
 
@@ -234,7 +274,7 @@ def login_keep(b):
 def test_power_cut_during_upload_and_before_confirmation(setup, sim):
     n = int(os.environ.get('MEP_VBOARD_POWERCUT_TRIALS', '1'))
     rnd = random.Random(int(os.environ.get('MEP_POWERCUT_SEED', '27')))
-    b = Board(setup, sim, 'cuts')
+    b = Board(setup, sim, 'cuts', env={'MEP_GOOD_AFTER_MS': '20000'})
     b.start()
     tally = []
     try:
@@ -258,13 +298,13 @@ def test_power_cut_during_upload_and_before_confirmation(setup, sim):
             wait_for(lambda: not os.path.exists(os.path.join(b.fs, 'crashes')), 100,
                      'the crash counter cleared')
             # before the confirmation: a complete upload, restart, cut at a random moment
-            # in the new image's first minute (the app confirms after 60 s)
+            # before the app may confirm it (here after 20 s, on a board after a minute)
             d = b.status(o)
             st, r = b.upload(o, data, d['csrf'])
             assert st == 200, r
             b.reset()
             assert b.vb.booted[1] == '2.0.0'
-            t = rnd.random() * 45
+            t = rnd.random() * 15
             time.sleep(t)
             b.cut()
             b.up()
