@@ -260,7 +260,8 @@ def core_loop(micropython, tree, work, readings, pace_ms=0, extra_us=0):
     (tests of the benchmark)."""
     data = tempfile.mkdtemp(prefix='core-', dir=work)
     env = dict(os.environ, MICROPYPATH=':'.join(
-        ['.frozen', tree, os.path.join(ROOT, 'tools'), os.path.join(ROOT, 'tools', 'host')]))
+        ['.frozen', tree, os.path.join(ROOT, 'tools'), os.path.join(ROOT, 'tools', 'host')] +
+        bh.lib_dirs()))      # umqtt.simple: the publisher's packets come from net/mqtt_wire.py
     r = subprocess.run([micropython, '-X', 'heapsize=1m',
                         os.path.join(ROOT, 'tools', 'host', 'core_loop.py'), data,
                         str(readings), str(pace_ms), str(extra_us)], capture_output=True,

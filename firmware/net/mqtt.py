@@ -1,13 +1,12 @@
-# MQTT publisher. One asyncio task (run()) owns an umqtt.simple MQTTClient; everything
-# else only appends to a bounded queue (QMAX, the oldest item is dropped and counted), so
-# publish_reading() is O(1) and never blocks. Topic layout and payloads: see ha.py.
+# MQTT publisher. One asyncio task (run()) owns the client (net/mqtt_wire.py: umqtt.simple
+# with a connect that never blocks); everything else only appends to a bounded queue (QMAX,
+# the oldest item is dropped and counted), so publish_reading() is O(1) and never blocks.
+# Topic layout and payloads: see ha.py.
 #
-# Blocking is bounded: DNS is resolved once and cached; the TCP connect and the wait for
-# CONNACK are asynchronous (a broker that accepts but never answers costs the loop nothing;
-# only a TLS handshake blocks, for at most its time-out); the client's socket is wrapped so
-# that umqtt.simple's setblocking(True) (after check_msg) becomes a short time-out; a step
-# sends one discovery message, or a queued item's messages for at most 20 ms (each write
-# bounded by the time-out), and the task yields between steps.
+# Blocking is bounded: DNS is resolved once and cached; the TCP connect, the TLS handshake
+# (verified unless mqtt_tls_insecure) and the wait for CONNACK are asynchronous; the
+# client's reads and writes have a short time-out; a step sends one discovery message, or a
+# queued item's messages for at most 20 ms, and the task yields between steps.
 # Keep-alive (MQTT 3.1.1, 3.1.2.10): a PINGREQ goes out every KEEPALIVE/2 s whatever else
 # is sent, so the broker answers at least that often; nothing received for KEEPALIVE s
 # means the connection is dead. Failed or short-lived connections back off (1 s .. 60 s).
@@ -16,9 +15,9 @@ import json
 import socket
 from binascii import hexlify
 
-from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload, MICROPYTHON
+from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, const, unload
 from net import ha
-from net.tcp import open_tcp, again, tls_context
+from net.tcp import tls_context, TLSError
 
 QMAX = const(8)                # a queued reading is ~1 KB of heap on the ESP32
 KEEPALIVE = const(60)          # s
@@ -26,152 +25,22 @@ BACKOFF_MIN = const(1000)      # ms
 BACKOFF_MAX = const(60000)     # ms
 STABLE_MS = const(60000)       # a connection that lasted this long resets the back-off
 DIAG_MS = const(60000)         # diagnostics (B/diag) period
-_CONNACK = {1: 'unacceptable protocol', 2: 'client id rejected', 3: 'server unavailable',
-            4: 'bad user name or password', 5: 'not authorized'}
 
 
 from system.config import opt as _opt
 
 
-class MQTTRefused(Exception):
-    pass
-
-
 def _err(e):
-    if type(e).__name__ in ('MQTTException', 'MQTTRefused') and e.args \
-            and e.args[0] in _CONNACK:
-        return 'broker refused: ' + _CONNACK[e.args[0]]
-    return '%s: %s' % (type(e).__name__, e)
+    if isinstance(e, TLSError):
+        return str(e)
+    from net.mqtt_wire import refused_words
+    return refused_words(e) or '%s: %s' % (type(e).__name__, e)
 
 
-def _str(x):
-    if isinstance(x, str):
-        x = x.encode()
-    return bytes((len(x) >> 8, len(x) & 0xFF)) + x
-
-
-def connect_packet(client_id, keepalive, will_topic, will_msg, user=None, password=None):
-    """MQTT 3.1.1 CONNECT (clean session, will QoS 0 retained unless will_topic is None)."""
-    flags = 0x02
-    body = _str('MQTT') + bytes((4, 0, keepalive >> 8, keepalive & 0xFF))
-    payload = _str(client_id)
-    if will_topic:
-        flags |= 0x04 | 0x20
-        payload += _str(will_topic) + _str(will_msg)
-    if user:
-        flags |= 0xC0
-        payload += _str(user) + _str(password or '')
-    body = body[:7] + bytes((flags,)) + body[8:] + payload
-    return bytes(_head(0x10, len(body))) + body
-
-
-def publish_packet(topic, payload, retain=False):
-    """A QoS 0 PUBLISH (MQTT 3.1.1, 3.3) of str or bytes topic and payload, in one piece."""
-    t = _str(topic)
-    m = payload.encode() if isinstance(payload, str) else payload
-    return b''.join((_head(0x31 if retain else 0x30, len(t) + len(m)), t, m))
-
-
-def _head(kind, n):
-    """A packet's fixed header: its type and flags, then the remaining length n (MQTT
-    3.1.1, 2.2.3: 7 bits a byte, least significant first)."""
-    head = bytearray((kind,))
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        head.append(b | 0x80 if n else b)
-        if not n:
-            return head
-
-
-class _Bounded:
-    """Wraps the client's socket: setblocking(True) becomes a time-out, reads are timed.
-    Gives a CPython socket MicroPython's stream API (read(n) -> None when nothing is there)."""
-
-    def __init__(self, s, timeout):
-        self.s = s
-        self.t = timeout
-        self.rx = ticks_ms()
-        self.settimeout(timeout)
-
-    def settimeout(self, t):
-        try:
-            self.s.settimeout(t)
-        except AttributeError:   # TLS socket without settimeout: best effort
-            self.s.setblocking(True)
-
-    def setblocking(self, flag):
-        if flag:
-            self.settimeout(self.t)
-        else:
-            self.s.setblocking(False)
-
-    def read(self, n):
-        if MICROPYTHON:
-            d = self.s.read(n)
-        else:
-            d = b''
-            while len(d) < n:
-                try:
-                    c = self.s.recv(n - len(d))
-                except OSError as e:
-                    if again(e) or type(e).__name__ == 'SSLWantReadError':
-                        if d:
-                            continue
-                        return None
-                    if isinstance(e, TimeoutError) or type(e).__name__ == 'timeout':
-                        raise OSError(110, 'ETIMEDOUT')
-                    raise
-                if not c:
-                    break
-                d += c
-        if d:
-            self.rx = ticks_ms()
-        return d
-
-    def write(self, buf, n=None):
-        if n is not None:
-            buf = buf[:n]
-        if MICROPYTHON:
-            return self.s.write(buf)
-        try:
-            self.s.sendall(bytes(buf))
-        except OSError as e:
-            if isinstance(e, TimeoutError) or type(e).__name__ == 'timeout':
-                raise OSError(110, 'ETIMEDOUT')
-            raise
-        return len(buf)
-
-    def close(self):
-        self.s.close()
-
-
-async def connack(b, packet, timeout_ms):
-    """Send CONNECT `packet` on the _Bounded socket b and wait for the CONNACK without
-    blocking the loop. Raises MQTTRefused(code) when the broker says no, OSError otherwise."""
-    b.write(packet)
-    b.setblocking(False)
-    ack = b''
-    t0 = ticks_ms()
-    while len(ack) < 4:
-        d = b.read(4 - len(ack))
-        if d == b'':
-            raise OSError(104, 'connection closed by the broker')
-        if d:
-            ack += d
-            continue
-        if ticks_diff(ticks_ms(), t0) > timeout_ms:
-            raise OSError(110, 'no CONNACK from the broker')
-        await sleep_ms(20)
-    if ack[0] != 0x20 or ack[1] != 2:
-        raise OSError(71, 'not an MQTT broker (bad CONNACK)')
-    if ack[3]:
-        raise MQTTRefused(ack[3])
-
-
-def _umqtt(*args, **kw):
-    from umqtt.simple import MQTTClient
-    return MQTTClient(*args, **kw)
+def _client(*args):
+    # umqtt.simple (and so the wire layer) is imported for the first connection only
+    from net.mqtt_wire import Client
+    return Client(*args)
 
 
 def link_words(status):
@@ -188,14 +57,13 @@ class Mqtt:
         'url': web UI address} (any may be missing); periods: a periods.Periods or None."""
         self.cfg = cfg
         self.info_fn = device_info_fn
-        self.factory = client_factory or _umqtt
+        self.factory = client_factory or _client
         self.log = log
         self.on_command = on_command
         self.sys_fn = sys_fn
         self.periods = periods
         self.io_timeout = 0.25     # s, every send/receive
-        self.connect_timeout = 5   # s, TCP connect and CONNACK (async)
-        self.tls_timeout = 2       # s, the TLS handshake (it blocks the loop, at most this)
+        self.connect_timeout = 5   # s, TCP connect, TLS handshake, CONNACK (each; async)
         self.idle_ms = 1000        # incoming messages are polled at least this often
         self.keepalive = KEEPALIVE # s
         self.q = []
@@ -283,7 +151,9 @@ class Mqtt:
         return {'enabled': self.enabled(), 'connected': self.c is not None,
                 'drops': self.drops, 'published': self.published,
                 'reconnects': max(0, self.connects - 1), 'queued': len(self.q),
-                'last_error': self.last_error}
+                'last_error': self.last_error,
+                'tls': None if not _opt(self.cfg, 'mqtt_tls', False) else
+                'not verified' if _opt(self.cfg, 'mqtt_tls_insecure') else 'verified'}
 
     def stop(self):
         self.running = False
@@ -377,48 +247,49 @@ class Mqtt:
         self.log('mqtt: %s %s:%d failed: %s' % (what, self.cfg['mqtt_host'], self._port(),
                                                  self.last_error))
 
+    def tls(self):
+        """None without TLS, else the context: verified unless mqtt_tls_insecure."""
+        cfg = self.cfg
+        if not _opt(cfg, 'mqtt_tls', False):
+            return None
+        return tls_context(_opt(cfg, 'mqtt_ca') or None, bool(_opt(cfg, 'mqtt_tls_insecure')))
+
     async def _connect(self):
-        """TCP connect and MQTT CONNECT/CONNACK without blocking the loop, then hand the
-        socket to the umqtt client. True when connected."""
+        """TCP connect, TLS and MQTT CONNECT/CONNACK without blocking the loop, then the
+        status, the subscriptions. True when connected."""
         cfg = self.cfg
         host = cfg['mqtt_host']
         port = self._port()
         base = self.base()
-        s = None
         try:
             if self._addr is None or self._addr[0] != host:
                 # CPython and the ESP32 give an (ip, port) tuple; the unix port raw bytes
                 ai = socket.getaddrinfo(host, port)[0][-1]
                 self._addr = (host, ai[0] if isinstance(ai, tuple) else host)
-            s = await open_tcp(self._addr[1], port, self.connect_timeout * 1000)
         except Exception as e:
-            self._failed('TCP connect to', e)
+            self._failed('DNS look-up of', e)
             return False
         c = None
         try:
-            if _opt(cfg, 'mqtt_tls', False):
-                s = _tls(s, host, self.tls_timeout)
-            b = _Bounded(s, self.io_timeout)
-            user = _opt(cfg, 'mqtt_user') or None
-            await connack(b, connect_packet(base.replace('/', '-'), self.keepalive,
-                                            base + '/status', 'offline', user,
-                                            _opt(cfg, 'mqtt_password', '')),
-                          self.connect_timeout * 1000)
-            b.settimeout(self.io_timeout)
-            c = self.factory(base.replace('/', '-'), self._addr[1], port=port, user=user,
-                             password=None, keepalive=self.keepalive)
-            c.sock = b
+            c = self.factory(base.replace('/', '-'), host, port, _opt(cfg, 'mqtt_user') or None,
+                             _opt(cfg, 'mqtt_password', ''), self.keepalive)
+            c.io_timeout = self.io_timeout
+            c.set_last_will(base + '/status', 'offline', retain=True)
             c.set_callback(self._on_msg)
+            await c.aconnect(self._addr[1], self.tls(), self.connect_timeout * 1000)
+        except Exception as e:
+            self._failed('connect to', e)
+            return False
+        try:
             c.publish(base + '/status', 'online', retain=True)
             if _opt(cfg, 'ha_discovery', True):
                 c.subscribe(ha.status_topic(cfg))
             if _opt(cfg, 'mqtt_commands', False):
                 c.subscribe(base + '/cmd')
-            b.settimeout(self.io_timeout)
         except Exception as e:
-            self._failed('connect to', e)
+            self._failed('subscribe at', e)
             try:
-                s.close()
+                c.abort()
             except Exception:
                 pass
             return False
@@ -430,8 +301,14 @@ class Mqtt:
         self._diag_at = None
         self._announce = True
         self._ping = self._poll = self._up = ticks_ms()
-        self.log('mqtt: connected to %s:%d as %s' % (host, port, base))
+        self.log('mqtt: connected to %s:%d as %s%s' % (host, port, base, self._tls_words()))
         return True
+
+    def _tls_words(self):
+        if not _opt(self.cfg, 'mqtt_tls', False):
+            return ''
+        return ' (TLS, certificate NOT verified)' if _opt(self.cfg, 'mqtt_tls_insecure') \
+            else ' (TLS, verified)'
 
     def _close(self, graceful=False):
         c = self.c
@@ -445,7 +322,7 @@ class Mqtt:
                 c.publish(self.base() + '/status', 'offline', retain=True)
                 c.disconnect()
             else:
-                c.sock.close()
+                c.abort()
         except Exception:
             pass
 
@@ -457,10 +334,9 @@ class Mqtt:
         self._close()
 
     def _send(self, topic, payload, retain=False):
-        # a QoS 0 PUBLISH only writes: built here in one piece, one write (umqtt's publish
-        # writes four pieces, a system call and a TCP segment each, and never reads for it).
-        # Built whole before the write: out of memory here leaves the connection as it was.
-        self.c.sock.write(publish_packet(topic, payload, retain))
+        # a QoS 0 PUBLISH only writes, in one piece (mqtt_wire.Client.publish): out of
+        # memory while it is built leaves the connection as it was
+        self.c.publish(topic, payload, retain)
         self.published += 1
 
     def _oom(self):
@@ -478,7 +354,6 @@ class Mqtt:
             self._poll = now
             for _ in range(4):
                 op = c.check_msg()
-                c.sock.settimeout(self.io_timeout)
                 if op is None or self.c is None:
                     break
             if self.c is None:
@@ -486,9 +361,8 @@ class Mqtt:
         ka = self.keepalive * 1000
         if ticks_diff(now, self._ping) >= ka // 2:
             c.ping()
-            c.sock.settimeout(self.io_timeout)
             self._ping = now
-        if ticks_diff(now, c.sock.rx) > ka:
+        if ticks_diff(now, c.heard()) > ka:
             raise OSError('broker silent for %d s' % self.keepalive)
         if self._announce:
             info = self.info_fn()
@@ -593,9 +467,3 @@ class Mqtt:
         self._put(('m', '/cmd/result', json.dumps(res), False))
 
 
-def _tls(s, host, timeout):
-    """TLS over the connected socket s (no certificate check, as umqtt.simple does). The
-    handshake blocks, bounded by timeout (s)."""
-    s.setblocking(True)
-    s.settimeout(timeout)
-    return tls_context().wrap_socket(s, server_hostname=host)

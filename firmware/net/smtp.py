@@ -3,14 +3,15 @@
 # handshake, each reply) has its own time-out, so sending never stalls the event loop;
 # only the DNS look-up (once per mail) blocks. Runs unchanged on MicroPython (socket +
 # ssl from micropython-lib) and CPython (socket + ssl).
-# TLS does not verify the server certificate (the module has no CA store): it protects
-# against passive eavesdropping only. Errors never contain the password.
+# TLS verifies the server: its certificate must name smtp_host and chain to a built-in
+# root (net/roots.py) or to the CA in smtp_ca; otherwise nothing is sent (the error says
+# why). Errors never contain the password.
 import socket
 import time
 from binascii import b2a_base64
 
 from compat import asyncio, ticks_ms, ticks_diff, sleep_ms, unix_time, epoch_offset
-from net.tcp import open_tcp, again as _again, tls_context
+from net.tcp import open_tcp, again as _again, tls_context, tls_wrap, handshake, tls_error
 from system.config import opt as _opt, mail_configured as configured
 
 STEP_MS = 10000
@@ -62,6 +63,7 @@ class _Conn:
         self.host = host
         self.step = step_ms
         self.buf = b''
+        self.tls_on = False
 
     async def _io(self, fn, what):
         t0 = ticks_ms()
@@ -120,11 +122,11 @@ class _Conn:
         await self.send((line + '\r\n').encode())
         return await self.reply(expect, what or line.split(' ')[0])
 
-    async def tls(self):
-        self.s = tls_context().wrap_socket(self.s, server_hostname=self.host,
-                                           do_handshake_on_connect=False)
-        if hasattr(self.s, 'do_handshake'):   # CPython; MicroPython shakes hands on first I/O
-            await self._io(lambda: self.s.do_handshake() or True, 'TLS handshake')
+    async def tls(self, ca):
+        # CPython shakes hands here, MicroPython on the first read or write (a step a call)
+        self.s = tls_wrap(self.s, self.host, tls_context(ca or None))
+        self.tls_on = True
+        await handshake(self.s, self.step)
 
 
 async def send_mail(cfg, subject, body, step_ms=STEP_MS, t=None):
@@ -136,52 +138,59 @@ async def send_mail(cfg, subject, body, step_ms=STEP_MS, t=None):
                                                     if _opt(cfg, 'smtp_starttls') else 25)
     c = _Conn(await open_tcp(host, port, step_ms), host, step_ms)
     try:
-        if port == 465:
-            await c.tls()
-        await c.reply((220,), 'greeting')
-        helo = _opt(cfg, 'hostname') or 'mep'
-        code, caps = await c.cmd('EHLO ' + helo, (250,))
-        if _opt(cfg, 'smtp_starttls') and port != 465:
-            if 'STARTTLS' not in [x.upper() for x in caps]:
-                raise SmtpError('server does not offer STARTTLS')
-            await c.cmd('STARTTLS', (220,))
-            c.buf = b''
-            await c.tls()
-            code, caps = await c.cmd('EHLO ' + helo, (250,))
-        user = _opt(cfg, 'smtp_user')
-        if user:
-            pw = _opt(cfg, 'smtp_password', '')
-            mechs = []
-            for x in caps:
-                if x.upper().startswith('AUTH'):
-                    mechs += x.upper().replace('=', ' ').split()[1:]
-            if 'PLAIN' in mechs or 'LOGIN' not in mechs:
-                await c.cmd('AUTH PLAIN ' + _b64('\0%s\0%s' % (user, pw)), (235,), 'AUTH')
-            else:
-                await c.cmd('AUTH LOGIN', (334,), 'AUTH')
-                await c.cmd(_b64(user), (334,), 'AUTH')
-                await c.cmd(_b64(pw), (235,), 'AUTH')
-        await c.cmd('MAIL FROM:<%s>' % cfg['smtp_from'], (250,), 'MAIL FROM')
-        n = 0
-        for rcpt in str(cfg['smtp_to']).split(','):
-            rcpt = rcpt.strip()
-            if rcpt:
-                await c.cmd('RCPT TO:<%s>' % rcpt, (250, 251), 'RCPT TO')
-                n += 1
-        if not n:
-            raise SmtpError('no recipient')
-        await c.cmd('DATA', (354,))
-        await c.send(build_message(cfg, subject, body, t))
-        await c.reply((250,), 'message')
-        try:
-            await c.cmd('QUIT', (221,))
-        except Exception:
-            pass
+        await _talk(c, cfg, port, subject, body, t)
+    except Exception as e:
+        raise tls_error(e) if c.tls_on else e
     finally:
         try:
             c.s.close()
         except Exception:
             pass
+
+
+async def _talk(c, cfg, port, subject, body, t):
+    ca = _opt(cfg, 'smtp_ca')
+    if port == 465:
+        await c.tls(ca)
+    await c.reply((220,), 'greeting')
+    helo = _opt(cfg, 'hostname') or 'mep'
+    code, caps = await c.cmd('EHLO ' + helo, (250,))
+    if _opt(cfg, 'smtp_starttls') and port != 465:
+        if 'STARTTLS' not in [x.upper() for x in caps]:
+            raise SmtpError('server does not offer STARTTLS')
+        await c.cmd('STARTTLS', (220,))
+        c.buf = b''
+        await c.tls(ca)
+        code, caps = await c.cmd('EHLO ' + helo, (250,))
+    user = _opt(cfg, 'smtp_user')
+    if user:
+        pw = _opt(cfg, 'smtp_password', '')
+        mechs = []
+        for x in caps:
+            if x.upper().startswith('AUTH'):
+                mechs += x.upper().replace('=', ' ').split()[1:]
+        if 'PLAIN' in mechs or 'LOGIN' not in mechs:
+            await c.cmd('AUTH PLAIN ' + _b64('\0%s\0%s' % (user, pw)), (235,), 'AUTH')
+        else:
+            await c.cmd('AUTH LOGIN', (334,), 'AUTH')
+            await c.cmd(_b64(user), (334,), 'AUTH')
+            await c.cmd(_b64(pw), (235,), 'AUTH')
+    await c.cmd('MAIL FROM:<%s>' % cfg['smtp_from'], (250,), 'MAIL FROM')
+    n = 0
+    for rcpt in str(cfg['smtp_to']).split(','):
+        rcpt = rcpt.strip()
+        if rcpt:
+            await c.cmd('RCPT TO:<%s>' % rcpt, (250, 251), 'RCPT TO')
+            n += 1
+    if not n:
+        raise SmtpError('no recipient')
+    await c.cmd('DATA', (354,))
+    await c.send(build_message(cfg, subject, body, t))
+    await c.reply((250,), 'message')
+    try:
+        await c.cmd('QUIT', (221,))
+    except Exception:
+        pass
 
 
 async def send_alarm_mail(cfg, e, send=None):

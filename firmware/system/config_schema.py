@@ -125,6 +125,20 @@ def _v_pwhash(v):
     return passwords.bad_hash(v)
 
 
+PEM_MAX = 4000      # characters: a CA certificate with an intermediate one
+
+
+def _v_pem(v):
+    if not v:
+        return None
+    from net.tcp import ders
+    try:
+        n = len(ders(v))
+    except ValueError as e:
+        return 'must be PEM text ("-----BEGIN CERTIFICATE-----" ...): %s' % e
+    return None if n <= 4 else 'must hold at most 4 certificates'
+
+
 def _num(v, kind):
     if isinstance(v, bool):
         raise ValueError
@@ -187,7 +201,8 @@ def _alarms(v):
     return out
 
 
-# (key, type, default, label, help, check). type: str | secret | bool | int | choice | alarms.
+# (key, type, default, label, help, check). type: str | secret | bool | int | choice | alarms | pem
+# (certificates as PEM text, up to PEM_MAX characters; public, so shown back).
 # check: validator function (str/secret), (min, max) (int), or options tuple (choice).
 SCHEMA = (
     ('hostname', 'str', 'esp32-mep', 'Hostname', 'Network name (DNS label: letters, digits, hyphens).', _v_label),
@@ -213,7 +228,12 @@ SCHEMA = (
     ('mqtt_enabled', 'bool', False, 'MQTT', 'Publish readings to an MQTT broker.', None),
     ('mqtt_host', 'str', '', 'MQTT broker', 'Host name or IP address.', _v_host_opt),
     ('mqtt_port', 'int', 1883, 'MQTT port', '1883, or 8883 with TLS.', (1, 65535)),
-    ('mqtt_tls', 'bool', False, 'MQTT over TLS', '', None),
+    ('mqtt_tls', 'bool', False, 'MQTT over TLS', 'The broker must show a certificate that names it and chains to a '
+     'well-known CA (Let\'s Encrypt, DigiCert, Amazon, Sectigo) or to the CA below.', None),
+    ('mqtt_ca', 'pem', '', 'Broker CA certificate', 'PEM: the CA that signed your broker\'s certificate (or the '
+     'certificate itself if it is self-signed). Empty: only the built-in CAs.', _v_pem),
+    ('mqtt_tls_insecure', 'bool', False, 'Accept any broker certificate', 'RISK: whoever sits between the module and '
+     'the broker can then read the MQTT password and send commands. Only for a broker whose CA you cannot give.', None),
     ('mqtt_user', 'str', '', 'MQTT user', '', None),
     ('mqtt_password', 'secret', '', 'MQTT password', '', None),
     ('mqtt_prefix', 'str', 'mep', 'MQTT topic prefix', '', _v_topic),
@@ -233,7 +253,9 @@ SCHEMA = (
      'threshold, seconds, hysteresis, repeat_min, enabled.', None),
     ('smtp_host', 'str', '', 'SMTP server', 'Empty: no e-mail.', _v_host_opt),
     ('smtp_port', 'int', 587, 'SMTP port', '', (1, 65535)),
-    ('smtp_starttls', 'bool', True, 'STARTTLS', '', None),
+    ('smtp_starttls', 'bool', True, 'STARTTLS', 'The server\'s certificate is verified (well-known CAs or the CA '
+     'below).', None),
+    ('smtp_ca', 'pem', '', 'Mail server CA certificate', 'PEM, as for MQTT. Empty: only the built-in CAs.', _v_pem),
     ('smtp_user', 'str', '', 'SMTP user', '', None),
     ('smtp_password', 'secret', '', 'SMTP password', '', None),
     ('smtp_from', 'str', '', 'Sender address', '', _v_mail),
@@ -268,7 +290,7 @@ def validate(key, v):
                 raise ValueError
             if t != 'secret':
                 v = v.strip()
-            if len(v) > 256:
+            if len(v) > (PEM_MAX if t == 'pem' else 256):
                 err = 'is too long'
             elif check:
                 err = check(v)

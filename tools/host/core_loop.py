@@ -30,7 +30,8 @@ from mepsim import Meter
 from storage.store import Store
 from system.config import Config
 from net import ha
-from net.mqtt import Mqtt, publish_packet
+from net.mqtt import Mqtt
+from net.mqtt_wire import publish_packet
 from alarms import Alarms
 
 try:
