@@ -75,6 +75,9 @@ async def mqtt_test(ctx, request):
     had = [n for n in MODS if n in sys.modules]
     try:
         ok, result, msg = await _try(host, port, tls, user, pw, ca, insecure)
+    except ImportError:
+        ok, result, msg = False, 'unavailable', 'The MQTT client (umqtt.simple) is not ' \
+            'installed on this module: flash.py installs it.'
     finally:
         ctx.web_mqtt_test = False
         if getattr(ctx, 'mqtt', None) is None:

@@ -139,7 +139,7 @@ def test_settings_network_helpers_on_micropython(tree, tmp_path):
     WiFi scan (none on this port) run on MicroPython, with the link polling on."""
     broker = Broker(users={'mep': 'mpy-broker-pw-1'})
     broker.start()
-    app = MpyApp(str(tmp_path), tree[0], [])
+    app = MpyApp(str(tmp_path), tree[0], [real_umqtt_dir()])
     try:
         app.wait_readings(3)
         web = bh.Browser(app.http_port)
