@@ -135,3 +135,43 @@ def test_time_zone_names_to_choose_and_a_posix_rule(app, browser):
     assert app.app.config['timezone'] == 'EST5EDT,M3.2.0,M11.1.0'
     shot(browser, 'settings-timezone', browser.find_element(By.ID, 'e-timezone'),
          ((390, 844),))
+
+
+def test_broker_ca_from_a_file_shows_its_subject_and_expiry_and_is_saved(app, browser,
+                                                                          tmp_path):
+    """The broker's CA certificate, given as a file: the page shows its subject and expiry
+    before saving; a text that is no certificate says so; saved, it comes back as it was."""
+    from selenium.webdriver.common.by import By
+    from tlsca import TestCA
+    ca = TestCA(tmp_path, 'Broker CA of the test')
+    open_settings(app, browser)
+    f = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
+    info = f.find_element(By.ID, 'pem-mqtt_ca')
+    assert 'only the built-in CAs' in info.text
+    assert 'RISK' in f.text                      # the insecure switch says what it risks
+    f.find_element(By.CSS_SELECTOR, 'input[data-pemfile="mqtt_ca"]').send_keys(ca.path)
+    until = ca.cert.not_valid_after_utc.strftime('%Y-%m-%d')
+    wait(lambda: 'Broker CA of the test' in info.text, 10, 'the subject')
+    assert 'CN=Broker CA of the test' in info.text and 'O=MEP tests' in info.text
+    assert 'valid until ' + until in info.text, info.text
+    shot(browser, 'settings-mqtt-ca', info)
+    area = f.find_element(By.NAME, 'mqtt_ca')
+    assert area.get_attribute('value').strip() == ca.pem.decode().strip()
+    f.find_element(By.CSS_SELECTOR, 'button.save').click()
+    wait(lambda: app.app.config['mqtt_ca'].strip() == ca.pem.decode().strip(), 15, 'saved')
+    # the section is shown again from the module: the stored CA and what it is
+    wait(lambda: 'Saved' in browser.find_element(By.CSS_SELECTOR,
+                                                 'form.sect[data-id="mqtt"] .smsg').text
+         or 'valid until' in browser.find_element(By.ID, 'pem-mqtt_ca').text, 15, 'shown again')
+    f = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
+    wait(lambda: 'valid until ' + until in f.find_element(By.ID, 'pem-mqtt_ca').text, 15,
+         'the stored CA')
+    area = f.find_element(By.NAME, 'mqtt_ca')
+    area.clear()
+    area.send_keys('not a certificate')
+    info = f.find_element(By.ID, 'pem-mqtt_ca')
+    wait(lambda: 'Not a certificate' in info.text, 10, 'not a certificate')
+    f.find_element(By.CSS_SELECTOR, 'button.save').click()
+    err = f.find_element(By.ID, 'e-mqtt_ca')
+    wait(lambda: err.is_displayed() and 'PEM' in err.text, 15, 'the field error')
+    assert app.app.config['mqtt_ca'].strip() == ca.pem.decode().strip()   # nothing lost

@@ -24,6 +24,12 @@
       if (f.clearable) h += '<label class="chk"><input type="checkbox" name="clear_' + k + '"> clear</label>';
     } else if (f.type === 'int') {
       h += '<label>' + lab + ' <input type="number" name="' + k + '" value="' + esc(f.value) + '" min="' + f.min + '" max="' + f.max + '"></label>';
+    } else if (f.type === 'pem') {
+      // a CA certificate: pasted or read from a file; its subject and expiry shown as typed
+      h += '<label>' + lab + ' <textarea name="' + k + '" rows="4" spellcheck="false" data-pem="' + k +
+        '" placeholder="-----BEGIN CERTIFICATE-----">' + esc(f.value || '') + '</textarea></label>' +
+        '<label class="sm">or from a file <input type="file" accept=".pem,.crt,.cer" data-pemfile="' + k + '"></label>' +
+        '<p class="pem" id="pem-' + k + '">' + esc(pemText(f.value || '')) + '</p>';
     } else {
       // the time zone: names to choose from (built into the page from tz.py), or a POSIX rule
       var list = k === 'timezone' ? ' list="tzlist" autocomplete="off"' :
@@ -34,10 +40,68 @@
     if (k === 'wifi_ssid') h += '<div><button type="button" class="scan sm">Scan for networks</button> ' +
       '<small>Scanning pauses meter reading for about 2 s.</small><p class="scanmsg" role="status"></p>' +
       '<datalist id="ssidlist"></datalist><div class="nets"></div></div>';
-    if (f.help) h += '<small>' + esc(f.help) + '</small> ';
+    if (f.help) h += '<small>' + esc(f.help).replace(/^RISK:/, '<b class="err">RISK:</b>') + '</small> ';
     if (f.restart) h += '<small>Takes effect after a restart.</small>';
     return h + '</div>';
   }
+
+  // ---- CA certificates (PEM): subject and expiry read from the DER in the browser ----------
+  function tlv(a, p) {
+    var l = a[p + 1], h = 2;
+    if (l & 0x80) { var n = l & 0x7f; l = 0; for (var i = 0; i < n; i++) l = l * 256 + a[p + 2 + i]; h = 2 + n; }
+    if (p + h + l > a.length) throw new Error('truncated');
+    return {t: a[p], s: p + h, e: p + h + l};
+  }
+  function kids(a, x) {
+    var out = [], p = x.s;
+    while (p < x.e) { var c = tlv(a, p); out.push(c); p = c.e; }
+    return out;
+  }
+  function str(a, x) { return new TextDecoder().decode(a.slice(x.s, x.e)); }
+  function certInfo(b64) {
+    var s = atob(b64.replace(/\s+/g, '')), a = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) a[i] = s.charCodeAt(i);
+    var tbs = kids(a, tlv(a, 0))[0], f = kids(a, tbs), j = f[0].t === 0xa0 ? 1 : 0;
+    var names = [];
+    kids(a, f[j + 4]).forEach(function (rdn) {
+      kids(a, rdn).forEach(function (atv) {
+        var kv = kids(a, atv), oid = Array.prototype.join.call(a.slice(kv[0].s, kv[0].e), '.');
+        var tag = {'85.4.3': 'CN', '85.4.10': 'O', '85.4.11': 'OU', '85.4.6': 'C'}[oid];
+        if (tag) names.push(tag + '=' + str(a, kv[1]));
+      });
+    });
+    var t = kids(a, f[j + 3])[1], v = str(a, t);
+    if (t.t === 0x17) v = (Number(v.slice(0, 2)) < 50 ? '20' : '19') + v;
+    var until = new Date(Date.UTC(+v.slice(0, 4), +v.slice(4, 6) - 1, +v.slice(6, 8), +v.slice(8, 10), +v.slice(10, 12)));
+    return {subject: names.join(', ') || '(no name)', until: until};
+  }
+  function pemText(pem) {
+    if (!pem.trim()) return 'None: only the built-in CAs.';
+    var parts = pem.split('-----BEGIN CERTIFICATE-----').slice(1);
+    if (!parts.length) return 'Not a certificate: PEM text starts with -----BEGIN CERTIFICATE-----.';
+    try {
+      return parts.map(function (p) {
+        var c = certInfo(p.split('-----END CERTIFICATE-----')[0]);
+        return c.subject + ', valid until ' + c.until.toISOString().slice(0, 10) +
+          (c.until < new Date() ? ' (EXPIRED)' : '');
+      }).join('; ');
+    } catch (e) { return 'Not a readable certificate.'; }
+  }
+  function showPem(k) {
+    var t = document.querySelector('textarea[data-pem="' + k + '"]'), p = $('pem-' + k);
+    if (t && p) { p.textContent = pemText(t.value); p.className = 'pem' + (/EXPIRED|Not a/.test(p.textContent) ? ' err' : ''); }
+  }
+  document.addEventListener('input', function (ev) {
+    var k = ev.target.getAttribute && ev.target.getAttribute('data-pem');
+    if (k) showPem(k);
+  });
+  document.addEventListener('change', function (ev) {
+    var k = ev.target.getAttribute && ev.target.getAttribute('data-pemfile');
+    if (!k || !ev.target.files.length) return;
+    var r = new FileReader();
+    r.onload = function () { document.querySelector('textarea[data-pem="' + k + '"]').value = r.result; showPem(k); };
+    r.readAsText(ev.target.files[0]);
+  });
 
   // alarms: one row each, in words (kinds and units from alarms.py)
   var KINDS = [['power_above', 'Power above', 'W'], ['energy_today_above', 'Energy today above', 'Wh'],
@@ -96,6 +160,8 @@
     var m = form.querySelector('.mqmsg'), e = form.elements, body = {};
     ['mqtt_host', 'mqtt_port', 'mqtt_user', 'mqtt_password'].forEach(function (k) { body[k] = e[k].value; });
     body.mqtt_tls = e.mqtt_tls.checked;
+    body.mqtt_tls_insecure = e.mqtt_tls_insecure.checked;
+    body.mqtt_ca = e.mqtt_ca.value;
     m.className = 'mqmsg muted'; m.textContent = 'testing...';
     post('/api/mqtt/test', JSON.stringify(body), 'application/json', function (st, j) {
       m.className = 'mqmsg ' + (st === 200 && j.ok ? 'ok' : 'err');

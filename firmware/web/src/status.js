@@ -68,6 +68,8 @@
       ['Last update', mep.updateText(d.update)]].concat(imageRows(d.image)));
     h += card('MQTT', m ? (m.enabled ? [
       ['Broker', m.connected ? 'connected' : 'not connected' + (m.last_error ? ': ' + m.last_error : '')],
+      ['TLS', !m.tls ? 'off' : m.tls === 'verified' ? 'on, the broker\'s certificate verified' :
+        'on, the certificate NOT verified (any broker is accepted)'],
       ['Messages sent', m.published], ['Reconnects', m.reconnects], ['Waiting to be sent', m.queued], ['Dropped', m.drops]] :
       [['MQTT', 'switched off']]) : [['MQTT', 'not available']]);
     $('status').innerHTML = h;
