@@ -228,10 +228,10 @@ SCHEMA = (
     ('mqtt_enabled', 'bool', False, 'MQTT', 'Publish readings to an MQTT broker.', None),
     ('mqtt_host', 'str', '', 'MQTT broker', 'Host name or IP address.', _v_host_opt),
     ('mqtt_port', 'int', 1883, 'MQTT port', '1883, or 8883 with TLS.', (1, 65535)),
-    ('mqtt_tls', 'bool', False, 'MQTT over TLS', 'The broker must show a certificate that names it and chains to a '
-     'well-known CA (Let\'s Encrypt, DigiCert, Amazon, Sectigo) or to the CA below.', None),
+    ('mqtt_tls', 'bool', False, 'MQTT over TLS', 'The broker must show a certificate that names it and chains to the CA '
+     'below or, without one, to a well-known CA (Let\'s Encrypt, DigiCert, Amazon, Sectigo).', None),
     ('mqtt_ca', 'pem', '', 'Broker CA certificate', 'PEM: the CA that signed your broker\'s certificate (or the '
-     'certificate itself if it is self-signed). Empty: only the built-in CAs.', _v_pem),
+     'certificate itself if it is self-signed). Empty: the built-in CAs.', _v_pem),
     ('mqtt_tls_insecure', 'bool', False, 'Accept any broker certificate', 'RISK: whoever sits between the module and '
      'the broker can then read the MQTT password and send commands. Only for a broker whose CA you cannot give.', None),
     ('mqtt_user', 'str', '', 'MQTT user', '', None),
@@ -255,7 +255,7 @@ SCHEMA = (
     ('smtp_port', 'int', 587, 'SMTP port', '', (1, 65535)),
     ('smtp_starttls', 'bool', True, 'STARTTLS', 'The server\'s certificate is verified (well-known CAs or the CA '
      'below).', None),
-    ('smtp_ca', 'pem', '', 'Mail server CA certificate', 'PEM, as for MQTT. Empty: only the built-in CAs.', _v_pem),
+    ('smtp_ca', 'pem', '', 'Mail server CA certificate', 'PEM, as for MQTT. Empty: the built-in CAs.', _v_pem),
     ('smtp_user', 'str', '', 'SMTP user', '', None),
     ('smtp_password', 'secret', '', 'SMTP password', '', None),
     ('smtp_from', 'str', '', 'Sender address', '', _v_mail),

@@ -147,7 +147,7 @@ def test_broker_ca_from_a_file_shows_its_subject_and_expiry_and_is_saved(app, br
     open_settings(app, browser)
     f = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
     info = f.find_element(By.ID, 'pem-mqtt_ca')
-    assert 'only the built-in CAs' in info.text
+    assert 'the built-in CAs are trusted' in info.text
     assert 'RISK' in f.text                      # the insecure switch says what it risks
     f.find_element(By.CSS_SELECTOR, 'input[data-pemfile="mqtt_ca"]').send_keys(ca.path)
     until = ca.cert.not_valid_after_utc.strftime('%Y-%m-%d')

@@ -76,7 +76,7 @@
     return {subject: names.join(', ') || '(no name)', until: until};
   }
   function pemText(pem) {
-    if (!pem.trim()) return 'None: only the built-in CAs.';
+    if (!pem.trim()) return 'None: the built-in CAs are trusted.';
     var parts = pem.split('-----BEGIN CERTIFICATE-----').slice(1);
     if (!parts.length) return 'Not a certificate: PEM text starts with -----BEGIN CERTIFICATE-----.';
     try {
