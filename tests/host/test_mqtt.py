@@ -330,22 +330,11 @@ async def test_broker_restart_drops_oldest_and_never_blocks(broker, subs):
             await asyncio.sleep(0.02)
         assert m.stats()['connected']
         broker.stop()
-        # the loop must keep running while the broker is away
-        lag = [0.0]
-
-        async def ticker():
-            while True:
-                t0 = time.monotonic()
-                await asyncio.sleep(0.01)
-                lag[0] = max(lag[0], time.monotonic() - t0 - 0.01)
-        tick = asyncio.create_task(ticker())
-        worst = 0.0
+        # readings keep coming while the broker is away (the connect attempts never block
+        # the loop: test_broker_that_never_answers_does_not_stall_the_loop counts its turns)
         for seq in range(1, 51):
-            t0 = time.perf_counter()
-            m.publish_reading(reading(seq))
-            worst = max(worst, time.perf_counter() - t0)
+            m.publish_reading(reading(seq))       # only queues: no I/O, whatever the broker
             await asyncio.sleep(0.03)
-        assert worst < 0.005
         st = m.stats()
         assert not st['connected'] and st['last_error']
         assert st['queued'] == mqtt.QMAX
@@ -353,8 +342,6 @@ async def test_broker_restart_drops_oldest_and_never_blocks(broker, subs):
         broker.start()
         s = new_sub(subs, broker.port, 'mep/dev1/state')
         assert await s.wait(lambda: any(json.loads(p)['seq'] == 50 for _, p, _ in s.msgs), 10)
-        tick.cancel()
-        assert lag[0] < 0.3, lag[0]
         seqs = [json.loads(p)['seq'] for _, p, _ in s.msgs]
         assert min(seqs) > 50 - mqtt.QMAX   # the oldest were dropped
         assert m.stats()['reconnects'] >= 1
@@ -639,31 +626,29 @@ def _fake_broker(hold_s=3.0):
 
 
 async def test_half_received_packet_does_not_block_the_loop():
+    """The broker sends the first byte of a PUBLISH and nothing more: umqtt's read of the rest
+    ends with the client's own time-out (ETIMEDOUT, before the server closes after 3 s), and
+    the event loop goes on turning meanwhile (a blocking read would stop it)."""
     port = _fake_broker()
     logs = []
     m = make(make_cfg(port), logs)
     m.io_timeout = 0.25
-    lag = [0.0]
+    turns = [0]
 
     async def ticker():
         while True:
-            t0 = time.monotonic()
+            turns[0] += 1
             await asyncio.sleep(0.01)
-            lag[0] = max(lag[0], time.monotonic() - t0 - 0.01)
     tick = asyncio.create_task(ticker())
     async with Running(m):
-        end = time.monotonic() + 5
-        while not m.stats()['connected'] and time.monotonic() < end:
-            await asyncio.sleep(0.01)
-        assert m.stats()['connected']
-        t0 = time.monotonic()
-        while m.stats()['connected'] and time.monotonic() < end:
-            await asyncio.sleep(0.01)
-        assert time.monotonic() - t0 < 1.5     # well before the server gives up (3 s)
+        assert await until(lambda: m.stats()['connected'], 5)
+        t0 = turns[0]
+        assert await until(lambda: not m.stats()['connected'], 5)
+        during = turns[0] - t0
         lost = [l for l in logs if 'connection lost' in l]
         assert lost and 'ETIMEDOUT' in lost[0], logs
     tick.cancel()
-    assert lag[0] < 0.6, lag[0]
+    assert during >= 5, during
 
 
 # ---------- keep-alive, connect time-outs, back-off ----------
@@ -749,22 +734,6 @@ def _silent_server(close_at_once=False):
                 held.append(conn)
     threading.Thread(target=serve, daemon=True).start()
     return lsock, accepted
-
-
-async def _lag_while(coro_fn):
-    lag = [0.0]
-
-    async def ticker():
-        while True:
-            t0 = time.monotonic()
-            await asyncio.sleep(0.01)
-            lag[0] = max(lag[0], time.monotonic() - t0 - 0.01)
-    tick = asyncio.create_task(ticker())
-    try:
-        await coro_fn()
-    finally:
-        tick.cancel()
-    return lag[0]
 
 
 def _instrument(m):

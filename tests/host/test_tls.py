@@ -75,7 +75,7 @@ async def run_cpython(c):
         await asyncio.sleep(0.02)
     if m.stats()['connected']:
         m.publish_alarm({'probe': 1})
-        while time.monotonic() < end and m.stats()['published'] < 2:
+        while time.monotonic() < end and m.stats()['published'] < 1:
             await asyncio.sleep(0.02)
     st = m.stats()
     m.stop()
