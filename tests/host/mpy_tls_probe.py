@@ -4,6 +4,7 @@
 # an argument of a certificate's length).
 #   mqtt: {'ok', 'connected', 'published', 'last_error', 'tls', 'heap_tls', 'lag_ms'}
 #   mail: {'ok', 'error', 'lag_ms'}
+#   serve: the publisher runs for cfg['serve_ms'] with commands on, then {'ok', 'stats', 'commands'}
 # heap_tls: GC heap the connected publisher holds more than before its first connection (on the
 # unix port mbedTLS allocates from the GC heap); lag_ms: the longest the event loop was held
 # while connecting (a 5 ms ticker's worst gap).
@@ -53,6 +54,18 @@ async def mqtt():
             'last_error': st['last_error'], 'tls': st['tls'], 'heap_tls': heap}
 
 
+async def serve():
+    from net.mqtt import Mqtt
+    got = []
+    m = Mqtt(cfg, lambda: None, log=lambda s: None, on_command=got.append)
+    task = asyncio.create_task(m.run())
+    await asyncio.sleep_ms(cfg['serve_ms'])
+    st = m.stats()
+    m.stop()
+    await task
+    return {'ok': True, 'stats': st, 'commands': len(got)}
+
+
 async def mail():
     from net import smtp
     try:
@@ -64,7 +77,7 @@ async def mail():
 
 async def main():
     t = asyncio.create_task(ticker())
-    out = await (mqtt() if mode == 'mqtt' else mail())
+    out = await {'mqtt': mqtt, 'serve': serve, 'mail': mail}[mode]()
     t.cancel()
     out['lag_ms'] = lag[0]
     print(json.dumps(out))

@@ -137,6 +137,43 @@ def test_mqtt_tls_on_micropython(pki, case, which, settings, expected):
           'ms')
 
 
+def test_commands_come_in_over_verified_tls_on_micropython(pki, tmp_path):
+    """Reading over TLS on MicroPython (umqtt's check_msg through the firmware's Stream, its
+    time-outs on the TCP socket under the TLS one): a command published to the broker reaches
+    the module, its result goes out, and the connection stays up."""
+    import threading
+    import paho.mqtt.client as paho
+    ca, _, brokers = pki
+    b = brokers['good']
+    c = cfg(b.port, mqtt_device_id='cmd1', mqtt_ca=ca.pem.decode(), mqtt_commands=True,
+            serve_ms=6000)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(run_micropython('serve', c)))
+    t.start()
+    got = []
+    sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id='tls-sub')
+    sub.tls_set(ca_certs=ca.path)
+    sub.on_message = lambda cl, u, m: got.append(m.payload)
+    sub.connect('127.0.0.1', b.port)
+    sub.subscribe('mep/cmd1/cmd/result')
+    sub.loop_start()
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and 'mep-cmd1 0 mep/cmd1/cmd' not in b.read_log():
+            time.sleep(0.05)
+        sub.publish('mep/cmd1/cmd', '{"table": 28}').wait_for_publish(5)
+        while time.monotonic() < end and not got:
+            time.sleep(0.05)
+        t.join(30)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert got and json.loads(got[0])['ok'] is True, (got, out)
+    st = out['stats']
+    assert out['commands'] == 1 and st['connected'] and st['tls'] == 'verified', out
+    assert st['reconnects'] == 0 and not st['last_error'], out
+
+
 def test_pem_ca_setting_is_checked():
     from system import config_schema as cs
     ca = TestCA(tempfile.mkdtemp())
