@@ -917,7 +917,11 @@ def write_micropython(port, image, chip=None):
         raise FlashError('%s is for %s, but --chip says %s' % (image, found, chip))
     if chip == 'host':
         raise FlashError('a virtual board (tools/vboard.py) takes no firmware image')
-    if 'v' + MICROPYTHON not in os.path.basename(image):
+    built = os.path.join(os.path.dirname(os.path.abspath(image)), 'image.json')
+    if os.path.exists(built):       # the project's own image (tools/image/build.sh)
+        with open(built) as f:
+            print("the project's image, version %s" % json.load(f).get('version'))
+    elif 'v' + MICROPYTHON not in os.path.basename(image):
         print('note: expected a MicroPython %s image (e.g. ESP32_GENERIC-...-v%s.x.bin)'
               % (MICROPYTHON, MICROPYTHON))
     if found == 'esp32s3':

@@ -106,7 +106,8 @@ def test_build_says_it_needs_esp_idf():
 def fake_firmware_bin(path, chip, parts):
     """What build.sh's firmware.bin holds where flash.py looks: the table at 0x8000."""
     data = bytearray(b'\xff' * (ef.PT_OFFSET - flash.FLASH_OFFSET[chip] + 0x1000))
-    data[0] = 0xE9
+    data[0:16] = bytes([0xE9, 3, 2, 0x20] + [0] * 8 + [{'esp32': 0, 'esp32c3': 5}[chip], 0, 0,
+                                                         0])       # the bootloader's header
     off = ef.PT_OFFSET - flash.FLASH_OFFSET[chip]
     data[off:off + ef.PT_SIZE] = ef.table_bin(parts)
     with open(path, 'wb') as f:
@@ -150,3 +151,28 @@ def test_flash_image_builds_the_signed_update_file(tmp_path):
                         '--image', str(fw), '--key-file', str(key), '--version', '1'],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and 'not firmware.bin' in r.stderr, r.stderr
+
+
+def test_write_micropython_writes_the_image_with_its_table(tmp_path, monkeypatch, capsys):
+    """--write-micropython with build.sh's firmware.bin: esptool erases the flash (otadata
+    too, so ota_0 starts first) and writes the file with the bootloader and the OTA table at
+    the chip's offset; flash.py names the image and the table. (esptool's answers stand in
+    for a board here: a real one cannot be attached.)"""
+    import subprocess as sp
+    d = tmp_path / 'image' / 'esp32'
+    d.mkdir(parents=True)
+    fw = d / 'firmware.bin'
+    fake_firmware_bin(str(fw), 'esp32', ef.parse_csv(open(os.path.join(
+        IMG, 'partitions-mep-4MiB-ota.csv')).read()))
+    (d / 'image.json').write_text(json.dumps({'version': '0.2.0+3.gabcdef0'}))
+    calls = []
+    monkeypatch.setattr(flash, 'run', lambda cmd, timeout, what: calls.append(cmd) or
+                        sp.CompletedProcess(cmd, 0, '', ''))
+    monkeypatch.setattr(flash.time, 'sleep', lambda s: None)
+    assert flash.write_micropython('/dev/ttyUSB9', str(fw)) == 'esp32'
+    out = capsys.readouterr().out
+    assert "the project's image, version 0.2.0+3.gabcdef0" in out
+    assert 'partition table: OTA, app slots ota_0, ota_1 of 1920 KB' in out
+    assert calls[0][3:5] == ['--chip', 'esp32']
+    assert [c[7:] for c in calls] == [['erase-flash'],
+                                      ['--baud', '460800', 'write-flash', '0x1000', str(fw)]]
