@@ -24,6 +24,9 @@
 #   JOBS=N                parallel make jobs (default 2)
 #   SSL=1                 with the ssl module (mbedTLS from MICROPYTHON_SRC/lib/mbedtls, built
 #                         32-bit like the rest): what a TLS connection costs in the heap
+#   SSL=heap              the same, with mbedTLS allocating from MicroPython's heap (as the
+#                         bare-metal ports do; the unix port and the ESP32 use the C heap):
+#                         mbedTLS's own memory then shows in gc.mem_free()
 #
 # Needs a 32-bit cross compiler and C library (Debian/Ubuntu:
 #   apt-get install gcc-i686-linux-gnu libc6-dev-i386-cross libc6-i386
@@ -61,6 +64,15 @@ if [ "${SSL:-0}" = 1 ]; then
         || { echo "build_mpy32: SSL=1 needs mbedTLS in $SRC/lib/mbedtls (the submodule)" >&2; exit 1; }
     BUILD=$BUILD-ssl
     ssl=(MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1)
+elif [ "${SSL:-0}" = heap ]; then
+    [ -f "$SRC/lib/mbedtls/library/ssl_tls.c" ] \
+        || { echo "build_mpy32: SSL=heap needs mbedTLS in $SRC/lib/mbedtls (the submodule)" >&2; exit 1; }
+    BUILD=$BUILD-sslheap
+    ssl=(MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1)
+    proto="$(mktemp --suffix=.h)"
+    printf '#include <stddef.h>\nvoid *m_tracked_calloc(size_t, size_t);\nvoid m_tracked_free(void *);\n' >"$proto"
+    cflags+=" -DMICROPY_TRACKED_ALLOC=1 -include $proto -DMBEDTLS_PLATFORM_MEMORY"
+    cflags+=" -DMBEDTLS_PLATFORM_STD_CALLOC=m_tracked_calloc -DMBEDTLS_PLATFORM_STD_FREE=m_tracked_free"
 fi
 cflags="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2"
 case "${FLOAT:-}" in

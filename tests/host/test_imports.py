@@ -10,11 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 FIRMWARE = os.path.join(ROOT, 'firmware')
 
 # Uses of another module's private names not fixed yet, each with the reason.
-PRIVATE_ALLOWED = {
-    # the settings page's MQTT connection test reuses net.mqtt's connection internals; to go
-    # once net.mqtt offers them under public names
-    'web.nettest': ('mqtt._Bounded', 'mqtt._tls', 'mqtt._CONNACK'),
-}
+PRIVATE_ALLOWED = {}
 
 
 def modules():
