@@ -58,6 +58,7 @@ LIB="$(cd "$LIB" && pwd)"
 
 extra=()
 BUILD=build-mep32
+cflags="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2"
 ssl=(MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0)
 if [ "${SSL:-0}" = 1 ]; then
     [ -f "$SRC/lib/mbedtls/library/ssl_tls.c" ] \
@@ -74,10 +75,9 @@ elif [ "${SSL:-0}" = heap ]; then
     cflags+=" -DMICROPY_TRACKED_ALLOC=1 -include $proto -DMBEDTLS_PLATFORM_MEMORY"
     cflags+=" -DMBEDTLS_PLATFORM_STD_CALLOC=m_tracked_calloc -DMBEDTLS_PLATFORM_STD_FREE=m_tracked_free"
 fi
-cflags="-DMICROPY_GC_SPLIT_HEAP=1 -DMICROPY_GC_SPLIT_HEAP_N_HEAPS=2"
 case "${FLOAT:-}" in
     '' | double) ;;
-    single) BUILD=build-mep32f; cflags+=" -DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_FLOAT" ;;
+    single) BUILD=${BUILD}f; cflags+=" -DMICROPY_FLOAT_IMPL=MICROPY_FLOAT_IMPL_FLOAT" ;;
     *) echo "build_mpy32: FLOAT must be single or double, not '$FLOAT'" >&2; exit 1 ;;
 esac
 if [ -n "${FROZEN_MANIFEST:-}" ]; then
