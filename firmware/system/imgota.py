@@ -304,12 +304,18 @@ def confirm(fs, parts=None):
     except ImageError:
         return None
     P, run, _n = parts
+    err = None
     try:
         P.mark_app_valid_cancel_rollback()
-    except OSError:
-        pass        # otadata blank (the image was just written by esptool): nothing pending
+    except OSError as e:
+        # otadata blank (an image just written by esptool: nothing pending), or an image
+        # without the bootloader's rollback (-261: it stays anyway)
+        if e.args and e.args[0] not in (261, -261):
+            err = e
     pend = read_json(fs, PENDING)
     if pend and pend.get('slot') == label(run):
+        if err is not None:     # not kept: the next reset goes back; say so then
+            raise ImageError('the new image could not be marked valid (%r)' % (err,))
         _record(fs, 'updated', pend)
         fs.remove(PENDING)
         return 'confirmed'

@@ -139,6 +139,16 @@ def test_image_update_upload_reboot_confirm(board):
     with pytest.raises(imgota.ImageError) as e:
         upload(fs, imagefile.pack(image('1.2.0'), KEY, '1.2.0'))
     assert e.value.status == 409 and 'still on trial' in str(e.value)
+    # otadata that does not name the running slot (a write that failed): not marked valid,
+    # so not reported as kept
+    class Failing(Partition):
+        @staticmethod
+        def mark_app_valid_cancel_rollback():
+            raise OSError(1)
+    with pytest.raises(imgota.ImageError) as e:
+        imgota.confirm(fs, (Failing,) + parts()[1:])
+    assert 'could not be marked valid' in str(e.value)
+    assert update_status.status(fs)['result'] == 'on trial' and fs.exists(imgota.PENDING)
     assert imgota.confirm(fs, parts()) == 'confirmed'
     assert ef.state_of(fl, 'ota_1') == 'valid'
     st = imgota.status(fs, '1.1.0', parts())
