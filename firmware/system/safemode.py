@@ -8,12 +8,12 @@
 # the board reset; a hang is reset by the watchdog. The app's supervisor clears the count once
 # the app has run a while (stable) and calls mark_good() once it has proven itself (served its
 # web UI, read the meter or has no MBK). Before safe mode, an OTA update on trial that keeps
-# failing is rolled back (ota.apply_pending), which also resets the counter, so the previous
+# failing is rolled back (ota_apply.apply_pending), which also resets the counter, so the previous
 # app gets its own 3 tries; one that does not prove itself in time is rolled back too (reject).
 # Hardware (pin, AP starter, sleep) is passed in, so all of this runs on the PC in tests.
 import os
 import json
-from system import ota
+from system import ota, ota_apply
 
 CRASHES = 'crashes'
 FAILED = 'crash_reason'   # how the last start failed (an exception; none after a hang)
@@ -49,7 +49,7 @@ def mark_good(fs):
     or has no MBK): forget the failed starts, keep an update on trial and, on a board with
     OTA partitions, the running image (the bootloader's rollback is off)."""
     clear(fs)
-    ota.commit(fs)
+    ota_apply.commit(fs)
     try:
         from system import imgota
         imgota.confirm(fs)
@@ -72,7 +72,7 @@ def reject(fs, why):
     if not fs.exists(ota.TRIAL):
         from system import imgota
         return imgota.reject(fs, why)
-    ota.request_rollback(fs, why)
+    ota_apply.request_rollback(fs, why)
     return True
 
 
@@ -137,7 +137,7 @@ def boot(fs, pin=None, level=0, start_ap=None, sleep_ms=None, out=print, rand=No
     the update step (it may import what an update replaced)."""
     global active, reason
     try:
-        r = ota.apply_pending(fs, crashes(fs), MAX_CRASHES, last_failure(fs, watchdog))
+        r = ota_apply.apply_pending(fs, crashes(fs), MAX_CRASHES, last_failure(fs, watchdog))
     except Exception as e:  # a damaged update must not stop the board from booting
         r = None
         out('ota: applying the pending update failed: %r' % (e,))
@@ -213,7 +213,8 @@ def start_app(fs, arm=None):
     if arm is not None:
         arm(WDT_MS)
     import sys
-    for m in ('system.safemode', 'system.ota', 'system.hmac_sha256', 'system.update_status'):
+    for m in ('system.safemode', 'system.ota', 'system.ota_apply', 'system.hmac_sha256',
+              'system.update_status'):
         sys.modules.pop(m, None)
     import gc
     gc.collect()

@@ -1,5 +1,6 @@
 # OTA bundles: built by tools/bundle.py, received by firmware/system/ota.py in a temp "flash root",
-# applied at the next "boot" by safemode.boot(), rolled back after 3 crashed starts.
+# applied at the next "boot" by safemode.boot() (system/ota_apply.py), rolled back after 3
+# failed starts.
 import json
 import os
 import sys
@@ -14,6 +15,8 @@ for p in (os.path.join(ROOT, 'firmware'), os.path.join(ROOT, 'tools')):
 
 import bundle  # noqa: E402
 from system import ota  # noqa: E402
+from system import ota_apply  # noqa: E402
+from system import update_status  # noqa: E402
 from system import safemode  # noqa: E402
 
 KEY = bytes(range(32))
@@ -107,14 +110,14 @@ def test_good_bundle_is_staged_then_applied_at_boot(tmp_path, dev):
         b"VERSION = '0.2.0+9.ga5b7acc'\n"             # what the board reports from now on
     assert ota.STAGE + '/.complete' not in after
     assert ota.TRIAL in after
-    st = ota.status(ota.Fs(str(dev)))
+    st = update_status.status(ota.Fs(str(dev)))
     assert st['result'] == 'on trial' and st['version'] == NEW_VERSION
     assert st['previous'] == '0.2.0+4.g43be387' and not st['rolled_back']
 
     safemode.mark_good(ota.Fs(str(dev)))  # the supervisor's proven-good hook
     after = tree(str(dev))
     assert not any(k.startswith('ota_old/') for k in after) and ota.TRIAL not in after
-    st = ota.status(ota.Fs(str(dev)))
+    st = update_status.status(ota.Fs(str(dev)))
     assert st == {'result': 'updated', 'version': NEW_VERSION, 'rolled_back': False,
                   'reason': None, 'previous': '0.2.0+4.g43be387', 'when': st['when']}
     assert st['when'] > 1600000000
@@ -288,7 +291,7 @@ def test_rollback_after_three_failed_starts(tmp_path, dev):
     assert 'mep/extra.mpy' not in after  # added by the update, removed again
     assert not any(k.startswith(('ota_old/', 'ota_new/')) for k in after)
     assert safemode.crashes(fs) == 0
-    st = ota.status(fs)
+    st = update_status.status(fs)
     assert st['result'] == 'rolled back' and st['version'] == NEW_VERSION and st['rolled_back']
     assert st['reason'] == 'it failed to start 3 times in a row'
     assert st['previous'] == '0.2.0+4.g43be387'
@@ -342,13 +345,13 @@ def test_apply_survives_a_power_cut_half_way(tmp_path, dev, monkeypatch):
 
     monkeypatch.setattr(ota.os, 'rename', cut)
     with pytest.raises(OSError):
-        ota.apply_pending(fs)
+        ota_apply.apply_pending(fs)
     monkeypatch.setattr(ota.os, 'rename', real)
-    assert ota.apply_pending(fs) == 'applied'
+    assert ota_apply.apply_pending(fs) == 'applied'
     after = tree(str(dev))
     for rel, content in NEW.items():
         assert after[rel] == content
-    ota.rollback(fs, 'test')
+    ota_apply.rollback(fs, 'test')
     after = tree(str(dev))
     for rel, content in OLD.items():
         assert after[rel] == content
@@ -423,7 +426,7 @@ def test_a_rollback_cut_by_a_power_cut_is_finished_at_the_next_boot(tmp_path, de
         return real(a, b)
     monkeypatch.setattr(ota.os, 'rename', cut)
     with pytest.raises(OSError):
-        ota.rollback(fs, 'it hung: the watchdog reset the board')
+        ota_apply.rollback(fs, 'it hung: the watchdog reset the board')
     monkeypatch.setattr(ota.os, 'rename', real)
     assert fs.exists(ota.ROLLBACK)
     msgs = []
@@ -432,7 +435,7 @@ def test_a_rollback_cut_by_a_power_cut_is_finished_at_the_next_boot(tmp_path, de
     for rel, content in OLD.items():
         assert after[rel] == content
     assert not fs.exists(ota.ROLLBACK) and not fs.exists(ota.TRIAL)
-    assert ota.status(fs)['reason'] == 'it hung: the watchdog reset the board'
+    assert update_status.status(fs)['reason'] == 'it hung: the watchdog reset the board'
 
 
 def test_an_update_that_does_not_prove_itself_is_rolled_back_when_asked(tmp_path, dev):
@@ -444,7 +447,7 @@ def test_an_update_that_does_not_prove_itself_is_rolled_back_when_asked(tmp_path
     msgs = []
     boot(dev, msgs)
     assert 'ota: update rolled back' in msgs and tree(str(dev))['app.mpy'] == OLD['app.mpy']
-    st = ota.status(fs)
+    st = update_status.status(fs)
     assert st['rolled_back'] and st['reason'] == 'it did not prove itself within 10 min ' \
                                                  '(no reading)'
 
@@ -458,12 +461,12 @@ def test_the_reason_of_the_last_failed_start_is_the_rollback_reason(tmp_path, de
         if i == 2:
             safemode.failed("ImportError('no module named mep.frames')", fs)
         boot(dev)
-    assert ota.status(fs)['reason'] == ("it failed to start 3 times in a row (last: "
+    assert update_status.status(fs)['reason'] == ("it failed to start 3 times in a row (last: "
                                         "ImportError('no module named mep.frames'))")
     receive(dev, make_bundle(tmp_path, name='again.ota'))
     boot(dev)
     for _ in range(3):
         safemode.count_start(fs)
         safemode.boot(fs, out=lambda *a: None, watchdog=True)
-    assert ota.status(fs)['reason'] == ('it failed to start 3 times in a row (last: it hung: '
+    assert update_status.status(fs)['reason'] == ('it failed to start 3 times in a row (last: it hung: '
                                         'the watchdog reset the board)')
