@@ -150,6 +150,14 @@ def sent(stdout):
     return int(m.group(1)), float(m.group(2)), float(m.group(3)), float(m.group(4))
 
 
+def answers(b, path):
+    """The board's web UI answers `path` with 200 (False while it does not listen yet)."""
+    try:
+        return web(b, path)[0] == 200
+    except OSError:
+        return False
+
+
 def web(b, path, data=None, headers=None, opener=None):
     req = urllib.request.Request('http://127.0.0.1:%d%s' % (b.http, path), data=data,
                                  headers=headers or {})
@@ -367,7 +375,7 @@ def test_ota_bundle_is_accepted_by_the_app(board):
     assert r.returncode == 0, r.stderr
     wait_for(lambda: 'ota: update' in board.console_log.text(n), 60, 'the update applied')
     wait_for(lambda: READING.search(board.console_log.text(n)), 60, 'readings after the update')
-    wait_for(lambda: web(board, '/login')[0] == 200, 60, 'the web UI')
+    wait_for(lambda: answers(board, '/login'), 60, 'the web UI')
     st = json.loads(web(board, '/api/status', opener=login(board, WEB_PW))[1])
     assert st['version'] == '99.0.0' and st['update']['version'] == '99.0.0'
     assert st['update']['previous'] == flashed['release'] and not st['update']['rolled_back']
