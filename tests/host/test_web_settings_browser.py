@@ -166,11 +166,16 @@ def test_broker_ca_from_a_file_shows_its_subject_and_expiry_and_is_saved(app, br
     f = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
     wait(lambda: 'valid until ' + until in f.find_element(By.ID, 'pem-mqtt_ca').text, 15,
          'the stored CA')
-    area = f.find_element(By.NAME, 'mqtt_ca')
-    area.clear()
-    area.send_keys('not a certificate')
-    info = f.find_element(By.ID, 'pem-mqtt_ca')
-    wait(lambda: 'Not a certificate' in info.text, 10, 'not a certificate')
+    def type_bad():
+        """Type a bad PEM into the section as it is now (a reload after the save may have
+        drawn it again: then the elements found before are gone, and this is retried)."""
+        sect = browser.find_element(By.CSS_SELECTOR, 'form.sect[data-id="mqtt"]')
+        area = sect.find_element(By.NAME, 'mqtt_ca')
+        if area.get_attribute('value') != 'not a certificate':
+            area.clear()
+            area.send_keys('not a certificate')
+        return 'Not a certificate' in sect.find_element(By.ID, 'pem-mqtt_ca').text and sect
+    f = wait(type_bad, 15, 'not a certificate')
     f.find_element(By.CSS_SELECTOR, 'button.save').click()
     err = f.find_element(By.ID, 'e-mqtt_ca')
     wait(lambda: err.is_displayed() and 'PEM' in err.text, 15, 'the field error')
