@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'firmware'))
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 
-from system import hmac_sha256, imgota  # noqa: E402
+from system import hmac_sha256, imgota, signed  # noqa: E402
 import bundle  # noqa: E402  (key handling)
 
 DEVICES = {v: k for k, v in imgota.CHIP_IDS.items()}
@@ -57,9 +57,7 @@ def pack(image, key, version, device=None, created=None):
     """The signed image file's bytes."""
     device = device or image_device(image)
     raw = manifest_bytes(image, device, version, created)
-    sig = hmac_sha256.hexdigest(key, raw)
-    return (imgota.MAGIC + b' ' + str(len(raw)).encode() + b' ' + sig.encode() + b'\n' + raw +
-            bytes(image))
+    return signed.header_line(imgota.MAGIC, raw, key) + raw + bytes(image)
 
 
 def write(out_path, image_path, key, version):

@@ -15,25 +15,21 @@
 #   the app image (ESP-IDF format: magic 0xE9, chip id at offset 12), exactly `size` bytes.
 import json
 import hashlib
-from binascii import hexlify, unhexlify
-from system import hmac_sha256
+from binascii import hexlify
+from system import signed
 from storage.fs import read_json
 
 MAGIC = b'MEPIMG1'
 FORMAT = 1
-MAX_HEADER = 100
 MAX_MANIFEST = 2048
 BLOCK = 4096
 # the chip id in an app image's header; 0xFFFF (no real chip) marks the virtual board's
 CHIP_IDS = {'esp32': 0x0000, 'esp32c3': 0x0005, 'host': 0xFFFF}
 PENDING = 'image_pending.json'   # written after set_boot: the image on its way or on trial
-_HEADER, _MANIFEST, _IMAGE, _DONE, _FAILED = 0, 1, 2, 3, 4
 
 
-class ImageError(Exception):
-    def __init__(self, msg, status=400):
-        super().__init__(msg)
-        self.status = status
+class ImageError(signed.SignedError):
+    pass
 
 
 def partitions():
@@ -71,92 +67,29 @@ def _record(fs, result, pend, reason=None):
     update_status.record(fs, result, pend.get('version'), reason, pend.get('from_version'))
 
 
-class ImageReceiver:
+class ImageReceiver(signed.Receiver):
     """Streams one image file into the next slot. feed() as chunks arrive, then finish(),
     which checks it whole and makes it the boot slot. Holds in RAM the header line or the
     manifest and one 4 KB block."""
+    MAGIC = MAGIC
+    MAX_MANIFEST = MAX_MANIFEST
+    Error = ImageError
+    NAME = 'image'
+    NOT_OURS = 'not an image file for this firmware (bad header)'
+    MODIFIED = 'bad signature: the image file was modified or signed with another key'
+    TRAILING = 'unexpected data after the image: refused'
+    FLASH_FAILED = 'writing the image to flash failed (%s)'
 
     def __init__(self, key, chip, fs, parts=None):
         self.P, self.run, self.slot = parts or partitions()
-        self._key = unhexlify(key) if isinstance(key, str) else key
+        super().__init__(key)
         self.chip = chip
         self.fs = fs
-        self._state = _HEADER
-        self._buf = bytearray()
         self._blk = None
         self._fill = 0
         self._nblk = 0
-        self.received = 0
-        self.expected = None
-        self.manifest = None
-        self.error = None
 
-    def feed(self, chunk):
-        if self._state == _FAILED:
-            raise ImageError(self.error)
-        try:
-            self._feed(memoryview(chunk))
-        except ImageError as e:
-            self._fail(str(e))
-            raise
-        except OSError as e:
-            self._fail('writing the image to flash failed (%s)' % (e,))
-            raise ImageError(self.error, 500)
-
-    def _feed(self, mv):
-        n = len(mv)
-        i = 0
-        self.received += n
-        while i < n:
-            st = self._state
-            if st == _HEADER:
-                j = i
-                while j < n and mv[j] != 10:
-                    j += 1
-                self._buf.extend(mv[i:j])
-                k = min(len(self._buf), len(MAGIC))
-                if bytes(self._buf[:k]) != MAGIC[:k] or len(self._buf) > MAX_HEADER:
-                    raise ImageError('not an image file for this firmware (bad header)')
-                if j == n:
-                    return
-                i = j + 1
-                self._header(i)
-            elif st == _MANIFEST:
-                take = min(n - i, self._need - len(self._buf))
-                self._buf.extend(mv[i:i + take])
-                i += take
-                if len(self._buf) == self._need:
-                    self._manifest()
-            elif st == _IMAGE:
-                i += self._image(mv[i:])
-            else:
-                raise ImageError('unexpected data after the image: refused')
-
-    def _header(self, hlen):
-        parts = bytes(self._buf).decode().split(' ')
-        self._buf = bytearray()
-        if len(parts) < 3 or not parts[2]:
-            raise ImageError('unsigned image refused: it carries no signature')
-        try:
-            self._need = int(parts[1])
-            self._sig = unhexlify(parts[2])
-        except ValueError:
-            raise ImageError('malformed image header')
-        if len(self._sig) != 32 or not 2 <= self._need <= MAX_MANIFEST:
-            raise ImageError('malformed image header')
-        self._hlen = hlen
-        self._state = _MANIFEST
-
-    def _manifest(self):
-        raw = bytes(self._buf)
-        self._buf = bytearray()
-        if not hmac_sha256.equal(hmac_sha256.digest(self._key, raw), self._sig):
-            raise ImageError('bad signature: the image file was modified or signed with '
-                             'another key')
-        try:
-            m = json.loads(raw)
-        except ValueError:
-            raise ImageError('signed manifest is not valid JSON')
+    def on_manifest(self, m, raw):
         if not isinstance(m, dict) or m.get('format') != FORMAT or m.get('kind') != 'image':
             raise ImageError('unsupported image file format')
         if m.get('device') != self.chip:
@@ -174,14 +107,12 @@ class ImageReceiver:
         if pend and pend.get('slot') == label(self.run):
             raise ImageError('the running image is still on trial (it has not run long '
                              'enough to be kept); try again in a minute', 409)
-        self.manifest = m
-        self.expected = self._hlen + len(raw) + size
         self._left = size
         self._hash = hashlib.sha256()
         self._blk = bytearray(BLOCK)
-        self._state = _IMAGE
+        return size
 
-    def _image(self, mv):
+    def on_body(self, mv):
         take = min(len(mv), self._left, BLOCK - self._fill)
         self._blk[self._fill:self._fill + take] = mv[:take]
         if self._nblk == 0 and self._fill < 36 <= self._fill + take:
@@ -191,10 +122,8 @@ class ImageReceiver:
         self._hash.update(mv[:take])
         if self._fill == BLOCK:
             self._flush()
-        if self._left == 0:
-            if self._fill:
-                self._flush()
-            self._state = _DONE
+        if self._left == 0 and self._fill:
+            self._flush()
         return take
 
     def _check_head(self):
@@ -222,40 +151,24 @@ class ImageReceiver:
         self._nblk += 1
         self._fill = 0
 
-    def finish(self):
-        """Check the image is complete and right, then make it the boot slot."""
-        if self._state == _FAILED:
-            raise ImageError(self.error)
-        if self._state != _DONE:
-            if self.expected:
-                msg = 'upload truncated: got %d of %d bytes' % (self.received, self.expected)
-            else:
-                msg = 'upload truncated: the image header or manifest is incomplete'
-            self._fail(msg)
-            raise ImageError(msg)
+    def on_complete(self):
+        """The image is whole: check it is right, then make it the boot slot."""
         m = self.manifest
         if hexlify(self._hash.digest()).decode() != m['sha256'].lower():
-            self._fail('the image is damaged: its SHA-256 does not match the signed manifest')
-            raise ImageError(self.error)
+            raise ImageError('the image is damaged: its SHA-256 does not match the signed '
+                             'manifest')
         try:
             self.slot.set_boot()
         except OSError as e:
-            self._fail('the bootloader would not accept the image (%s)' % (e,))
-            raise ImageError(self.error)
+            raise ImageError('the bootloader would not accept the image (%s)' % (e,))
         self.fs.write(PENDING, json.dumps({
             'version': m.get('version'), 'slot': label(self.slot), 'from': label(self.run),
             'from_version': running_version()}).encode())
         return {'version': m.get('version'), 'slot': label(self.slot),
                 'bytes': self.expected}
 
-    def abort(self):
-        self._fail('aborted')
-
-    def _fail(self, msg):
+    def on_fail(self):
         self._blk = None
-        self._buf = bytearray()
-        self.error = self.error or msg
-        self._state = _FAILED
 
 
 def settle(fs, parts=None):

@@ -16,16 +16,15 @@
 #      "remove": optional, ["old/module.mpy", ..]: files of earlier releases this one drops}
 #   the files' contents, concatenated in manifest order; nothing after the last one.
 # The manifest lists every file's SHA-256, so signing the manifest signs the whole bundle.
-import os
-import json
+import os  # noqa: F401 (tests cut ota.os.rename)
 import hashlib
-from binascii import hexlify, unhexlify
-from system import hmac_sha256
+from binascii import hexlify
+from system import signed
 from storage.fs import Fs, read_json  # noqa: F401 (ota.Fs, ota.read_json for callers)
 
 MAGIC = b'MEPOTA1'
 FORMAT = 1
-MAX_HEADER = 100
+MAX_HEADER = signed.MAX_HEADER
 MAX_MANIFEST = 16384
 MAX_FILES = 200
 STAGE = 'ota_new'
@@ -42,21 +41,19 @@ PROTECTED = ('boot.py', 'main.py')  # they carry the rollback: only tools/flash.
 # hide them): never in a bundle. 'system' and 'storage' themselves: a module file of that
 # name in the root would hide the frozen package on an image with the app frozen in.
 RECOVERY = ('boot', 'main', 'system', 'storage', 'system/__init__', 'system/safemode',
-            'system/ota', 'system/ota_apply', 'system/hmac_sha256', 'system/update_status',
-            'storage/__init__', 'storage/fs')
+            'system/ota', 'system/ota_apply', 'system/signed', 'system/hmac_sha256',
+            'system/update_status', 'storage/__init__', 'storage/fs')
 SUFFIXES = ('.mpy', '.py', '.gz', '.html', '.css', '.js', '.svg', '.ico', '.png', '.txt')
 MPY_ARCH = {'esp32': 10, 'esp32s3': 10, 'esp32c3': 11}  # .mpy header byte 2 >> 2 (0: plain bytecode)
-_HEADER, _MANIFEST, _FILES, _DONE, _FAILED = 0, 1, 2, 3, 4
 
 
-class OtaError(Exception):
+class OtaError(signed.SignedError):
     pass
 
 
 def header_line(manifest, key):
     """The bundle's first line for these manifest bytes (used by tools/bundle.py)."""
-    sig = hmac_sha256.hexdigest(key, manifest)
-    return MAGIC + b' ' + str(len(manifest)).encode() + b' ' + sig.encode() + b'\n'
+    return signed.header_line(MAGIC, manifest, key)
 
 
 def check_path(p):
@@ -117,102 +114,35 @@ def check_manifest(m, chip, device_id=None):
     return files
 
 
-class OtaReceiver:
+class OtaReceiver(signed.Receiver):
     """Streams one bundle into PART. feed() as chunks arrive, then finish(), which makes it
     the staged update (STAGE); any OtaError removes PART and leaves the running app and an
     update staged before untouched. Holds in RAM at most the header line
     or the manifest (<= MAX_MANIFEST); file data goes straight to flash, hashed on the way."""
+    MAGIC = MAGIC
+    MAX_MANIFEST = MAX_MANIFEST
+    Error = OtaError
+    NAME = 'bundle'
+    NOT_OURS = 'not an OTA bundle for this firmware (bad header)'
+    MODIFIED = 'bad signature: the bundle was modified or signed with another key'
+    TRAILING = 'unexpected data after the last file: refused'
+    FLASH_FAILED = 'writing the update to flash failed (%s); is the filesystem full?'
 
     def __init__(self, root, key, chip, device_id=None):
+        super().__init__(key)
         self.fs = root if isinstance(root, Fs) else Fs(root)
-        self._key = unhexlify(key) if isinstance(key, str) else key  # config's ota_key is hex
         self.chip = chip
         self.device_id = device_id
-        self._state = _HEADER
-        self._buf = bytearray()
         self._fh = None
         self._own = False           # PART is this upload's
-        self.received = 0
-        self.expected = None
-        self.manifest = None
-        self.error = None
 
-    def buffered(self):
-        return len(self._buf)
-
-    def feed(self, chunk):
-        if self._state == _FAILED:
-            raise OtaError(self.error)
-        try:
-            self._feed(memoryview(chunk))
-        except OtaError as e:
-            self._fail(str(e))
-            raise
-        except OSError as e:
-            self._fail('writing the update to flash failed (%s); is the filesystem full?' % e)
-            raise OtaError(self.error)
-
-    def _feed(self, mv):
-        n = len(mv)
-        i = 0
-        self.received += n
-        while i < n:
-            st = self._state
-            if st == _HEADER:
-                j = i
-                while j < n and mv[j] != 10:
-                    j += 1
-                self._buf.extend(mv[i:j])
-                k = min(len(self._buf), len(MAGIC))
-                if bytes(self._buf[:k]) != MAGIC[:k] or len(self._buf) > MAX_HEADER:
-                    raise OtaError('not an OTA bundle for this firmware (bad header)')
-                if j == n:
-                    return
-                i = j + 1
-                self._header(i)
-            elif st == _MANIFEST:
-                take = min(n - i, self._need - len(self._buf))
-                self._buf.extend(mv[i:i + take])
-                i += take
-                if len(self._buf) == self._need:
-                    self._manifest()
-            elif st == _FILES:
-                i += self._write(mv[i:])
-            else:
-                raise OtaError('unexpected data after the last file: refused')
-
-    def _header(self, hlen):
-        parts = bytes(self._buf).decode().split(' ')
-        self._buf = bytearray()
-        if len(parts) < 3 or len(parts[2]) == 0:
-            raise OtaError('unsigned bundle refused: it carries no signature')
-        try:
-            self._need = int(parts[1])
-            self._sig = unhexlify(parts[2])
-        except ValueError:
-            raise OtaError('malformed bundle header')
-        if len(self._sig) != 32 or not 2 <= self._need <= MAX_MANIFEST:
-            raise OtaError('malformed bundle header')
-        self._hlen = hlen
-        self._state = _MANIFEST
-
-    def _manifest(self):
-        raw = bytes(self._buf)
-        self._buf = bytearray()
-        if not hmac_sha256.equal(hmac_sha256.digest(self._key, raw), self._sig):
-            raise OtaError('bad signature: the bundle was modified or signed with another key')
-        try:
-            m = json.loads(raw)
-        except ValueError:
-            raise OtaError('signed manifest is not valid JSON')
+    def on_manifest(self, m, raw):
         self._files = check_manifest(m, self.chip, self.device_id)
         if self.fs.exists(TRIAL):
             raise OtaError('the previous update is still on trial; try again in a minute')
         total = 0
         for f in self._files:
             total += f['size']
-        self.expected = self._hlen + len(raw) + total
-        self.manifest = m
         self._raw = raw
         self.fs.rmtree(PART)            # a broken earlier upload
         free = self.fs.free()
@@ -225,13 +155,12 @@ class OtaReceiver:
         self._own = True
         self.fs.makedirs(PART)
         self._idx = -1
-        self._state = _FILES
         self._next()
+        return total
 
     def _next(self):
         self._idx += 1
         if self._idx == len(self._files):
-            self._state = _DONE
             return
         f = self._files[self._idx]
         p = f['path']
@@ -244,7 +173,7 @@ class OtaReceiver:
         if self._left == 0:
             self._close()
 
-    def _write(self, mv):
+    def on_body(self, mv):
         take = min(len(mv), self._left)
         data = mv[:take]
         if self._head is not None:
@@ -275,36 +204,21 @@ class OtaReceiver:
                            % f['path'])
         self._next()
 
-    def finish(self):
-        """Check the upload is complete and mark STAGE ready for the next boot."""
-        if self._state == _FAILED:
-            raise OtaError(self.error)
-        if self._state != _DONE:
-            if self.expected:
-                msg = 'upload truncated: got %d of %d bytes' % (self.received, self.expected)
-            else:
-                msg = 'upload truncated: the bundle header or manifest is incomplete'
-            self._fail(msg)
-            raise OtaError(msg)
+    def on_complete(self):
+        """Mark STAGE ready for the next boot."""
         self.fs.write(PART + '/.complete', self._raw)
         self.fs.rmtree(STAGE)           # the newer signed update replaces a staged one
         self.fs.rename(PART, STAGE)
         return {'version': self.manifest.get('version'), 'files': len(self._files),
                 'bytes': self.expected}
 
-    def abort(self):
-        self._fail('aborted')
-
-    def _fail(self, msg):
+    def on_fail(self):
         if self._fh:
             try:
                 self._fh.close()
             except OSError:
                 pass
             self._fh = None
-        self._buf = bytearray()
-        self.error = self.error or msg
-        self._state = _FAILED
         if self._own:
             try:
                 self.fs.rmtree(PART)

@@ -125,8 +125,8 @@ class Supervisor:
                 self.hung = 'update'
                 self._record('update', self.uptime_ms, why)
         safemode = None
-        unload('system.safemode', 'system.ota', 'system.ota_apply', 'system.hmac_sha256',
-               'system.update_status')
+        unload('system.safemode', 'system.ota', 'system.ota_apply', 'system.signed',
+               'system.hmac_sha256', 'system.update_status')
 
     def _record(self, name, silent, why=None):
         if why:

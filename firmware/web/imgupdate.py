@@ -10,39 +10,11 @@ from web import upload as up
 async def upload(ctx, request, first, n):
     from system import imgota
     from storage.fs import Fs
-    stream = up.Peeked(first, request.stream)
-    left = n
-    err = None
-    code = 400
-    rx = None
-    try:
-        rx = imgota.ImageReceiver(ctx.config['ota_key'], ctx.chip, Fs(ctx.data_dir or '/'))
-        checked = False
-        while left > 0:
-            b = await stream.read(min(up.CHUNK, left))
-            if not b:
-                break
-            left -= len(b)
-            rx.feed(b)
-            if not checked and rx.manifest is not None:
-                checked = True
-                err = await up.downgrade(ctx, request, rx.manifest.get('version'))
-                if err:
-                    rx.abort()
-                    break
-        if not err:
-            res = rx.finish()
-    except imgota.ImageError as e:
-        err = str(e)
-        code = e.status
-    except OSError as e:
-        if rx is not None:
-            rx.abort()
-        err = 'upload failed: %s' % e
+    res, err, status = await up.receive(ctx, request, first, n, lambda: imgota.ImageReceiver(
+        ctx.config['ota_key'], ctx.chip, Fs(ctx.data_dir or '/')))
     if err:
-        await up.drain(stream, left)
         ctx.log('web: image refused: %s' % err)
-        return server.error(request, code, 'image refused: ' + err)
+        return server.error(request, status, 'image refused: ' + err)
     ctx.log('web: image %s written to %s; it runs after a restart'
             % (res.get('version'), res.get('slot')))
     return {'ok': True, 'kind': 'image', 'version': res.get('version'),

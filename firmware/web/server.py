@@ -82,7 +82,7 @@ METHODS = ('GET', 'POST')
 DROP = ('web.login', 'web.dash', 'web.tinker', 'web.cfg', 'web.cfgapi', 'web.guard',
         'web.nettest',
         'web.update', 'web.legacy_routes', 'web.legacy', 'web.metrics', 'system.ota',
-        'web.upload', 'web.imgupdate', 'system.imgota', 'system.update_status',
+        'web.upload', 'web.imgupdate', 'system.imgota', 'system.signed', 'system.update_status',
         'system.version',
         'mep.tables', 'system.tz', 'periods')
 _lazy = [0, None]          # requests running in a page module, DROP names loaded before them

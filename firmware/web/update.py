@@ -5,7 +5,7 @@
 # X-Confirm-Password; web/upload.py). A board with the app frozen into its image refuses
 # bundles (409): it is updated by image.
 from web import server
-from web.upload import CHUNK, Peeked, drain as _drain, downgrade as _downgrade
+from web import upload as up
 
 # Heap the app needs as .mpy files (README, Memory): 272 KB on a 32-bit port (the ESP32's),
 # 384 KB on a 64-bit one (a virtual board). A bundle carries the app so.
@@ -69,44 +69,19 @@ async def ota_upload(ctx, request):
     if n <= 0:
         return server.error(request, 400, 'empty upload: choose a bundle file (the body '
                                           'must carry Content-Length)')
-    first = await request.stream.read(min(CHUNK, n))
+    first = await request.stream.read(min(up.CHUNK, n))
     if first[:6] == b'MEPIMG':      # an image file (system/imgota.py), not a bundle
         from web import imgupdate
         return await imgupdate.upload(ctx, request, first, n)
     why = bundle_refused()
     if why:
-        await _drain(request.stream, n - len(first))
+        await up.drain(request.stream, n - len(first))
         ctx.log('web: update refused: %s' % why)
         return server.error(request, 409, 'update refused: ' + why)
     from system import ota
-    rx = ota.OtaReceiver(ctx.data_dir or '/', ctx.config['ota_key'], ctx.chip,
-                         ctx.config['hostname'])
-    stream = Peeked(first, request.stream)
-    left = n
-    err = None
-    checked = False
-    try:
-        while left > 0:
-            b = await stream.read(min(CHUNK, left))
-            if not b:
-                break
-            left -= len(b)
-            rx.feed(b)
-            if not checked and rx.manifest is not None:
-                checked = True
-                err = await _downgrade(ctx, request, rx.manifest.get('version'))
-                if err:
-                    rx.abort()
-                    break
-        if not err:
-            res = rx.finish()
-    except ota.OtaError as e:
-        err = str(e)
-    except OSError as e:
-        rx.abort()
-        err = 'upload failed: %s' % e
+    res, err, _status = await up.receive(ctx, request, first, n, lambda: ota.OtaReceiver(
+        ctx.data_dir or '/', ctx.config['ota_key'], ctx.chip, ctx.config['hostname']))
     if err:
-        await _drain(stream, left)
         ctx.log('web: update refused: %s' % err)
         return server.error(request, 400, 'update refused: ' + err)
     ctx.log('web: update %s received (%d files), applied at reboot'

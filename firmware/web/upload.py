@@ -1,7 +1,8 @@
 # What the update page's two uploads share (bundles: web/update.py, image files:
-# web/imgupdate.py): the request body with its first chunk put back in front, the drain of
-# a refused upload's rest, and the downgrade guard (an older version, or one that does not
-# order, needs the web password, header X-Confirm-Password).
+# web/imgupdate.py): the request body streamed into the receiver of a signed file
+# (system/signed.py) with its first chunk put back in front, the drain of a refused upload's
+# rest, and the downgrade guard (an older version, or one that does not order, needs the web
+# password, header X-Confirm-Password).
 CHUNK = 1024
 
 
@@ -36,6 +37,45 @@ async def drain(stream, left):
             left -= len(b)
     except OSError:         # the client stalled or went away
         pass
+
+
+async def receive(ctx, request, first, n, make):
+    """Streams the upload (`n` bytes, its first chunk `first` already read) into the receiver
+    make() builds (a system.signed.Receiver), with the downgrade guard once its manifest is
+    in. (its result, None, 200), or (None, why it was refused, HTTP status) once the rest of
+    the upload is drained."""
+    from system.signed import SignedError
+    stream = Peeked(first, request.stream)
+    left = n
+    err = None
+    code = 400
+    rx = None
+    try:
+        rx = make()
+        checked = False
+        while left > 0:
+            b = await stream.read(min(CHUNK, left))
+            if not b:
+                break
+            left -= len(b)
+            rx.feed(b)
+            if not checked and rx.manifest is not None:
+                checked = True
+                err = await downgrade(ctx, request, rx.manifest.get('version'))
+                if err:
+                    rx.abort()
+                    break
+        if not err:
+            return rx.finish(), None, 200
+    except SignedError as e:
+        err = str(e)
+        code = e.status
+    except OSError as e:
+        if rx is not None:
+            rx.abort()
+        err = 'upload failed: %s' % e
+    await drain(stream, left)
+    return None, err, code
 
 
 async def downgrade(ctx, request, new):

@@ -131,7 +131,7 @@ def test_bundle_verifies_on_the_device_code(built, tmp_path):
     # what applies and rolls back updates stays out of a bundle's reach
     for kept in ('system/ota.mpy', 'system/ota_apply.mpy', 'system/safemode.mpy',
                  'storage/fs.mpy',
-                 'system/hmac_sha256.mpy', 'system/update_status.mpy'):
+                 'system/signed.mpy', 'system/hmac_sha256.mpy', 'system/update_status.mpy'):
         assert kept not in names and os.path.exists(os.path.join(out, kept)), kept
     assert 'system/config.mpy' in names and 'app.mpy' in names
     assert 'app.py' in rx.manifest['remove'] and 'net.mpy' in rx.manifest['remove']

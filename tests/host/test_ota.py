@@ -190,6 +190,7 @@ def signed(manifest):
                                         ('main.py', 'cannot be replaced'),
                                         ('system/safemode.mpy', 'rolls back updates'),
                                         ('system/ota.py', 'rolls back updates'),
+                                        ('system/signed.mpy', 'rolls back updates'),
                                         ('system/__init__.mpy', 'rolls back updates'),
                                         ('storage/fs.mpy', 'rolls back updates'),
                                         ('system/ota/__init__.mpy', 'rolls back updates'),
