@@ -1,5 +1,6 @@
 # Helpers to run the whole firmware app on the PC: a config in a temp dir, the simulator on
-# a loopback TCP port, an MQTT subscriber (paho) that records what it receives.
+# a loopback TCP port, an MQTT subscriber (paho) that records what it receives, an SMTP
+# server's handler (aiosmtpd) that keeps the mails it gets.
 import json
 import os
 import sys
@@ -8,6 +9,17 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_MBK = 'ABCDEFGHIJKLMNOPQRST'
+
+
+class MailHandler:
+    """aiosmtpd's handler: every mail's content in .mails."""
+
+    def __init__(self):
+        self.mails = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.mails.append(envelope.content)
+        return '250 OK'
 
 
 def write_config(data_dir, **changes):

@@ -6,23 +6,14 @@ import time
 
 from aiosmtpd.controller import Controller
 
-from apphost import write_config, RunningApp
+from apphost import write_config, MailHandler, RunningApp
 from mqtt_broker import free_port
-
-
-class Handler:
-    def __init__(self):
-        self.mails = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.mails.append(envelope.content)
-        return '250 OK'
 
 
 def test_power_alarm_mails_once_when_simulator_crosses_threshold(tmp_path):
     from tools.mepsim import Meter
 
-    handler = Handler()
+    handler = MailHandler()
     port = free_port()
     ctl = Controller(handler, hostname='127.0.0.1', port=port)
     ctl.start()

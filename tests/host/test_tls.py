@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from net import mqtt, smtp, tcp
+from apphost import MailHandler
 from mqtt_broker import Broker, free_port
 from tlsca import TestCA
 from tools import bench_heap as bh
@@ -209,15 +210,6 @@ def test_builtin_roots_are_the_pinned_ones():
 # ---------------------------------------------------------------- mail: STARTTLS
 
 
-class Handler:
-    def __init__(self):
-        self.mails = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.mails.append(envelope.content)
-        return '250 OK'
-
-
 @pytest.fixture(scope='module')
 def mailservers(pki):
     ca = pki[0]
@@ -225,7 +217,7 @@ def mailservers(pki):
     for which, names in (('good', ('localhost', '127.0.0.1')), ('other', ('mail.example',))):
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(*ca.server(*names))
-        h = Handler()
+        h = MailHandler()
         c = Controller(h, hostname='127.0.0.1', port=free_port(), tls_context=ctx,
                        require_starttls=True)
         c.start()

@@ -117,17 +117,25 @@ def frozen_umqtt(tmp):
     return d
 
 
-@pytest.fixture(scope='module')
-def board(sim, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('vboard')
+def start_board(tmp, sim, console='1'):
+    """A virtual board on tmp/fs with the stock image's umqtt, started: its console copied to
+    tmp/console.log (b.console_log) and shown on the port when `console` is '1', its web UI
+    on a free port (b.http)."""
     http = free_port()
-    console = Console(str(tmp / 'console.log'))
-    b = vboard.VBoard(str(tmp / 'fs'), frozen=[frozen_umqtt(tmp)], console=console.f,
-                      env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': '1'},
+    log = Console(str(tmp / 'console.log'))
+    b = vboard.VBoard(str(tmp / 'fs'), frozen=[frozen_umqtt(tmp)], console=log.f,
+                      env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': console},
                       log=lambda m: None)
     b.start()
     b.http = http
-    b.console_log = console
+    b.console_log = log
+    return b
+
+
+@pytest.fixture(scope='module')
+def board(sim, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('vboard')
+    b = start_board(tmp, sim)
     b.home = tmp / 'home'
     b.tmp = tmp
     b.timings = {}
@@ -484,14 +492,20 @@ def test_not_a_micropython_repl(tmp_path):
     assert 'It said' in r.stderr and took < 20
 
 
-def test_full_filesystem_and_small_heap(tmp_path):
-    b = vboard.VBoard(str(tmp_path / 'fs'), heapsize='150k', flash_size=96 * 1024,
-                      log=lambda m: None)
+def flash_once(tmp_path, **board):
+    """tools/flash.py run on a virtual board (on tmp_path/fs, made with `board`), which is
+    stopped again: flash.py's result."""
+    b = vboard.VBoard(str(tmp_path / 'fs'), log=lambda m: None, **board)
     b.start()
     try:
         r, _ = run_flash(['--port', b.port, '--out', str(tmp_path / 'build')], tmp_path)
     finally:
         b.stop()
+    return r
+
+
+def test_full_filesystem_and_small_heap(tmp_path):
+    r = flash_once(tmp_path, heapsize='150k', flash_size=96 * 1024)
     assert r.returncode == 2, r.stdout + r.stderr
     assert '96 KB free on the filesystem' in r.stdout
     assert 'WARNING: MicroPython has' in r.stdout and 'run out of memory' in r.stdout
@@ -525,12 +539,7 @@ def test_esp32s3_detected_as_far_as_a_pc_shows_it(tmp_path, machine, heap, warne
     with the heap an S3 gives with and without its PSRAM: flash.py's real probe over the port
     finds an ESP32-S3 and its heap, warns only without PSRAM, and then stops at the .mpy
     architecture, which stays the PC's, before anything is written."""
-    b = vboard.VBoard(str(tmp_path / 'fs'), heapsize=heap, machine=machine, log=lambda m: None)
-    b.start()
-    try:
-        r, _ = run_flash(['--port', b.port, '--out', str(tmp_path / 'build')], tmp_path)
-    finally:
-        b.stop()
+    r = flash_once(tmp_path, heapsize=heap, machine=machine)
     assert r.returncode == 2, r.stdout + r.stderr
     m = re.search(r'board: (.*), MicroPython 1\.29\.\d+, \d+ KB free on the filesystem, '
                   r'(\d+) KB of heap', r.stdout)
@@ -611,6 +620,18 @@ def frozen_app(tmp):
     return d, build
 
 
+def first_config(tmp, fs):
+    """The config tools/flash.py makes on a first flash (defaults, the test's secrets), put
+    in the board's filesystem `fs`: the config."""
+    ans = iter(['', ''])
+    secrets = iter([WIFI_PW, MBK, WEB_PW, WEB_PW])
+    cfg_path, cfg = flash.prompt_config(str(tmp), ask=lambda p: next(ans),
+                                        secret=lambda p: next(secrets), out=lambda m: None,
+                                        chip='host')
+    shutil.copyfile(cfg_path, str(fs / 'config.json'))
+    return cfg
+
+
 def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
     image, build = frozen_app(tmp_path)
     fs = tmp_path / 'fs'
@@ -628,12 +649,7 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
     (fs / 'notes.txt').write_text('mine\n')
     (fs / 'mine.py').write_text('X = 1\n')
     (fs / 'keep.dat').write_bytes(b'\x01\x02')
-    ans = iter(['', ''])
-    secrets = iter([WIFI_PW, MBK, WEB_PW, WEB_PW])
-    cfg_path, _cfg = flash.prompt_config(str(tmp_path), ask=lambda p: next(ans),
-                                         secret=lambda p: next(secrets), out=lambda m: None,
-                                         chip='host')
-    shutil.copyfile(cfg_path, str(fs / 'config.json'))
+    first_config(tmp_path, fs)
     config = (fs / 'config.json').read_bytes()
     http = free_port()
     console = Console(str(tmp_path / 'console.log'))

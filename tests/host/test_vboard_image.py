@@ -19,8 +19,8 @@ import urllib.request
 
 import pytest
 
-from test_vboard import (Console, MBK, READING, WEB_PW, WIFI_PW, frozen_app, free_port,  # noqa: F401
-                         login, sim, wait_for, web)
+from test_vboard import (Console, MBK, READING, WEB_PW, WIFI_PW, first_config, frozen_app,  # noqa: F401
+                         free_port, login, sim, wait_for, web)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -51,12 +51,7 @@ def setup(tmp_path_factory):
     for rel in flash.AS_SOURCE:
         shutil.copyfile(os.path.join(build, rel), str(fs / rel))
     shutil.copytree(os.path.join(build, 'web', 'static'), str(fs / 'lib' / 'web' / 'static'))
-    ans = iter(['', ''])
-    secrets = iter([WIFI_PW, MBK, WEB_PW, WEB_PW])
-    cfg_path, cfg = flash.prompt_config(str(tmp), ask=lambda p: next(ans),
-                                        secret=lambda p: next(secrets), out=lambda m: None,
-                                        chip='host')
-    shutil.copyfile(cfg_path, str(fs / 'config.json'))
+    cfg = first_config(tmp, fs)
     key = bytes.fromhex(cfg['ota_key'])
     images = {v: vimage.make_image(app_dir, v) for v in ('1.0.0', '2.0.0')}
     images['3.0.0'] = vimage.make_image(app_dir, '3.0.0', BROKEN)

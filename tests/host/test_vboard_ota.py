@@ -23,8 +23,8 @@ import time
 import pytest
 
 from test_vboard import (HERE, MBK, WEB_PW, WIFI_PW, Console, board_files, flash,  # noqa: F401
-                         free_port, frozen_app, frozen_umqtt, login, run_flash, sim, vboard,
-                         wait_for, web)
+                         free_port, frozen_app, frozen_umqtt, login, run_flash, sim, start_board,
+                         vboard, wait_for, web)
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GOOD_AFTER_MS = 3000        # the supervisor's "ran long enough" (60 s on a board)
@@ -41,18 +41,12 @@ def flashed(sim, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('ota-board')
     home = tmp / 'home'
     os.makedirs(str(home))
-    http = free_port()
-    console = Console(str(tmp / 'console.log'))
-    b = vboard.VBoard(str(tmp / 'fs'), frozen=[frozen_umqtt(tmp)], console=console.f,
-                      env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': '0'},
-                      log=lambda m: None)
-    b.start()
+    b = start_board(tmp, sim, console='0')
     build = str(tmp / 'build')
     try:
         answers = '\n'.join(['', WIFI_PW, MBK, WEB_PW, WEB_PW]) + '\n'
         r, _ = run_flash(['--port', b.port, '--config', '--out', build], home, answers)
         assert r.returncode == 0, r.stdout + r.stderr
-        b.http = http
         wait_for(lambda: answers_web(b), 90, 'the web UI after flashing')
     finally:
         b.stop()
