@@ -9,7 +9,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIRMWARE = os.path.join(ROOT, 'firmware')
 
-# Uses of another module's private names not fixed yet, each with the reason.
+# Uses of another module's private names not fixed yet, each with the reason (none).
 PRIVATE_ALLOWED = {}
 
 
