@@ -47,10 +47,13 @@ def test_app_publishes_and_survives_broker_restart_with_alert(tmp_path):
             broker.stop()
             readings = a.poller.readings
             await asyncio.sleep(0.5)
+            at_alert = a.poller.readings
             meter.alert()
-            t_alert = time.monotonic()
             assert await wait_for(lambda: meter.alerts_answered >= 1, 10), a.link.status()
-            result['alert_s'] = time.monotonic() - t_alert
+            # answered before the polling went on: readings finished between the alert and
+            # its answer (the one under way when it came, and one whose request crossed the alert on the line, at most); the latency in time is
+            # the benchmarks' business (tools/bench_link.py), not a test's
+            result['readings_before_answer'] = a.poller.readings - at_alert
             result['latency_ms'] = max(meter.alert_latency_ms)
             assert await wait_for(lambda: a.poller.readings > readings + 5, 10)
             result['drops_or_queue'] = a.mqtt.stats()
@@ -71,9 +74,10 @@ def test_app_publishes_and_survives_broker_restart_with_alert(tmp_path):
         if 'sub2' in result:
             result['sub2'].close()
         broker.close()
-    assert result['latency_ms'] < 2000, result
+    assert result['readings_before_answer'] <= 2, result
     assert result['status'] and result['status'][-1][2] == b'online'
     assert result['link']['counters']['alerts_handled'] >= 1
+    assert result['link']['counters']['alerts_failed'] == 0, result['link']
     assert result['link']['link'] == 'ok'
 
 

@@ -533,9 +533,8 @@ def test_simport_paced():
         m = Meter()
         port = serve.SimPort(m)
         port.write(frames.encode_request(requests.full_read(requests.BT28), 1, KEY))
-        t0 = time.monotonic()
         first = await port.read(500)
-        assert first and time.monotonic() - t0 < 0.1
+        assert first
         while len(first) < 15:
             first += await port.read(100)
         r = frames.parse_response(first)
@@ -544,13 +543,19 @@ def test_simport_paced():
                                          KEY))
         t0 = time.monotonic()
         buf = b''
+        reads = 0
         while len(buf) < 233:
             chunk = await port.read(500)
             assert chunk
             buf += chunk
+            reads += 1
         dt = time.monotonic() - t0
         assert frames.parse_response(buf).count == 220
-        assert 0.26 <= dt < 0.45
+        # paced as on a 9600-baud line: the request's and the answer's byte times at the
+        # least (a bound a busy machine cannot break), and the answer arrives in pieces,
+        # not at once
+        assert dt >= 0.26
+        assert reads > 1
         assert await port.read(50) == b''
         port.close()
     asyncio.run(run())

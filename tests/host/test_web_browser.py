@@ -137,10 +137,27 @@ def wait(fn, timeout=20, what='condition'):
     raise AssertionError('timed out waiting for ' + what)
 
 
+def settled(drv, what):
+    """Wait until the page has loaded and its requests (the API calls that fill it) have
+    stopped: the same number of fetched resources on two looks in a row, 0.2 s apart."""
+    wait(lambda: drv.execute_script('return document.readyState') == 'complete', 20,
+         what + ' loaded')
+    js = "return performance.getEntriesByType('resource').length"
+    seen = [-1]
+
+    def still():
+        n = drv.execute_script(js)
+        same = n == seen[0]
+        seen[0] = n
+        return same
+    wait(still, 20, what + ' settled')
+
+
 def shot(drv, name, sizes=((390, 844), (1280, 900))):
     for w, h in sizes:
         drv.set_window_size(w, h)
-        time.sleep(0.6)
+        wait(lambda: drv.execute_script('return window.innerWidth') == w, 10, 'width %d' % w)
+        settled(drv, name)
         drv.save_screenshot(os.path.join(SHOTS, '%s-%dx%d.png' % (name, w, h)))
     drv.set_window_size(1280, 900)
 
@@ -242,7 +259,7 @@ def test_no_content_security_policy_violations(server, browser):
     browser.get_log('browser')                      # start from an empty console
     for path in ('/', '/tinker', '/settings', '/ota', '/status', '/login'):
         browser.get(base + path)
-        time.sleep(1.5)
+        settled(browser, path)
     js = "var c=document.querySelector('#chart canvas'); return c ? c.width : 0;"
     browser.get(base + '/')
     wait(lambda: browser.execute_script(js) > 0, 15, 'chart canvas')
