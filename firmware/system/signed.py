@@ -87,7 +87,7 @@ class Receiver:
                 if j == n:
                     return
                 i = j + 1
-                self._header(i)
+                self._header(self.received - n + i)  # the header line's length in the stream
             elif st == _MANIFEST:
                 take = min(n - i, self._need - len(self._buf))
                 self._buf.extend(mv[i:i + take])

@@ -471,3 +471,12 @@ def test_the_reason_of_the_last_failed_start_is_the_rollback_reason(tmp_path, de
         safemode.boot(fs, out=lambda *a: None, watchdog=True)
     assert update_status.status(fs)['reason'] == ('it failed to start 3 times in a row (last: it hung: '
                                         'the watchdog reset the board)')
+
+
+def test_truncated_message_counts_a_header_that_came_in_pieces(tmp_path, dev):
+    data = make_bundle(tmp_path)
+    rx = ota.OtaReceiver(str(dev), KEY, 'esp32')
+    for b in range(0, len(data) - 7, 3):    # 3 bytes a chunk: the header line in many pieces
+        rx.feed(data[b:min(b + 3, len(data) - 7)])
+    with pytest.raises(ota.OtaError, match='got %d of %d bytes' % (len(data) - 7, len(data))):
+        rx.finish()
