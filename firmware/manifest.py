@@ -14,14 +14,22 @@ import os
 metadata(description="Open MEP firmware: reads NES/Echelon meters over the MEP port",
          version="0.1.0")
 
-# FROZEN_MANIFEST replaces the board's own manifest: keep what the port freezes anyway
-# (asyncio; on the esp32 port also umqtt.simple, which the app uses). The unix port, where
-# the image is tried on a PC, keeps its list in another place.
+# FROZEN_MANIFEST replaces the board's own manifest: keep what the port freezes anyway, but
+# umqtt.simple is the release pinned in tools/mpy_lib.py (PyPI, the one every test runs; see
+# _umqtt_file below), not the one micropython-lib has when the image is built. The esp32
+# port's own list (ports/esp32/boards/manifest.py) is repeated here for that, without
+# umqtt.simple and umqtt.robust (which requires it; the app does not use it): two copies of
+# umqtt/simple.py in one image would leave it to the order which one is imported. The unix
+# port, where the image is tried on a PC, keeps its list in variants/.
+ESP32_REQUIRES = ("bundle-networking", "aioespnow", "dht", "ds18x20", "neopixel", "onewire",
+                  "upysh")
 try:
-    include("$(PORT_DIR)/boards/manifest.py")
-except Exception:
     include("$(PORT_DIR)/variants/standard/manifest.py")
-    require("umqtt.simple")
+except Exception:
+    freeze("$(PORT_DIR)/modules")
+    include("$(MPY_DIR)/extmod/asyncio")
+    for _p in ESP32_REQUIRES:
+        require(_p)
 
 _NOT_FROZEN = ("boot.py", "main.py", "manifest.py")
 _SKIP_DIRS = ("__pycache__", "static", "src", "node_modules")
@@ -55,6 +63,28 @@ def _microdot_dir():
                         "microdot package folder of microdot==2.7.0")
     return os.path.dirname(microdot.__file__)
 
+
+def _umqtt_file():
+    """umqtt/simple.py of the pinned micropython-umqtt.simple (tools/mpy_lib.py): from
+    MEP_MPY_LIB, else mpy-lib/ in the project's venv (MEP_VENV or .venv), where ./dev setup
+    puts it; checked against the pins (version and SHA-256 of the release)."""
+    d = os.environ.get("MEP_MPY_LIB")
+    if not d:
+        d = os.path.join(os.environ.get("MEP_VENV") or os.path.join("..", ".venv"), "mpy-lib")
+    import sys
+    tools = os.path.join("..", "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    import mpy_lib
+    if not mpy_lib.installed(d):
+        raise Exception("the pinned umqtt.simple (micropython-umqtt.simple %s, tools/mpy_lib.py) "
+                        "is not in %s: run ./dev setup (python -m tools.mpy_lib), or set "
+                        "MEP_MPY_LIB to the folder it installed"
+                        % (mpy_lib.PINS["micropython-umqtt.simple"][0], os.path.abspath(d)))
+    return d
+
+
+module("umqtt/simple.py", base_path=_umqtt_file())
 
 # the release's version (release.py, VERSION = '...'), written by tools/image/build.sh
 _rel = os.environ.get("MEP_RELEASE_PY")

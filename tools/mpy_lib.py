@@ -2,10 +2,11 @@
 
     python -m tools.mpy_lib            install them (./dev setup does), print the folder
 
-The app needs micropython-lib's umqtt.simple, which a stock ESP32 image freezes and
-tools/flash.py installs with mip where an image lacks it. mip's index is no package registry,
-so the tests take the copy micropython-lib published on PyPI (micropython-umqtt.simple,
-an sdist pip cannot install: it has no setup.py). The version and the archive's SHA-256 are
+The app needs micropython-lib's umqtt.simple. mip's index is no package registry, so the
+project takes the copy micropython-lib published on PyPI (micropython-umqtt.simple, an sdist
+pip cannot install: it has no setup.py): the tests run it, tools/flash.py puts it on the board
+(before a stock image's frozen copy) and firmware/manifest.py freezes it into the project's
+image. The version and the archive's SHA-256 are
 pinned here; the archive is checked before anything is unpacked, and only the pinned files
 leave it. They go to mpy-lib/ in this Python's environment (the project's .venv), never
 into the work tree.

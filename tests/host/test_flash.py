@@ -102,7 +102,7 @@ def test_nothing_host_only_is_included(built):
     assert 'drivers/esp32.mpy' in present
 
 
-def test_dependencies_and_manifest(built):
+def test_dependencies_and_manifest(built, tmp_path):
     chip, out, _b, stdout = built
     present = files_under(out)
     for name in flash.MICRODOT_FILES:
@@ -110,7 +110,20 @@ def test_dependencies_and_manifest(built):
     with open(os.path.join(out, flash.BOARD_MANIFEST)) as f:
         m = json.load(f)
     assert m['chip'] == chip and m['arch'] == flash.ARCH[chip] and m['mpy'] == [6, 3]
-    assert m['mip'] == ['umqtt.simple@1.8.0'] and 'umqtt.simple@1.8.0' in stdout
+    # umqtt.simple: the pinned release every test runs, compiled for the board, in the root
+    # (before a stock image's frozen copy on sys.path); no mip install of another version
+    from tools import mpy_lib
+    pin = mpy_lib.PINS['micropython-umqtt.simple'][0]
+    assert m['umqtt'] == 'umqtt.simple %s' % pin and 'mip' not in m
+    assert 'umqtt.simple %s (tools/mpy_lib.py) as umqtt/simple.mpy' % pin in stdout
+    assert not [p for p in present if p.startswith('lib/umqtt')]
+    mine = str(tmp_path / 'simple.mpy')            # it is the pinned file, compiled
+    r = subprocess.run(flash.mpy_cross_cmd() + ['-march=' + flash.ARCH[chip], '-s',
+                       'umqtt/simple.py', '-o', mine,
+                       os.path.join(mpy_lib.lib_dir(), 'umqtt', 'simple.py')],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert open(mine, 'rb').read() == open(os.path.join(out, 'umqtt', 'simple.mpy'), 'rb').read()
     assert sorted(m['files']) == [p for p in present if p != flash.BOARD_MANIFEST]
     for rel, f in m['files'].items():
         assert f['sha256'] == flash._sha(os.path.join(out, rel))
@@ -210,7 +223,7 @@ def test_port_discovery():
 
 def _info(mpy, version='1.29.0', chip='esp32', free=1 << 20, manifest=None):
     return {'machine': 'Generic ESP32 module with ESP32', 'chip': chip, 'version': version,
-            'mpy': mpy, 'free': free, 'config': False, 'mip_present': [],
+            'mpy': mpy, 'free': free, 'config': False, 'old_umqtt': [],
             'manifest': manifest or {}}
 
 
@@ -434,19 +447,21 @@ def test_shadowing_removes_app_modules_only():
     assert 'app' in modules and 'mep/engine' in modules and 'web/server' in modules
     assert 'net/mqtt' in modules and 'drivers/boards' in modules
     assert 'hw_host' not in modules and 'boot' not in modules and 'net' not in modules
-    modules += list(flash.OLD_MODULES)      # as flash.py calls it: an earlier layout's too
+    modules = flash.frozen_modules('esp32')  # as flash.py calls it: an earlier layout's too
     listing = ['boot.py', 'main.py', 'config.json', '.manifest.json', 'app.mpy', 'boards.py',
                'net.mpy', 'net/', 'net/mqtt.mpy', 'drivers/', 'drivers/boards.mpy',
                'mine.py', 'history.state', 'ota_old/', 'ota_old/app.mpy', 'mep/',
                'mep/engine.mpy', 'mep/gone.mpy', 'mep/notes.txt', 'web/', 'web/static/',
                'web/static/login.html.gz', 'web/server.mpy', 'lib/', 'lib/microdot/',
                'lib/microdot/microdot.mpy', 'lib/umqtt/', 'lib/umqtt/simple.mpy',
-               'lib/web/static/login.html.gz']
+               'lib/web/static/login.html.gz', 'umqtt/', 'umqtt/simple.mpy']
     files, folders = flash.shadowing(listing, modules, {'app', 'mep.engine', 'microdot'})
+    # umqtt/simple.mpy: an earlier .mpy flash's copy of the pinned file the image freezes;
+    # lib/umqtt is not shadowing (behind the image's), the probe finds it (OLD_UMQTT)
     assert files == ['app.mpy', 'boards.py', 'drivers/boards.mpy', 'lib/microdot/microdot.mpy',
                      'mep/engine.mpy', 'mep/gone.mpy', 'net.mpy', 'net/mqtt.mpy',
-                     'web/server.mpy', 'web/static/login.html.gz']
-    assert folders == ['lib/microdot', 'web/static', 'drivers', 'mep', 'net', 'web']
+                     'umqtt/simple.mpy', 'web/server.mpy', 'web/static/login.html.gz']
+    assert folders == ['lib/microdot', 'web/static', 'drivers', 'mep', 'net', 'umqtt', 'web']
     files, folders = flash.shadowing(listing, modules, {'app', 'mep.engine'})
     assert 'lib/microdot/microdot.mpy' not in files and 'lib/microdot' not in folders
 

@@ -27,11 +27,18 @@ import imagefile  # noqa: E402
 KEY_HEX = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'
 
 
-def run_manifest(env):
+def run_manifest(env, port='unix'):
     """Execute firmware/manifest.py as MicroPython's manifest tool does (in firmware/):
-    the modules it freezes, as paths."""
+    the modules it freezes, as paths. port 'esp32': the unix port's variants/ is not there
+    (the tool raises on a missing include), what freeze() takes is listed as 'freeze:...'."""
     frozen = []
-    g = {'metadata': lambda **k: None, 'include': lambda p: None,
+
+    def include(p):
+        if port == 'esp32' and 'variants/' in p:
+            raise OSError('no such manifest: ' + p)
+        frozen.append('include:' + p)
+    g = {'metadata': lambda **k: None, 'include': include,
+         'freeze': lambda p, *a, **k: frozen.append('freeze:' + p),
          'require': lambda *a, **k: frozen.append('require:' + a[0]),
          'module': lambda p, base_path='.': frozen.append(
              os.path.normpath(os.path.join(base_path, p)))}
@@ -61,13 +68,45 @@ def test_manifest_freezes_every_app_module_and_the_release(tmp_path):
             rel_p = os.path.relpath(os.path.join(d, n), fw)
             if n.endswith('.py') and rel_p not in ('boot.py', 'main.py', 'manifest.py'):
                 want.add(rel_p)
-    got = {p for p in frozen if not p.startswith(('require:', '/', '..'))}
+    got = {p for p in frozen if not p.startswith(('require:', 'include:', '/', '..'))}
     assert want and got == want, (want - got, got - want)
     assert 'system/imgota.py' in got and 'web/imgupdate.py' in got
     assert str(rel) in frozen                                   # the stamped version
     assert any(p.endswith('microdot/microdot.py') for p in frozen)
     # without the stamp (a hand-made image) no release.py
     assert not any(p.endswith('release.py') for p in run_manifest({}))
+
+
+@pytest.mark.parametrize('port', ['esp32', 'unix'])
+def test_manifest_freezes_the_pinned_umqtt_not_micropython_libs(port, tmp_path):
+    """The image has the umqtt.simple every test runs: the pinned PyPI release from the venv
+    (tools/mpy_lib.py), frozen as umqtt/simple.py; micropython-lib's is not required, on
+    the esp32 port neither through the port's own list (umqtt.robust requires it), which is
+    kept otherwise. Without the pinned file the build stops with a clear error."""
+    from tools import mpy_lib
+    lib = mpy_lib.lib_dir()
+    assert mpy_lib.installed(lib), 'no pinned umqtt.simple: ./dev setup'
+    frozen = run_manifest({'MEP_VENV': sys.prefix}, port)
+    assert os.path.join(lib, 'umqtt', 'simple.py') in frozen
+    assert [p for p in frozen if p.endswith('umqtt/simple.py')] == \
+        [os.path.join(lib, 'umqtt', 'simple.py')]
+    assert not [p for p in frozen if 'umqtt' in p and p.startswith(('require:', 'include:'))]
+    if port == 'esp32':
+        assert 'include:$(PORT_DIR)/boards/manifest.py' not in frozen
+        for kept in ('freeze:$(PORT_DIR)/modules', 'include:$(MPY_DIR)/extmod/asyncio',
+                     'require:bundle-networking', 'require:neopixel', 'require:upysh'):
+            assert kept in frozen, kept
+    else:
+        assert 'include:$(PORT_DIR)/variants/standard/manifest.py' in frozen
+    # MEP_MPY_LIB names the folder: one without the pinned file (or another version of it)
+    # stops the build and says what to do
+    (tmp_path / 'umqtt').mkdir()
+    (tmp_path / 'umqtt' / 'simple.py').write_text('# another umqtt\n')
+    with pytest.raises(Exception, match=r'the pinned umqtt.simple \(micropython-umqtt.simple '
+                       r'1\.3\.4, tools/mpy_lib.py\) is not in .*: run ./dev setup'):
+        run_manifest({'MEP_MPY_LIB': str(tmp_path)}, port)
+    got = run_manifest({'MEP_MPY_LIB': lib}, port)
+    assert os.path.join(lib, 'umqtt', 'simple.py') in got
 
 
 def test_board_definitions_name_the_right_files():

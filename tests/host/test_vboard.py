@@ -3,10 +3,12 @@
 # A clean board is flashed (config answered through stdin), hard-reset, and the app comes up
 # with the 'host' profile against the meter simulator: readings on the console, the web UI
 # answering. A second flash sends nothing; an OTA bundle from `flash.py bundle` is accepted
-# by the running app and applied at the next boot. A package the image lacks is installed
-# with mip at its pinned version, once, from a package index (a local one here). The failures
-# that can be produced for real here (port busy, not a REPL, filesystem full, no way to
-# download a missing package, a .mpy the board cannot load) each give a clear error. A board
+# by the running app and applied at the next boot. The image's frozen umqtt.simple (a marked
+# stand-in for the stock image's) is not what the app runs: flash.py puts the pinned release in
+# the root, before it, and the app publishes through it to mosquitto; a mip-installed copy an
+# earlier flash.py left in /lib/umqtt goes. The failures
+# that can be produced for real here (port busy, not a REPL, filesystem full, a .mpy the
+# board cannot load) each give a clear error. A board
 # whose image has the app frozen in (the firmware compiled by flash.py, given to the vboard as
 # the image's modules) gets only boot.py, main.py and the web pages, loses the app files that
 # would shadow the frozen ones, and runs the app from the image; an OTA update on it runs from
@@ -117,13 +119,27 @@ def frozen_umqtt(tmp):
     return d
 
 
+STOCK_MARK = 'FROZEN_IN_THE_STOCK_IMAGE'
+
+
+def stock_umqtt(tmp):
+    """A stock ESP32 image's frozen umqtt.simple, which is not the pinned release: here the
+    pinned source with a line that marks it (it works the same; the mark tells it apart)."""
+    d = os.path.join(str(tmp), 'stock-frozen')
+    os.makedirs(os.path.join(d, 'umqtt'))
+    src = open(os.path.join(real_umqtt(), 'simple.py')).read()
+    with open(os.path.join(d, 'umqtt', 'simple.py'), 'w') as f:
+        f.write(src + '\n%s = True\n' % STOCK_MARK)
+    return d
+
+
 def start_board(tmp, sim, console='1'):
-    """A virtual board on tmp/fs with the stock image's umqtt, started: its console copied to
-    tmp/console.log (b.console_log) and shown on the port when `console` is '1', its web UI
-    on a free port (b.http)."""
+    """A virtual board on tmp/fs with the stock image's umqtt (stock_umqtt), started: its
+    console copied to tmp/console.log (b.console_log) and shown on the port when `console`
+    is '1', its web UI on a free port (b.http)."""
     http = free_port()
     log = Console(str(tmp / 'console.log'))
-    b = vboard.VBoard(str(tmp / 'fs'), frozen=[frozen_umqtt(tmp)], console=log.f,
+    b = vboard.VBoard(str(tmp / 'fs'), frozen=[stock_umqtt(tmp)], console=log.f,
                       env={'MEP_TARGET': sim, 'MEP_HTTP_PORT': str(http), 'MEP_CONSOLE': console},
                       log=lambda m: None)
     b.start()
@@ -257,14 +273,14 @@ def test_first_flash_from_clean_state(board):
     for secret in (WIFI_PW, MBK, WEB_PW):
         assert secret not in o and secret not in r.stderr
     assert '[' in o and 'files]' in o                      # progress
-    assert 'installing' not in o                           # the image has umqtt: no download
+    assert 'installing' not in o and 'mip' not in o        # nothing downloaded
     n, kb, t_up, t_all = sent(o)
     manifest = json.load(open(os.path.join(out_dir, flash.BOARD_MANIFEST)))
     assert n == len(manifest['files']) and abs(kb * 1024 - sum(
         f['size'] for f in manifest['files'].values())) < 100
     files = board_files(board)
     for must in ('boot.py', 'main.py', 'app.mpy', 'hw_host.mpy', 'lib/microdot/microdot.mpy',
-                 'config.json', flash.BOARD_MANIFEST):
+                 'umqtt/simple.mpy', 'config.json', flash.BOARD_MANIFEST):
         assert must in files
     assert not [f for f in files if f.endswith('.py') and f not in flash.AS_SOURCE
                 and f != flash.RELEASE]
@@ -295,6 +311,52 @@ def test_app_comes_up_after_the_hard_reset(board):
     assert status == 200 and 'type="password"' in body
     status, body = web(board, '/api/now')
     assert status in (401, 403) and 'login' in body       # authenticated, on loopback
+
+
+def test_the_app_runs_the_pinned_umqtt_and_publishes_to_mosquitto(board):
+    """The image freezes its own umqtt.simple (STOCK_MARK); the app runs the pinned release
+    flash.py put in the root (umqtt/simple.mpy comes before the frozen modules on sys.path)
+    and publishes through it to a real mosquitto: its online status and readings."""
+    from apphost import Subscriber, state_seq
+    from mqtt_broker import Broker
+    path = os.path.join(board.fs, 'config.json')
+    saved = open(path, 'rb').read()
+    broker = Broker()
+    broker.start()
+    sub = Subscriber(broker.port)
+    try:
+        cfg = json.loads(saved)
+        cfg.update({'mqtt_enabled': True, 'mqtt_host': '127.0.0.1', 'mqtt_port': broker.port})
+        with open(path, 'w') as f:
+            json.dump(cfg, f)
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', board.port, 'reset'],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+
+        def online():
+            with sub.lock:
+                return [m for m in sub.msgs if m[1].endswith('/status') and m[2] == b'online']
+        base = wait_for(online, 60, 'the board online on the broker')[0][1].rsplit('/', 1)[0]
+        states = sub.wait(base + '/state', lambda m: state_seq(m) is not None, 60)
+        assert states, sorted({m[1] for m in sub.msgs})
+        # what the app imports (mpremote's raw REPL soft-resets: the board's own sys.path,
+        # boot.py run, nothing imported yet)
+        r = subprocess.run([sys.executable, '-m', 'mpremote', 'connect', board.port, 'exec',
+                            'import sys\nassert "umqtt.simple" not in sys.modules\n'
+                            'import umqtt.simple as m\n'
+                            'print("UMQTT", m.__file__, hasattr(m, %r))\n'
+                            'from net import mqtt_wire\n'
+                            'print("BASE", mqtt_wire.Client.__bases__[0] is m.MQTTClient)'
+                            % STOCK_MARK], capture_output=True, text=True, timeout=60)
+        assert 'UMQTT umqtt/simple.mpy False' in r.stdout, r.stdout + r.stderr
+        assert 'BASE True' in r.stdout, r.stdout + r.stderr
+        assert open(os.path.join(board.fs, 'umqtt', 'simple.mpy'), 'rb').read() == open(
+            os.path.join(str(board.tmp / 'build'), 'umqtt', 'simple.mpy'), 'rb').read()
+    finally:
+        with open(path, 'wb') as f:                     # MQTT off again for the next tests
+            f.write(saved)
+        sub.close()
+        broker.close()
 
 
 def source_of(rel):
@@ -365,6 +427,9 @@ def test_ota_bundle_is_accepted_by_the_app(board):
     assert json.loads(body)['version'] == flashed['release']    # what flash.py wrote
     assert re.fullmatch(r'0\.2\.\d+\+\d+\.g[0-9a-f]+(\.dirty)?', flashed['release'])
     data = open(bundle_path, 'rb').read()
+    head, rest = data.split(b'\n', 1)                  # the update keeps the pinned umqtt
+    carried = {f['path']: f['sha256'] for f in json.loads(rest[:int(head.split()[1])])['files']}
+    assert carried['umqtt/simple.mpy'] == flashed['files']['umqtt/simple.mpy']['sha256']
     # a tampered bundle is refused
     bad = bytearray(data)
     bad[-10] ^= 1
@@ -391,68 +456,33 @@ def test_ota_bundle_is_accepted_by_the_app(board):
 
 # ---------------------------------------------------------------- real failures, explained
 
-def local_index(tmp, requests):
-    """A micropython-lib package index (mip's format) on loopback that serves umqtt.simple at
-    the pinned version: micropython-lib's release on PyPI as its content (the pinned 1.8.0
-    is not to be had here without the internet). Returns (URL, server)."""
-    import hashlib
-    import http.server
-    import threading
-    root = os.path.join(str(tmp), 'index')
-    src = open(os.path.join(real_umqtt(), 'simple.py'), 'rb').read()
-    h = hashlib.sha256(src).hexdigest()[:8]
-    version = flash.MIP_PACKAGES['umqtt.simple']
-    pkg = os.path.join(root, 'package', '6', 'umqtt.simple')
-    os.makedirs(pkg)
-    with open(os.path.join(pkg, version + '.json'), 'w') as f:
-        json.dump({'hashes': [['umqtt/simple.py', h]], 'deps': [], 'version': version}, f)
-    os.makedirs(os.path.join(root, 'file', h[:2]))
-    with open(os.path.join(root, 'file', h[:2], h), 'wb') as f:
-        f.write(src)
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **k):
-            super().__init__(*a, directory=root, **k)
-
-        def log_message(self, fmt, *args):
-            requests.append(self.path)
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return 'http://127.0.0.1:%d' % srv.server_address[1], srv
-
-
-def test_missing_package_is_installed_pinned_only_when_missing(sim, tmp_path):
-    """No umqtt in this image: flash.py installs the pinned umqtt.simple with mip. With no
-    way to download it, it says so and the firmware is on the board all the same; from an
-    index it is installed once; after that nothing is downloaded."""
-    b = vboard.VBoard(str(tmp_path / 'fs'), log=lambda m: None)
+def test_umqtt_an_earlier_flash_put_in_lib_goes(tmp_path):
+    """A board an earlier tools/flash.py gave umqtt.simple with mip (/lib/umqtt/simple.mpy;
+    this image has no umqtt at all): the pinned release goes to the root, the old copy is
+    removed and the output says so; nothing is downloaded; the next flash has nothing to say."""
+    fs = tmp_path / 'fs'
+    os.makedirs(str(fs / 'lib' / 'umqtt'))
+    (fs / 'lib' / 'umqtt' / 'simple.mpy').write_bytes(b'M\x06\x00\x1f old umqtt')
+    (fs / 'lib' / 'mine.py').write_text('X = 1\n')
+    b = vboard.VBoard(str(fs), log=lambda m: None)
     b.start()
-    requests = []
-    srv = None
     try:
-        args = ['--port', b.port, '--out', str(tmp_path / 'build'), '--mip-index']
-        dead = 'http://127.0.0.1:%d' % free_port()
-        r, _ = run_flash(args + [dead], tmp_path)
-        assert r.returncode == 2, r.stdout + r.stderr
-        assert 'installing umqtt.simple@1.8.0' in r.stdout and dead in r.stdout
-        assert 'could not install umqtt.simple@1.8.0' in r.stderr and 'MQTT stays off' in r.stderr
-        assert os.path.exists(str(tmp_path / 'fs' / 'app.mpy'))
-
-        url, srv = local_index(tmp_path, requests)
-        r, _ = run_flash(args + [url], tmp_path)
+        args = ['--port', b.port, '--out', str(tmp_path / 'build')]
+        r, _ = run_flash(args, tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert 'board is up to date' in r.stdout and 'installing umqtt.simple@1.8.0' in r.stdout
-        assert requests[0] == '/package/6/umqtt.simple/1.8.0.json', requests
-        assert os.path.exists(str(tmp_path / 'fs' / 'lib' / 'umqtt' / 'simple.py'))
-
-        n = len(requests)
-        r, _ = run_flash(args + [url], tmp_path)
+        assert ('removed /lib/umqtt/simple.mpy: an earlier tools/flash.py installed '
+                'umqtt.simple there with mip; the board runs the pinned umqtt.simple 1.3.4 '
+                '(/umqtt/simple.mpy)') in r.stdout, r.stdout
+        assert 'installing' not in r.stdout and 'mip install' not in r.stdout
+        assert not os.path.exists(str(fs / 'lib' / 'umqtt'))
+        assert (fs / 'umqtt' / 'simple.mpy').read_bytes() == \
+            (tmp_path / 'build' / 'umqtt' / 'simple.mpy').read_bytes()
+        assert (fs / 'lib' / 'mine.py').read_text() == 'X = 1\n'
+        r, _ = run_flash(args, tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert 'installing' not in r.stdout and len(requests) == n     # nothing downloaded
+        assert 'board is up to date' in r.stdout and 'umqtt' not in r.stdout
     finally:
         b.stop()
-        if srv is not None:
-            srv.shutdown()
 
 
 def test_port_busy(board):
@@ -598,8 +628,8 @@ IMAGE_VERSION = '0.2.0+40.g0badf00'
 def frozen_app(tmp):
     """What an image built with firmware/manifest.py provides, as a folder of modules for the
     virtual board: the firmware compiled for the 'host' board by flash.py's own build, less
-    what stays a file on the board (boot.py, main.py, the web pages), plus microdot and the
-    umqtt stand-in."""
+    what stays a file on the board (boot.py, main.py, the web pages); microdot and the pinned
+    umqtt.simple with it, as firmware/manifest.py freezes them."""
     build = os.path.join(str(tmp), 'image-build')
     m = flash.build('host', build, version=IMAGE_VERSION)
     d = os.path.join(str(tmp), 'image')
@@ -616,7 +646,7 @@ def frozen_app(tmp):
         assert dest.endswith('.mpy'), rel
         os.makedirs(os.path.dirname(os.path.join(d, dest)), exist_ok=True)
         shutil.copyfile(os.path.join(build, rel), os.path.join(d, dest))
-    shutil.copytree(real_umqtt(), os.path.join(d, 'umqtt'))
+    assert os.path.isfile(os.path.join(d, 'umqtt', 'simple.mpy'))
     return d, build
 
 
@@ -639,7 +669,8 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
     # would be imported instead of the frozen ones, old pages in web/static; and what is not
     # the app's: its config, a data file, a module of the user's own
     for rel in ('app.mpy', 'drivers/boards.mpy', 'mep/engine.mpy', 'mep/__init__.mpy',
-                'web/server.mpy', 'web/static/dashboard.html.gz', 'lib/microdot/microdot.mpy'):
+                'web/server.mpy', 'web/static/dashboard.html.gz', 'lib/microdot/microdot.mpy',
+                'umqtt/simple.mpy'):      # the pinned umqtt of a flash as files: the image has it
         os.makedirs(os.path.dirname(str(fs / rel)), exist_ok=True)
         src = os.path.join(build, rel if rel.startswith('lib/') else rel)
         shutil.copyfile(src, str(fs / rel))
@@ -665,12 +696,12 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert ('mode: frozen image (the image has the app frozen in (MicroPython 1.29.0): '
                 'uploading only boot.py, main.py and the web pages; the app runs from the '
                 'image)') in o, o
-        assert re.search(r'removing 7 app module files from the board: the image has them '
+        assert re.search(r'removing 8 app module files from the board: the image has them '
                          r'frozen in, and a file on the board would be imported instead '
                          r'\(app\.mpy, drivers/boards\.mpy, lib/microdot/microdot\.mpy', o), o
         assert 'net.mpy' in o
         assert 'moving the web pages from /web/static to /lib/web/static' in o
-        assert 'removed 8 files that the frozen image replaces' in o
+        assert 'removed 9 files that the frozen image replaces' in o
         pages = sorted('lib/web/static/' + n for n in os.listdir(
             os.path.join(flash.FIRMWARE, 'web', 'static')) if not n.startswith('.'))
         # what the flash left; the crash counter of the start under way (system/safemode.py)
@@ -680,7 +711,7 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert left == sorted(['boot.py', 'main.py', flash.BOARD_MANIFEST,
                                'config.json', 'notes.txt', 'mine.py', 'keep.dat',
                                'boot_button.json'] + pages)   # boot.py's note
-        for folder in ('mep', 'web', 'drivers', 'lib/microdot'):   # an empty one would still shadow
+        for folder in ('mep', 'web', 'drivers', 'lib/microdot', 'umqtt'):  # empty ones shadow too
             assert not os.path.exists(str(fs / folder)), folder
         assert (fs / 'config.json').read_bytes() == config
         n, kb, _t, _a = sent(o)
