@@ -24,9 +24,14 @@ mpremote and a serial terminal talk to it as to a board on a USB serial port:
   in time, the interpreter is killed and restarted as a hard reset with
   `machine.reset_cause() == machine.WDT_RESET` (as on an ESP32, a reset ends it; so does a
   soft reset here). --wdt-scale 0.2 makes its time run 5 times faster;
+- `machine.Timer(id)` with `init(mode=ONE_SHOT|PERIODIC, period=ms, callback=f)` and
+  `deinit()` calls its callback from a thread (an ESP32 from its scheduler), a soft reset
+  ends it; --timer-scale 0.01 makes its time run 100 times faster;
 - VBoard.power_cut() kills the interpreter at once (nothing is flushed or closed) and starts
-  it again as a power-up (`machine.PWRON_RESET`); machine.reset() gives `machine.SOFT_RESET`
-  as on an ESP32.
+  it again as a power-up (`machine.PWRON_RESET`), and so does VBoard.hard_reset() (RESET
+  pressed: on an ESP32 the EN pin is a power-on reset); machine.reset() and a crash of the
+  interpreter give `machine.HARD_RESET` and a soft reset `machine.SOFT_RESET`, as
+  MicroPython 1.29 on an ESP32 reports them (ESP_RST_SW, ESP_RST_PANIC: HARD_RESET).
 It is honest about what it is: os.uname() is absent as on the unix port and
 sys.platform is 'linux', so tools/flash.py reports a virtual board and builds for the 'host'
 board profile (the MEP port is a TCP connection to the meter simulator, see tools/host/hw_host.py).
@@ -137,6 +142,30 @@ def _vb_setup():
             sys.stdout.write('\x1b]vbwdt %%d\x07' %% max(1, timeout))
         def feed(self):
             sys.stdout.write('\x1b]vbwdt 0\x07')
+    import _thread
+    import time
+    class Timer:
+        # the callback from a thread, after period ms scaled by the vboard's timer scale
+        ONE_SHOT, PERIODIC = 0, 1
+        def __init__(self, id=-1, **kw):
+            self.run = 0
+            if kw:
+                self.init(**kw)
+        def init(self, mode=1, period=-1, callback=None):
+            self.run += 1
+            run = self.run
+            def go():
+                while True:
+                    time.sleep_ms(max(1, int(period * %(timer_scale)r)))
+                    if self.run != run:
+                        return
+                    if callback:
+                        callback(self)
+                    if mode == 0:
+                        return
+            _thread.start_new_thread(go, ())
+        def deinit(self):
+            self.run += 1
     class Machine:
         PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
         def __getattr__(self, name):
@@ -152,6 +181,7 @@ def _vb_setup():
             return %(cause)d
     Machine.Pin = Pin
     Machine.WDT = WDT
+    Machine.Timer = Timer
     sys.modules['machine'] = Machine()
     size = %(flash)r
     import uos
@@ -282,7 +312,8 @@ class VBoard:
     until stop()."""
 
     def __init__(self, fs=DEFAULT_FS, heapsize=None, flash_size=2 << 20, frozen=(), env=None,
-                 log=None, console=None, ota_flash=None, machine=None, wdt_scale=1.0):
+                 log=None, console=None, ota_flash=None, machine=None, wdt_scale=1.0,
+                 timer_scale=1.0):
         self.fs = os.path.abspath(fs)
         self.heapsize = heapsize
         self.flash_size = flash_size
@@ -301,6 +332,7 @@ class VBoard:
         self.power_cuts = 0             # power_cut() calls
         self.watchdog_resets = 0        # resets by the board's machine.WDT
         self.wdt_scale = wdt_scale
+        self.timer_scale = timer_scale      # machine.Timer's time runs this much slower
         self._stop = threading.Event()
         self._thread = None
         self._lock = threading.Lock()
@@ -332,10 +364,10 @@ class VBoard:
                 pass
 
     def hard_reset(self):
-        """Like pressing RESET: restart, boot.py and main.py."""
+        """Like pressing RESET (EN): restart, boot.py and main.py; a power-on reset."""
         with self._lock:
             self._kill()
-            self._spawn(hard=True, cause=HARD_RESET)
+            self._spawn(hard=True, cause=PWRON_RESET)
 
     def power_cut(self):
         """Cut the power at this moment: the interpreter is killed (no file closed, nothing
@@ -374,7 +406,7 @@ class VBoard:
         code = STARTUP % {'started': STARTED_MARK.decode(), 'fs': self.fs, 'frozen': frozen, 'reset': RESET_MARK.decode(),
                           'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode(),
                           'flashdir': self.ota_flash and os.path.dirname(self.ota_flash),
-                          'machine': self.machine or '',
+                          'machine': self.machine or '', 'timer_scale': self.timer_scale,
                           'cause': cause if hard else SOFT_RESET}
         cmd = [self.cmd]
         if self.heapsize:
@@ -600,7 +632,7 @@ class VBoard:
             self.log('MicroPython ended by signal %d: hard reset' % -rc)
             hard = True
         if hard:
-            self._spawn(hard=True, cause=SOFT_RESET)
+            self._spawn(hard=True, cause=HARD_RESET)
         else:
             self._to_port(SOFT_REBOOT)
             self._spawn(hard=False, raw=raw)
@@ -682,6 +714,8 @@ def main(argv=None):
                          'its .mpy architecture stays the PC\'s, so flash.py stops there')
     ap.add_argument('--wdt-scale', type=float, default=1.0,
                     help="the watchdog's time runs this much slower (0.2: 5 times faster)")
+    ap.add_argument('--timer-scale', type=float, default=1.0,
+                    help="machine.Timer's time runs this much slower (0.01: 100 times faster)")
     a = ap.parse_args(argv)
     heap = None
     for x in a.xopt:
@@ -701,7 +735,7 @@ def main(argv=None):
     try:
         board = VBoard(a.fs, heap, parse_size(a.flash_size), a.frozen, env, console=console,
                        ota_flash=a.ota_flash and os.path.abspath(a.ota_flash), machine=a.machine,
-                       wdt_scale=a.wdt_scale)
+                       wdt_scale=a.wdt_scale, timer_scale=a.timer_scale)
     except RuntimeError as e:
         raise SystemExit('vboard: %s' % e)
     port = board.start()

@@ -10,20 +10,30 @@
 # web UI, read the meter or has no MBK). Before safe mode, an OTA update on trial that keeps
 # failing is rolled back (ota_apply.apply_pending), which also resets the counter, so the previous
 # app gets its own 3 tries; one that does not prove itself in time is rolled back too (reject).
-# Hardware (pin, AP starter, sleep) is passed in, so all of this runs on the PC in tests.
+# A power-on start (power cut, brown-out, the RESET button) takes back the count of the start
+# the power ended (power_on), up to MAX_POWER_CUTS in a row: a release that browns the board
+# out at every start still counts then. Safe mode entered because the app failed ends by
+# itself: the board resets after SAFE_MODE_MS and gives the app fresh tries, unless stay() is
+# called on the REPL; safe mode asked for with the BOOT button lasts until the next reset.
+# Hardware (pin, AP starter, sleep, timer) is passed in, so all of this runs on the PC in tests.
 import os
 import json
 from system import ota, ota_apply
 
 CRASHES = 'crashes'
 FAILED = 'crash_reason'   # how the last start failed (an exception; none after a hang)
+POWER_CUTS = 'power_cuts' # power-on starts in a row whose ended start was not counted
 CONFIG = 'config.json'
 BUTTON = 'boot_button.json'
 MAX_CRASHES = 3
+BY_BUTTON = 'BOOT button held at power-up'     # safe mode asked for by a person there
+MAX_POWER_CUTS = 10       # beyond this many in a row, a power-on start counts again
+SAFE_MODE_MS = 900000     # failure safe mode resets the board after 15 minutes
 WDT_MS = 30000            # the watchdog main.py arms before it imports the app
 AP_PASSWORD_KEYS = ('ap_password',)
 active = None  # None until boot() ran; then True (safe mode) or False
 reason = None
+_timer = None  # the armed self-reset of failure safe mode (stay() cancels it)
 
 
 def crashes(fs):
@@ -41,6 +51,25 @@ def count_start(fs):
 def clear(fs):
     fs.remove(CRASHES)
     fs.remove(FAILED)
+    fs.remove(POWER_CUTS)
+
+
+def power_on(fs, out=print):
+    """boot(), at a power-on start: the counted start the power ended did not fail (unless
+    it had recorded a failure before the cut), so its count is taken back; after
+    MAX_POWER_CUTS such starts in a row without the app running a while, no more."""
+    n = crashes(fs)
+    if n <= 0 or fs.exists(FAILED):
+        return
+    try:
+        cuts = int(fs.read(POWER_CUTS) or 0)
+    except ValueError:
+        cuts = MAX_POWER_CUTS
+    if cuts >= MAX_POWER_CUTS:
+        out('boot: %d power-on starts in a row ended early: they count as failed' % cuts)
+        return
+    fs.write(POWER_CUTS, str(cuts + 1).encode())    # first: a cut here keeps the count
+    fs.write(CRASHES, str(n - 1).encode())
 
 
 def mark_good(fs):
@@ -94,7 +123,7 @@ def button_held(pin, level, sleep_ms=None):
 def decide(fs, pin=None, level=0, sleep_ms=None):
     """The reason to enter safe mode, or None to start the app."""
     if pin is not None and button_held(pin, level, sleep_ms):
-        return 'BOOT button held at power-up'
+        return BY_BUTTON
     n = crashes(fs)
     if n >= MAX_CRASHES:
         return 'the app failed to start %d times in a row' % n
@@ -131,11 +160,18 @@ def last_failure(fs, watchdog=False):
 
 
 def boot(fs, pin=None, level=0, start_ap=None, sleep_ms=None, out=print, rand=None,
-         watchdog=False, button=None):
+         watchdog=False, button=None, power=False, arm_reset=None):
     """Everything boot.py does, with the hardware handed in. Returns True in safe mode.
-    watchdog: the board was reset by its watchdog; button: () -> (pin, level), called after
-    the update step (it may import what an update replaced)."""
-    global active, reason
+    watchdog: the board was reset by its watchdog; power: it started at power-on; button:
+    () -> (pin, level), called after the update step (it may import what an update
+    replaced); arm_reset(ms): reset the board in ms (failure safe mode), returns what
+    deinit() cancels."""
+    global active, reason, _timer
+    if power:
+        try:
+            power_on(fs, out)
+        except Exception as e:      # the count stays as it is
+            out('boot: %r' % (e,))
     try:
         r = ota_apply.apply_pending(fs, crashes(fs), MAX_CRASHES, last_failure(fs, watchdog))
     except Exception as e:  # a damaged update must not stop the board from booting
@@ -163,7 +199,27 @@ def boot(fs, pin=None, level=0, start_ap=None, sleep_ms=None, out=print, rand=No
             except Exception as e:
                 out('could not start the access point: %r' % (e,))
         clear(fs)  # the next normal start gets 3 fresh tries
+        if arm_reset and reason != BY_BUTTON:     # nobody may come: try the app again later
+            try:
+                _timer = arm_reset(SAFE_MODE_MS)
+                out('The board resets itself in %d min to try the app again; to stay in safe '
+                    'mode: from system import safemode; safemode.stay()'
+                    % (SAFE_MODE_MS // 60000))
+            except Exception as e:
+                out('safe mode: could not arm the reset: %r' % (e,))
     return active
+
+
+def stay():
+    """On the REPL: keep the board in safe mode (cancel its reset to try the app again)."""
+    global _timer
+    if _timer is None:
+        print('safe mode: no reset is armed')
+        return False
+    _timer.deinit()
+    _timer = None
+    print('safe mode: staying until the next reset')
+    return True
 
 
 def button(fs, cfg):
@@ -201,9 +257,15 @@ def device_boot():
         from drivers import wifi
         return wifi.Wifi(network).start_ap(None, pw)
 
-    wdt = getattr(machine, 'WDT_RESET', None)
-    return boot(fs, None, 0, start_ap, time.sleep_ms, watchdog=wdt is not None and
-                machine.reset_cause() == wdt, button=pin)
+    def arm_reset(ms):
+        t = machine.Timer(0)
+        t.init(mode=machine.Timer.ONE_SHOT, period=ms, callback=lambda t: machine.reset())
+        return t
+
+    cause = machine.reset_cause() if hasattr(machine, 'reset_cause') else None
+    return boot(fs, None, 0, start_ap, time.sleep_ms, button=pin, arm_reset=arm_reset,
+                watchdog=cause is not None and cause == getattr(machine, 'WDT_RESET', None),
+                power=cause is not None and cause == getattr(machine, 'PWRON_RESET', None))
 
 
 def start_app(fs, arm=None):
@@ -227,8 +289,8 @@ def before_app():
     if active is None:          # boot.py failed or was skipped
         device_boot()
     if active:
-        print('safe mode (%s): app not started. Fix things on the REPL, then machine.reset()'
-              % reason)
+        print('safe mode (%s): app not started. Fix things on the REPL, then machine.reset()%s'
+              % (reason, '' if _timer is None else '; safemode.stay() keeps it in safe mode'))
         return False
     start_app(ota.Fs('/'), lambda ms: machine.WDT(timeout=ms))
     return True

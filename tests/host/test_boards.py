@@ -222,6 +222,114 @@ def test_safe_mode_survives_a_failing_access_point(fs):
     assert any('could not start the access point' in line for line in out)
 
 
+def test_a_power_on_start_does_not_count_the_start_the_power_ended(fs):
+    """Power blips each within the app's first minute: never safe mode. Starts ended by
+    machine.reset() (after an exception) or by the watchdog still count."""
+    for _ in range(6):
+        safemode.count_start(fs)            # main.py; then the power fails
+        assert safemode.boot(fs, Pin(1), power=True, out=lambda *a: None) is False
+        assert safemode.crashes(fs) == 0
+    assert fs.read(safemode.POWER_CUTS) == b'6'
+    for how in ({'watchdog': True}, {}):        # a hang, then machine.reset() after a crash
+        safemode.count_start(fs)
+        assert safemode.boot(fs, Pin(1), out=lambda *a: None, **how) is False
+    safemode.count_start(fs)
+    assert safemode.crashes(fs) == 3
+    assert safemode.boot(fs, Pin(1), power=True, out=lambda *a: None) is False   # one cut
+    assert safemode.crashes(fs) == 2
+    safemode.count_start(fs)
+    assert safemode.boot(fs, Pin(1), out=lambda *a: None) is True   # 3 failed: safe mode
+    assert not fs.exists(safemode.POWER_CUTS)
+
+
+def test_a_start_that_failed_before_the_power_cut_still_counts(fs):
+    for _ in range(3):
+        safemode.count_start(fs)
+        safemode.failed("RuntimeError('broken')", fs)     # main.py waits 3 s: power cut
+        active = safemode.boot(fs, Pin(1), power=True, out=lambda *a: None)
+    assert active is True
+
+
+class Timer:
+    def __init__(self):
+        self.armed = []
+        self.cancelled = 0
+
+    def __call__(self, ms):
+        self.armed.append(ms)
+        return self
+
+    def deinit(self):
+        self.cancelled += 1
+
+
+def test_failure_safe_mode_resets_itself_unless_told_to_stay(fs, capsys):
+    """Safe mode entered because the app failed arms a reset (the app gets fresh tries then);
+    stay() on the REPL cancels it. Safe mode asked for with the BOOT button arms none."""
+    t = Timer()
+    fs.write(safemode.CRASHES, b'3')
+    out = []
+    assert safemode.boot(fs, Pin(1), arm_reset=t, out=out.append) is True
+    assert t.armed == [safemode.SAFE_MODE_MS] == [15 * 60 * 1000]
+    assert any('safemode.stay()' in line for line in out)
+    assert safemode.crashes(fs) == 0
+    assert safemode.stay() is True and t.cancelled == 1
+    assert safemode.stay() is False and t.cancelled == 1
+    assert 'staying until the next reset' in capsys.readouterr().out
+
+    t = Timer()
+    out = []
+    assert safemode.boot(fs, Pin(0), arm_reset=t, out=out.append) is True
+    assert safemode.reason == safemode.BY_BUTTON and t.armed == []
+    assert not any('stay()' in line for line in out)
+    assert safemode.stay() is False
+
+    t = Timer()
+    assert safemode.boot(fs, Pin(1), arm_reset=t, out=out.append) is False and t.armed == []
+
+
+def test_device_boot_reads_the_reset_cause_and_arms_a_one_shot_timer(fs, monkeypatch):
+    """On the board: PWRON_RESET is a power-on start, WDT_RESET a watchdog's; safe mode's
+    reset is machine.Timer(0), one shot, whose callback calls machine.reset()."""
+    calls = []
+
+    class MTimer:
+        ONE_SHOT = 0
+
+        def __init__(self, id):
+            calls.append(('Timer', id))
+
+        def init(self, mode, period, callback):
+            calls.append(('init', mode, period))
+            self.callback = callback
+
+        def deinit(self):
+            calls.append('deinit')
+
+    m = types.SimpleNamespace(PWRON_RESET=1, HARD_RESET=2, WDT_RESET=3, SOFT_RESET=5, cause=1,
+                              Timer=MTimer, reset=lambda: calls.append('reset'))
+    m.reset_cause = lambda: m.cause
+    monkeypatch.setitem(sys.modules, 'machine', m)
+    import time
+    monkeypatch.setattr(time, 'sleep_ms', lambda ms: None, raising=False)
+    monkeypatch.setattr(safemode.ota, 'Fs', lambda root: fs)
+    monkeypatch.setattr(safemode, 'button', lambda fs, cfg: (None, 0))
+    seen = []
+    real = safemode.boot
+    monkeypatch.setattr(safemode, 'boot', lambda *a, **k: seen.append(k) or real(*a, **k))
+    for cause, power, watchdog in ((1, True, False), (3, False, True), (2, False, False)):
+        m.cause = cause
+        safemode.device_boot()
+        assert (seen[-1]['power'], seen[-1]['watchdog']) == (power, watchdog)
+    fs.write(safemode.CRASHES, b'3')
+    assert safemode.device_boot() is True
+    assert calls == [('Timer', 0), ('init', 0, safemode.SAFE_MODE_MS)]
+    safemode._timer.callback(safemode._timer)
+    assert calls[-1] == 'reset'
+    safemode.stay()
+    assert calls[-1] == 'deinit'
+
+
 # ---------------------------------------------------------------- supervisor
 
 class Clock:

@@ -480,3 +480,47 @@ def test_truncated_message_counts_a_header_that_came_in_pieces(tmp_path, dev):
         rx.feed(data[b:min(b + 3, len(data) - 7)])
     with pytest.raises(ota.OtaError, match='got %d of %d bytes' % (len(data) - 7, len(data))):
         rx.finish()
+
+
+def test_power_cuts_keep_an_update_on_trial_but_a_crashing_one_is_rolled_back(tmp_path, dev):
+    """A power cut during the new release's start does not count against it (each power-on
+    start takes back the count of the start it ended); starts that crash (machine.reset(), a
+    hard reset) or hang (the watchdog) still count, power cuts between them or not: after 3
+    the old release is back."""
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    boot(dev)
+    assert fs.exists(ota.TRIAL)
+    quiet = dict(out=lambda *a: None)
+    for _ in range(5):                       # five short power blips during its start
+        safemode.count_start(fs)
+        assert safemode.boot(fs, power=True, **quiet) is False
+        assert fs.exists(ota.TRIAL) and safemode.crashes(fs) == 0
+    for cut in (False, True, False, True, False):   # it crashes; a blip now and then
+        safemode.count_start(fs)
+        if cut:      # the power ends a start, the next one starts at power-on
+            safemode.boot(fs, power=True, **quiet)
+            safemode.count_start(fs)
+        msgs = []
+        safemode.boot(fs, out=msgs.append, watchdog=not cut)
+        if 'ota: update rolled back' in msgs:
+            break
+    assert 'ota: update rolled back' in msgs and not fs.exists(ota.TRIAL)
+    assert tree(str(dev))['app.mpy'] == OLD['app.mpy']
+
+
+def test_a_release_that_browns_the_board_out_at_every_start_is_rolled_back(tmp_path, dev):
+    """A brown-out is a power-on reset too: after MAX_POWER_CUTS power-on starts in a row that
+    ended before the app ran a while, they count again, so such a release does not stay."""
+    receive(dev, make_bundle(tmp_path))
+    fs = ota.Fs(str(dev))
+    boot(dev)
+    msgs = []
+    for n in range(safemode.MAX_POWER_CUTS + safemode.MAX_CRASHES):
+        safemode.count_start(fs)
+        safemode.boot(fs, out=msgs.append, power=True)
+        if 'ota: update rolled back' in msgs:
+            break
+    assert n == safemode.MAX_POWER_CUTS + safemode.MAX_CRASHES - 1, n
+    assert 'ota: update rolled back' in msgs and not fs.exists(ota.TRIAL)
+    assert '%d power-on starts in a row ended early' % safemode.MAX_POWER_CUTS in '\n'.join(msgs)
