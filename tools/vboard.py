@@ -26,7 +26,8 @@ mpremote and a serial terminal talk to it as to a board on a USB serial port:
   soft reset here). --wdt-scale 0.2 makes its time run 5 times faster;
 - `machine.Timer(id)` with `init(mode=ONE_SHOT|PERIODIC, period=ms, callback=f)` and
   `deinit()` calls its callback from a thread (an ESP32 from its scheduler), a soft reset
-  ends it; --timer-scale 0.01 makes its time run 100 times faster;
+  ends it; --timer-scale 0.01 makes its time run 100 times faster. It is loaded on first use
+  (tools/host/vboard_machine/vb_timer.py), so it takes none of the board's heap before;
 - VBoard.power_cut() kills the interpreter at once (nothing is flushed or closed) and starts
   it again as a power-up (`machine.PWRON_RESET`), and so does VBoard.hard_reset() (RESET
   pressed: on an ESP32 the EN pin is a power-on reset); machine.reset() and a crash of the
@@ -142,33 +143,19 @@ def _vb_setup():
             sys.stdout.write('\x1b]vbwdt %%d\x07' %% max(1, timeout))
         def feed(self):
             sys.stdout.write('\x1b]vbwdt 0\x07')
-    import _thread
-    import time
-    class Timer:
-        # the callback from a thread, after period ms scaled by the vboard's timer scale
-        ONE_SHOT, PERIODIC = 0, 1
-        def __init__(self, id=-1, **kw):
-            self.run = 0
-            if kw:
-                self.init(**kw)
-        def init(self, mode=1, period=-1, callback=None):
-            self.run += 1
-            run = self.run
-            def go():
-                while True:
-                    time.sleep_ms(max(1, int(period * %(timer_scale)r)))
-                    if self.run != run:
-                        return
-                    if callback:
-                        callback(self)
-                    if mode == 0:
-                        return
-            _thread.start_new_thread(go, ())
-        def deinit(self):
-            self.run += 1
     class Machine:
         PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
         def __getattr__(self, name):
+            if name == 'Timer':     # made when first used: the app's heap stays as it was
+                g = {'SCALE': %(timer_scale)r}
+                uos.mount(uos.VfsPosix(%(vbdir)r), '/.vboard-machine')
+                try:
+                    with open('/.vboard-machine/vb_timer.py') as f:
+                        exec(f.read(), g)
+                finally:
+                    uos.umount('/.vboard-machine')
+                Machine.Timer = g['Timer']
+                return Machine.Timer
             return getattr(umachine, name)
         def reset(self):
             sys.stdout.write(%(reset)r)
@@ -181,7 +168,6 @@ def _vb_setup():
             return %(cause)d
     Machine.Pin = Pin
     Machine.WDT = WDT
-    Machine.Timer = Timer
     sys.modules['machine'] = Machine()
     size = %(flash)r
     import uos
@@ -407,6 +393,7 @@ class VBoard:
                           'flash': self.flash_size, 'main': not raw, 'ready': READY_MARK.decode(),
                           'flashdir': self.ota_flash and os.path.dirname(self.ota_flash),
                           'machine': self.machine or '', 'timer_scale': self.timer_scale,
+                          'vbdir': os.path.join(ROOT, 'tools', 'host', 'vboard_machine'),
                           'cause': cause if hard else SOFT_RESET}
         cmd = [self.cmd]
         if self.heapsize:

@@ -275,9 +275,11 @@ def start_app(fs, arm=None):
     if arm is not None:
         arm(WDT_MS)
     import sys
-    for m in ('system.safemode', 'system.ota', 'system.ota_apply', 'system.hmac_sha256',
-              'system.update_status'):
-        sys.modules.pop(m, None)
+    pkg = sys.modules.get('system')
+    for m in ('safemode', 'ota', 'ota_apply', 'hmac_sha256', 'update_status'):
+        sys.modules.pop('system.' + m, None)
+        if pkg is not None and hasattr(pkg, m):
+            delattr(pkg, m)     # the package keeps an imported module alive as well
     import gc
     gc.collect()
 

@@ -122,7 +122,7 @@ def test_start_app_counts_the_start_and_drops_the_boot_modules(fs, monkeypatch):
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
     import system
-    for name in ('safemode', 'ota', 'hmac_sha256'):
+    for name in ('safemode', 'ota', 'ota_apply', 'hmac_sha256', 'update_status'):
         full = 'system.' + name
         monkeypatch.setitem(sys.modules, full, sys.modules.get(full) or importlib.import_module(full))
         monkeypatch.setattr(system, name, sys.modules[full])
@@ -131,6 +131,7 @@ def test_start_app_counts_the_start_and_drops_the_boot_modules(fs, monkeypatch):
     assert safemode.crashes(fs) == 1 and armed == [30000]
     for name in ('safemode', 'ota', 'hmac_sha256'):
         assert 'system.' + name not in sys.modules, name
+        assert not hasattr(system, name), name      # nothing keeps them in the heap
 
 
 def _run_main_py(monkeypatch, go=True, app_main=None, before=None):
@@ -201,6 +202,11 @@ def test_before_app_counts_arms_the_watchdog_then_the_app_may_start(fs, monkeypa
         WDT=lambda timeout: armed.append(timeout)))
     monkeypatch.setattr(safemode, 'active', False)
     monkeypatch.setattr(safemode.ota, 'Fs', lambda root: fs)
+    import system
+    for name in ('safemode', 'ota', 'ota_apply', 'hmac_sha256', 'update_status'):
+        full = 'system.' + name
+        monkeypatch.setitem(sys.modules, full, sys.modules.get(full) or importlib.import_module(full))
+        monkeypatch.setattr(system, name, sys.modules[full])
     assert safemode.before_app() is True
     assert armed == [safemode.WDT_MS] and safemode.crashes(fs) == 1
     monkeypatch.setattr(safemode, 'active', True)
