@@ -276,7 +276,7 @@ def start_app(fs, arm=None):
         arm(WDT_MS)
     import sys
     pkg = sys.modules.get('system')
-    for m in ('safemode', 'ota', 'ota_apply', 'hmac_sha256', 'update_status'):
+    for m in ('safemode', 'ota', 'ota_apply', 'signed', 'hmac_sha256', 'update_status'):
         sys.modules.pop('system.' + m, None)
         if pkg is not None and hasattr(pkg, m):
             delattr(pkg, m)     # the package keeps an imported module alive as well

@@ -122,14 +122,15 @@ def test_start_app_counts_the_start_and_drops_the_boot_modules(fs, monkeypatch):
     import compat
     monkeypatch.setattr(compat, 'UNLOAD', True)     # as on MicroPython
     import system
-    for name in ('safemode', 'ota', 'ota_apply', 'hmac_sha256', 'update_status'):
+    boot_modules = ('safemode', 'ota', 'ota_apply', 'signed', 'hmac_sha256', 'update_status')
+    for name in boot_modules:
         full = 'system.' + name
         monkeypatch.setitem(sys.modules, full, sys.modules.get(full) or importlib.import_module(full))
         monkeypatch.setattr(system, name, sys.modules[full])
     armed = []
     safemode.start_app(fs, armed.append)
     assert safemode.crashes(fs) == 1 and armed == [30000]
-    for name in ('safemode', 'ota', 'hmac_sha256'):
+    for name in boot_modules:
         assert 'system.' + name not in sys.modules, name
         assert not hasattr(system, name), name      # nothing keeps them in the heap
 
@@ -203,7 +204,8 @@ def test_before_app_counts_arms_the_watchdog_then_the_app_may_start(fs, monkeypa
     monkeypatch.setattr(safemode, 'active', False)
     monkeypatch.setattr(safemode.ota, 'Fs', lambda root: fs)
     import system
-    for name in ('safemode', 'ota', 'ota_apply', 'hmac_sha256', 'update_status'):
+    boot_modules = ('safemode', 'ota', 'ota_apply', 'signed', 'hmac_sha256', 'update_status')
+    for name in boot_modules:
         full = 'system.' + name
         monkeypatch.setitem(sys.modules, full, sys.modules.get(full) or importlib.import_module(full))
         monkeypatch.setattr(system, name, sys.modules[full])
