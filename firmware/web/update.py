@@ -45,8 +45,9 @@ def bundle_refused(heap=None):
         except AttributeError:      # CPython: no MicroPython heap to fill
             heap = None
     need = APP_HEAP_MPY if sys.maxsize < 1 << 32 else APP_HEAP_MPY_64
-    todo = ('Update this board with a new MicroPython image that has the new release frozen '
-            'in (README, "A MicroPython image with the app frozen in"), not with a bundle')
+    todo = ('Update this board with the signed image file of the new release (tools/flash.py '
+            'image) on this page, or by cable if its image has no OTA partitions (README, "A '
+            'MicroPython image with the app frozen in"); not with a bundle')
     if heap is not None and heap < need:
         return ('this board runs the app frozen into its MicroPython image and has %d KB of '
                 'heap; a bundle brings the app as .mpy files, which would be imported instead '

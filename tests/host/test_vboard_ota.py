@@ -303,9 +303,10 @@ def test_a_frozen_image_board_with_an_esp32_heap_refuses_a_bundle(flashed, sim, 
         assert err == ('update refused: this board runs the app frozen into its MicroPython '
                        'image and has %d KB of heap; a bundle brings the app as .mpy files, '
                        'which would be imported instead of the frozen app and need about 384 '
-                       'KB. Update this board with a new MicroPython image that has the new '
-                       'release frozen in (README, "A MicroPython image with the app frozen '
-                       'in"), not with a bundle' % (heap // 1024)), err
+                       'KB. Update this board with the signed image file of the new release '
+                       '(tools/flash.py image) on this page, or by cable if its image has no '
+                       'OTA partitions (README, "A MicroPython image with the app frozen in"); '
+                       'not with a bundle' % (heap // 1024)), err
         assert not [f for f in board_files(board.b) if f.startswith('ota_')]
         assert not [f for f in set(board_files(board.b)) - set(before) if f.endswith('.mpy')]
         print('\nfrozen image, %d KB of heap: HTTP %d %s' % (heap // 1024, status, err))
