@@ -784,7 +784,7 @@ def test_frozen_image_gets_only_boot_main_and_pages(sim, tmp_path):
         assert status == 409, body
         err = json.loads(body)['error']
         assert 'frozen into its MicroPython image' in err and 'storage/ folders would hide' \
-            in err and 'new MicroPython image' in err, err
+            in err and 'signed image file of the new release' in err, err
         assert not [f for f in board_files(b) if f.startswith('ota_')]
         assert set(board_files(b)) - set(before) <= {'crashes', 'history.state'} or \
             not [f for f in board_files(b) if f.endswith('.mpy')]
